@@ -1,0 +1,103 @@
+"""Command line of the sandbox: start, clean, ctl (see tests/sandbox/README.md)."""
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+
+
+def ctl(args) -> int:
+    endpoint = args.endpoint or os.environ.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        print("ctl: no sandbox endpoint: pass --endpoint or source the sandbox env file", file=sys.stderr)
+        return 2
+    method, route, body = "POST", args.what, {}
+    if args.what == "fault":
+        route = "faults"
+        body = {"action": args.action, "count": args.count, "kind": args.kind}
+        if args.service:
+            body["service"] = args.service
+    elif args.what == "task-fault":
+        route = "task-faults"
+        body = {"kind": args.kind, "count": args.count, "after": args.after, "exit_code": args.exit_code}
+        if args.image:
+            body["image"] = args.image
+    elif args.what == "timing":
+        body = {k: v for k, v in (("step", args.step), ("stop_grace", args.stop_grace)) if v is not None}
+    elif args.what == "deny":
+        route = "iam/deny"
+        body = {"actions": args.actions, "principal": args.principal}
+    elif args.what == "clear":
+        for route in ("faults", "task-faults", "iam/deny"):
+            _call(endpoint, "DELETE", route, None)
+        print("cleared faults, task faults and IAM denials")
+        return 0
+    elif args.what in ("health", "hosts"):
+        method, body = "GET", None
+    print(json.dumps(_call(endpoint, method, route, body), indent=2))
+    return 0
+
+
+def _call(endpoint: str, method: str, route: str, body):
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(f"{endpoint.rstrip('/')}/_sandbox/{route}", data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        sys.exit(f"ctl: {err.code}: {err.read().decode()}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="jumpsandbox", description="The local AWS sandbox for jump.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    start = sub.add_parser("start", help="run the sandbox in the foreground (Ctrl-C stops it)")
+    start.add_argument("--env-file", help="also write the KEY=VALUE environment to this file")
+    start.add_argument("--port", type=int, default=0, help="loopback port (default: a free one)")
+    start.add_argument(
+        "--step", type=float, default=float(os.environ.get("JUMP_SANDBOX_STEP", "1.0")),
+        help="seconds each task lifecycle step takes (default 1.0, or $JUMP_SANDBOX_STEP)",
+    )
+    sub.add_parser("clean", help="remove namespaces, links and processes left by dead sandboxes")
+
+    c = sub.add_parser("ctl", help="control a running sandbox (faults, timing, IAM denials)")
+    c.add_argument("--endpoint", help="sandbox URL (default: $AWS_ENDPOINT_URL)")
+    what = c.add_subparsers(dest="what", required=True)
+    f = what.add_parser("fault", help="make the next COUNT calls of ACTION fail")
+    f.add_argument("action", help="API action, e.g. RunTask")
+    f.add_argument("--service", help="only for this service (ecs, ec2, logs, sts, iam, ...)")
+    f.add_argument("--count", type=int, default=1)
+    f.add_argument("--kind", default="throttle", choices=["throttle", "access-denied", "server-error"])
+    t = what.add_parser("task-fault", help="make the next COUNT tasks fail to start or crash")
+    t.add_argument("kind", choices=["pull-error", "crash", "logger-error"])
+    t.add_argument("--count", type=int, default=1)
+    t.add_argument("--image", help="only tasks whose image contains this")
+    t.add_argument("--after", type=float, default=1.0, help="crash: seconds after RUNNING")
+    t.add_argument("--exit-code", type=int, default=1, help="crash: the container's exit code")
+    tm = what.add_parser("timing", help="change lifecycle step and stop grace (seconds)")
+    tm.add_argument("--step", type=float)
+    tm.add_argument("--stop-grace", type=float)
+    d = what.add_parser("deny", help="make SimulatePrincipalPolicy deny these actions")
+    d.add_argument("actions", nargs="+")
+    d.add_argument("--principal", help="only for principals whose ARN contains this")
+    what.add_parser("clear", help="remove all faults and denials")
+    what.add_parser("health", help="show the sandbox's identity")
+    what.add_parser("hosts", help="list task hosts")
+
+    args = parser.parse_args()
+    if args.command == "ctl":
+        return ctl(args)
+    from . import server
+
+    if args.command == "start":
+        server.start(args.port, args.env_file, args.step)
+    else:
+        server.clean()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

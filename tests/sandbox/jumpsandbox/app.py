@@ -1,0 +1,197 @@
+"""The sandbox's HTTP front: AWS API requests and the test control API.
+
+Every request passes here before moto. In order: the control API
+(``/_sandbox/...``), injected faults, the actions the sandbox answers itself
+(ECS tasks, IAM policy simulation), then moto, with hooks after RDS instance
+creation and deletion so the data plane follows.
+
+Control API (JSON over HTTP on the same port; ``tests/sandbox/ctl`` wraps it):
+  GET    /_sandbox/health                      -> {"ok": true, "instance": ...}
+  POST   /_sandbox/faults       {"action", "service"?, "count"?, "kind"? | "code"+"status"+"message"?}
+  DELETE /_sandbox/faults
+  POST   /_sandbox/task-faults  {"kind": "pull-error"|"crash"|"logger-error", "count"?, "image"?, "after"?, "exit_code"?}
+  DELETE /_sandbox/task-faults
+  POST   /_sandbox/timing       {"step"?, "stop_grace"?}
+  POST   /_sandbox/iam/deny     {"actions": [...], "principal"?}
+  DELETE /_sandbox/iam/deny
+  GET    /_sandbox/hosts                       -> the data plane's tasks and namespaces
+"""
+
+import json
+import sys
+import threading
+from dataclasses import asdict, dataclass
+
+from .awsproto import AwsError, error_response, json_response, preset_error, read_request, xml_response
+from .ecs_tasks import TaskFault
+
+
+@dataclass
+class Fault:
+    action: str
+    service: str | None
+    count: int
+    kind: str | None  # a preset, spelled the way the called service spells it
+    code: str | None = None  # or an explicit error
+    status: int = 400
+    message: str | None = None
+
+    def error(self, service: str) -> AwsError:
+        if self.code:
+            return AwsError(self.code, self.message or self.code, self.status)
+        err = preset_error(service, self.kind)
+        return AwsError(err.code, self.message or err.message, err.status)
+
+
+class FaultBook:
+    """The next N calls of an action fail with a chosen AWS-shaped error."""
+
+    def __init__(self):
+        self.rules: list[Fault] = []
+        self.lock = threading.Lock()
+
+    def add(self, spec: dict) -> Fault:
+        kind = None if "code" in spec else spec.get("kind", "throttle")
+        if kind:
+            preset_error("ecs", kind)  # rejects an unknown kind now, not at the call
+        fault = Fault(
+            spec["action"], spec.get("service"), int(spec.get("count", 1)), kind,
+            spec.get("code"), int(spec.get("status", 400)), spec.get("message"),
+        )
+        with self.lock:
+            self.rules.append(fault)
+        return fault
+
+    def take(self, service: str, action: str) -> AwsError | None:
+        with self.lock:
+            for rule in self.rules:
+                if rule.action == action and rule.service in (None, service) and rule.count > 0:
+                    rule.count -= 1
+                    self.rules = [r for r in self.rules if r.count > 0]
+                    return rule.error(service)
+        return None
+
+    def clear(self) -> None:
+        with self.lock:
+            self.rules.clear()
+
+
+class SandboxApp:
+    def __init__(self, moto_app, tasks, databases, simulator, info: dict):
+        self.moto_app = moto_app
+        self.tasks = tasks
+        self.databases = databases
+        self.simulator = simulator
+        self.faults = FaultBook()
+        self.info = info
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if path.startswith("/_sandbox/"):
+            return self.control(environ, start_response, path[len("/_sandbox/") :])
+        request = read_request(environ)
+        if request is None:
+            return self.moto_app(environ, start_response)
+        fault = self.faults.take(request.service, request.action)
+        if fault is not None:
+            return error_response(start_response, request.service, fault)
+        try:
+            if request.service == "ecs":
+                body = self.tasks.handle(request.action, request.region, request.params)
+                if body is not None:
+                    return json_response(start_response, body)
+            if request.service == "iam" and request.action == "SimulatePrincipalPolicy":
+                return xml_response(start_response, self.simulator.simulate(request.raw_query))
+        except AwsError as err:
+            return error_response(start_response, request.service, err)
+        if request.service == "rds" and request.action in ("CreateDBInstance", "DeleteDBInstance"):
+            return self._rds(environ, start_response, request)
+        return self.moto_app(environ, start_response)
+
+    def _rds(self, environ, start_response, request):
+        captured = {}
+
+        def remember(status, headers, exc_info=None):
+            captured["status"], captured["headers"] = status, headers
+            return lambda _data: None
+
+        body = b"".join(self.moto_app(environ, remember))
+        if captured["status"].startswith("200"):
+            identifier = request.params.get("DBInstanceIdentifier", "")
+            try:
+                if request.action == "CreateDBInstance":
+                    self.databases.created(request.region, identifier)
+                else:
+                    self.databases.deleted(identifier)
+            except Exception as err:
+                print(f"# sandbox: database backing for {identifier} failed: {err!r}", file=sys.stderr)
+                return error_response(
+                    start_response, "rds", AwsError("InternalFailure", f"sandbox database backing failed: {err}", 500)
+                )
+        start_response(captured["status"], captured["headers"])
+        return [body]
+
+    def control(self, environ, start_response, route: str):
+        method = environ["REQUEST_METHOD"]
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        try:
+            spec = json.loads(environ["wsgi.input"].read(length) or b"{}") if length else {}
+            result = self._control(method, route, spec)
+        except (KeyError, ValueError, TypeError) as err:
+            return self._reply(start_response, 400, {"error": f"bad control request: {err}"})
+        if result is None:
+            return self._reply(start_response, 404, {"error": f"no control route {method} /_sandbox/{route}"})
+        return self._reply(start_response, 200, result)
+
+    def _control(self, method: str, route: str, spec: dict):
+        if (method, route) == ("GET", "health"):
+            return {"ok": True, **self.info}
+        if route == "faults":
+            if method == "POST":
+                return {"added": asdict(self.faults.add(spec))}
+            if method == "DELETE":
+                self.faults.clear()
+                return {"cleared": True}
+        if route == "task-faults":
+            if method == "POST":
+                if spec["kind"] not in ("pull-error", "crash", "logger-error"):
+                    raise ValueError(f"unknown task fault kind {spec['kind']!r}")
+                fault = TaskFault(
+                    spec["kind"], int(spec.get("count", 1)), spec.get("image"),
+                    float(spec.get("after", 1.0)), int(spec.get("exit_code", 1)),
+                )
+                with self.tasks.lock:
+                    self.tasks.faults.append(fault)
+                return {"added": asdict(fault)}
+            if method == "DELETE":
+                with self.tasks.lock:
+                    self.tasks.faults.clear()
+                return {"cleared": True}
+        if (method, route) == ("POST", "timing"):
+            if "step" in spec:
+                self.tasks.timing.step = float(spec["step"])
+            if "stop_grace" in spec:
+                self.tasks.timing.stop_grace = float(spec["stop_grace"])
+            return asdict(self.tasks.timing)
+        if route == "iam/deny":
+            if method == "POST":
+                self.simulator.deny(list(spec["actions"]), spec.get("principal"))
+                return {"denied": spec["actions"]}
+            if method == "DELETE":
+                self.simulator.clear()
+                return {"cleared": True}
+        if (method, route) == ("GET", "hosts"):
+            with self.tasks.lock:
+                return {
+                    "tasks": [
+                        {"id": t.id, "status": t.last_status, "namespace": t.host_ns, "ip": t.private_ip}
+                        for t in self.tasks.tasks.values()
+                    ]
+                }
+        return None
+
+    @staticmethod
+    def _reply(start_response, status: int, body: dict):
+        data = json.dumps(body).encode()
+        start_response(f"{status} {'OK' if status == 200 else 'Error'}", [("Content-Type", "application/json")])
+        return [data]

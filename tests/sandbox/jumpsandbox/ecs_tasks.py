@@ -1,0 +1,721 @@
+"""ECS tasks, answered by the sandbox instead of moto.
+
+moto's task model runs backwards (RUNNING, then towards STOPPED on every
+describe), drops enableExecuteCommand and tags propagation, has no runtime
+ids, managed agents, timestamps or exit codes, and 500s on valid Fargate task
+definitions. Rather than patch each of those, the sandbox owns the task
+actions (RunTask, DescribeTasks, ListTasks, StopTask and tagging of task
+ARNs) and keeps reading clusters, task definitions, subnets and security
+groups from moto's backends, so everything else stays moto's.
+
+Each task has one lifecycle thread that walks it through the states ECS
+reports, with configurable delays, and that starts and ends the task's real
+host in the data plane.
+"""
+
+import base64
+import ipaddress
+import json
+import random
+import secrets
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.ec2.models import ec2_backends
+from moto.ecs.models import ecs_backends
+
+from .awsproto import AwsError
+from .dataplane import HostProcess, LogSink, container_argv, task_environment
+from .network import NetworkError
+
+ACCOUNT = DEFAULT_ACCOUNT_ID
+STOPPED = "STOPPED"
+# (cpu units, allowed memory MiB) for Fargate, as documented by AWS.
+FARGATE_SIZES = {
+    256: [512, 1024, 2048],
+    512: list(range(1024, 4097, 1024)),
+    1024: list(range(2048, 8193, 1024)),
+    2048: list(range(4096, 16385, 1024)),
+    4096: list(range(8192, 30721, 1024)),
+    8192: list(range(16384, 61441, 4096)),
+    16384: list(range(32768, 122881, 8192)),
+}
+
+
+def invalid(message: str) -> AwsError:
+    return AwsError("InvalidParameterException", message)
+
+
+@dataclass
+class Timing:
+    """How long each lifecycle step takes. Tests shrink these."""
+
+    step: float = 1.0  # each of PROVISIONING, PENDING, ACTIVATING and each stop phase
+    stop_grace: float = 3.0  # SIGTERM to SIGKILL, like the container stopTimeout
+
+
+@dataclass
+class TaskFault:
+    kind: str  # "pull-error" | "crash" | "logger-error"
+    count: int = 1
+    image: str | None = None
+    after: float = 1.0
+    exit_code: int = 1
+
+
+@dataclass
+class Container:
+    name: str
+    image: str
+    definition: dict
+    arn: str
+    runtime_id: str
+    last_status: str = "PENDING"
+    exit_code: int | None = None
+    reason: str | None = None
+
+
+@dataclass
+class Task:
+    id: str
+    arn: str
+    region: str
+    cluster_arn: str
+    cluster_name: str
+    taskdef_arn: str
+    family: str
+    cpu: str
+    memory: str
+    containers: list
+    overrides: dict
+    started_by: str | None
+    group: str
+    tags: list
+    exec_enabled: bool
+    subnet_id: str
+    availability_zone: str
+    private_ip: str
+    public_ip: str | None
+    eni_id: str
+    attachment_id: str
+    mac: str
+    private_dns: str
+    prefixlen: int
+    vpc_gateway: str
+    log_config: dict | None
+    fault: TaskFault | None
+    created_at: float = field(default_factory=time.time)
+    last_status: str = "PROVISIONING"
+    desired_status: str = "RUNNING"
+    version: int = 1
+    attachment_status: str = "PRECREATED"
+    pull_started_at: float | None = None
+    pull_stopped_at: float | None = None
+    started_at: float | None = None
+    connectivity_at: float | None = None
+    stopping_at: float | None = None
+    stopped_at: float | None = None
+    execution_stopped_at: float | None = None
+    stop_code: str | None = None
+    stopped_reason: str | None = None
+    agent_status: str = "PENDING"
+    agent_started_at: float | None = None
+    main_override: dict = field(default_factory=dict)  # containerOverrides entry of the main container
+    setup_error: str | None = None  # why the data plane cannot host this task, if it cannot
+    stop_requested: threading.Event = field(default_factory=threading.Event)
+    host_ns: str | None = None
+
+    def set_status(self, status: str) -> None:
+        self.last_status = status
+        self.version += 1
+
+    def to_json(self, include_tags: bool) -> dict:
+        detail = [
+            {"name": "subnetId", "value": self.subnet_id},
+            {"name": "networkInterfaceId", "value": self.eni_id},
+            {"name": "macAddress", "value": self.mac},
+            {"name": "privateDnsName", "value": self.private_dns},
+            {"name": "privateIPv4Address", "value": self.private_ip},
+        ]
+        body = {
+            "taskArn": self.arn,
+            "clusterArn": self.cluster_arn,
+            "taskDefinitionArn": self.taskdef_arn,
+            "lastStatus": self.last_status,
+            "desiredStatus": self.desired_status,
+            "launchType": "FARGATE",
+            "platformVersion": "1.4.0",
+            "platformFamily": "Linux",
+            "cpu": self.cpu,
+            "memory": self.memory,
+            "group": self.group,
+            "version": self.version,
+            "createdAt": self.created_at,
+            "availabilityZone": self.availability_zone,
+            "enableExecuteCommand": self.exec_enabled,
+            "healthStatus": "UNKNOWN",
+            "ephemeralStorage": {"sizeInGiB": 20},
+            "overrides": self.overrides,
+            "attributes": [{"name": "ecs.cpu-architecture", "value": "x86_64"}],
+            "attachments": [
+                {
+                    "id": self.attachment_id,
+                    "type": "ElasticNetworkInterface",
+                    "status": self.attachment_status,
+                    "details": detail,
+                }
+            ],
+            "containers": [self._container_json(c) for c in self.containers],
+        }
+        optional = {
+            "startedBy": self.started_by,
+            "pullStartedAt": self.pull_started_at,
+            "pullStoppedAt": self.pull_stopped_at,
+            "startedAt": self.started_at,
+            "connectivity": "CONNECTED" if self.connectivity_at else None,
+            "connectivityAt": self.connectivity_at,
+            "stoppingAt": self.stopping_at,
+            "stoppedAt": self.stopped_at,
+            "executionStoppedAt": self.execution_stopped_at,
+            "stopCode": self.stop_code,
+            "stoppedReason": self.stopped_reason,
+        }
+        body.update({k: v for k, v in optional.items() if v is not None})
+        if include_tags:
+            body["tags"] = self.tags
+        return body
+
+    def _container_json(self, c: Container) -> dict:
+        body = {
+            "containerArn": c.arn,
+            "taskArn": self.arn,
+            "name": c.name,
+            "image": c.image,
+            "runtimeId": c.runtime_id,
+            "lastStatus": c.last_status,
+            "networkBindings": [],
+            "networkInterfaces": [{"attachmentId": self.attachment_id, "privateIpv4Address": self.private_ip}],
+            "healthStatus": "UNKNOWN",
+            "cpu": str(c.definition.get("cpu", 0)),
+        }
+        if c.exit_code is not None:
+            body["exitCode"] = c.exit_code
+        if c.reason:
+            body["reason"] = c.reason
+        if self.exec_enabled:
+            agent = {"name": "ExecuteCommandAgent", "lastStatus": self.agent_status}
+            if self.agent_started_at:
+                agent["lastStartedAt"] = self.agent_started_at
+            body["managedAgents"] = [agent]
+        return body
+
+
+class TaskService:
+    """The sandbox's ECS task API and the lifecycle of every task."""
+
+    def __init__(self, network, state_dir, timing: Timing):
+        self.network = network
+        self.state_dir = state_dir
+        self.timing = timing
+        self.tasks: dict[str, Task] = {}
+        self.order: list[str] = []
+        self.faults: list[TaskFault] = []
+        self.lock = threading.RLock()
+        self.threads: list[threading.Thread] = []
+        self._allocated: set[str] = set()
+
+    # ---- API -----------------------------------------------------------
+
+    def handle(self, action: str, region: str, params: dict) -> dict | None:
+        handler = {
+            "RunTask": self.run_task,
+            "DescribeTasks": self.describe_tasks,
+            "ListTasks": self.list_tasks,
+            "StopTask": self.stop_task,
+            "TagResource": self.tag_resource,
+            "UntagResource": self.untag_resource,
+            "ListTagsForResource": self.list_tags,
+        }.get(action)
+        if handler is None:
+            return None
+        if action in ("TagResource", "UntagResource", "ListTagsForResource") and ":task/" not in params.get(
+            "resourceArn", ""
+        ):
+            return None
+        return handler(region, params)
+
+    def _cluster(self, region: str, name: str | None):
+        backend = ecs_backends[ACCOUNT][region]
+        cluster = backend.clusters.get((name or "default").split("/")[-1])
+        if cluster is None:
+            raise AwsError("ClusterNotFoundException", "Cluster not found.")
+        return cluster
+
+    def run_task(self, region: str, p: dict) -> dict:
+        cluster = self._cluster(region, p.get("cluster"))
+        backend = ecs_backends[ACCOUNT][region]
+        ec2 = ec2_backends[ACCOUNT][region]
+        if not p.get("taskDefinition"):
+            raise invalid("taskDefinition can not be blank.")
+        try:
+            taskdef = backend.describe_task_definition(p["taskDefinition"])
+        except Exception:
+            raise AwsError("ClientException", "Unable to describe task definition.") from None
+        count = int(p.get("count", 1))
+        if not 1 <= count <= 10:
+            raise invalid("count must be between 1 and 10.")
+        launch = p.get("launchType", "FARGATE")
+        if launch != "FARGATE" and not p.get("capacityProviderStrategy"):
+            raise invalid(f"The sandbox runs Fargate tasks only (launchType {launch}).")
+        if "FARGATE" not in (taskdef.compatibilities or []):
+            raise invalid("Task definition does not support launch_type FARGATE.")
+        overrides = p.get("overrides") or {}
+        cpu = str(overrides.get("cpu") or taskdef.cpu or "")
+        memory = str(overrides.get("memory") or taskdef.memory or "")
+        if not cpu or not memory:
+            raise invalid("Fargate requires that 'cpu' and 'memory' be defined at the task level.")
+        if not cpu.isdigit() or not memory.isdigit() or int(memory) not in FARGATE_SIZES.get(int(cpu), []):
+            raise invalid(f"No Fargate configuration exists for given values: {cpu} CPU, {memory} memory.")
+        vpc_config = (p.get("networkConfiguration") or {}).get("awsvpcConfiguration")
+        if not vpc_config:
+            raise invalid("Network Configuration must be provided when networkMode 'awsvpc' is specified.")
+        subnet_ids = vpc_config.get("subnets") or []
+        if not subnet_ids:
+            raise invalid("subnets can not be empty.")
+        subnets = []
+        for sid in subnet_ids:
+            try:
+                subnets.append(ec2.get_subnet(sid))
+            except Exception:
+                raise invalid(
+                    f"Error retrieving subnet information for [{sid}]: The subnet ID '{sid}' does not exist "
+                    "(ErrorCode: InvalidSubnetID.NotFound)"
+                ) from None
+        if len({s.vpc_id for s in subnets}) > 1:
+            raise invalid("Subnets must all be in the same VPC.")
+        groups = vpc_config.get("securityGroups") or []
+        for gid in groups:
+            if ec2.get_security_group_from_id(gid) is None:
+                raise invalid(
+                    f"Error retrieving security group information for [{gid}]: The security group '{gid}' "
+                    "does not exist (ErrorCode: InvalidGroup.NotFound)"
+                )
+        if not groups:
+            default = ec2.get_security_group_from_name("default", vpc_id=subnets[0].vpc_id)
+            groups = [default.id] if default else []
+        public = vpc_config.get("assignPublicIp", "DISABLED") == "ENABLED"
+        tags = list(p.get("tags") or [])
+        if len(tags) > 50 or any(t.get("key", "").startswith("aws:") for t in tags):
+            raise invalid("Tags are invalid: at most 50, and keys may not begin with aws:.")
+        propagate = p.get("propagateTags")
+        if propagate == "TASK_DEFINITION":
+            tags = [t for t in taskdef.tags if t["key"] not in {x["key"] for x in tags}] + tags
+        started_by = p.get("startedBy")
+        if started_by and len(started_by) > 128:
+            raise invalid("startedBy may be at most 128 characters.")
+        self._check_overrides(taskdef, overrides)
+
+        created = [
+            self._create(region, cluster, taskdef, p, overrides, cpu, memory, subnets, groups, public, tags)
+            for _ in range(count)
+        ]
+        return {"tasks": [t.to_json(include_tags=True) for t in created], "failures": []}
+
+    @staticmethod
+    def _check_overrides(taskdef, overrides: dict) -> None:
+        names = {c["name"] for c in taskdef.container_definitions}
+        for co in overrides.get("containerOverrides") or []:
+            if co.get("name") not in names:
+                raise invalid(f"Override for container named {co.get('name')} is not a container in the TaskDefinition.")
+
+    def _create(self, region, cluster, taskdef, p, overrides, cpu, memory, subnets, groups, public, tags) -> Task:
+        ec2 = ec2_backends[ACCOUNT][region]
+        subnet = random.choice(subnets)
+        vpc = ec2.get_vpc(subnet.vpc_id)
+        task_id = secrets.token_hex(16)
+        arn = f"arn:aws:ecs:{region}:{ACCOUNT}:task/{cluster.name}/{task_id}"
+        gateway = None
+        try:
+            gateway = self.network.ensure_vpc(vpc.cidr_block)
+        except NetworkError as err:
+            setup_error = str(err)
+        else:
+            setup_error = None
+        private_ip = self._allocate_ip(ec2, subnet)
+        eni = ec2.create_network_interface(
+            subnet, private_ip, group_ids=groups, description=f"arn:aws:ecs:{region}:{ACCOUNT}:attachment/{task_id}"
+        )
+        public_ip = self.network.next_public_ip() if public else None
+        if public_ip:
+            eni.public_ip = public_ip
+        prefix = ipaddress.ip_network(vpc.cidr_block).prefixlen
+        containers = []
+        by_name = {co["name"]: co for co in overrides.get("containerOverrides") or []}
+        for definition in taskdef.container_definitions:
+            containers.append(
+                Container(
+                    name=definition["name"],
+                    image=definition.get("image", ""),
+                    definition=definition,
+                    arn=f"arn:aws:ecs:{region}:{ACCOUNT}:container/{cluster.name}/{task_id}/{uuid.uuid4()}",
+                    runtime_id=f"{task_id}-{random.randint(10**9, 10**10 - 1)}",
+                )
+            )
+        main = containers[0]
+        fault = self._take_fault(main.image)
+        dns_suffix = "ec2.internal" if region == "us-east-1" else f"{region}.compute.internal"
+        task = Task(
+            id=task_id,
+            arn=arn,
+            region=region,
+            cluster_arn=cluster.arn,
+            cluster_name=cluster.name,
+            taskdef_arn=taskdef.arn,
+            family=taskdef.family,
+            cpu=cpu,
+            memory=memory,
+            containers=containers,
+            overrides={"containerOverrides": overrides.get("containerOverrides") or [], "inferenceAcceleratorOverrides": []}
+            | {k: v for k, v in overrides.items() if k != "containerOverrides"},
+            started_by=p.get("startedBy"),
+            group=p.get("group") or f"family:{taskdef.family}",
+            tags=tags,
+            exec_enabled=bool(p.get("enableExecuteCommand")),
+            subnet_id=subnet.id,
+            availability_zone=subnet.availability_zone,
+            private_ip=private_ip,
+            public_ip=public_ip,
+            eni_id=eni.id,
+            attachment_id=str(uuid.uuid4()),
+            mac=eni.mac_address,
+            private_dns=f"ip-{private_ip.replace('.', '-')}.{dns_suffix}",
+            prefixlen=prefix,
+            vpc_gateway=gateway or "",
+            log_config=main.definition.get("logConfiguration"),
+            fault=fault,
+            main_override=by_name.get(main.name, {}),
+            setup_error=setup_error,
+        )
+        with self.lock:
+            self.tasks[task_id] = task
+            self.order.append(task_id)
+        thread = threading.Thread(target=self._lifecycle, args=(task,), name=f"task-{task_id[:8]}", daemon=True)
+        self.threads.append(thread)
+        thread.start()
+        return task
+
+    def _allocate_ip(self, ec2, subnet) -> str:
+        net = ipaddress.ip_network(subnet.cidr_block)
+        in_use = {eni.private_ip_address for eni in ec2.enis.values()}
+        with self.lock:
+            # AWS reserves the first four addresses and the last of every subnet.
+            for offset in range(4, net.num_addresses - 1):
+                candidate = str(net.network_address + offset)
+                if candidate not in in_use and candidate not in self._allocated:
+                    self._allocated.add(candidate)
+                    return candidate
+        raise invalid(f"Subnet {subnet.id} has no free addresses.")
+
+    def _take_fault(self, image: str) -> TaskFault | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.count > 0 and (fault.image is None or fault.image in image):
+                    fault.count -= 1
+                    taken = TaskFault(fault.kind, 1, fault.image, fault.after, fault.exit_code)
+                    self.faults = [f for f in self.faults if f.count > 0]
+                    return taken
+        return None
+
+    def _find(self, region: str, cluster_name: str | None, ref: str) -> Task | None:
+        task_id = ref.split("/")[-1]
+        task = self.tasks.get(task_id)
+        if task is None or task.region != region:
+            return None
+        if cluster_name and cluster_name.split("/")[-1] != task.cluster_name:
+            return None
+        return task
+
+    def describe_tasks(self, region: str, p: dict) -> dict:
+        cluster = self._cluster(region, p.get("cluster"))
+        refs = p.get("tasks") or []
+        if not refs:
+            raise invalid("Tasks cannot be empty.")
+        if len(refs) > 100:
+            raise invalid("Tasks can have at most 100 items.")
+        include_tags = "TAGS" in (p.get("include") or [])
+        found, failures = [], []
+        with self.lock:
+            for ref in refs:
+                task = self._find(region, cluster.name, ref)
+                if task is None:
+                    arn = ref if ref.startswith("arn:") else f"arn:aws:ecs:{region}:{ACCOUNT}:task/{cluster.name}/{ref}"
+                    failures.append({"arn": arn, "reason": "MISSING"})
+                else:
+                    found.append(task.to_json(include_tags))
+        return {"tasks": found, "failures": failures}
+
+    def list_tasks(self, region: str, p: dict) -> dict:
+        cluster = self._cluster(region, p.get("cluster"))
+        desired = p.get("desiredStatus", "RUNNING")
+        if desired not in ("RUNNING", "PENDING", STOPPED):
+            raise invalid("desiredStatus must be RUNNING, PENDING or STOPPED.")
+        max_results = int(p.get("maxResults", 100))
+        if not 1 <= max_results <= 100:
+            raise invalid("maxResults must be between 1 and 100.")
+        service = p.get("serviceName")
+        with self.lock:
+            matching = [
+                t.arn
+                for t in (self.tasks[i] for i in self.order)
+                if t.region == region
+                and t.cluster_name == cluster.name
+                and (t.desired_status == desired or (desired == "PENDING" and t.last_status in ("PROVISIONING", "PENDING")))
+                and (not p.get("family") or t.family == p["family"])
+                and (not p.get("startedBy") or t.started_by == p["startedBy"])
+                and (not service or t.group == f"service:{service}")
+            ]
+        start = 0
+        if p.get("nextToken"):
+            try:
+                start = json.loads(base64.b64decode(p["nextToken"]))["offset"]
+            except (ValueError, KeyError):
+                raise invalid("Invalid nextToken.") from None
+        page = matching[start : start + max_results]
+        body = {"taskArns": page}
+        if start + max_results < len(matching):
+            body["nextToken"] = base64.b64encode(json.dumps({"offset": start + max_results}).encode()).decode()
+        return body
+
+    def stop_task(self, region: str, p: dict) -> dict:
+        cluster = self._cluster(region, p.get("cluster"))
+        ref = p.get("task") or ""
+        with self.lock:
+            task = self._find(region, cluster.name, ref)
+            if task is None:
+                raise invalid("The referenced task was not found.")
+            if task.desired_status != STOPPED:
+                task.desired_status = STOPPED
+                task.stop_code = task.stop_code or "UserInitiated"
+                task.stopped_reason = task.stopped_reason or (p.get("reason") or "Task stopped by user")
+                task.version += 1
+                task.stop_requested.set()
+            return {"task": task.to_json(include_tags=False)}
+
+    def _task_by_arn(self, region: str, arn: str) -> Task:
+        task = self._find(region, None, arn)
+        if task is None:
+            raise invalid("The specified task is not found.")
+        return task
+
+    def tag_resource(self, region: str, p: dict) -> dict:
+        with self.lock:
+            task = self._task_by_arn(region, p["resourceArn"])
+            new = {t["key"]: t["value"] for t in p.get("tags") or []}
+            task.tags = [t for t in task.tags if t["key"] not in new] + [{"key": k, "value": v} for k, v in new.items()]
+        return {}
+
+    def untag_resource(self, region: str, p: dict) -> dict:
+        with self.lock:
+            task = self._task_by_arn(region, p["resourceArn"])
+            drop = set(p.get("tagKeys") or [])
+            task.tags = [t for t in task.tags if t["key"] not in drop]
+        return {}
+
+    def list_tags(self, region: str, p: dict) -> dict:
+        with self.lock:
+            return {"tags": list(self._task_by_arn(region, p["resourceArn"]).tags)}
+
+    # ---- lifecycle -----------------------------------------------------
+
+    def _pause(self, task: Task) -> bool:
+        """Waits one step; True if a stop was requested meanwhile."""
+        return task.stop_requested.wait(self.timing.step)
+
+    def _lifecycle(self, task: Task) -> None:
+        host = None
+        try:
+            host = self._start(task)
+            if host is not None:
+                self._run(task, host)
+        except Exception as err:  # the sandbox must never leave a task half-alive
+            self._fail_start(task, "TaskFailedToStart", f"sandbox error: {err}")
+        finally:
+            self._stop(task, host)
+
+    def _start(self, task: Task):
+        if self._pause(task):
+            return None
+        with self.lock:
+            task.set_status("PENDING")
+            task.attachment_status = "ATTACHED"
+            task.pull_started_at = time.time()
+        if self._pause(task):
+            return None
+        main = task.containers[0]
+        if task.fault and task.fault.kind == "pull-error":
+            self._fail_start(
+                task,
+                "TaskFailedToStart",
+                f"CannotPullContainerError: pull image manifest has been retried 7 time(s): failed to resolve ref "
+                f"{main.image}: not found",
+            )
+            return None
+        if task.setup_error:
+            self._fail_start(task, "TaskFailedToStart", f"ResourceInitializationError: {task.setup_error}")
+            return None
+        sink = self._log_sink(task)
+        if sink is None:
+            return None
+        with self.lock:
+            task.pull_stopped_at = time.time()
+            task.set_status("ACTIVATING")
+        host = self._launch(task, sink)
+        if self._pause(task):
+            return host
+        with self.lock:
+            now = time.time()
+            task.set_status("RUNNING")
+            task.started_at = task.connectivity_at = now
+            for c in task.containers:
+                c.last_status = "RUNNING"
+            if task.exec_enabled:
+                task.agent_status = "RUNNING"
+                task.agent_started_at = now
+        return host
+
+    def _log_sink(self, task: Task):
+        config = task.log_config or {}
+        if config.get("logDriver") != "awslogs":
+            return _NoSink()
+        options = config.get("options") or {}
+        group = options.get("awslogs-group")
+        if not group:
+            self._fail_start(task, "TaskFailedToStart", "ResourceInitializationError: awslogs-group is required")
+            return None
+        prefix = options.get("awslogs-stream-prefix")
+        stream = f"{prefix}/{task.containers[0].name}/{task.id}" if prefix else task.id
+        create = str(options.get("awslogs-create-group", "false")).lower() == "true"
+        if task.fault and task.fault.kind == "logger-error":
+            create = False
+            group = group + "-does-not-exist"
+        try:
+            return LogSink(options.get("awslogs-region", task.region), group, stream, create)
+        except LookupError:
+            self._fail_start(
+                task,
+                "TaskFailedToStart",
+                "ResourceInitializationError: failed to validate logger args: create stream has been retried 1 "
+                "times: failed to create Cloudwatch log stream: ResourceNotFoundException: The specified log "
+                "group does not exist. : exit status 1",
+            )
+            return None
+
+    def _launch(self, task: Task, sink) -> HostProcess:
+        addresses = [(task.private_ip, task.prefixlen)]
+        if task.public_ip:
+            addresses.append((task.public_ip, self.network.public_net.prefixlen))
+        hostname = task.private_dns.split(".")[0]
+        task.host_ns = self.network.add_host(task.id[:12], addresses, task.vpc_gateway, hostname)
+        main = task.containers[0]
+        env = {e["name"]: e["value"] for e in main.definition.get("environment") or []}
+        env.update({e["name"]: e["value"] for e in task.main_override.get("environment") or []})
+        runtime = self.state_dir / "tasks" / task.id
+        runtime.mkdir(parents=True, exist_ok=True)
+        runtime.chmod(0o755)
+        env.setdefault("JUMP_RUNTIME_DIR", str(runtime / "run"))
+        argv = container_argv(main.definition, task.main_override.get("command"))
+        return HostProcess(
+            task.host_ns, hostname, argv, task_environment(task.region, env), sink, runtime / "output.log"
+        )
+
+    def _run(self, task: Task, host: HostProcess) -> None:
+        crash_at = None
+        if task.fault and task.fault.kind == "crash":
+            crash_at = time.monotonic() + task.fault.after
+        while not task.stop_requested.wait(0.05):
+            code = host.poll()
+            if code is not None:
+                self._container_exited(task, host.wait(), "Essential container in task exited")
+                return
+            if crash_at and time.monotonic() >= crash_at:
+                host.terminate(0)
+                self._container_exited(task, task.fault.exit_code, "Essential container in task exited")
+                return
+
+    def _container_exited(self, task: Task, code: int, reason: str) -> None:
+        with self.lock:
+            task.containers[0].exit_code = code
+            task.containers[0].last_status = STOPPED
+            if task.desired_status != STOPPED:
+                task.desired_status = STOPPED
+                task.stop_code = "EssentialContainerExited"
+                task.stopped_reason = reason
+                task.version += 1
+
+    def _fail_start(self, task: Task, code: str, reason: str) -> None:
+        with self.lock:
+            if task.desired_status == STOPPED and task.stop_code:
+                return
+            task.desired_status = STOPPED
+            task.stop_code = code
+            task.stopped_reason = reason
+            for c in task.containers:
+                c.reason = reason
+            task.version += 1
+
+    def _stop(self, task: Task, host) -> None:
+        with self.lock:
+            task.desired_status = STOPPED
+            task.stopping_at = time.time()
+            if task.last_status not in ("PROVISIONING", "PENDING"):
+                task.set_status("DEACTIVATING")
+        time.sleep(self.timing.step)
+        with self.lock:
+            task.set_status("STOPPING")
+        if host is not None:
+            code = host.terminate(self.timing.stop_grace)
+            with self.lock:
+                if task.containers[0].exit_code is None:
+                    task.containers[0].exit_code = code
+        time.sleep(self.timing.step)
+        with self.lock:
+            task.execution_stopped_at = time.time()
+            task.set_status("DEPROVISIONING")
+            task.agent_status = STOPPED if task.exec_enabled else task.agent_status
+            for c in task.containers:
+                c.last_status = STOPPED
+        if task.host_ns:
+            self.network.remove_host(task.host_ns)
+        time.sleep(self.timing.step)
+        ec2 = ec2_backends[ACCOUNT][task.region]
+        try:
+            ec2.delete_network_interface(task.eni_id)
+        except Exception:
+            pass
+        with self.lock:
+            self._allocated.discard(task.private_ip)
+            task.attachment_status = "DELETED"
+            task.stopped_at = time.time()
+            task.set_status(STOPPED)
+
+    def stop_all(self) -> None:
+        with self.lock:
+            for task in self.tasks.values():
+                if task.desired_status != STOPPED:
+                    task.stop_code, task.stopped_reason = "ServiceSchedulerInitiated", "sandbox shutting down"
+                task.stop_requested.set()
+        saved = self.timing.step
+        self.timing.step = 0
+        for thread in self.threads:
+            thread.join(timeout=10)
+        self.timing.step = saved
+
+
+class _NoSink:
+    """A container without a log driver: output goes nowhere, as on ECS."""
+
+    def write(self, line: str) -> None:
+        pass

@@ -1,0 +1,136 @@
+"""Shared fixtures: one sandbox for the session, boto3 clients, task helpers."""
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from jumpsandbox.harness import Sandbox  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    box = Sandbox(step=0.1)
+    yield box
+    assert box.stop() == 0, box.output()
+
+
+class Aws:
+    def __init__(self, env: dict):
+        self.env = env
+        session = boto3.session.Session(
+            aws_access_key_id="test", aws_secret_access_key="test", region_name=env["AWS_REGION"]
+        )
+        for name in ("ecs", "ec2", "logs", "iam", "rds", "sts"):
+            setattr(self, name, session.client(name, endpoint_url=env["AWS_ENDPOINT_URL"]))
+        self.cluster = env["JUMP_CLUSTER"]
+        self.subnets = env["JUMP_SUBNETS"].split(",")
+        self.groups = env["JUMP_SECURITY_GROUPS"].split(",")
+
+    def register(self, family="jumphost", **container) -> str:
+        definition = {
+            "name": "jumphost",
+            "image": "jump/jumphost:latest",
+            "essential": True,
+            "logConfiguration": {
+                "logDriver": "awslogs",
+                "options": {
+                    "awslogs-group": "/jump/tests",
+                    "awslogs-region": self.env["AWS_REGION"],
+                    "awslogs-stream-prefix": "jump",
+                    "awslogs-create-group": "true",
+                },
+            },
+        }
+        definition.update(container)
+        out = self.ecs.register_task_definition(
+            family=family, requiresCompatibilities=["FARGATE"], networkMode="awsvpc",
+            cpu="256", memory="512", containerDefinitions=[definition],
+            tags=[{"key": "team", "value": "platform"}],
+        )
+        return out["taskDefinition"]["taskDefinitionArn"]
+
+    def run(self, env=None, command=None, public=False, family="jumphost", **extra) -> dict:
+        override = {"name": "jumphost", "environment": [{"name": k, "value": v} for k, v in (env or {}).items()]}
+        if command is not None:
+            override["command"] = command
+        params = dict(
+            cluster=self.cluster, taskDefinition=family, launchType="FARGATE",
+            networkConfiguration={"awsvpcConfiguration": {
+                "subnets": self.subnets, "securityGroups": self.groups,
+                "assignPublicIp": "ENABLED" if public else "DISABLED",
+            }},
+            overrides={"containerOverrides": [override]},
+        )
+        params.update(extra)
+        return self.ecs.run_task(**params)["tasks"][0]
+
+    def describe(self, arn: str) -> dict:
+        return self.ecs.describe_tasks(cluster=self.cluster, tasks=[arn], include=["TAGS"])["tasks"][0]
+
+    def wait_for(self, arn: str, status: str, timeout: float = 30) -> tuple[dict, list]:
+        seen = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            task = self.describe(arn)
+            if not seen or seen[-1] != task["lastStatus"]:
+                seen.append(task["lastStatus"])
+            if task["lastStatus"] == status:
+                return task, seen
+            time.sleep(0.02)
+        raise AssertionError(f"task never reached {status}; saw {seen}")
+
+    def log_lines(self, arn: str, group="/jump/tests", container="jumphost") -> list[str]:
+        stream = f"jump/{container}/{arn.split('/')[-1]}"
+        try:
+            events = self.logs.get_log_events(logGroupName=group, logStreamName=stream)["events"]
+        except self.logs.exceptions.ResourceNotFoundException:
+            return []
+        return [e["message"] for e in events]
+
+    def wait_log(self, arn: str, prefix: str, timeout: float = 15) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.log_lines(arn):
+                if line.startswith(prefix):
+                    return line
+            time.sleep(0.05)
+        raise AssertionError(f"no log line starting {prefix!r}: {self.log_lines(arn)}")
+
+
+@pytest.fixture(scope="session")
+def aws(sandbox):
+    client = Aws(sandbox.env)
+    client.register()
+    return client
+
+
+@pytest.fixture
+def keypair(tmp_path):
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    return key, (tmp_path / "id_ed25519.pub").read_text().strip()
+
+
+def private_ip(task: dict) -> str:
+    details = {d["name"]: d["value"] for d in task["attachments"][0]["details"]}
+    return details["privateIPv4Address"]
+
+
+def ssh(key: Path, known_hosts: Path, host: str, command: str, timeout=30) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["ssh", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
+         "-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
+         "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", f"jump@{host}", command],
+        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )
+
+
+def namespaces() -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]

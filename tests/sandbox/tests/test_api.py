@@ -1,0 +1,126 @@
+"""ECS API behaviour the sandbox fixes in moto, and its validation."""
+
+import botocore.exceptions
+import pytest
+
+
+def error_of(call, **kwargs):
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        call(**kwargs)
+    return info.value.response["Error"]
+
+
+def test_list_tasks_defaults_to_running_and_paginates(aws):
+    arns = [aws.run(startedBy="paging")["taskArn"] for _ in range(3)]
+    listed, token = [], None
+    while True:
+        extra = {"nextToken": token} if token else {}
+        page = aws.ecs.list_tasks(cluster=aws.cluster, startedBy="paging", maxResults=2, **extra)
+        assert len(page["taskArns"]) <= 2
+        listed += page["taskArns"]
+        token = page.get("nextToken")
+        if not token:
+            break
+    assert listed == arns
+    aws.ecs.stop_task(cluster=aws.cluster, task=arns[0])
+    running = aws.ecs.list_tasks(cluster=aws.cluster, startedBy="paging")["taskArns"]
+    assert running == arns[1:]
+    stopped = aws.ecs.list_tasks(cluster=aws.cluster, startedBy="paging", desiredStatus="STOPPED")["taskArns"]
+    assert stopped == arns[:1]
+    for arn in arns[1:]:
+        aws.ecs.stop_task(cluster=aws.cluster, task=arn)
+
+
+def test_list_tasks_filters_by_family(aws):
+    aws.register(family="other-family")
+    mine = aws.run(family="other-family", startedBy="family-filter")["taskArn"]
+    aws.run(startedBy="family-filter")
+    assert aws.ecs.list_tasks(cluster=aws.cluster, family="other-family")["taskArns"] == [mine]
+    for arn in aws.ecs.list_tasks(cluster=aws.cluster, startedBy="family-filter")["taskArns"]:
+        aws.ecs.stop_task(cluster=aws.cluster, task=arn)
+
+
+def test_describe_unknown_task_reports_missing(aws):
+    out = aws.ecs.describe_tasks(cluster=aws.cluster, tasks=["0" * 32])
+    assert out["tasks"] == []
+    assert out["failures"] == [
+        {"arn": f"arn:aws:ecs:us-east-1:123456789012:task/{aws.cluster}/{'0' * 32}", "reason": "MISSING"}
+    ]
+
+
+def test_stop_unknown_task_is_a_client_error(aws):
+    err = error_of(aws.ecs.stop_task, cluster=aws.cluster, task="0" * 32)
+    assert err["Code"] == "InvalidParameterException"
+    assert "not found" in err["Message"]
+
+
+def test_stop_is_idempotent(aws):
+    arn = aws.run()["taskArn"]
+    first = aws.ecs.stop_task(cluster=aws.cluster, task=arn, reason="first")["task"]
+    second = aws.ecs.stop_task(cluster=aws.cluster, task=arn, reason="second")["task"]
+    assert first["desiredStatus"] == second["desiredStatus"] == "STOPPED"
+    stopped, _ = aws.wait_for(arn, "STOPPED")
+    assert stopped["stoppedReason"] == "first"
+
+
+def test_stop_during_provisioning_never_starts_a_host(aws):
+    arn = aws.run()["taskArn"]
+    aws.ecs.stop_task(cluster=aws.cluster, task=arn)
+    stopped, seen = aws.wait_for(arn, "STOPPED")
+    assert "RUNNING" not in seen
+    assert "startedAt" not in stopped
+
+
+def test_tags_on_task_arns(aws):
+    arn = aws.run(tags=[{"key": "a", "value": "1"}])["taskArn"]
+    aws.ecs.tag_resource(resourceArn=arn, tags=[{"key": "b", "value": "2"}])
+    aws.ecs.untag_resource(resourceArn=arn, tagKeys=["a"])
+    assert aws.ecs.list_tags_for_resource(resourceArn=arn)["tags"] == [{"key": "b", "value": "2"}]
+    aws.ecs.stop_task(cluster=aws.cluster, task=arn)
+
+
+@pytest.mark.parametrize(
+    "change, code, fragment",
+    [
+        ({"cluster": "nope"}, "ClusterNotFoundException", "Cluster not found"),
+        ({"taskDefinition": "no-such-family"}, "ClientException", "Unable to describe task definition"),
+        ({"networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-0000"]}}},
+         "InvalidParameterException", "subnet-0000"),
+        ({"networkConfiguration": {"awsvpcConfiguration": {"subnets": []}}},
+         "InvalidParameterException", "subnets can not be empty"),
+        ({"overrides": {"cpu": "256", "memory": "4096"}}, "InvalidParameterException", "No Fargate configuration"),
+        ({"count": 11}, "InvalidParameterException", "count"),
+        ({"overrides": {"containerOverrides": [{"name": "ghost"}]}}, "InvalidParameterException", "ghost"),
+    ],
+)
+def test_run_task_validation(aws, change, code, fragment):
+    params = dict(
+        cluster=aws.cluster, taskDefinition="jumphost", launchType="FARGATE",
+        networkConfiguration={"awsvpcConfiguration": {"subnets": aws.subnets, "securityGroups": aws.groups}},
+    )
+    params.update(change)
+    before = aws.ecs.list_tasks(cluster=aws.cluster)["taskArns"]
+    err = error_of(aws.ecs.run_task, **params)
+    assert err["Code"] == code
+    assert fragment in err["Message"]
+    assert aws.ecs.list_tasks(cluster=aws.cluster)["taskArns"] == before
+
+
+def test_run_task_without_network_configuration(aws):
+    err = error_of(aws.ecs.run_task, cluster=aws.cluster, taskDefinition="jumphost", launchType="FARGATE")
+    assert err["Code"] == "InvalidParameterException"
+    assert "Network Configuration must be provided" in err["Message"]
+
+
+def test_runs_in_any_vpc_including_one_without_dns_hostnames(aws):
+    vpc = aws.ec2.create_vpc(CidrBlock="10.199.0.0/16")["Vpc"]["VpcId"]
+    subnet = aws.ec2.create_subnet(VpcId=vpc, CidrBlock="10.199.7.0/24")["Subnet"]["SubnetId"]
+    arn = aws.ecs.run_task(
+        cluster=aws.cluster, taskDefinition="jumphost", launchType="FARGATE",
+        networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet]}},
+    )["tasks"][0]["taskArn"]
+    running, _ = aws.wait_for(arn, "RUNNING")
+    details = {d["name"]: d["value"] for d in running["attachments"][0]["details"]}
+    assert details["privateIPv4Address"].startswith("10.199.7.")
+    aws.ecs.stop_task(cluster=aws.cluster, task=arn)
+    aws.wait_for(arn, "STOPPED")
