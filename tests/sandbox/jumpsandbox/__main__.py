@@ -61,6 +61,10 @@ def main() -> int:
         "--step", type=float, default=float(os.environ.get("JUMP_SANDBOX_STEP", "1.0")),
         help="seconds each task lifecycle step takes (default 1.0, or $JUMP_SANDBOX_STEP)",
     )
+    start.add_argument(
+        "--stop-on-eof", action="store_true",
+        help="also stop when standard input closes (for test harnesses: the sandbox ends with its parent)",
+    )
     sub.add_parser("clean", help="remove namespaces, links and processes left by dead sandboxes")
 
     c = sub.add_parser("ctl", help="control a running sandbox (faults, timing, IAM denials)")
@@ -93,7 +97,7 @@ def main() -> int:
     from . import server
 
     if args.command == "start":
-        server.start(args.port, args.env_file, args.step)
+        server.start(args.port, args.env_file, args.step, args.stop_on_eof)
     else:
         server.clean()
     return 0

@@ -71,7 +71,7 @@ def _bootstrap(endpoint: str, vpc_net) -> dict:
     return {"vpc": vpc, "subnets": subnets, "security_group": group["GroupId"]}
 
 
-def start(port: int, env_file: str | None, step: float) -> None:
+def start(port: int, env_file: str | None, step: float, stop_on_eof: bool = False) -> None:
     require_root()
     instance = secrets.token_hex(2)
     state_dir = STATE_ROOT / instance
@@ -89,6 +89,9 @@ def start(port: int, env_file: str | None, step: float) -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
+    if stop_on_eof:
+        # A test process that dies, however it dies, closes this pipe.
+        threading.Thread(target=lambda: (sys.stdin.buffer.read(), stop.set()), daemon=True).start()
 
     db_pool = iter(range(10, 250))
     db_net = list(vpc_net.subnets(new_prefix=24))[250]

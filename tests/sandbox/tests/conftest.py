@@ -85,6 +85,15 @@ class Aws:
             time.sleep(0.02)
         raise AssertionError(f"task never reached {status}; saw {seen}")
 
+    def ssh_task(self, authorized_keys: str, known_hosts: Path, env=None, **run) -> tuple[dict, str]:
+        """Runs a jumphost with these keys, waits for it and pins its logged host key."""
+        task = self.run(env={"JUMP_AUTHORIZED_KEYS": authorized_keys, **(env or {})}, **run)
+        running, _ = self.wait_for(task["taskArn"], "RUNNING")
+        line = self.wait_log(task["taskArn"], "jump-host-key: ")
+        host = private_ip(running)
+        known_hosts.write_text(f"{host} {' '.join(line.split()[1:3])}\n")
+        return running, host
+
     def log_lines(self, arn: str, group="/jump/tests", container="jumphost") -> list[str]:
         stream = f"jump/{container}/{arn.split('/')[-1]}"
         try:

@@ -112,3 +112,20 @@ def test_start_prints_a_sourceable_environment(tmp_path):
         assert time.monotonic() - started < 20
     finally:
         box.stop()
+
+
+def test_stop_on_eof_ends_with_its_parent(tmp_path):
+    env_file = tmp_path / "sandbox.env"
+    proc = subprocess.Popen(
+        [str(SANDBOX / "start"), "--env-file", str(env_file), "--step", "0.05", "--stop-on-eof"],
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not env_file.exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    instance = dict(line.split("=", 1) for line in env_file.read_text().splitlines())["JUMP_SANDBOX_INSTANCE"]
+    assert objects_of(instance) != []
+    proc.stdin.close()
+    assert proc.wait(30) == 0
+    assert objects_of(instance) == []

@@ -58,14 +58,12 @@ def test_ssh_session_and_database_through_a_task(aws, keypair, tmp_path):
 
 def test_wrong_host_key_is_refused(aws, keypair, tmp_path):
     key, public = keypair
-    task = aws.run(env={"JUMP_AUTHORIZED_KEYS": public})
-    running, _ = aws.wait_for(task["taskArn"], "RUNNING")
-    aws.wait_log(task["taskArn"], "jump-host-key: ")
+    known_hosts = tmp_path / "known_hosts"
+    task, host = aws.ssh_task(public, known_hosts)
     other = tmp_path / "other"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
-    known_hosts = tmp_path / "known_hosts"
-    known_hosts.write_text(f"{private_ip(running)} {' '.join(other.with_suffix('.pub').read_text().split()[:2])}\n")
-    out = ssh(key, known_hosts, private_ip(running), "true")
+    known_hosts.write_text(f"{host} {' '.join(other.with_suffix('.pub').read_text().split()[:2])}\n")
+    out = ssh(key, known_hosts, host, "true")
     assert out.returncode == 255
     assert "Host key verification failed" in out.stderr
     aws.ecs.stop_task(cluster=aws.cluster, task=task["taskArn"])
@@ -73,12 +71,10 @@ def test_wrong_host_key_is_refused(aws, keypair, tmp_path):
 
 def test_password_and_unknown_keys_are_refused(aws, keypair, tmp_path):
     key, _ = keypair
-    task = aws.run(env={"JUMP_AUTHORIZED_KEYS": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFakeFakeFakeFakeFakeFakeFakeFake x"})
-    running, _ = aws.wait_for(task["taskArn"], "RUNNING")
-    line = aws.wait_log(task["taskArn"], "jump-host-key: ")
     known_hosts = tmp_path / "known_hosts"
-    known_hosts.write_text(f"{private_ip(running)} {' '.join(line.split()[1:3])}\n")
-    out = ssh(key, known_hosts, private_ip(running), "true")
+    stranger = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFakeFakeFakeFakeFakeFakeFakeFake x"
+    task, host = aws.ssh_task(stranger, known_hosts)
+    out = ssh(key, known_hosts, host, "true")
     assert out.returncode == 255
     assert "Permission denied (publickey)" in out.stderr
     aws.ecs.stop_task(cluster=aws.cluster, task=task["taskArn"])
@@ -106,12 +102,9 @@ def test_idle_timeout_ends_an_unused_task(aws):
 
 def test_an_open_ssh_session_keeps_an_idle_task_alive(aws, keypair, tmp_path):
     key, public = keypair
-    task = aws.run(env={"JUMP_AUTHORIZED_KEYS": public, "JUMP_IDLE_SECONDS": "2", "JUMP_WATCH_INTERVAL": "1"})
-    running, _ = aws.wait_for(task["taskArn"], "RUNNING")
-    line = aws.wait_log(task["taskArn"], "jump-host-key: ")
     known_hosts = tmp_path / "known_hosts"
-    known_hosts.write_text(f"{private_ip(running)} {' '.join(line.split()[1:3])}\n")
-    out = ssh(key, known_hosts, private_ip(running), "sleep 5; echo still-here")
+    task, host = aws.ssh_task(public, known_hosts, env={"JUMP_IDLE_SECONDS": "2", "JUMP_WATCH_INTERVAL": "1"})
+    out = ssh(key, known_hosts, host, "sleep 5; echo still-here")
     assert out.stdout.strip() == "still-here", out.stderr
     stopped, _ = aws.wait_for(task["taskArn"], "STOPPED", timeout=30)
     assert any("no session for 2s" in line for line in aws.log_lines(task["taskArn"]))
