@@ -9,7 +9,7 @@ Control API (JSON over HTTP on the same port; ``tests/sandbox/ctl`` wraps it):
   GET    /_sandbox/health                      -> {"ok": true, "instance": ...}
   POST   /_sandbox/faults       {"action", "service"?, "count"?, "kind"? | "code"+"status"+"message"?}
   DELETE /_sandbox/faults
-  POST   /_sandbox/task-faults  {"kind": "pull-error"|"crash"|"logger-error", "count"?, "image"?, "after"?, "exit_code"?}
+  POST   /_sandbox/task-faults  {"kind": "pull-error"|"crash"|"logger-error"|"wrong-host-key", "count"?, "image"?, "after"?, "exit_code"?}
   DELETE /_sandbox/task-faults
   POST   /_sandbox/timing       {"step"?, "stop_grace"?}
   POST   /_sandbox/iam/deny     {"actions": [...], "principal"?}
@@ -23,7 +23,7 @@ import threading
 from dataclasses import asdict, dataclass
 
 from .awsproto import AwsError, error_response, json_response, preset_error, read_request, xml_response
-from .ecs_tasks import TaskFault
+from .ecs_tasks import TASK_FAULT_KINDS, TaskFault
 
 
 @dataclass
@@ -154,7 +154,7 @@ class SandboxApp:
                 return {"cleared": True}
         if route == "task-faults":
             if method == "POST":
-                if spec["kind"] not in ("pull-error", "crash", "logger-error"):
+                if spec["kind"] not in TASK_FAULT_KINDS:
                     raise ValueError(f"unknown task fault kind {spec['kind']!r}")
                 fault = TaskFault(
                     spec["kind"], int(spec.get("count", 1)), spec.get("image"),

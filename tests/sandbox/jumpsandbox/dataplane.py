@@ -47,6 +47,23 @@ class LogSink:
             self.backend.put_log_events(self.group, self.stream, [event])
 
 
+class ForgedHostKey:
+    """A log stream that announces a host key the host does not have.
+
+    Lets tests show that a client pins the logged key for real: an SSH
+    connection to the genuine host must then fail verification.
+    """
+
+    def __init__(self, sink, scratch: Path):
+        self.sink = sink
+        key = scratch / "forged_host_key"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(key)], check=True)
+        self.line = "jump-host-key: " + " ".join(key.with_suffix(".pub").read_text().split()[:2])
+
+    def write(self, line: str) -> None:
+        self.sink.write(self.line if line.startswith("jump-host-key: ") else line)
+
+
 class HostProcess:
     """The main process of a host: started in its namespace, watched, ended."""
 

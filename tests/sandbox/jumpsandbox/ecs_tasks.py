@@ -28,11 +28,12 @@ from moto.ec2.models import ec2_backends
 from moto.ecs.models import ecs_backends
 
 from .awsproto import AwsError
-from .dataplane import HostProcess, LogSink, container_argv, task_environment
+from .dataplane import ForgedHostKey, HostProcess, LogSink, container_argv, task_environment
 from .network import NetworkError
 
 ACCOUNT = DEFAULT_ACCOUNT_ID
 STOPPED = "STOPPED"
+TASK_FAULT_KINDS = ("pull-error", "crash", "logger-error", "wrong-host-key")
 # (cpu units, allowed memory MiB) for Fargate, as documented by AWS.
 FARGATE_SIZES = {
     256: [512, 1024, 2048],
@@ -59,7 +60,7 @@ class Timing:
 
 @dataclass
 class TaskFault:
-    kind: str  # "pull-error" | "crash" | "logger-error"
+    kind: str  # one of TASK_FAULT_KINDS
     count: int = 1
     image: str | None = None
     after: float = 1.0
@@ -569,6 +570,8 @@ class TaskService:
         sink = self._log_sink(task)
         if sink is None:
             return None
+        if task.fault and task.fault.kind == "wrong-host-key":
+            sink = ForgedHostKey(sink, self._runtime_dir(task))
         with self.lock:
             task.pull_stopped_at = time.time()
             task.set_status("ACTIVATING")
@@ -622,14 +625,18 @@ class TaskService:
         main = task.containers[0]
         env = {e["name"]: e["value"] for e in main.definition.get("environment") or []}
         env.update({e["name"]: e["value"] for e in task.main_override.get("environment") or []})
-        runtime = self.state_dir / "tasks" / task.id
-        runtime.mkdir(parents=True, exist_ok=True)
-        runtime.chmod(0o755)
+        runtime = self._runtime_dir(task)
         env.setdefault("JUMP_RUNTIME_DIR", str(runtime / "run"))
         argv = container_argv(main.definition, task.main_override.get("command"))
         return HostProcess(
             task.host_ns, hostname, argv, task_environment(task.region, env), sink, runtime / "output.log"
         )
+
+    def _runtime_dir(self, task: Task):
+        runtime = self.state_dir / "tasks" / task.id
+        runtime.mkdir(parents=True, exist_ok=True)
+        runtime.chmod(0o755)
+        return runtime
 
     def _run(self, task: Task, host: HostProcess) -> None:
         crash_at = None

@@ -1,5 +1,6 @@
 """Shared fixtures: one sandbox for the session, boto3 clients, task helpers."""
 
+import os
 import subprocess
 import sys
 import time
@@ -138,6 +139,14 @@ def ssh(key: Path, known_hosts: Path, host: str, command: str, timeout=30) -> su
          "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", f"jump@{host}", command],
         capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
     )
+
+
+def ctl(sandbox, *args) -> str:
+    """Runs tests/sandbox/ctl against this sandbox."""
+    out = subprocess.run([str(Path(__file__).resolve().parents[1] / "ctl"), *args], capture_output=True, text=True,
+                         env={**os.environ, **sandbox.env})
+    assert out.returncode == 0, out.stderr
+    return out.stdout
 
 
 def namespaces() -> list[str]:

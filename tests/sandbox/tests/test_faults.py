@@ -9,15 +9,9 @@ from pathlib import Path
 import botocore.config
 import botocore.exceptions
 import pytest
+from conftest import ctl
 
 SANDBOX = Path(__file__).resolve().parents[1]
-
-
-def ctl(sandbox, *args) -> str:
-    out = subprocess.run([str(SANDBOX / "ctl"), *args], capture_output=True, text=True,
-                         env={**os.environ, **sandbox.env})
-    assert out.returncode == 0, out.stderr
-    return out.stdout
 
 
 def no_retry(aws, name):

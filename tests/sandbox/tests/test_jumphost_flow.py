@@ -5,7 +5,7 @@ import re
 import subprocess
 import time
 
-from conftest import namespaces, private_ip, ssh
+from conftest import ctl, namespaces, private_ip, ssh
 
 
 def test_ssh_session_and_database_through_a_task(aws, keypair, tmp_path):
@@ -63,6 +63,17 @@ def test_wrong_host_key_is_refused(aws, keypair, tmp_path):
     other = tmp_path / "other"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
     known_hosts.write_text(f"{host} {' '.join(other.with_suffix('.pub').read_text().split()[:2])}\n")
+    out = ssh(key, known_hosts, host, "true")
+    assert out.returncode == 255
+    assert "Host key verification failed" in out.stderr
+    aws.ecs.stop_task(cluster=aws.cluster, task=task["taskArn"])
+
+
+def test_forged_host_key_in_the_log_fails_verification(sandbox, aws, keypair, tmp_path):
+    key, public = keypair
+    ctl(sandbox, "task-fault", "wrong-host-key")
+    known_hosts = tmp_path / "known_hosts"
+    task, host = aws.ssh_task(public, known_hosts)
     out = ssh(key, known_hosts, host, "true")
     assert out.returncode == 255
     assert "Host key verification failed" in out.stderr
