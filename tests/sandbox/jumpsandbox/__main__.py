@@ -34,7 +34,7 @@ def ctl(args) -> int:
             _call(endpoint, "DELETE", route, None)
         print("cleared faults, task faults and IAM denials")
         return 0
-    elif args.what in ("health", "hosts"):
+    elif args.what in ("health", "hosts", "faults"):
         method, body = "GET", None
     print(json.dumps(_call(endpoint, method, route, body), indent=2))
     return 0
@@ -90,6 +90,7 @@ def main() -> int:
     what.add_parser("clear", help="remove all faults and denials")
     what.add_parser("health", help="show the sandbox's identity")
     what.add_parser("hosts", help="list task hosts")
+    what.add_parser("faults", help="list injected API faults not yet hit")
 
     args = parser.parse_args()
     if args.command == "ctl":

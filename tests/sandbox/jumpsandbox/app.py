@@ -8,6 +8,7 @@ creation and deletion so the data plane follows.
 Control API (JSON over HTTP on the same port; ``tests/sandbox/ctl`` wraps it):
   GET    /_sandbox/health                      -> {"ok": true, "instance": ...}
   POST   /_sandbox/faults       {"action", "service"?, "count"?, "kind"? | "code"+"status"+"message"?}
+  GET    /_sandbox/faults                      -> the faults not yet hit
   DELETE /_sandbox/faults
   POST   /_sandbox/task-faults  {"kind": "pull-error"|"crash"|"logger-error"|"wrong-host-key", "count"?, "image"?, "after"?, "exit_code"?}
   DELETE /_sandbox/task-faults
@@ -147,6 +148,9 @@ class SandboxApp:
         if (method, route) == ("GET", "health"):
             return {"ok": True, **self.info}
         if route == "faults":
+            if method == "GET":
+                with self.faults.lock:
+                    return {"faults": [asdict(rule) for rule in self.faults.rules]}
             if method == "POST":
                 return {"added": asdict(self.faults.add(spec))}
             if method == "DELETE":

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# How much time `jump up -- true` adds on top of the sandbox's own task
+# start-up, measured against benches/baseline.py (the least a client can do)
+# in the same sandbox, in the same run, alternating, RUNS times each.
+#
+#   benches/overhead.sh [RUNS] [STEP]     (defaults: 5 runs, 1.0 s per lifecycle step)
+#   JUMP_BIN=target/release/jump benches/overhead.sh
+#
+# Needs root and tests/sandbox/setup; builds nothing itself.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-5}
+step=${2:-1.0}
+target=${CARGO_TARGET_DIR:-target}
+bin=${JUMP_BIN:-$target/release/jump}
+[ -x "$bin" ] || bin=$target/debug/jump
+[ -x "$bin" ] || { echo "no jump binary: cargo build --release (or set JUMP_BIN)" >&2; exit 1; }
+py=tests/sandbox/.venv/bin/python
+[ -x "$py" ] || { echo "run tests/sandbox/setup first" >&2; exit 1; }
+
+work=$(mktemp -d)
+exec 9> >(tests/sandbox/start --env-file "$work/env" --step "$step" --stop-on-eof > "$work/sandbox.log" 2>&1)
+for _ in $(seq 600); do [ -f "$work/env" ] && break; sleep 0.1; done
+[ -f "$work/env" ] || { cat "$work/sandbox.log" >&2; exit 1; }
+set -a; . "$work/env"; set +a
+export JUMP_STATE_DIR="$work/state" JUMP_LOG_GROUP=/jump/bench
+
+jump_times=() base_times=()
+for i in $(seq "$runs"); do
+    base_times+=("$("$py" benches/baseline.py)")
+    start=$EPOCHREALTIME
+    "$bin" up -- true > /dev/null
+    jump_times+=("$("$py" -c 'import sys; print(f"{float(sys.argv[2]) - float(sys.argv[1]):.3f}")' "$start" "$EPOCHREALTIME")")
+    echo "run $i: baseline ${base_times[-1]} s, jump ${jump_times[-1]} s" >&2
+done
+exec 9>&-
+
+"$py" - "$step" "${base_times[*]}" "${jump_times[*]}" <<'PY'
+import statistics, sys
+step = float(sys.argv[1])
+base = [float(x) for x in sys.argv[2].split()]
+jump = [float(x) for x in sys.argv[3].split()]
+mb, mj = statistics.median(base), statistics.median(jump)
+print(f"sandbox step {step:.2f} s; runs {len(base)}")
+print(f"median baseline client : {mb:.3f} s  (min {min(base):.3f}, max {max(base):.3f})")
+print(f"median jump up -- true : {mj:.3f} s  (min {min(jump):.3f}, max {max(jump):.3f})")
+print(f"jump overhead          : {mj - mb:+.3f} s per session; ratio jump/baseline {mj / mb:.2f}")
+PY
+rm -rf "$work"

@@ -1,0 +1,196 @@
+//! AWS configuration and the bundle of service clients every command shares.
+//!
+//! Configuration comes from the standard chain only (environment, profiles, SSO,
+//! credential processes), so `jump` behaves like the AWS CLI. `AWS_ENDPOINT_URL` (and the
+//! per-service `AWS_ENDPOINT_URL_<SERVICE>`) is read by `aws-config` itself; that is how
+//! the test sandbox is reached, with no test-only code path here.
+//!
+//! SDK errors are flattened into one [`ApiError`] so callers can classify them (exit code
+//! 69, retry on throttling, "not found" as success) without naming five error enums.
+
+use std::fmt;
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use thiserror::Error;
+
+/// Attempts per API call, including the first; the SDK backs off between them.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// The service clients a session needs, built from one [`SdkConfig`].
+#[derive(Clone, Debug)]
+pub struct Clients {
+    pub ecs: aws_sdk_ecs::Client,
+    pub ec2: aws_sdk_ec2::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub sts: aws_sdk_sts::Client,
+    /// The resolved region, needed for the task's `awslogs-region` option.
+    pub region: String,
+}
+
+/// No region could be resolved; a configuration problem, reported before any API call.
+#[derive(Debug, Error)]
+#[error(
+    "no AWS region configured: pass --region, set AWS_REGION, or set `region` in your AWS profile"
+)]
+pub struct NoRegion;
+
+/// A failed AWS API call, with enough detail to classify it.
+#[derive(Debug, Error)]
+pub struct ApiError {
+    /// The operation, as `service:Operation`.
+    pub operation: &'static str,
+    /// The service's error code, when the service answered.
+    pub code: Option<String>,
+    pub message: String,
+    /// Worth retrying: throttling, timeouts, dispatch failures, server-side errors.
+    pub transient: bool,
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.code {
+            Some(code) => write!(f, "{} failed: {code}: {}", self.operation, self.message),
+            None => write!(f, "{} failed: {}", self.operation, self.message),
+        }
+    }
+}
+
+impl ApiError {
+    /// Converts any SDK error; every AWS SDK crate shares the `SdkError` type.
+    pub fn from_sdk<E>(operation: &'static str, err: SdkError<E>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let code = err.code().map(str::to_string);
+        let transient = match &err {
+            SdkError::TimeoutError(_)
+            | SdkError::DispatchFailure(_)
+            | SdkError::ResponseError(_) => true,
+            SdkError::ServiceError(_) => code.as_deref().is_some_and(is_transient_code),
+            _ => false,
+        };
+        let message = match (&err, err.message()) {
+            (SdkError::ServiceError(_), Some(message)) => message.to_string(),
+            (SdkError::TimeoutError(_), _) => "the request timed out".to_string(),
+            // The raw body (often an HTML error page) would drown the message.
+            (SdkError::ResponseError(_), _) => format!(
+                "unexpected response from the service (HTTP {})",
+                err.raw_response().map_or(0, |r| r.status().as_u16())
+            ),
+            _ => DisplayErrorContext(&err).to_string(),
+        };
+        ApiError {
+            operation,
+            code,
+            message,
+            transient,
+        }
+    }
+
+    /// True when the error says the named resource does not exist.
+    pub fn is_not_found(&self) -> bool {
+        let code = self.code.as_deref().unwrap_or_default();
+        code.contains("NotFound")
+            || ((code == "InvalidParameterException" || code == "ClientException")
+                && self.message.to_ascii_lowercase().contains("not found"))
+    }
+}
+
+fn is_transient_code(code: &str) -> bool {
+    code.contains("Throttl")
+        || matches!(
+            code,
+            "RequestLimitExceeded"
+                | "TooManyRequestsException"
+                | "ServiceUnavailable"
+                | "ServiceUnavailableException"
+                | "InternalError"
+                | "InternalFailure"
+                | "ServerException"
+        )
+}
+
+/// Loads configuration from the standard chain, honouring `--profile` and `--region`.
+pub async fn load_config(profile: Option<&str>, region: Option<&str>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+    if let Some(profile) = profile {
+        loader = loader.profile_name(profile);
+    }
+    if let Some(region) = region {
+        loader = loader.region(Region::new(region.to_string()));
+    }
+    loader.load().await
+}
+
+impl Clients {
+    /// Builds the clients; fails only when no region can be resolved.
+    pub async fn new(profile: Option<&str>, region: Option<&str>) -> Result<Self, NoRegion> {
+        let config = load_config(profile, region).await;
+        let region = config.region().ok_or(NoRegion)?.to_string();
+        Ok(Clients {
+            ecs: aws_sdk_ecs::Client::new(&config),
+            ec2: aws_sdk_ec2::Client::new(&config),
+            logs: aws_sdk_cloudwatchlogs::Client::new(&config),
+            sts: aws_sdk_sts::Client::new(&config),
+            region,
+        })
+    }
+
+    /// The ARN of the caller, used as the `jump:owner` of every session it starts.
+    pub async fn caller_arn(&self) -> Result<String, ApiError> {
+        let identity = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| ApiError::from_sdk("sts:GetCallerIdentity", e))?;
+        identity.arn.ok_or_else(|| ApiError {
+            operation: "sts:GetCallerIdentity",
+            code: None,
+            message: "the response carried no ARN".to_string(),
+            transient: false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(code: &str, message: &str) -> ApiError {
+        ApiError {
+            operation: "ecs:StopTask",
+            code: Some(code.to_string()),
+            message: message.to_string(),
+            transient: false,
+        }
+    }
+
+    #[test]
+    fn not_found_detection() {
+        assert!(err(
+            "InvalidParameterException",
+            "The referenced task was not found."
+        )
+        .is_not_found());
+        assert!(err("ResourceNotFoundException", "x").is_not_found());
+        assert!(!err("InvalidParameterException", "bad subnet").is_not_found());
+        assert!(!err("AccessDeniedException", "not found").is_not_found());
+    }
+
+    #[test]
+    fn transient_codes() {
+        assert!(is_transient_code("ThrottlingException"));
+        assert!(is_transient_code("ServerException"));
+        assert!(!is_transient_code("AccessDeniedException"));
+    }
+
+    #[test]
+    fn display_includes_operation_and_code() {
+        let text = err("AccessDeniedException", "no").to_string();
+        assert_eq!(text, "ecs:StopTask failed: AccessDeniedException: no");
+    }
+}

@@ -1,0 +1,300 @@
+//! Command line definitions (clap) — nothing else lives here.
+//!
+//! Help text is written to teach: every subcommand shows how it is used in practice.
+//! Settings flags map one to one onto `jump.toml` keys and `JUMP_<KEY>` variables, so
+//! they are collected generically by [`ConfigFlags::pairs`] and parsed in `plan`.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+use clap_complete::Shell;
+
+const ABOUT: &str =
+    "Open a short-lived SSH jumphost in your VPC on ECS Fargate, and always clean it up";
+
+const LONG_ABOUT: &str = "\
+jump launches a one-off ECS Fargate task as an SSH jumphost inside your VPC, connects to it
+with your system `ssh` using a fresh per-session key and a pinned host key, and stops the
+task when you leave — on exit, error, Ctrl-C, SIGTERM or a closed terminal. If the client
+dies outright, the task still stops itself at its TTL or after its idle timeout.
+
+Settings come from jump.toml (in this directory or a parent), then JUMP_<KEY> environment
+variables, then flags. AWS credentials and region come from the standard AWS chain
+(AWS_PROFILE, AWS_REGION, SSO, ...) or --profile / --region.";
+
+const AFTER_HELP: &str = "\
+Examples:
+  jump up                              open an interactive shell on a new jumphost
+  jump up -- psql -h db.internal       run one command, exit with its status
+  jump up --detach                     start a jumphost and leave it running
+  jump ssh 3f9c0a1b2c4d                connect to a detached session
+  jump ls                              list your running sessions
+  jump down --all-mine                 stop all your sessions
+
+Exit codes: 0 success (or the remote command's status), 2 usage or configuration error,
+69 AWS API error, 70 internal error, 75 task failed to start or stopped, 76 could not
+connect, 129/130/143 ended by SIGHUP/SIGINT/SIGTERM.";
+
+#[derive(Debug, Parser)]
+#[command(name = "jump", version, about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options accepted by every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// AWS profile to use (default: AWS_PROFILE or the default profile)
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// AWS region to use (default: AWS_REGION or the profile's region)
+    #[arg(long, global = true, value_name = "REGION")]
+    pub region: Option<String>,
+    /// More diagnostics on stderr (-v info, -vv debug, -vvv trace); RUST_LOG also works
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+    /// Machine-readable JSON on stdout instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start a jumphost, connect to it, and stop it when done
+    #[command(
+        long_about = "Start a jumphost task, wait until it runs, read its host key from its \
+log stream, and connect with ssh. Without a command you get an interactive shell; with one \
+(after `--`) it runs non-interactively and jump exits with its status. The task is stopped \
+afterwards, whatever happens, unless --detach is given.",
+        after_help = "Examples:\n  jump up\n  jump up --public --ttl 30m\n  jump up -- pg_dump -h db.internal app > app.sql\n  jump up --detach --json"
+    )]
+    Up(Box<UpArgs>),
+    /// Connect to a session started with `jump up --detach`
+    #[command(
+        after_help = "Examples:\n  jump ssh 3f9c0a1b2c4d\n  jump ssh 3f9c0a1b2c4d -- uptime"
+    )]
+    Ssh(SshArgs),
+    /// List running sessions (yours, or everyone's with --all)
+    #[command(after_help = "Examples:\n  jump ls\n  jump ls --all --json")]
+    Ls(LsArgs),
+    /// Stop sessions; stopping one that is already gone is not an error
+    #[command(
+        after_help = "Examples:\n  jump down 3f9c0a1b2c4d\n  jump down --all-mine\n  jump down --expired\n  jump down 3f9c0a1b2c4d --all   # someone else's session"
+    )]
+    Down(DownArgs),
+    /// Print a shell completion script
+    #[command(
+        after_help = "Examples:\n  jump completions bash > ~/.local/share/bash-completion/completions/jump\n  jump completions zsh > \"${fpath[1]}/_jump\""
+    )]
+    Completions {
+        /// The shell to generate completions for
+        shell: Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Leave the task running and print how to connect, instead of connecting
+    #[arg(long)]
+    pub detach: bool,
+    /// Give the task a public IP and connect to it (needs a public subnet)
+    #[arg(long)]
+    pub public: bool,
+    /// Use this config file instead of searching for jump.toml
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub settings: ConfigFlags,
+    /// Command to run on the jumphost instead of an interactive shell
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// Flags that override `jump.toml` keys and `JUMP_<KEY>` variables.
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Settings (override jump.toml and JUMP_<KEY>)")]
+pub struct ConfigFlags {
+    /// ECS cluster name or ARN
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// Subnet ids, comma separated
+    #[arg(long, value_name = "IDS")]
+    pub subnets: Option<String>,
+    /// Security group ids, comma separated
+    #[arg(long, value_name = "IDS")]
+    pub security_groups: Option<String>,
+    /// Jumphost container image
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// Task CPU units (256, 512, 1024, 2048, 4096)
+    #[arg(long, value_name = "UNITS")]
+    pub cpu: Option<String>,
+    /// Task memory in MiB (must suit the CPU size)
+    #[arg(long, value_name = "MIB")]
+    pub memory: Option<String>,
+    /// Lifetime of the task, e.g. 30m or 3600 (1m to 24h)
+    #[arg(long, value_name = "DURATION")]
+    pub ttl: Option<String>,
+    /// Stop the task after this long without an ssh connection
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<String>,
+    /// CloudWatch Logs group for task output
+    #[arg(long, value_name = "NAME")]
+    pub log_group: Option<String>,
+    /// IAM role ARN for the task
+    #[arg(long, value_name = "ARN")]
+    pub task_role: Option<String>,
+    /// IAM role ARN ECS uses to pull the image and write logs
+    #[arg(long, value_name = "ARN")]
+    pub execution_role: Option<String>,
+    /// Container name in the task definition
+    #[arg(long, value_name = "NAME")]
+    pub container_name: Option<String>,
+    /// Task definition family
+    #[arg(long, value_name = "NAME")]
+    pub family: Option<String>,
+    /// User to log in as on the jumphost
+    #[arg(long, value_name = "USER")]
+    pub login_user: Option<String>,
+    /// How long to wait for the task to run and log its host key
+    #[arg(long, value_name = "DURATION")]
+    pub wait_timeout: Option<String>,
+}
+
+impl ConfigFlags {
+    /// The flags that were given, as `(config key, raw value)` pairs.
+    pub fn pairs(&self) -> Vec<(&'static str, String)> {
+        self.entries()
+            .into_iter()
+            .filter_map(|(key, value)| value.clone().map(|v| (key, v)))
+            .collect()
+    }
+
+    fn entries(&self) -> [(&'static str, &Option<String>); 15] {
+        [
+            ("cluster", &self.cluster),
+            ("subnets", &self.subnets),
+            ("security_groups", &self.security_groups),
+            ("image", &self.image),
+            ("cpu", &self.cpu),
+            ("memory", &self.memory),
+            ("ttl", &self.ttl),
+            ("idle_timeout", &self.idle_timeout),
+            ("log_group", &self.log_group),
+            ("task_role", &self.task_role),
+            ("execution_role", &self.execution_role),
+            ("container_name", &self.container_name),
+            ("family", &self.family),
+            ("login_user", &self.login_user),
+            ("wait_timeout", &self.wait_timeout),
+        ]
+    }
+}
+
+/// Where to find the cluster for commands that need nothing else.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    /// ECS cluster name or ARN (default: from jump.toml or JUMP_CLUSTER)
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// Use this config file instead of searching for jump.toml
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct SshArgs {
+    /// Session id, as printed by `jump up --detach` or `jump ls`
+    pub session: String,
+    /// Command to run instead of an interactive shell
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Show everyone's sessions, not only yours
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("which").required(true).multiple(true).args(["session", "all_mine", "expired", "all"]))]
+pub struct DownArgs {
+    /// Session id to stop
+    pub session: Option<String>,
+    /// Stop all of your sessions
+    #[arg(long)]
+    pub all_mine: bool,
+    /// Stop every session whose TTL has passed, whoever owns it
+    #[arg(long)]
+    pub expired: bool,
+    /// With SESSION: allow stopping another owner's session. Alone: stop every session
+    #[arg(long)]
+    pub all: bool,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_map_to_config_keys() {
+        let cli = Cli::parse_from([
+            "jump",
+            "up",
+            "--cluster",
+            "c",
+            "--security-groups",
+            "sg-1,sg-2",
+            "--ttl",
+            "1h",
+            "--",
+            "ls",
+            "-l",
+        ]);
+        let Command::Up(up) = cli.command else {
+            panic!("expected up");
+        };
+        assert_eq!(
+            up.settings.pairs(),
+            vec![
+                ("cluster", "c".to_string()),
+                ("security_groups", "sg-1,sg-2".to_string()),
+                ("ttl", "1h".to_string()),
+            ]
+        );
+        assert_eq!(up.command, vec!["ls", "-l"]);
+        let mut keys: Vec<&str> = ConfigFlags::default()
+            .entries()
+            .iter()
+            .map(|(k, _)| *k)
+            .collect();
+        keys.push("public");
+        keys.sort_unstable();
+        let mut expected = crate::plan::KEYS.to_vec();
+        expected.sort_unstable();
+        assert_eq!(keys, expected);
+    }
+
+    #[test]
+    fn down_needs_a_selector() {
+        assert!(Cli::try_parse_from(["jump", "down"]).is_err());
+        assert!(Cli::try_parse_from(["jump", "down", "--expired"]).is_ok());
+        assert!(Cli::try_parse_from(["jump", "down", "0123456789ab", "--all"]).is_ok());
+    }
+}

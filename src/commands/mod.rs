@@ -1,0 +1,137 @@
+//! One module per subcommand; this one dispatches and turns results into exit codes.
+
+mod down;
+mod ls;
+mod ssh;
+mod up;
+
+use std::io::Write;
+
+use anyhow::Context as _;
+use clap::CommandFactory;
+
+use crate::cli::{Cli, ClusterArgs, Command, GlobalArgs};
+use crate::exit::Exit;
+use crate::output::Output;
+use crate::plan::Layers;
+use crate::signals::{supervise, ChildPid, Outcome, Signals};
+
+/// What every command gets.
+pub struct Context {
+    pub global: GlobalArgs,
+    pub output: Output,
+    pub signals: Signals,
+    pub child: ChildPid,
+}
+
+impl Context {
+    /// Runs `work` under the signal policy with no resources to tear down.
+    async fn supervised<F>(&mut self, work: F) -> anyhow::Result<Exit>
+    where
+        F: std::future::Future<Output = anyhow::Result<Exit>> + Send + 'static,
+    {
+        outcome_result(supervise(&mut self.signals, &self.child, work).await)
+    }
+}
+
+/// Runs the parsed command line and returns how to exit. Errors are reported here.
+pub async fn run(cli: Cli) -> Exit {
+    let output = Output::new(cli.global.json);
+    let result = match Signals::register().context("cannot install signal handlers") {
+        Ok(signals) => {
+            let mut ctx = Context {
+                global: cli.global,
+                output,
+                signals,
+                child: ChildPid::default(),
+            };
+            dispatch(&mut ctx, cli.command).await
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(exit) => exit,
+        Err(err) => {
+            let exit = Exit::for_error(&err);
+            output.error(&err, exit.code());
+            exit
+        }
+    }
+}
+
+async fn dispatch(ctx: &mut Context, command: Command) -> anyhow::Result<Exit> {
+    match command {
+        Command::Up(args) => up::run(ctx, *args).await,
+        Command::Ssh(args) => {
+            let work = ssh::run(ctx.global.clone(), ctx.output, ctx.child.clone(), args);
+            ctx.supervised(work).await
+        }
+        Command::Ls(args) => {
+            let work = ls::run(ctx.global.clone(), ctx.output, args);
+            ctx.supervised(work).await
+        }
+        Command::Down(args) => {
+            let work = down::run(ctx.global.clone(), ctx.output, args);
+            ctx.supervised(work).await
+        }
+        Command::Completions { shell } => {
+            let mut buffer = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "jump", &mut buffer);
+            let _ = std::io::stdout().write_all(&buffer);
+            Ok(Exit::Success)
+        }
+    }
+}
+
+/// Folds a supervised outcome into the command's result.
+fn outcome_result(outcome: Outcome<Exit>) -> anyhow::Result<Exit> {
+    match outcome {
+        Outcome::Finished(result) => result,
+        Outcome::Panicked(message) => Err(anyhow::anyhow!("internal error (panic): {message}")),
+        Outcome::Signalled(signal) => Ok(Exit::Signalled(signal)),
+    }
+}
+
+/// Reads the process environment for `plan`.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+/// The settings layers for a command, with `flags` as the top layer.
+fn layers(config: Option<&std::path::Path>, flags: &[(&str, String)]) -> anyhow::Result<Layers> {
+    let cwd = std::env::current_dir().context("cannot determine the current directory")?;
+    Ok(Layers::load(config, &cwd, env, flags)?)
+}
+
+/// The cluster for `ls` and `down`, from `--cluster`, JUMP_CLUSTER or jump.toml.
+fn cluster(args: &ClusterArgs) -> anyhow::Result<String> {
+    let flags: Vec<(&str, String)> = args
+        .cluster
+        .iter()
+        .map(|c| ("cluster", c.clone()))
+        .collect();
+    Ok(layers(args.config.as_deref(), &flags)?.cluster()?)
+}
+
+/// The part of an ARN after the account, e.g. `user/alice` or `assumed-role/Dev/alice`.
+fn short_owner(arn: &str) -> &str {
+    arn.splitn(6, ':').nth(5).unwrap_or(arn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owners_are_shortened() {
+        assert_eq!(
+            short_owner("arn:aws:sts::123456789012:user/moto"),
+            "user/moto"
+        );
+        assert_eq!(
+            short_owner("arn:aws:sts::1:assumed-role/Dev/alice"),
+            "assumed-role/Dev/alice"
+        );
+        assert_eq!(short_owner("odd"), "odd");
+    }
+}

@@ -1,0 +1,237 @@
+//! `jump up`: the whole lifecycle — plan, provision, wait, connect, teardown.
+//!
+//! The plan is validated before any AWS call. From the moment the session directory
+//! exists, the [`Guard`] owns it (and the task, once launched); the session itself runs
+//! under the signal policy, and whatever way it ends, the guard's teardown runs once
+//! afterwards. `--detach` hands task and directory over to the user instead.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::json;
+
+use super::{layers, outcome_result, Context};
+use crate::aws::Clients;
+use crate::cli::UpArgs;
+use crate::connect::ssh::{self, Target};
+use crate::exit::Exit;
+use crate::keys::SessionDir;
+use crate::output::Output;
+use crate::plan::Plan;
+use crate::session::guard::Guard;
+use crate::session::hostkey::wait_for_host_key;
+use crate::session::provision::{self, log_stream_name, Launch};
+use crate::session::record::SessionRecord;
+use crate::session::wait::{self, Endpoint, WaitSpec};
+use crate::session::SessionId;
+use crate::signals::{supervise, ChildPid, Outcome};
+
+/// sshd listens on this port in the jumphost.
+const SSH_PORT: u16 = 22;
+/// The least time left for a step, however much of the wait budget is used up.
+const MIN_STEP: Duration = Duration::from_secs(10);
+
+pub async fn run(ctx: &mut Context, args: UpArgs) -> anyhow::Result<Exit> {
+    let mut flags = args.settings.pairs();
+    if args.public {
+        flags.push(("public", "true".to_string()));
+    }
+    let plan = layers(args.config.as_deref(), &flags)?.into_plan()?;
+    let clients = Clients::new(ctx.global.profile.as_deref(), ctx.global.region.as_deref()).await?;
+    let id = SessionId::random();
+    let dir = SessionDir::create(&id)?;
+    let guard = Guard::new(clients.ecs.clone(), &plan.cluster, dir.clone());
+    let session = Session {
+        plan,
+        clients,
+        id,
+        dir,
+        guard: guard.clone(),
+        output: ctx.output,
+        child: ctx.child.clone(),
+        detach: args.detach,
+        command: args.command,
+    };
+    let outcome = supervise(&mut ctx.signals, &ctx.child, session.run()).await;
+    if let Outcome::Signalled(signal) = &outcome {
+        ctx.output
+            .note(&format!("jump: {}; stopping the jumphost", signal.name()));
+    }
+    guard.teardown().await;
+    outcome_result(outcome)
+}
+
+/// Everything one session needs, owned so it can run as a spawned task.
+struct Session {
+    plan: Plan,
+    clients: Clients,
+    id: SessionId,
+    dir: SessionDir,
+    guard: Guard,
+    output: Output,
+    child: ChildPid,
+    detach: bool,
+    command: Vec<String>,
+}
+
+impl Session {
+    async fn run(self) -> anyhow::Result<Exit> {
+        let plan = &self.plan;
+        let progress = self.output.progress("checking AWS identity");
+        let owner = self.clients.caller_arn().await?;
+
+        progress.stage("preparing the task definition");
+        let definition = provision::task_definition(plan, &self.clients.region)?;
+        let definition_arn =
+            provision::ensure_task_definition(&self.clients.ecs, &definition).await?;
+
+        let authorized_key = self.dir.generate_keypair(&self.id)?;
+        let expires = SystemTime::now() + plan.ttl;
+        progress.stage("starting the task");
+        let task_arn = self
+            .launch(definition_arn, owner.clone(), authorized_key, expires)
+            .await?;
+        tracing::info!(task_arn, session = %self.id, "task started");
+
+        let deadline = Instant::now() + plan.wait_timeout;
+        let spec = WaitSpec {
+            cluster: &plan.cluster,
+            task_arn: &task_arn,
+            container: &plan.container_name,
+            log_group: &plan.log_group,
+            public: plan.public,
+            timeout: remaining(deadline),
+        };
+        let endpoint = wait::wait_running(&self.clients, &spec, |status| {
+            progress.stage(&format!("task {status}"))
+        })
+        .await?;
+
+        progress.stage("reading the jumphost's host key");
+        let stream = log_stream_name(&plan.container_name, &task_arn);
+        let host_key = match wait_for_host_key(
+            &self.clients.logs,
+            &plan.log_group,
+            &stream,
+            remaining(deadline),
+        )
+        .await
+        {
+            Ok(key) => key,
+            Err(err) => return Err(self.explain_stop(&spec, err).await),
+        };
+        let host = endpoint
+            .public_ip
+            .clone()
+            .unwrap_or_else(|| endpoint.private_ip.clone());
+        self.dir.write_known_hosts(&host, SSH_PORT, &host_key)?;
+        let record = self.record(&task_arn, &endpoint, &host, &owner, expires);
+        record.save(&self.dir)?;
+
+        if self.detach {
+            progress.finish();
+            self.guard.release().await;
+            self.print_detached(&record);
+            return Ok(Exit::Success);
+        }
+
+        progress.stage(&format!("waiting for sshd on {host}"));
+        ssh::wait_for_port(&host, SSH_PORT, remaining(deadline)).await?;
+        progress.finish();
+        let target = Target {
+            host,
+            port: SSH_PORT,
+            user: plan.login_user.clone(),
+            identity: self.dir.private_key_path(),
+            known_hosts: self.dir.known_hosts_path(),
+        };
+        let code = ssh::run(&target, &self.command, &self.child).await?;
+        Ok(Exit::Remote(code))
+    }
+
+    /// Calls RunTask through the guard, so the task is owned even if we are cancelled.
+    async fn launch(
+        &self,
+        definition_arn: String,
+        owner: String,
+        authorized_key: String,
+        expires: SystemTime,
+    ) -> anyhow::Result<String> {
+        let ecs = self.clients.ecs.clone();
+        let plan = self.plan.clone();
+        let id = self.id.clone();
+        self.guard
+            .launch(async move {
+                let launch = Launch {
+                    plan: &plan,
+                    task_definition_arn: &definition_arn,
+                    session: &id,
+                    owner: &owner,
+                    authorized_key: &authorized_key,
+                    expires,
+                };
+                provision::run_task(&ecs, &launch).await
+            })
+            .await
+    }
+
+    /// A missing host key is often a task that died after starting; say so if it did.
+    async fn explain_stop(&self, spec: &WaitSpec<'_>, err: anyhow::Error) -> anyhow::Error {
+        match wait::describe_task(&self.clients.ecs, spec.cluster, spec.task_arn).await {
+            Ok(Some(task)) if task.last_status() == Some("STOPPED") => {
+                wait::stopped_error(&self.clients, spec, &task).await.into()
+            }
+            _ => err,
+        }
+    }
+
+    fn record(
+        &self,
+        task_arn: &str,
+        endpoint: &Endpoint,
+        host: &str,
+        owner: &str,
+        expires: SystemTime,
+    ) -> SessionRecord {
+        SessionRecord {
+            id: self.id.to_string(),
+            task_arn: task_arn.to_string(),
+            cluster: self.plan.cluster.clone(),
+            region: self.clients.region.clone(),
+            ip: host.to_string(),
+            private_ip: endpoint.private_ip.clone(),
+            public_ip: endpoint.public_ip.clone(),
+            expires: humantime::format_rfc3339_seconds(expires).to_string(),
+            owner: owner.to_string(),
+            login_user: self.plan.login_user.clone(),
+        }
+    }
+
+    fn print_detached(&self, record: &SessionRecord) {
+        let ssh = format!("jump ssh {}", record.id);
+        if self.output.json() {
+            self.output.print_json(&json!({
+                "session": record.id,
+                "task_arn": record.task_arn,
+                "cluster": record.cluster,
+                "ip": record.ip,
+                "private_ip": record.private_ip,
+                "public_ip": record.public_ip,
+                "expires": record.expires,
+                "owner": record.owner,
+                "ssh": ssh,
+            }));
+        } else {
+            self.output.print(&format!(
+                "session  {}\ntask     {}\nip       {}\nexpires  {}\nconnect  {ssh}\nstop     jump down {}",
+                record.id, record.task_arn, record.ip, record.expires, record.id
+            ));
+        }
+    }
+}
+
+/// Time left until `deadline`, but never less than [`MIN_STEP`].
+fn remaining(deadline: Instant) -> Duration {
+    deadline
+        .saturating_duration_since(Instant::now())
+        .max(MIN_STEP)
+}

@@ -1,0 +1,3 @@
+//! Connecting to a running jumphost. Only ssh (the system OpenSSH client) for now.
+
+pub mod ssh;

@@ -1,0 +1,213 @@
+//! Connecting with the system OpenSSH client.
+//!
+//! The user's own `ssh` handles terminals, agent forwarding, escape sequences and
+//! everything else people expect from an interactive shell; we only pin it down: the
+//! session key and nothing else, the session's `known_hosts` and nothing else, strict
+//! host key checking. With a command, ssh runs non-interactively (BatchMode) and its exit
+//! status becomes ours.
+//!
+//! sshd in the task starts a moment after the host key is logged, so we first wait until
+//! its port accepts TCP connections rather than retrying ssh and misreading its errors.
+
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tokio::net::TcpStream;
+
+use crate::session::wait::Backoff;
+use crate::signals::ChildPid;
+
+/// ssh's own exit status for connection and protocol failures.
+const SSH_FAILURE: i32 = 255;
+/// Per-attempt limit for the TCP probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Could not connect. Exit code 76.
+#[derive(Debug, Error)]
+pub enum ConnectError {
+    #[error("{host}:{port} did not accept connections within {}", humantime::format_duration(*.waited))]
+    Unreachable {
+        host: String,
+        port: u16,
+        waited: Duration,
+    },
+    #[error("cannot run ssh: {0} (is OpenSSH installed and on PATH?)")]
+    Spawn(std::io::Error),
+    #[error("ssh failed to connect to {0} (exit status 255; see ssh's message above)")]
+    Ssh(String),
+}
+
+/// Where and as whom to connect, with the session's key material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub identity: PathBuf,
+    pub known_hosts: PathBuf,
+}
+
+/// The ssh command line (without the program name).
+pub fn ssh_args(target: &Target, command: &[String]) -> Vec<String> {
+    let option = |setting: String| ["-o".to_string(), setting];
+    let mut args = vec!["-i".to_string(), target.identity.display().to_string()];
+    args.extend(option("IdentitiesOnly=yes".into()));
+    args.extend(option("StrictHostKeyChecking=yes".into()));
+    args.extend(option(format!(
+        "UserKnownHostsFile={}",
+        target.known_hosts.display()
+    )));
+    args.extend(option("GlobalKnownHostsFile=/dev/null".into()));
+    args.extend(option("ConnectTimeout=10".into()));
+    if command.is_empty() {
+        args.push("-t".into());
+    } else {
+        args.extend(option("BatchMode=yes".into()));
+    }
+    args.extend(["-p".into(), target.port.to_string()]);
+    args.extend(["-l".into(), target.user.clone()]);
+    args.push("--".into());
+    args.push(target.host.clone());
+    if !command.is_empty() {
+        args.push(remote_command(command));
+    }
+    args
+}
+
+/// Joins words into one string the remote shell splits back into exactly those words.
+pub fn remote_command(words: &[String]) -> String {
+    words
+        .iter()
+        .map(|w| shell_quote(w))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Quotes a word for a POSIX shell; words made only of safe characters stay readable.
+pub fn shell_quote(word: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c);
+    if !word.is_empty() && word.chars().all(safe) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// Waits until `host:port` accepts a TCP connection.
+pub async fn wait_for_port(host: &str, port: u16, timeout: Duration) -> Result<(), ConnectError> {
+    let started = Instant::now();
+    let mut backoff = Backoff::polling();
+    loop {
+        let attempt = tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect((host, port))).await;
+        match attempt {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => tracing::debug!(host, port, error = %e, "port not ready"),
+            Err(_) => tracing::debug!(host, port, "port probe timed out"),
+        }
+        if started.elapsed() >= timeout {
+            return Err(ConnectError::Unreachable {
+                host: host.to_string(),
+                port,
+                waited: timeout,
+            });
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+/// The exit code to report for a finished ssh: its own code, or 128 + signal.
+pub fn exit_code(status: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .or_else(|| status.signal().map(|s| 128 + s))
+        .unwrap_or(1)
+}
+
+/// Runs ssh in the foreground and returns the remote command's exit code (or the shell's).
+/// `child` is told ssh's pid so signals can be forwarded to it.
+pub async fn run(
+    target: &Target,
+    command: &[String],
+    child: &ChildPid,
+) -> Result<i32, ConnectError> {
+    let args = ssh_args(target, command);
+    tracing::debug!(?args, "running ssh");
+    let mut process = tokio::process::Command::new("ssh")
+        .args(&args)
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(ConnectError::Spawn)?;
+    child.set(process.id());
+    let status = process.wait().await;
+    child.set(None);
+    let code = exit_code(status.map_err(ConnectError::Spawn)?);
+    if code == SSH_FAILURE {
+        return Err(ConnectError::Ssh(target.host.clone()));
+    }
+    Ok(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> Target {
+        Target {
+            host: "10.0.1.5".into(),
+            port: 22,
+            user: "jump".into(),
+            identity: "/s/id_ed25519".into(),
+            known_hosts: "/s/known_hosts".into(),
+        }
+    }
+
+    fn words(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn interactive_args() {
+        let args = ssh_args(&target(), &[]).join(" ");
+        assert_eq!(
+            args,
+            "-i /s/id_ed25519 -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes \
+             -o UserKnownHostsFile=/s/known_hosts -o GlobalKnownHostsFile=/dev/null \
+             -o ConnectTimeout=10 -t -p 22 -l jump -- 10.0.1.5"
+        );
+    }
+
+    #[test]
+    fn command_args_are_batch_and_quoted() {
+        let args = ssh_args(&target(), &words(&["psql", "-c", "select 1"]));
+        assert!(args.contains(&"BatchMode=yes".to_string()));
+        assert!(!args.contains(&"-t".to_string()));
+        assert_eq!(args[args.len() - 2], "10.0.1.5");
+        assert_eq!(args[args.len() - 1], "psql -c 'select 1'");
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("plain-word_1.2"), "plain-word_1.2");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote("$HOME;rm"), "'$HOME;rm'");
+        assert_eq!(
+            remote_command(&words(&["echo", "a*b", "x"])),
+            "echo 'a*b' x"
+        );
+    }
+
+    #[test]
+    fn exit_codes() {
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(exit_code(ExitStatus::from_raw(3 << 8)), 3);
+        assert_eq!(exit_code(ExitStatus::from_raw(libc::SIGTERM)), 143);
+    }
+}

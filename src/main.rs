@@ -1,0 +1,64 @@
+//! `jump`: a short-lived SSH jumphost on ECS Fargate that always cleans up after itself.
+//!
+//! `main` only parses arguments, sets up logging and the runtime, and turns the result
+//! into an exit code; see [`exit::Exit`] for the table of codes. The lifecycle lives in
+//! `plan` → `session::provision` → `session::wait` → `connect` → `session::guard`.
+
+mod aws;
+mod cli;
+mod commands;
+mod connect;
+mod exit;
+mod keys;
+mod output;
+mod plan;
+mod session;
+mod signals;
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            // Help and version exit 0; usage errors exit 2.
+            let _ = err.print();
+            return ExitCode::from(u8::try_from(err.exit_code()).unwrap_or(2));
+        }
+    };
+    init_tracing(cli.global.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            let err = anyhow::Error::from(err).context("cannot start the async runtime");
+            output::Output::new(cli.global.json).error(&err, exit::Exit::Internal.code());
+            return ExitCode::from(exit::Exit::Internal.code());
+        }
+    };
+    let exit = runtime.block_on(commands::run(cli));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    ExitCode::from(exit.code())
+}
+
+/// Diagnostics on stderr: warnings by default, more with each `-v`; `RUST_LOG` wins.
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "jump=info,warn",
+        2 => "jump=debug,info",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(output::color_enabled())
+        .init();
+}

@@ -1,0 +1,494 @@
+//! Provisioning: the task definition and the `RunTask` call.
+//!
+//! The task definition is rendered from `templates/taskdef.json` (embedded at build time)
+//! and registered only when its content changed: the rendered JSON is hashed, and the
+//! latest revision of the family carries that hash in the `jump:content-hash` tag. Running
+//! `jump up` a thousand times therefore creates one revision, not a thousand.
+//!
+//! `RunTask` tags the task with its owner, session id and expiry so any machine can find,
+//! list and clean up sessions later; the session's public key and limits travel as
+//! container environment overrides (nothing secret: the private key stays local).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::SystemTime;
+
+use aws_sdk_ecs::types::{
+    AssignPublicIp, AwsVpcConfiguration, Compatibility, ContainerDefinition, ContainerOverride,
+    KeyValuePair, LaunchType, LogConfiguration, LogDriver, NetworkConfiguration, NetworkMode,
+    PortMapping, Tag, TaskDefinitionField, TaskOverride, TransportProtocol,
+};
+use serde::Deserialize;
+use serde_json::Value;
+use ssh_key::sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use super::record::{TAG_CONTENT_HASH, TAG_EXPIRES, TAG_OWNER, TAG_SESSION};
+use super::wait::TaskFailed;
+use super::{task_id, SessionId};
+use crate::aws::ApiError;
+use crate::plan::Plan;
+
+/// The task definition template, with `{{name}}` placeholders.
+const TASKDEF_TEMPLATE: &str = include_str!("../../templates/taskdef.json");
+
+/// Marks tasks started by jump; `ListTasks` filters on it.
+pub const STARTED_BY: &str = "jump";
+
+/// The awslogs stream prefix; a task's stream is `<prefix>/<container>/<task id>`.
+pub const LOG_STREAM_PREFIX: &str = "jump";
+
+/// The template could not be rendered; a bug in the template, not in user input.
+#[derive(Debug, Error)]
+pub enum TemplateError {
+    #[error("task definition template is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("task definition template uses unknown placeholder {{{{{0}}}}}")]
+    Placeholder(String),
+    #[error("task definition template is incomplete: {0}")]
+    Build(#[from] aws_sdk_ecs::error::BuildError),
+}
+
+/// A rendered task definition and the hash that identifies its content.
+#[derive(Debug, Clone)]
+pub struct TaskDefinition {
+    pub spec: TaskDefinitionSpec,
+    pub content_hash: String,
+}
+
+/// The subset of the ECS task definition the template may use. Unknown fields are
+/// rejected so a template edit cannot be silently ignored.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TaskDefinitionSpec {
+    pub family: String,
+    pub cpu: String,
+    pub memory: String,
+    pub network_mode: String,
+    pub requires_compatibilities: Vec<String>,
+    pub task_role_arn: Option<String>,
+    pub execution_role_arn: Option<String>,
+    pub container_definitions: Vec<ContainerSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub essential: bool,
+    #[serde(default)]
+    pub port_mappings: Vec<PortSpec>,
+    pub log_configuration: LogSpec,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PortSpec {
+    pub container_port: i32,
+    pub protocol: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LogSpec {
+    pub log_driver: String,
+    pub options: BTreeMap<String, String>,
+}
+
+/// The values the template's placeholders are filled with.
+pub fn template_values(plan: &Plan, region: &str) -> BTreeMap<&'static str, String> {
+    BTreeMap::from([
+        ("family", plan.family.clone()),
+        ("cpu", plan.cpu.to_string()),
+        ("memory", plan.memory.to_string()),
+        ("task_role", plan.task_role.clone().unwrap_or_default()),
+        (
+            "execution_role",
+            plan.execution_role.clone().unwrap_or_default(),
+        ),
+        ("container_name", plan.container_name.clone()),
+        ("image", plan.image.clone()),
+        ("log_group", plan.log_group.clone()),
+        ("region", region.to_string()),
+        ("stream_prefix", LOG_STREAM_PREFIX.to_string()),
+    ])
+}
+
+/// The CloudWatch Logs stream the awslogs driver writes a task's output to.
+pub fn log_stream_name(container: &str, task_arn: &str) -> String {
+    format!("{LOG_STREAM_PREFIX}/{container}/{}", task_id(task_arn))
+}
+
+/// Renders a template: placeholders in string values are substituted, and an object
+/// member whose value renders to the empty string is dropped (that is how optional
+/// fields such as `taskRoleArn` disappear when unset).
+pub fn render(
+    template: &str,
+    values: &BTreeMap<&str, String>,
+) -> Result<TaskDefinition, TemplateError> {
+    let mut json: Value = serde_json::from_str(template)?;
+    substitute(&mut json, values)?;
+    // serde_json's map is ordered by key, so this serialisation is canonical.
+    let canonical = serde_json::to_vec(&json)?;
+    let content_hash = Sha256::digest(&canonical)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(TaskDefinition {
+        spec: serde_json::from_value(json)?,
+        content_hash,
+    })
+}
+
+fn substitute(value: &mut Value, values: &BTreeMap<&str, String>) -> Result<(), TemplateError> {
+    match value {
+        Value::String(s) => *s = fill(s, values)?,
+        Value::Array(items) => {
+            for item in items {
+                substitute(item, values)?;
+            }
+        }
+        Value::Object(map) => {
+            for item in map.values_mut() {
+                substitute(item, values)?;
+            }
+            map.retain(|_, v| v.as_str() != Some(""));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn fill(text: &str, values: &BTreeMap<&str, String>) -> Result<String, TemplateError> {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let end = rest[start..]
+            .find("}}")
+            .ok_or_else(|| TemplateError::Placeholder(rest[start..].to_string()))?;
+        let name = rest[start + 2..start + end].trim();
+        let value = values
+            .get(name)
+            .ok_or_else(|| TemplateError::Placeholder(name.to_string()))?;
+        out.push_str(&rest[..start]);
+        out.push_str(value);
+        rest = &rest[start + end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Renders the embedded task definition template for a plan.
+pub fn task_definition(plan: &Plan, region: &str) -> Result<TaskDefinition, TemplateError> {
+    render(TASKDEF_TEMPLATE, &template_values(plan, region))
+}
+
+/// Returns the ARN of a task definition revision with this content, registering a new
+/// revision only if the family's latest one has a different content hash.
+pub async fn ensure_task_definition(
+    ecs: &aws_sdk_ecs::Client,
+    def: &TaskDefinition,
+) -> anyhow::Result<String> {
+    let latest = ecs
+        .describe_task_definition()
+        .task_definition(&def.spec.family)
+        .include(TaskDefinitionField::Tags)
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ecs:DescribeTaskDefinition", e));
+    match latest {
+        Ok(out) => {
+            let same = out
+                .tags()
+                .iter()
+                .any(|t| t.key() == Some(TAG_CONTENT_HASH) && t.value() == Some(&def.content_hash));
+            let arn = out.task_definition().and_then(|d| d.task_definition_arn());
+            if let (true, Some(arn)) = (same, arn) {
+                tracing::debug!(arn, "task definition unchanged");
+                return Ok(arn.to_string());
+            }
+        }
+        // A family that was never registered is reported as a client error.
+        Err(e) if e.code.as_deref() == Some("ClientException") || e.is_not_found() => {}
+        Err(e) => return Err(e.into()),
+    }
+    register(ecs, def).await
+}
+
+async fn register(ecs: &aws_sdk_ecs::Client, def: &TaskDefinition) -> anyhow::Result<String> {
+    let spec = &def.spec;
+    let mut request = ecs
+        .register_task_definition()
+        .family(&spec.family)
+        .cpu(&spec.cpu)
+        .memory(&spec.memory)
+        .network_mode(NetworkMode::from(spec.network_mode.as_str()))
+        .set_requires_compatibilities(Some(
+            spec.requires_compatibilities
+                .iter()
+                .map(|c| Compatibility::from(c.as_str()))
+                .collect(),
+        ))
+        .set_task_role_arn(spec.task_role_arn.clone())
+        .set_execution_role_arn(spec.execution_role_arn.clone())
+        .tags(tag(TAG_CONTENT_HASH, &def.content_hash));
+    for container in &spec.container_definitions {
+        request = request.container_definitions(container_definition(container)?);
+    }
+    let out = request
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ecs:RegisterTaskDefinition", e))?;
+    let arn = out
+        .task_definition()
+        .and_then(|d| d.task_definition_arn())
+        .ok_or_else(|| anyhow::anyhow!("RegisterTaskDefinition returned no ARN"))?;
+    tracing::info!(arn, "registered task definition");
+    Ok(arn.to_string())
+}
+
+fn container_definition(spec: &ContainerSpec) -> Result<ContainerDefinition, TemplateError> {
+    let log = LogConfiguration::builder()
+        .log_driver(LogDriver::from(spec.log_configuration.log_driver.as_str()))
+        .set_options(Some(
+            spec.log_configuration
+                .options
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<HashMap<_, _>>(),
+        ))
+        .build()?;
+    let ports = spec
+        .port_mappings
+        .iter()
+        .map(|p| {
+            PortMapping::builder()
+                .container_port(p.container_port)
+                .protocol(TransportProtocol::from(p.protocol.as_str()))
+                .build()
+        })
+        .collect();
+    Ok(ContainerDefinition::builder()
+        .name(&spec.name)
+        .image(&spec.image)
+        .essential(spec.essential)
+        .set_port_mappings(Some(ports))
+        .log_configuration(log)
+        .build())
+}
+
+fn tag(key: &str, value: &str) -> Tag {
+    Tag::builder().key(key).value(value).build()
+}
+
+/// Everything `RunTask` needs beyond the plan.
+#[derive(Debug, Clone)]
+pub struct Launch<'a> {
+    pub plan: &'a Plan,
+    pub task_definition_arn: &'a str,
+    pub session: &'a SessionId,
+    pub owner: &'a str,
+    pub authorized_key: &'a str,
+    pub expires: SystemTime,
+}
+
+impl Launch<'_> {
+    /// Environment overrides for the jumphost container (its entrypoint contract).
+    pub fn environment(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("JUMP_AUTHORIZED_KEYS", self.authorized_key.to_string()),
+            ("JUMP_TTL_SECONDS", self.plan.ttl.as_secs().to_string()),
+            (
+                "JUMP_IDLE_SECONDS",
+                self.plan.idle_timeout.as_secs().to_string(),
+            ),
+            ("JUMP_OWNER", self.owner.to_string()),
+            ("JUMP_SESSION_ID", self.session.to_string()),
+        ]
+    }
+
+    /// Tags that let `ls` and `down` find and judge the task from any machine.
+    pub fn tags(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (TAG_OWNER, self.owner.to_string()),
+            (TAG_SESSION, self.session.to_string()),
+            (
+                TAG_EXPIRES,
+                humantime::format_rfc3339_seconds(self.expires).to_string(),
+            ),
+        ]
+    }
+}
+
+/// Starts the task and returns its ARN.
+pub async fn run_task(ecs: &aws_sdk_ecs::Client, launch: &Launch<'_>) -> anyhow::Result<String> {
+    let plan = launch.plan;
+    let vpc = AwsVpcConfiguration::builder()
+        .set_subnets(Some(plan.subnets.clone()))
+        .set_security_groups(Some(plan.security_groups.clone()))
+        .assign_public_ip(if plan.public {
+            AssignPublicIp::Enabled
+        } else {
+            AssignPublicIp::Disabled
+        })
+        .build()
+        .map_err(TemplateError::from)?;
+    let mut container = ContainerOverride::builder().name(&plan.container_name);
+    for (name, value) in launch.environment() {
+        container = container.environment(KeyValuePair::builder().name(name).value(value).build());
+    }
+    let mut request = ecs
+        .run_task()
+        .cluster(&plan.cluster)
+        .task_definition(launch.task_definition_arn)
+        .launch_type(LaunchType::Fargate)
+        .count(1)
+        .enable_execute_command(true)
+        .started_by(STARTED_BY)
+        .network_configuration(
+            NetworkConfiguration::builder()
+                .awsvpc_configuration(vpc)
+                .build(),
+        )
+        .overrides(
+            TaskOverride::builder()
+                .container_overrides(container.build())
+                .build(),
+        );
+    for (key, value) in launch.tags() {
+        request = request.tags(tag(key, &value));
+    }
+    let out = request
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ecs:RunTask", e))?;
+    if let Some(arn) = out.tasks().first().and_then(|t| t.task_arn()) {
+        return Ok(arn.to_string());
+    }
+    let reason = out
+        .failures()
+        .iter()
+        .map(|f| {
+            format!(
+                "{}{}",
+                f.reason().unwrap_or("unknown reason"),
+                f.detail().map(|d| format!(" ({d})")).unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(TaskFailed::Rejected { reason }.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::plan::Layers;
+
+    fn plan(extra: &str) -> Plan {
+        let mut layers = Layers::default();
+        layers
+            .apply_toml(
+                &format!("cluster = \"c\"\nsubnets = [\"subnet-1\"]\nsecurity_groups = [\"sg-1\"]\n{extra}"),
+                std::path::Path::new("jump.toml"),
+            )
+            .unwrap();
+        layers.into_plan().unwrap()
+    }
+
+    #[test]
+    fn renders_embedded_template() {
+        let def = task_definition(&plan(""), "eu-west-1").unwrap();
+        let spec = &def.spec;
+        assert_eq!(spec.family, "jump-jumphost");
+        assert_eq!((spec.cpu.as_str(), spec.memory.as_str()), ("256", "512"));
+        assert_eq!(spec.network_mode, "awsvpc");
+        assert_eq!(spec.requires_compatibilities, vec!["FARGATE"]);
+        assert_eq!(spec.task_role_arn, None);
+        assert_eq!(spec.execution_role_arn, None);
+        let container = &spec.container_definitions[0];
+        assert_eq!(container.name, "jumphost");
+        assert_eq!(container.image, "jump/jumphost:latest");
+        assert_eq!(container.port_mappings[0].container_port, 22);
+        let options = &container.log_configuration.options;
+        assert_eq!(container.log_configuration.log_driver, "awslogs");
+        assert_eq!(options["awslogs-group"], "/jump/sessions");
+        assert_eq!(options["awslogs-region"], "eu-west-1");
+        assert_eq!(options["awslogs-stream-prefix"], "jump");
+        assert_eq!(options["awslogs-create-group"], "true");
+        assert_eq!(def.content_hash.len(), 64);
+    }
+
+    #[test]
+    fn optional_roles_appear_when_set() {
+        let def = task_definition(
+            &plan(
+                "task_role = \"arn:aws:iam::1:role/t\"\nexecution_role = \"arn:aws:iam::1:role/e\"",
+            ),
+            "us-east-1",
+        )
+        .unwrap();
+        assert_eq!(
+            def.spec.task_role_arn.as_deref(),
+            Some("arn:aws:iam::1:role/t")
+        );
+        assert_eq!(
+            def.spec.execution_role_arn.as_deref(),
+            Some("arn:aws:iam::1:role/e")
+        );
+    }
+
+    #[test]
+    fn hash_tracks_content_only() {
+        let a = task_definition(&plan(""), "us-east-1").unwrap();
+        let b = task_definition(&plan("ttl = \"2h\""), "us-east-1").unwrap();
+        let c = task_definition(&plan("image = \"other:1\""), "us-east-1").unwrap();
+        let d = task_definition(&plan(""), "eu-west-1").unwrap();
+        assert_eq!(a.content_hash, b.content_hash);
+        assert_ne!(a.content_hash, c.content_hash);
+        assert_ne!(a.content_hash, d.content_hash);
+    }
+
+    #[test]
+    fn log_stream_follows_awslogs_naming() {
+        assert_eq!(
+            log_stream_name("jumphost", "arn:aws:ecs:r:1:task/c/0123abcd"),
+            "jump/jumphost/0123abcd"
+        );
+    }
+
+    #[test]
+    fn fill_substitutes_and_rejects_unknown() {
+        let values = BTreeMap::from([("a", "1".to_string()), ("b", "two".to_string())]);
+        assert_eq!(fill("x{{a}}y{{ b }}", &values).unwrap(), "x1ytwo");
+        assert_eq!(fill("plain", &values).unwrap(), "plain");
+        assert!(matches!(fill("{{c}}", &values), Err(TemplateError::Placeholder(p)) if p == "c"));
+        assert!(fill("{{a", &values).is_err());
+    }
+
+    #[test]
+    fn launch_environment_and_tags() {
+        let plan = plan("ttl = \"30m\"\nidle_timeout = \"5m\"");
+        let session: SessionId = "00112233aabb".parse().unwrap();
+        let launch = Launch {
+            plan: &plan,
+            task_definition_arn: "arn:td",
+            session: &session,
+            owner: "arn:aws:sts::1:user/me",
+            authorized_key: "ssh-ed25519 AAAA k",
+            expires: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        };
+        let env: BTreeMap<_, _> = launch.environment().into_iter().collect();
+        assert_eq!(env["JUMP_AUTHORIZED_KEYS"], "ssh-ed25519 AAAA k");
+        assert_eq!(env["JUMP_TTL_SECONDS"], "1800");
+        assert_eq!(env["JUMP_IDLE_SECONDS"], "300");
+        assert_eq!(env["JUMP_OWNER"], "arn:aws:sts::1:user/me");
+        assert_eq!(env["JUMP_SESSION_ID"], "00112233aabb");
+        let tags: BTreeMap<_, _> = launch.tags().into_iter().collect();
+        assert_eq!(tags[TAG_EXPIRES], "2023-11-14T22:13:20Z");
+        assert_eq!(tags[TAG_SESSION], "00112233aabb");
+        assert_eq!(tags[TAG_OWNER], "arn:aws:sts::1:user/me");
+    }
+}

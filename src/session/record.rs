@@ -1,0 +1,235 @@
+//! Finding sessions again: a local record for the machine that started a session, and
+//! the task's own tags for everyone else.
+//!
+//! The local record (`session.json` in the session directory) holds what `jump ssh`
+//! needs to reconnect without asking AWS for anything but the task's state. The tags on
+//! the task are the source of truth for `ls` and `down`, so those work from any machine,
+//! including a CI runner that never saw the session start.
+
+use std::time::SystemTime;
+
+use aws_sdk_ecs::types::{DesiredStatus, Task, TaskField};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::provision::STARTED_BY;
+use super::wait::private_ip;
+use super::SessionId;
+use crate::aws::ApiError;
+use crate::keys::{KeyError, SessionDir};
+
+pub const TAG_OWNER: &str = "jump:owner";
+pub const TAG_SESSION: &str = "jump:session";
+pub const TAG_EXPIRES: &str = "jump:expires";
+pub const TAG_CONTENT_HASH: &str = "jump:content-hash";
+
+const RECORD_FILE: &str = "session.json";
+
+/// DescribeTasks accepts at most this many tasks per call.
+const DESCRIBE_BATCH: usize = 100;
+
+#[derive(Debug, Error)]
+pub enum RecordError {
+    #[error(transparent)]
+    Dir(#[from] KeyError),
+    #[error("cannot read session record {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("cannot encode session record: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// What this machine remembers about a session it started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub id: String,
+    pub task_arn: String,
+    pub cluster: String,
+    pub region: String,
+    /// The address ssh connects to (public when the session was started with --public).
+    pub ip: String,
+    pub private_ip: String,
+    pub public_ip: Option<String>,
+    /// RFC 3339, UTC.
+    pub expires: String,
+    pub owner: String,
+    pub login_user: String,
+}
+
+impl SessionRecord {
+    pub fn save(&self, dir: &SessionDir) -> Result<(), RecordError> {
+        let json = serde_json::to_vec_pretty(self)?;
+        dir.write_private(RECORD_FILE, &json)?;
+        Ok(())
+    }
+
+    pub fn load(dir: &SessionDir) -> Result<Self, RecordError> {
+        let path = dir.path().join(RECORD_FILE);
+        let read = |message: String| RecordError::Read {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| read(e.to_string()))?;
+        serde_json::from_str(&text).map_err(|e| read(e.to_string()))
+    }
+}
+
+/// The jump tags of one task, parsed leniently: a task with foreign or damaged tags is
+/// still listed, just with less detail.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionTags {
+    pub session: Option<SessionId>,
+    pub owner: Option<String>,
+    pub expires: Option<SystemTime>,
+}
+
+impl SessionTags {
+    pub fn parse<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut parsed = SessionTags::default();
+        for (key, value) in tags {
+            match key {
+                TAG_SESSION => parsed.session = value.parse().ok(),
+                TAG_OWNER => parsed.owner = Some(value.to_string()),
+                TAG_EXPIRES => parsed.expires = humantime::parse_rfc3339_weak(value).ok(),
+                _ => {}
+            }
+        }
+        parsed
+    }
+
+    /// True when the session's expiry has passed at `now`.
+    pub fn is_expired(&self, now: SystemTime) -> bool {
+        self.expires.is_some_and(|at| at <= now)
+    }
+}
+
+/// A running jump task as seen through the ECS API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteSession {
+    pub task_arn: String,
+    pub tags: SessionTags,
+    pub created: Option<SystemTime>,
+    pub private_ip: Option<String>,
+    pub status: String,
+}
+
+impl RemoteSession {
+    fn from_task(task: &Task) -> Option<Self> {
+        let tags = SessionTags::parse(
+            task.tags()
+                .iter()
+                .filter_map(|t| Some((t.key()?, t.value()?))),
+        );
+        Some(RemoteSession {
+            task_arn: task.task_arn()?.to_string(),
+            tags,
+            created: task
+                .created_at()
+                .and_then(|t| SystemTime::try_from(*t).ok()),
+            private_ip: private_ip(task),
+            status: task.last_status().unwrap_or("UNKNOWN").to_string(),
+        })
+    }
+}
+
+/// All tasks in `cluster` started by jump that have not been asked to stop.
+pub async fn list_remote(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+) -> Result<Vec<RemoteSession>, ApiError> {
+    let mut arns = Vec::new();
+    let mut next = None;
+    loop {
+        let page = ecs
+            .list_tasks()
+            .cluster(cluster)
+            .started_by(STARTED_BY)
+            .desired_status(DesiredStatus::Running)
+            .set_next_token(next)
+            .send()
+            .await
+            .map_err(|e| ApiError::from_sdk("ecs:ListTasks", e))?;
+        arns.extend(page.task_arns().iter().cloned());
+        next = page.next_token().map(str::to_string);
+        if next.is_none() {
+            break;
+        }
+    }
+    let mut sessions = Vec::new();
+    for batch in arns.chunks(DESCRIBE_BATCH) {
+        let out = ecs
+            .describe_tasks()
+            .cluster(cluster)
+            .set_tasks(Some(batch.to_vec()))
+            .include(TaskField::Tags)
+            .send()
+            .await
+            .map_err(|e| ApiError::from_sdk("ecs:DescribeTasks", e))?;
+        sessions.extend(out.tasks().iter().filter_map(RemoteSession::from_task));
+    }
+    sessions.sort_by_key(|s| s.created);
+    Ok(sessions)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn parses_jump_tags() {
+        let tags = SessionTags::parse([
+            ("jump:session", "0123456789ab"),
+            ("jump:owner", "arn:aws:sts::1:user/me"),
+            ("jump:expires", "2030-01-02T03:04:05Z"),
+            ("team", "infra"),
+        ]);
+        assert_eq!(tags.session.unwrap().as_str(), "0123456789ab");
+        assert_eq!(tags.owner.as_deref(), Some("arn:aws:sts::1:user/me"));
+        let expires = tags.expires.unwrap();
+        assert_eq!(
+            humantime::format_rfc3339_seconds(expires).to_string(),
+            "2030-01-02T03:04:05Z"
+        );
+    }
+
+    #[test]
+    fn damaged_tags_are_dropped_not_fatal() {
+        let tags = SessionTags::parse([("jump:session", "../x"), ("jump:expires", "tomorrow")]);
+        assert_eq!(tags, SessionTags::default());
+    }
+
+    #[test]
+    fn expiry() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        let tags = SessionTags {
+            expires: Some(at),
+            ..SessionTags::default()
+        };
+        assert!(tags.is_expired(at));
+        assert!(tags.is_expired(at + Duration::from_secs(1)));
+        assert!(!tags.is_expired(at - Duration::from_secs(1)));
+        assert!(!SessionTags::default().is_expired(at));
+    }
+
+    #[test]
+    fn record_round_trips_through_json() {
+        let record = SessionRecord {
+            id: "0123456789ab".into(),
+            task_arn: "arn:aws:ecs:r:1:task/c/abc".into(),
+            cluster: "c".into(),
+            region: "r".into(),
+            ip: "10.0.0.5".into(),
+            private_ip: "10.0.0.5".into(),
+            public_ip: None,
+            expires: "2030-01-02T03:04:05Z".into(),
+            owner: "arn:me".into(),
+            login_user: "jump".into(),
+        };
+        let json = serde_json::to_string(&record).unwrap();
+        assert_eq!(
+            serde_json::from_str::<SessionRecord>(&json).unwrap(),
+            record
+        );
+    }
+}

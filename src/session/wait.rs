@@ -1,0 +1,355 @@
+//! Waiting for the task: poll `DescribeTasks` until it runs, or explain why it did not.
+//!
+//! Fargate usually needs tens of seconds, but the first transitions can be quick, so the
+//! poll interval starts short and grows (250 ms × 1.5 up to 2 s): responsive early,
+//! cheap later. A task that stops instead of running is the most common failure (bad
+//! image, missing role, no route to the registry), so the error carries everything ECS
+//! knows plus the task's last log lines — usually enough to fix it without a console.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use aws_sdk_ecs::types::Task;
+use thiserror::Error;
+
+use super::provision::log_stream_name;
+use crate::aws::{ApiError, Clients};
+
+/// How many log lines a stopped-task error shows.
+const TAIL_LINES: i32 = 20;
+
+/// A poll interval that starts short and grows geometrically to a ceiling.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    current: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    /// The schedule used for all polling in a session: 250 ms, ×1.5, at most 2 s.
+    pub fn polling() -> Self {
+        Backoff {
+            current: Duration::from_millis(250),
+            max: Duration::from_secs(2),
+        }
+    }
+
+    /// The delay to wait now; the following one will be 1.5 times longer, up to the max.
+    pub fn next_delay(&mut self) -> Duration {
+        let delay = self.current;
+        self.current = (self.current * 3 / 2).min(self.max);
+        delay
+    }
+}
+
+/// The task did not become usable. Exit code 75.
+#[derive(Debug, Error)]
+pub enum TaskFailed {
+    #[error("ECS refused to start the task: {reason}")]
+    Rejected { reason: String },
+    #[error("the task did not reach RUNNING within {} (last status: {last_status})", humantime::format_duration(*.waited))]
+    Timeout {
+        waited: Duration,
+        last_status: String,
+    },
+    #[error("{0}")]
+    Stopped(Box<StoppedTask>),
+}
+
+/// Everything known about a task that stopped when it should have been running.
+#[derive(Debug, Default)]
+pub struct StoppedTask {
+    pub task_arn: String,
+    pub stopped_reason: Option<String>,
+    pub stop_code: Option<String>,
+    pub container_reason: Option<String>,
+    pub exit_code: Option<i32>,
+    pub log_stream: String,
+    pub logs: Vec<String>,
+}
+
+impl fmt::Display for StoppedTask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the task stopped: {}",
+            self.stopped_reason.as_deref().unwrap_or("no reason given")
+        )?;
+        if let Some(code) = &self.stop_code {
+            write!(f, " [{code}]")?;
+        }
+        if let Some(reason) = &self.container_reason {
+            write!(f, "\n  container: {reason}")?;
+        }
+        if let Some(code) = self.exit_code {
+            write!(f, "\n  container exit code: {code}")?;
+        }
+        write!(f, "\n  task: {}", self.task_arn)?;
+        if self.logs.is_empty() {
+            write!(f, "\n  (no log lines in {})", self.log_stream)?;
+        } else {
+            write!(f, "\n  last log lines from {}:", self.log_stream)?;
+            for line in &self.logs {
+                write!(f, "\n    {line}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where to reach a running task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub private_ip: String,
+    pub public_ip: Option<String>,
+}
+
+/// What to wait for.
+#[derive(Debug, Clone)]
+pub struct WaitSpec<'a> {
+    pub cluster: &'a str,
+    pub task_arn: &'a str,
+    pub container: &'a str,
+    pub log_group: &'a str,
+    pub public: bool,
+    pub timeout: Duration,
+}
+
+/// The task's private IP from its ENI attachment, or else from its container.
+pub fn private_ip(task: &Task) -> Option<String> {
+    eni_detail(task, "privateIPv4Address").or_else(|| {
+        task.containers()
+            .iter()
+            .flat_map(|c| c.network_interfaces())
+            .find_map(|n| n.private_ipv4_address())
+            .map(str::to_string)
+    })
+}
+
+fn eni_detail(task: &Task, name: &str) -> Option<String> {
+    task.attachments()
+        .iter()
+        .filter(|a| a.r#type() == Some("ElasticNetworkInterface"))
+        .flat_map(|a| a.details())
+        .find(|d| d.name() == Some(name))
+        .and_then(|d| d.value())
+        .map(str::to_string)
+}
+
+/// Describes one task; `None` when ECS does not know it (yet, or any more).
+pub async fn describe_task(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    task_arn: &str,
+) -> Result<Option<Task>, ApiError> {
+    let out = ecs
+        .describe_tasks()
+        .cluster(cluster)
+        .tasks(task_arn)
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ecs:DescribeTasks", e))?;
+    Ok(out.tasks().first().cloned())
+}
+
+/// Polls until the task runs and has the addresses we need, reporting each new status
+/// through `on_stage`.
+pub async fn wait_running(
+    clients: &Clients,
+    spec: &WaitSpec<'_>,
+    mut on_stage: impl FnMut(&str),
+) -> anyhow::Result<Endpoint> {
+    let started = Instant::now();
+    let mut backoff = Backoff::polling();
+    let mut last_status = String::from("UNKNOWN");
+    loop {
+        if let Some(task) = describe_task(&clients.ecs, spec.cluster, spec.task_arn).await? {
+            let status = task.last_status().unwrap_or("UNKNOWN");
+            if status != last_status {
+                on_stage(status);
+                last_status = status.to_string();
+            }
+            match status {
+                "STOPPED" => return Err(stopped_error(clients, spec, &task).await.into()),
+                "RUNNING" => {
+                    if let Some(endpoint) = endpoint(clients, spec, &task).await? {
+                        return Ok(endpoint);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if started.elapsed() >= spec.timeout {
+            return Err(TaskFailed::Timeout {
+                waited: spec.timeout,
+                last_status,
+            }
+            .into());
+        }
+        tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+/// The endpoint once every address it needs has been assigned.
+async fn endpoint(
+    clients: &Clients,
+    spec: &WaitSpec<'_>,
+    task: &Task,
+) -> Result<Option<Endpoint>, ApiError> {
+    let Some(private_ip) = private_ip(task) else {
+        return Ok(None);
+    };
+    let public_ip = if spec.public {
+        let Some(eni) = eni_detail(task, "networkInterfaceId") else {
+            return Ok(None);
+        };
+        match public_ip(&clients.ec2, &eni).await? {
+            Some(ip) => Some(ip),
+            None => return Ok(None),
+        }
+    } else {
+        None
+    };
+    Ok(Some(Endpoint {
+        private_ip,
+        public_ip,
+    }))
+}
+
+async fn public_ip(ec2: &aws_sdk_ec2::Client, eni: &str) -> Result<Option<String>, ApiError> {
+    let out = ec2
+        .describe_network_interfaces()
+        .network_interface_ids(eni)
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ec2:DescribeNetworkInterfaces", e))?;
+    Ok(out
+        .network_interfaces()
+        .iter()
+        .find_map(|n| n.association().and_then(|a| a.public_ip()))
+        .map(str::to_string))
+}
+
+/// Builds the stopped-task error from the task and its last log lines.
+pub async fn stopped_error(clients: &Clients, spec: &WaitSpec<'_>, task: &Task) -> TaskFailed {
+    let container = task
+        .containers()
+        .iter()
+        .find(|c| c.name() == Some(spec.container))
+        .or_else(|| task.containers().first());
+    let log_stream = log_stream_name(spec.container, spec.task_arn);
+    let logs = recent_logs(&clients.logs, spec.log_group, &log_stream).await;
+    TaskFailed::Stopped(Box::new(StoppedTask {
+        task_arn: spec.task_arn.to_string(),
+        stopped_reason: task.stopped_reason().map(str::to_string),
+        stop_code: task.stop_code().map(|c| c.as_str().to_string()),
+        container_reason: container.and_then(|c| c.reason()).map(str::to_string),
+        exit_code: container.and_then(|c| c.exit_code()),
+        log_stream: format!("{}:{log_stream}", spec.log_group),
+        logs,
+    }))
+}
+
+/// The last lines of a log stream; best effort, since this only decorates an error.
+async fn recent_logs(
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    group: &str,
+    stream: &str,
+) -> Vec<String> {
+    let out = logs
+        .get_log_events()
+        .log_group_name(group)
+        .log_stream_name(stream)
+        .start_from_head(false)
+        .limit(TAIL_LINES)
+        .send()
+        .await;
+    match out {
+        Ok(out) => out
+            .events()
+            .iter()
+            .filter_map(|e| e.message())
+            .map(|m| m.trim_end().to_string())
+            .collect(),
+        Err(e) => {
+            tracing::debug!(error = %ApiError::from_sdk("logs:GetLogEvents", e), "no task logs");
+            Vec::new()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_sdk_ecs::types::{Attachment, Container, KeyValuePair, NetworkInterface};
+
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_ceiling() {
+        let mut backoff = Backoff::polling();
+        let delays: Vec<u128> = (0..8).map(|_| backoff.next_delay().as_millis()).collect();
+        assert_eq!(delays, vec![250, 375, 562, 843, 1265, 1898, 2000, 2000]);
+    }
+
+    fn detail(name: &str, value: &str) -> KeyValuePair {
+        KeyValuePair::builder().name(name).value(value).build()
+    }
+
+    fn container_with_ip(ip: &str) -> Container {
+        Container::builder()
+            .network_interfaces(NetworkInterface::builder().private_ipv4_address(ip).build())
+            .build()
+    }
+
+    #[test]
+    fn private_ip_prefers_eni_attachment() {
+        let task = Task::builder()
+            .attachments(
+                Attachment::builder()
+                    .r#type("ElasticNetworkInterface")
+                    .details(detail("networkInterfaceId", "eni-1"))
+                    .details(detail("privateIPv4Address", "10.0.0.7"))
+                    .build(),
+            )
+            .containers(container_with_ip("10.0.0.8"))
+            .build();
+        assert_eq!(private_ip(&task).as_deref(), Some("10.0.0.7"));
+        assert_eq!(
+            eni_detail(&task, "networkInterfaceId").as_deref(),
+            Some("eni-1")
+        );
+    }
+
+    #[test]
+    fn private_ip_falls_back_to_container() {
+        let task = Task::builder()
+            .containers(container_with_ip("10.0.0.8"))
+            .build();
+        assert_eq!(private_ip(&task).as_deref(), Some("10.0.0.8"));
+        assert_eq!(private_ip(&Task::builder().build()), None);
+    }
+
+    #[test]
+    fn stopped_message_carries_details() {
+        let text = TaskFailed::Stopped(Box::new(StoppedTask {
+            task_arn: "arn:t".into(),
+            stopped_reason: Some("Essential container in task exited".into()),
+            stop_code: Some("EssentialContainerExited".into()),
+            container_reason: Some("CannotPullContainerError".into()),
+            exit_code: Some(1),
+            log_stream: "/g:jump/c/t".into(),
+            logs: vec!["line one".into(), "line two".into()],
+        }))
+        .to_string();
+        for part in [
+            "Essential container in task exited",
+            "[EssentialContainerExited]",
+            "CannotPullContainerError",
+            "exit code: 1",
+            "line two",
+            "/g:jump/c/t",
+        ] {
+            assert!(text.contains(part), "{part} missing from {text}");
+        }
+    }
+}

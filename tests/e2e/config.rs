@@ -1,0 +1,125 @@
+//! Bad configuration is refused before any AWS call.
+//!
+//! The AWS endpoint is a listener owned by the test: if `jump` made any call,
+//! the listener would see the connection.
+
+use std::net::TcpListener;
+use std::process::{Command, Output, Stdio};
+
+use tempfile::TempDir;
+
+use crate::support::stderr;
+
+struct NoAws {
+    listener: TcpListener,
+    dir: TempDir,
+}
+
+impl NoAws {
+    fn new() -> NoAws {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        NoAws {
+            listener,
+            dir: TempDir::new().expect("temp dir"),
+        }
+    }
+
+    fn jump(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let endpoint = format!("http://{}", self.listener.local_addr().unwrap());
+        let out = Command::new(env!("CARGO_BIN_EXE_jump"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "x")
+            .env("AWS_SECRET_ACCESS_KEY", "x")
+            .env("JUMP_STATE_DIR", self.dir.path().join("state"))
+            .envs(env.iter().copied())
+            .current_dir(self.dir.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("jump runs");
+        assert!(
+            self.listener.accept().is_err(),
+            "jump called AWS for {args:?}"
+        );
+        out
+    }
+
+    fn write_config(&self, text: &str) {
+        std::fs::write(self.dir.path().join("jump.toml"), text).unwrap();
+    }
+}
+
+const GOOD: [(&str, &str); 3] = [
+    ("JUMP_CLUSTER", "c"),
+    ("JUMP_SUBNETS", "subnet-0abc"),
+    ("JUMP_SECURITY_GROUPS", "sg-0abc"),
+];
+
+fn refused(out: &Output, needle: &str) {
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", stderr(out));
+    assert!(
+        stderr(out).contains(needle),
+        "expected {needle:?} in: {}",
+        stderr(out)
+    );
+}
+
+#[test]
+fn missing_cluster_says_how_to_set_it() {
+    let t = NoAws::new();
+    refused(&t.jump(&["up", "--", "true"], &[]), "JUMP_CLUSTER");
+}
+
+#[test]
+fn unknown_key_in_jump_toml_is_named() {
+    let t = NoAws::new();
+    t.write_config("cluster = \"c\"\nsubnets = [\"subnet-0abc\"]\nsecurity_groups = [\"sg-0abc\"]\nclustr = \"typo\"\n");
+    refused(&t.jump(&["up", "--", "true"], &[]), "clustr");
+}
+
+#[test]
+fn malformed_jump_toml_is_refused() {
+    let t = NoAws::new();
+    t.write_config("cluster = \n");
+    refused(&t.jump(&["up", "--", "true"], &[]), "jump.toml");
+}
+
+#[test]
+fn invalid_values_are_refused_whatever_their_source() {
+    let t = NoAws::new();
+    refused(
+        &t.jump(
+            &["up", "--cpu", "256", "--memory", "4096", "--", "true"],
+            &GOOD,
+        ),
+        "memory",
+    );
+    refused(
+        &t.jump(&["up", "--ttl", "soon", "--", "true"], &GOOD),
+        "ttl",
+    );
+    refused(
+        &t.jump(&["up", "--subnets", "not-a-subnet", "--", "true"], &GOOD),
+        "not-a-subnet",
+    );
+    let mut env = GOOD.to_vec();
+    env.push(("JUMP_SECURITY_GROUPS", "nope"));
+    refused(&t.jump(&["up", "--", "true"], &env), "nope");
+}
+
+#[test]
+fn unknown_flag_is_a_usage_error() {
+    let t = NoAws::new();
+    refused(&t.jump(&["up", "--bogus"], &GOOD), "--bogus");
+}
+
+#[test]
+fn bad_session_id_is_refused_before_any_call() {
+    let t = NoAws::new();
+    refused(&t.jump(&["down", "../../etc"], &GOOD), "session");
+}

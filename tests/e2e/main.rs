@@ -1,0 +1,8 @@
+//! End-to-end tests: the real `jump` binary against the local AWS sandbox
+//! (tests/sandbox). One test binary, so the AWS stack is linked once.
+
+mod config;
+mod faults;
+mod signals;
+mod support;
+mod up;

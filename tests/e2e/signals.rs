@@ -1,0 +1,113 @@
+//! Signals sent to `jump up` in each phase leave nothing behind.
+//!
+//! These run in a sandbox with one-second lifecycle steps, so that the wait
+//! phase (PROVISIONING, PENDING, ACTIVATING) is long enough to be hit for sure.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::support::{stderr, Sandbox, World};
+
+fn slow() -> &'static Sandbox {
+    static SLOW: OnceLock<Sandbox> = OnceLock::new();
+    SLOW.get_or_init(|| Sandbox::start(1.0))
+}
+
+fn send(child: &Child, signal: i32) {
+    let pid = i32::try_from(child.id()).expect("pid fits");
+    // SAFETY: kill(2) on a child we spawned and have not reaped.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
+}
+
+fn finish(world: &World, child: Child, signal: i32) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let out = child.wait_with_output().expect("jump exits");
+    assert!(Instant::now() < deadline);
+    assert_eq!(
+        out.status.code(),
+        Some(128 + signal),
+        "stderr: {}",
+        stderr(&out)
+    );
+    for arn in world.tasks("STOPPED") {
+        world.wait_stopped(&arn);
+    }
+    world.assert_nothing_left();
+}
+
+/// `jump up -- COMMAND` in the background, its output captured.
+fn spawn_up(world: &World, command: &[&str]) -> Child {
+    world
+        .jump()
+        .args(["up", "--"])
+        .args(command)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("jump starts")
+}
+
+/// Signal while the task is being waited for (PROVISIONING..ACTIVATING).
+fn during_wait(signal: i32, name: &str) {
+    let world = World::new(slow(), name);
+    let child = spawn_up(&world, &["true"]);
+    let arn = world.wait_for_task();
+    let status = world.describe(&arn)["lastStatus"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(status, "RUNNING", "signal must land before RUNNING");
+    send(&child, signal);
+    finish(&world, child, signal);
+}
+
+/// Signal while the remote command runs over SSH.
+fn during_session(signal: i32, name: &str) {
+    let world = World::new(slow(), name);
+    let mut child = spawn_up(&world, &["sh", "-c", "echo ready; sleep 60"]);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().expect("a line").expect("readable"), "ready");
+    send(&child, signal);
+    finish(&world, child, signal);
+}
+
+/// Signal while RunTask is being retried (the sandbox throttles it): nothing may start.
+fn during_provisioning(signal: i32, name: &str) {
+    let sandbox = Sandbox::start(1.0);
+    let world = World::new(&sandbox, name);
+    sandbox.ctl(&["fault", "RunTask", "--count", "3"]);
+    let child = spawn_up(&world, &["true"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while sandbox.ctl(&["faults"]).contains("\"count\": 3") {
+        assert!(Instant::now() < deadline, "jump never called RunTask");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    send(&child, signal);
+    finish(&world, child, signal);
+}
+
+/// One test per signal and phase, so a failure names both.
+macro_rules! signal_tests {
+    ($($name:ident: $phase:ident($signal:ident, $label:literal);)*) => {
+        $(
+            #[test]
+            fn $name() {
+                $phase(libc::$signal, $label);
+            }
+        )*
+    };
+}
+
+signal_tests! {
+    sigint_during_provisioning: during_provisioning(SIGINT, "int-provision");
+    sigterm_during_provisioning: during_provisioning(SIGTERM, "term-provision");
+    sighup_during_provisioning: during_provisioning(SIGHUP, "hup-provision");
+    sigint_during_wait: during_wait(SIGINT, "int-wait");
+    sigterm_during_wait: during_wait(SIGTERM, "term-wait");
+    sighup_during_wait: during_wait(SIGHUP, "hup-wait");
+    sigint_during_session: during_session(SIGINT, "int-session");
+    sigterm_during_session: during_session(SIGTERM, "term-session");
+    sighup_during_session: during_session(SIGHUP, "hup-session");
+}

@@ -1,0 +1,336 @@
+//! The harness: sandboxes, per-test sessions, and the real `jump` binary.
+//!
+//! One sandbox is shared by the tests that cannot disturb each other (each
+//! works in its own ECS cluster and state directory, and task faults are
+//! scoped to a per-test image name). Tests that inject API faults or need
+//! slower task lifecycles start a sandbox of their own. A sandbox is started
+//! with `--stop-on-eof` and its stdin held here, so it ends with the test
+//! process however that process ends.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub struct Sandbox {
+    pub env: Vec<(String, String)>,
+    child: Mutex<Child>,
+    stdin: Mutex<Option<ChildStdin>>,
+    /// Holds the env file and the sandbox's log for as long as it runs.
+    _dir: TempDir,
+}
+
+impl Sandbox {
+    /// Starts a sandbox whose task lifecycle steps take `step` seconds.
+    pub fn start(step: f64) -> Sandbox {
+        let dir = TempDir::new().expect("temp dir");
+        let env_file = dir.path().join("sandbox.env");
+        let log = std::fs::File::create(dir.path().join("sandbox.log")).expect("log file");
+        let mut child = Command::new(repo().join("tests/sandbox/start"))
+            .arg("--env-file")
+            .arg(&env_file)
+            .arg("--step")
+            .arg(step.to_string())
+            .arg("--stop-on-eof")
+            .stdin(Stdio::piped())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("tests/sandbox/start runs (did tests/sandbox/setup run?)");
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !env_file.exists() {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "sandbox exited with {status}:\n{}",
+                    read(&dir.path().join("sandbox.log"))
+                );
+            }
+            assert!(Instant::now() < deadline, "sandbox did not start in 90 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let env = read(&env_file)
+            .lines()
+            .filter_map(|line| line.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let stdin = child.stdin.take();
+        Sandbox {
+            env,
+            child: Mutex::new(child),
+            stdin: Mutex::new(stdin),
+            _dir: dir,
+        }
+    }
+
+    fn tool(&self, path: &str) -> Command {
+        let mut cmd = Command::new(repo().join(path));
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// `tests/sandbox/ctl ARGS`: faults, timing, denials. Returns what it printed.
+    pub fn ctl(&self, args: &[&str]) -> String {
+        let out = self
+            .tool("tests/sandbox/ctl")
+            .args(args)
+            .output()
+            .expect("ctl runs");
+        assert!(
+            out.status.success(),
+            "ctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The AWS CLI from the sandbox's environment, as a second, independent client.
+    pub fn aws(&self, args: &[&str]) -> Value {
+        let out = self
+            .tool("tests/sandbox/.venv/bin/aws")
+            .args(args)
+            .args(["--output", "json"])
+            .output()
+            .expect("aws CLI runs");
+        assert!(
+            out.status.success(),
+            "aws {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if out.stdout.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&out.stdout).expect("aws CLI prints JSON")
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        drop(self.stdin.lock().unwrap().take());
+        let mut child = self.child.lock().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+    }
+}
+
+/// The sandbox shared by tests that cannot disturb each other.
+pub fn shared() -> &'static Sandbox {
+    static SHARED: OnceLock<Sandbox> = OnceLock::new();
+    SHARED.get_or_init(|| Sandbox::start(0.2))
+}
+
+fn read(path: &Path) -> String {
+    let mut text = String::new();
+    if let Ok(mut file) = std::fs::File::open(path) {
+        let _ = file.read_to_string(&mut text);
+    }
+    text
+}
+
+/// One test's world: its own cluster, state directory and home, in a sandbox.
+pub struct World<'a> {
+    pub sandbox: &'a Sandbox,
+    pub cluster: String,
+    pub image: String,
+    pub state: TempDir,
+    pub home: TempDir,
+    extra: Vec<(String, String)>,
+}
+
+impl<'a> World<'a> {
+    pub fn new(sandbox: &'a Sandbox, name: &str) -> World<'a> {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let cluster = format!("t-{name}-{}", COUNTER.fetch_add(1, Ordering::SeqCst));
+        sandbox.aws(&["ecs", "create-cluster", "--cluster-name", &cluster]);
+        World {
+            sandbox,
+            image: format!("jump/jumphost-{cluster}:latest"),
+            cluster,
+            state: TempDir::new().expect("temp dir"),
+            home: TempDir::new().expect("temp dir"),
+            extra: Vec::new(),
+        }
+    }
+
+    /// Runs `jump` as another AWS identity (an IAM user with its own key).
+    pub fn acting_as(mut self, user: &str) -> World<'a> {
+        self.sandbox
+            .aws(&["iam", "create-user", "--user-name", user]);
+        let key = self
+            .sandbox
+            .aws(&["iam", "create-access-key", "--user-name", user]);
+        for (var, field) in [
+            ("AWS_ACCESS_KEY_ID", "AccessKeyId"),
+            ("AWS_SECRET_ACCESS_KEY", "SecretAccessKey"),
+        ] {
+            self.extra
+                .push((var.into(), key["AccessKey"][field].as_str().unwrap().into()));
+        }
+        self
+    }
+
+    /// Another view of the same world with a separate identity and state, for ownership tests.
+    pub fn sibling(&self, user: &str) -> World<'a> {
+        World {
+            sandbox: self.sandbox,
+            cluster: self.cluster.clone(),
+            image: self.image.clone(),
+            state: TempDir::new().expect("temp dir"),
+            home: TempDir::new().expect("temp dir"),
+            extra: Vec::new(),
+        }
+        .acting_as(user)
+    }
+
+    pub fn jump(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_jump"));
+        cmd.env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("HOME", self.home.path())
+            .envs(self.sandbox.env.iter().map(|(k, v)| (k, v)))
+            .env("JUMP_CLUSTER", &self.cluster)
+            .env("JUMP_IMAGE", &self.image)
+            .env("JUMP_STATE_DIR", self.state.path())
+            .envs(self.extra.iter().map(|(k, v)| (k, v)))
+            .current_dir(self.home.path())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.jump().args(args).output().expect("jump runs")
+    }
+
+    pub fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "jump {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("jump --json prints JSON")
+    }
+
+    /// ARNs of tasks in this world's cluster whose desired status is RUNNING.
+    pub fn running_tasks(&self) -> Vec<String> {
+        self.tasks("RUNNING")
+    }
+
+    pub fn tasks(&self, desired: &str) -> Vec<String> {
+        let out = self.sandbox.aws(&[
+            "ecs",
+            "list-tasks",
+            "--cluster",
+            &self.cluster,
+            "--desired-status",
+            desired,
+        ]);
+        out["taskArns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    }
+
+    pub fn describe(&self, arn: &str) -> Value {
+        let out = self.sandbox.aws(&[
+            "ecs",
+            "describe-tasks",
+            "--cluster",
+            &self.cluster,
+            "--tasks",
+            arn,
+            "--include",
+            "TAGS",
+        ]);
+        out["tasks"][0].clone()
+    }
+
+    /// Waits until a task reaches STOPPED (teardown asks; the sandbox takes a few steps).
+    pub fn wait_stopped(&self, arn: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let task = self.describe(arn);
+            if task["lastStatus"] == "STOPPED" {
+                return task;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "task {arn} never stopped: {task}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits until jump has started a task in this cluster; returns its ARN.
+    pub fn wait_for_task(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(arn) = self.running_tasks().into_iter().next() {
+                return arn;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no task appeared in {}",
+                self.cluster
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Every file left in the state directory (key files, records, known_hosts).
+    pub fn state_files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, found);
+                } else {
+                    found.push(path);
+                }
+            }
+        }
+        let mut found = Vec::new();
+        walk(self.state.path(), &mut found);
+        found
+    }
+
+    /// Asserts the world is clean: no task desired RUNNING, no local files.
+    pub fn assert_nothing_left(&self) {
+        assert_eq!(
+            self.running_tasks(),
+            Vec::<String>::new(),
+            "tasks left running"
+        );
+        assert_eq!(
+            self.state_files(),
+            Vec::<PathBuf>::new(),
+            "local files left"
+        );
+    }
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

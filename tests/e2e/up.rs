@@ -1,0 +1,197 @@
+//! `jump up`, `ssh`, `ls`, `down` against the shared sandbox.
+
+use crate::support::{shared, stderr, stdout, World};
+
+#[test]
+fn command_output_and_exit_status_pass_through_and_nothing_is_left() {
+    let world = World::new(shared(), "exit");
+    let out = world.run(&[
+        "up",
+        "--",
+        "sh",
+        "-c",
+        "hostname; echo to-stderr >&2; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "stderr: {}", stderr(&out));
+    let host = stdout(&out);
+    assert!(host.trim().starts_with("ip-10-"), "stdout: {host}");
+    assert!(stderr(&out).contains("to-stderr"));
+
+    let stopped = world.tasks("STOPPED");
+    assert_eq!(stopped.len(), 1);
+    let task = world.wait_stopped(&stopped[0]);
+    assert_eq!(task["stopCode"], "UserInitiated");
+    let tags = task["tags"].as_array().unwrap();
+    for key in ["jump:owner", "jump:session", "jump:expires"] {
+        assert!(
+            tags.iter().any(|t| t["key"] == key),
+            "tag {key} missing: {tags:?}"
+        );
+    }
+    assert_eq!(world.json(&["ls", "--json"]), serde_json::json!([]));
+    world.assert_nothing_left();
+}
+
+#[test]
+fn arguments_reach_the_remote_command_intact() {
+    let world = World::new(shared(), "quoting");
+    let out = world.run(&[
+        "up",
+        "--",
+        "printf",
+        "[%s]",
+        "two words",
+        "it's",
+        "$HOME",
+        "a;b",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), "[two words][it's][$HOME][a;b]");
+    world.assert_nothing_left();
+}
+
+#[test]
+fn detach_then_ssh_then_down_round_trip() {
+    let world = World::new(shared(), "detach");
+    let session = world.json(&["up", "--detach", "--json"]);
+    let id = session["session"].as_str().expect("session id").to_string();
+    let arn = session["task_arn"].as_str().expect("task ARN").to_string();
+    assert!(
+        session["ip"].as_str().unwrap().starts_with("10."),
+        "{session}"
+    );
+    assert!(session["expires"].as_str().is_some(), "{session}");
+    assert_eq!(world.running_tasks(), vec![arn.clone()]);
+
+    let listed = world.json(&["ls", "--json"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["session"], id.as_str());
+
+    let out = world.run(&["ssh", &id, "--", "echo", "hello-from", "$(hostname)"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "hello-from $(hostname)");
+
+    let out = world.run(&["down", &id]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    world.wait_stopped(&arn);
+    let again = world.run(&["down", &id]);
+    assert!(
+        again.status.success(),
+        "down is idempotent: {}",
+        stderr(&again)
+    );
+    world.assert_nothing_left();
+}
+
+#[test]
+fn down_refuses_another_owners_session_unless_asked() {
+    let alice = World::new(shared(), "owners").acting_as("alice-owners");
+    let session = alice.json(&["up", "--detach", "--json"]);
+    let id = session["session"].as_str().unwrap().to_string();
+    let bob = alice.sibling("bob-owners");
+
+    let refused = bob.run(&["down", &id]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("alice-owners"),
+        "stderr: {}",
+        stderr(&refused)
+    );
+    assert_eq!(alice.running_tasks().len(), 1);
+
+    assert_eq!(bob.json(&["ls", "--json"]), serde_json::json!([]));
+    assert_eq!(
+        bob.json(&["ls", "--all", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let all_mine = bob.run(&["down", "--all-mine"]);
+    assert!(all_mine.status.success());
+    assert_eq!(
+        alice.running_tasks().len(),
+        1,
+        "--all-mine stopped someone else's task"
+    );
+
+    let forced = bob.run(&["down", &id, "--all"]);
+    assert!(forced.status.success(), "stderr: {}", stderr(&forced));
+    assert!(alice.running_tasks().is_empty());
+    let out = alice.run(&["down", &id]);
+    assert!(out.status.success());
+    alice.assert_nothing_left();
+}
+
+#[test]
+fn expired_sessions_are_reaped_whoever_owns_them() {
+    let owner = World::new(shared(), "expired").acting_as("carol-expired");
+    let session = owner.json(&["up", "--detach", "--json"]);
+    let arn = session["task_arn"].as_str().unwrap().to_string();
+    let fresh = owner.json(&["up", "--detach", "--json"]);
+    owner.sandbox.aws(&[
+        "ecs",
+        "tag-resource",
+        "--resource-arn",
+        &arn,
+        "--tags",
+        "key=jump:expires,value=2020-01-01T00:00:00Z",
+    ]);
+    let reaper = owner.sibling("reaper-expired");
+    let out = reaper.run(&["down", "--expired"]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert_eq!(
+        owner.running_tasks(),
+        vec![fresh["task_arn"].as_str().unwrap().to_string()]
+    );
+    owner.run(&["down", "--all-mine"]);
+    assert!(owner.running_tasks().is_empty());
+}
+
+#[test]
+fn image_that_cannot_be_pulled_is_a_clear_task_failure() {
+    let world = World::new(shared(), "pull");
+    world
+        .sandbox
+        .ctl(&["task-fault", "pull-error", "--image", &world.image]);
+    let out = world.run(&["up", "--", "true"]);
+    assert_eq!(out.status.code(), Some(75), "stderr: {}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("CannotPullContainerError"), "stderr: {err}");
+    world.assert_nothing_left();
+}
+
+#[test]
+fn a_host_key_that_does_not_match_the_log_is_refused() {
+    let world = World::new(shared(), "hostkey");
+    world
+        .sandbox
+        .ctl(&["task-fault", "wrong-host-key", "--image", &world.image]);
+    let out = world.run(&["up", "--", "echo", "should-not-run"]);
+    assert_eq!(out.status.code(), Some(76), "stderr: {}", stderr(&out));
+    assert!(!stdout(&out).contains("should-not-run"));
+    assert!(
+        stderr(&out).to_lowercase().contains("host key"),
+        "stderr: {}",
+        stderr(&out)
+    );
+    world.assert_nothing_left();
+}
+
+#[test]
+fn task_crashing_during_the_session_is_reported() {
+    let world = World::new(shared(), "crash");
+    world.sandbox.ctl(&[
+        "task-fault",
+        "crash",
+        "--image",
+        &world.image,
+        "--after",
+        "0.1",
+        "--exit-code",
+        "137",
+    ]);
+    let out = world.run(&["up", "--", "sleep", "30"]);
+    assert_ne!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    world.assert_nothing_left();
+}
