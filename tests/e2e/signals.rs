@@ -111,3 +111,50 @@ signal_tests! {
     sigterm_during_session: during_session(SIGTERM, "term-session");
     sighup_during_session: during_session(SIGHUP, "hup-session");
 }
+
+/// SIGKILL leaves no chance to clean up: the jumphost must end itself once
+/// nobody is connected, and `jump down` then clears the local files.
+#[test]
+fn after_sigkill_the_task_stops_itself_and_down_clears_local_files() {
+    use std::os::unix::process::CommandExt;
+
+    let world = World::new(crate::support::shared(), "sigkill");
+    let mut child = world
+        .jump()
+        .args([
+            "up",
+            "--idle-timeout",
+            "3s",
+            "--",
+            "sh",
+            "-c",
+            "echo ready; sleep 600",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("jump starts");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().expect("a line").expect("readable"), "ready");
+    let arn = world.wait_for_task();
+    // The whole client goes: jump and its ssh.
+    let group = i32::try_from(child.id()).expect("pid fits");
+    // SAFETY: killpg(2) on the process group of a child we spawned.
+    assert_eq!(unsafe { libc::killpg(group, libc::SIGKILL) }, 0);
+    child.wait().expect("reaped");
+
+    let task = world.wait_stopped(&arn);
+    assert_eq!(task["stopCode"], "EssentialContainerExited", "{task}");
+    assert_eq!(task["containers"][0]["exitCode"], 0);
+    let session = world.state_files()[0]
+        .parent()
+        .unwrap()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let out = world.run(&["down", &session]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    world.assert_nothing_left();
+}

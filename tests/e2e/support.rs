@@ -198,6 +198,12 @@ impl<'a> World<'a> {
         .acting_as(user)
     }
 
+    /// A value from the sandbox's environment (the default subnets, security group, ...).
+    pub fn sandbox_var(&self, key: &str) -> &str {
+        let found = self.sandbox.env.iter().find(|(k, _)| k == key);
+        found.map(|(_, v)| v.as_str()).expect("the sandbox sets it")
+    }
+
     pub fn jump(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_jump"));
         cmd.env_clear()

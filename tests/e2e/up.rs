@@ -195,3 +195,48 @@ fn task_crashing_during_the_session_is_reported() {
     assert_ne!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     world.assert_nothing_left();
 }
+
+#[test]
+fn the_example_jump_toml_is_a_working_configuration() {
+    let world = World::new(shared(), "example");
+    let config = crate::support::repo().join("examples/jump.toml");
+    let out = world
+        .jump()
+        .env_remove("JUMP_IMAGE")
+        .args(["up", "--config"])
+        .arg(&config)
+        .args([
+            "--cluster",
+            &world.cluster,
+            "--subnets",
+            world.sandbox_var("JUMP_SUBNETS"),
+        ])
+        .args([
+            "--security-groups",
+            world.sandbox_var("JUMP_SECURITY_GROUPS"),
+            "--",
+            "true",
+        ])
+        .output()
+        .expect("jump runs");
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let arn = &world.tasks("STOPPED")[0];
+    let task = world.describe(arn);
+    assert_eq!(task["cpu"], "256");
+    let definition = world.sandbox.aws(&[
+        "ecs",
+        "describe-task-definition",
+        "--task-definition",
+        task["taskDefinitionArn"].as_str().unwrap(),
+    ]);
+    let container = &definition["taskDefinition"]["containerDefinitions"][0];
+    assert_eq!(
+        container["image"],
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com/jumphost:latest"
+    );
+    assert_eq!(
+        definition["taskDefinition"]["executionRoleArn"],
+        "arn:aws:iam::123456789012:role/jump-execution"
+    );
+    world.assert_nothing_left();
+}
