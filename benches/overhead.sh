@@ -29,7 +29,7 @@ jump_times=() base_times=()
 for i in $(seq "$runs"); do
     base_times+=("$("$py" benches/baseline.py)")
     start=$EPOCHREALTIME
-    "$bin" up -- true > /dev/null
+    "$bin" up -- true > /dev/null 2> "$work/jump.err" || { cat "$work/jump.err" >&2; exit 1; }
     jump_times+=("$("$py" -c 'import sys; print(f"{float(sys.argv[2]) - float(sys.argv[1]):.3f}")' "$start" "$EPOCHREALTIME")")
     echo "run $i: baseline ${base_times[-1]} s, jump ${jump_times[-1]} s" >&2
 done
