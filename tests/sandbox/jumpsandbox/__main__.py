@@ -24,15 +24,19 @@ def ctl(args) -> int:
         body = {"kind": args.kind, "count": args.count, "after": args.after, "exit_code": args.exit_code}
         if args.image:
             body["image"] = args.image
+    elif args.what == "gateway-fault":
+        route = "gateway-faults"
+        body = {k: v for k, v in vars(args).items()
+                if k in ("drop", "duplicate", "delay", "delay_ms", "kill_after", "seed") and v is not None}
     elif args.what == "timing":
         body = {k: v for k, v in (("step", args.step), ("stop_grace", args.stop_grace)) if v is not None}
     elif args.what == "deny":
         route = "iam/deny"
         body = {"actions": args.actions, "principal": args.principal}
     elif args.what == "clear":
-        for route in ("faults", "task-faults", "iam/deny"):
+        for route in ("faults", "task-faults", "iam/deny", "gateway-faults"):
             _call(endpoint, "DELETE", route, None)
-        print("cleared faults, task faults and IAM denials")
+        print("cleared API faults, task faults, gateway faults and IAM denials")
         return 0
     elif args.what in ("health", "hosts", "faults"):
         method, body = "GET", None
@@ -81,6 +85,13 @@ def main() -> int:
     t.add_argument("--image", help="only tasks whose image contains this")
     t.add_argument("--after", type=float, default=1.0, help="crash: seconds after RUNNING")
     t.add_argument("--exit-code", type=int, default=1, help="crash: the container's exit code")
+    g = what.add_parser("gateway-fault", help="faults for new exec and port-forwarding sessions")
+    g.add_argument("--drop", type=float, help="probability that a message is lost (then retransmitted)")
+    g.add_argument("--duplicate", type=float, help="probability that a message is sent twice")
+    g.add_argument("--delay", type=float, help="probability that a message is held back (reordering)")
+    g.add_argument("--delay-ms", type=int, help="how long a held-back message waits (default 50)")
+    g.add_argument("--kill-after", type=float, help="abort the connection this many seconds into a session")
+    g.add_argument("--seed", type=int, help="random seed (default 1)")
     tm = what.add_parser("timing", help="change lifecycle step and stop grace (seconds)")
     tm.add_argument("--step", type=float)
     tm.add_argument("--stop-grace", type=float)

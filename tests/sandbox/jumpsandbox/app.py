@@ -12,6 +12,8 @@ Control API (JSON over HTTP on the same port; ``tests/sandbox/ctl`` wraps it):
   DELETE /_sandbox/faults
   POST   /_sandbox/task-faults  {"kind": "pull-error"|"crash"|"logger-error"|"wrong-host-key", "count"?, "image"?, "after"?, "exit_code"?}
   DELETE /_sandbox/task-faults
+  POST   /_sandbox/gateway-faults {"drop"?, "duplicate"?, "delay"?, "delay_ms"?, "kill_after"?, "seed"?}
+  DELETE /_sandbox/gateway-faults
   POST   /_sandbox/timing       {"step"?, "stop_grace"?}
   POST   /_sandbox/iam/deny     {"actions": [...], "principal"?}
   DELETE /_sandbox/iam/deny
@@ -25,6 +27,7 @@ from dataclasses import asdict, dataclass
 
 from .awsproto import AwsError, error_response, json_response, preset_error, read_request, xml_response
 from .ecs_tasks import TASK_FAULT_KINDS, TaskFault
+from .gateway import GatewayFaults
 
 
 @dataclass
@@ -78,9 +81,10 @@ class FaultBook:
 
 
 class SandboxApp:
-    def __init__(self, moto_app, tasks, databases, simulator, info: dict):
+    def __init__(self, moto_app, tasks, databases, simulator, sessions, info: dict):
         self.moto_app = moto_app
         self.tasks = tasks
+        self.sessions = sessions
         self.databases = databases
         self.simulator = simulator
         self.faults = FaultBook()
@@ -99,6 +103,12 @@ class SandboxApp:
         try:
             if request.service == "ecs":
                 body = self.tasks.handle(request.action, request.region, request.params)
+                if body is None:
+                    body = self.sessions.handle_ecs(request.action, request.region, request.params)
+                if body is not None:
+                    return json_response(start_response, body)
+            if request.service == "ssm":
+                body = self.sessions.handle_ssm(request.action, request.region, request.params)
                 if body is not None:
                     return json_response(start_response, body)
             if request.service == "iam" and request.action == "SimulatePrincipalPolicy":
@@ -171,6 +181,13 @@ class SandboxApp:
                 with self.tasks.lock:
                     self.tasks.faults.clear()
                 return {"cleared": True}
+        if route == "gateway-faults":
+            gateway = self.sessions.gateway
+            if method == "POST":
+                gateway.faults = GatewayFaults(**spec)
+            elif method == "DELETE":
+                gateway.faults = GatewayFaults()
+            return asdict(gateway.faults)
         if (method, route) == ("POST", "timing"):
             if "step" in spec:
                 self.tasks.timing.step = float(spec["step"])

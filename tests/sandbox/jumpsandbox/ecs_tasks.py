@@ -108,6 +108,7 @@ class Task:
     vpc_gateway: str
     log_config: dict | None
     fault: TaskFault | None
+    task_role: str | None
     created_at: float = field(default_factory=time.time)
     last_status: str = "PROVISIONING"
     desired_status: str = "RUNNING"
@@ -128,6 +129,7 @@ class Task:
     setup_error: str | None = None  # why the data plane cannot host this task, if it cannot
     stop_requested: threading.Event = field(default_factory=threading.Event)
     host_ns: str | None = None
+    host_pid: int | None = None  # the main container process: the namespaces exec sessions enter
 
     def set_status(self, status: str) -> None:
         self.last_status = status
@@ -226,6 +228,7 @@ class TaskService:
         self.faults: list[TaskFault] = []
         self.lock = threading.RLock()
         self.threads: list[threading.Thread] = []
+        self.stop_hooks: list = []  # called with a task as it starts stopping
         self._allocated: set[str] = set()
 
     # ---- API -----------------------------------------------------------
@@ -397,6 +400,7 @@ class TaskService:
             vpc_gateway=gateway or "",
             log_config=main.definition.get("logConfiguration"),
             fault=fault,
+            task_role=getattr(taskdef, "task_role_arn", None),
             main_override=by_name.get(main.name, {}),
             setup_error=setup_error,
         )
@@ -628,9 +632,9 @@ class TaskService:
         runtime = self._runtime_dir(task)
         env.setdefault("JUMP_RUNTIME_DIR", str(runtime / "run"))
         argv = container_argv(main.definition, task.main_override.get("command"))
-        return HostProcess(
-            task.host_ns, hostname, argv, task_environment(task.region, env), sink, runtime / "output.log"
-        )
+        host = HostProcess(task.host_ns, hostname, argv, task_environment(task.region, env), sink, runtime / "output.log")
+        task.host_pid = host.proc.pid
+        return host
 
     def _runtime_dir(self, task: Task):
         runtime = self.state_dir / "tasks" / task.id
@@ -679,6 +683,8 @@ class TaskService:
             task.stopping_at = time.time()
             if task.last_status not in ("PROVISIONING", "PENDING"):
                 task.set_status("DEACTIVATING")
+        for hook in self.stop_hooks:
+            hook(task)
         time.sleep(self.timing.step)
         with self.lock:
             task.set_status("STOPPING")

@@ -28,7 +28,7 @@ class PolicySimulator:
         with self.lock:
             self.denials.clear()
 
-    def _decision(self, principal: str, action: str) -> str:
+    def decision(self, principal: str, action: str) -> str:
         with self.lock:
             for rule in self.denials:
                 if action.lower() in rule["actions"] and (not rule["principal"] or rule["principal"] in principal):
@@ -56,7 +56,7 @@ class PolicySimulator:
                     "<member>"
                     f"<EvalActionName>{escape(action)}</EvalActionName>"
                     f"<EvalResourceName>{escape(resource)}</EvalResourceName>"
-                    f"<EvalDecision>{self._decision(principal, action)}</EvalDecision>"
+                    f"<EvalDecision>{self.decision(principal, action)}</EvalDecision>"
                     "<MatchedStatements/><MissingContextValues/>"
                     "</member>"
                 )

@@ -25,6 +25,8 @@ from werkzeug.serving import make_server  # noqa: E402
 
 from .app import SandboxApp  # noqa: E402
 from .ecs_tasks import TaskService, Timing  # noqa: E402
+from .exec_api import SessionApi  # noqa: E402
+from .gateway import Gateway  # noqa: E402
 from .iam import PolicySimulator  # noqa: E402
 from .network import (  # noqa: E402
     STATE_ROOT,
@@ -102,7 +104,10 @@ def start(port: int, env_file: str | None, step: float, stop_on_eof: bool = Fals
     tasks = TaskService(network, state_dir, Timing(step=step))
     databases = Databases(network, state_dir, next_db_address)
     info = {"instance": instance, "vpc_cidr": str(vpc_net), "public_cidr": str(network.public_net)}
-    app = SandboxApp(DomainDispatcherApplication(create_backend_app), tasks, databases, PolicySimulator(), info)
+    simulator = PolicySimulator()
+    gateway = Gateway()
+    sessions = SessionApi(tasks, gateway, simulator)
+    app = SandboxApp(DomainDispatcherApplication(create_backend_app), tasks, databases, simulator, sessions, info)
     server = make_server("127.0.0.1", port, app, threaded=True, request_handler=QuietHandler)
     serving = threading.Thread(target=server.serve_forever, daemon=True)
     serving.start()
@@ -132,6 +137,7 @@ def start(port: int, env_file: str | None, step: float, stop_on_eof: bool = Fals
     finally:
         print("# jump sandbox stopping", file=sys.stderr)
         server.shutdown()
+        gateway.stop()
         tasks.stop_all()
         databases.stop_all()
         network.destroy()

@@ -27,7 +27,7 @@ class Aws:
         session = boto3.session.Session(
             aws_access_key_id="test", aws_secret_access_key="test", region_name=env["AWS_REGION"]
         )
-        for name in ("ecs", "ec2", "logs", "iam", "rds", "sts"):
+        for name in ("ecs", "ec2", "logs", "iam", "rds", "sts", "ssm"):
             setattr(self, name, session.client(name, endpoint_url=env["AWS_ENDPOINT_URL"]))
         self.cluster = env["JUMP_CLUSTER"]
         self.subnets = env["JUMP_SUBNETS"].split(",")

@@ -1,0 +1,356 @@
+"""The message gateway, checked with a minimal client written here.
+
+jump's own client is checked against the same gateway by the Rust end-to-end
+tests; this one only has to be simple enough to trust.
+"""
+
+import hashlib
+import json
+import struct
+import time
+import uuid
+
+import botocore.exceptions
+import pytest
+from conftest import ctl
+from jumpsandbox import ssmframe as f
+from websockets.sync.client import connect
+
+
+class Client:
+    """Opens a data channel, acks what it receives, numbers what it sends."""
+
+    def __init__(self, url: str, token: str, version: str = "1.2.0.0", ack: bool = True):
+        self.ws = connect(url, max_size=None, legacy=True)  # held open across calls, not a with-block
+        self.ws.send(json.dumps({"MessageSchemaVersion": "1.0", "RequestId": str(uuid.uuid4()),
+                                 "TokenValue": token, "ClientId": str(uuid.uuid4()), "ClientVersion": version}))
+        self.ack = ack
+        self.seq = 0
+        self.expected = 0
+        self.early = {}
+        self.closed = None
+        self.received = []  # sequence numbers as they arrived, duplicates included
+
+    def send(self, payload_type: int, payload: bytes) -> None:
+        msg = f.Message(f.INPUT, self.seq, 0, uuid.uuid4(), payload_type, payload)
+        self.seq += 1
+        self.ws.send(f.encode(msg))
+
+    def next(self, timeout: float = 10) -> f.Message | None:
+        """The next in-order data message, or None once the channel is closed."""
+        deadline = time.monotonic() + timeout
+        while self.expected not in self.early:
+            if self.closed is not None:
+                return None
+            try:
+                raw = self.ws.recv(timeout=max(0.01, deadline - time.monotonic()))
+            except TimeoutError:
+                raise AssertionError("no message in time") from None
+            except Exception as err:  # the connection went away
+                self.closed = repr(err)
+                return None
+            msg = f.decode(raw)
+            if msg.message_type == f.CHANNEL_CLOSED:
+                self.closed = json.loads(msg.payload).get("Output", "")
+            elif msg.message_type == f.OUTPUT:
+                self.received.append(msg.sequence)
+                if self.ack:
+                    self.ws.send(f.encode(f.ack_for(msg)))
+                if msg.sequence >= self.expected:
+                    self.early[msg.sequence] = msg
+        self.expected += 1
+        return self.early.pop(self.expected - 1)
+
+    def read_until(self, needle: bytes, timeout: float = 10) -> bytes:
+        data = b""
+        while needle not in data:
+            msg = self.next(timeout)
+            assert msg is not None, f"closed before {needle!r}; got {data!r}"
+            data += msg.payload
+        return data
+
+    def drain(self) -> bytes:
+        data = b""
+        while (msg := self.next()) is not None:
+            data += msg.payload
+        return data
+
+
+def exec_task(aws, env=None):
+    task = aws.run(env=env, enableExecuteCommand=True)
+    running, _ = aws.wait_for(task["taskArn"], "RUNNING")
+    return running
+
+
+def execute(aws, task, command):
+    return aws.ecs.execute_command(cluster=aws.cluster, task=task["taskArn"], command=command, interactive=True)["session"]
+
+
+def exec_session(aws, command, env=None) -> tuple[dict, Client]:
+    """A new exec-enabled task and a connected session running COMMAND in it."""
+    task = exec_task(aws, env=env)
+    session = execute(aws, task, command)
+    return task, Client(session["streamUrl"], session["tokenValue"])
+
+
+def test_command_output_then_channel_closed(aws):
+    task, client = exec_session(aws, "sh -c 'echo $GREETING; hostname; exit 7'", env={"GREETING": "hello-from-the-task"})
+    out = client.drain().decode()
+    assert "hello-from-the-task" in out
+    assert f"ip-{task['containers'][0]['networkInterfaces'][0]['privateIpv4Address'].replace('.', '-')}" in out
+    assert client.closed is not None
+    aws.ecs.stop_task(cluster=aws.cluster, task=task["taskArn"])
+
+
+def test_interactive_shell_on_a_pty_with_resize(aws):
+    task, client = exec_session(aws, "/bin/sh")
+    client.send(f.P_SIZE, json.dumps({"cols": 132, "rows": 43}).encode())
+    client.send(f.P_OUTPUT, b"echo $((6*7)); stty size; tty\n")
+    out = client.read_until(b"/dev/pts/")
+    assert b"42" in out and b"43 132" in out
+    client.send(f.P_SIZE, json.dumps({"cols": 80, "rows": 24}).encode())
+    client.send(f.P_OUTPUT, b"stty size\n")
+    assert b"24 80" in client.read_until(b"24 80")
+    client.send(f.P_OUTPUT, b"exit\n")
+    client.drain()
+    assert client.closed is not None
+    aws.ecs.stop_task(cluster=aws.cluster, task=task["taskArn"])
+
+
+def test_ctrl_c_reaches_the_remote_process_group(aws):
+    task, client = exec_session(aws, "/bin/sh")
+    started = time.monotonic()
+    client.send(f.P_OUTPUT, b"sleep 30\n")
+    time.sleep(0.5)
+    client.send(f.P_OUTPUT, b"\x03")
+    client.send(f.P_OUTPUT, b"echo still-$((1+1))\n")
+    client.read_until(b"still-2\r\n")  # the shell survived; only sleep was interrupted
+    assert time.monotonic() - started < 10
+    client.send(f.P_OUTPUT, b"exit\n")
+    client.drain()
+    aws.ecs.stop_task(cluster=aws.cluster, task=task["taskArn"])
+
+
+@pytest.mark.parametrize("faults", [
+    ["--drop", "0.2"], ["--duplicate", "0.3"], ["--delay", "0.3", "--delay-ms", "30"],
+    ["--drop", "0.1", "--duplicate", "0.1", "--delay", "0.1"],
+])
+def test_faulty_channel_still_delivers_every_byte_in_order(sandbox, aws, faults):
+    task = exec_task(aws)
+    ctl(sandbox, "gateway-fault", *faults)
+    try:
+        session = execute(aws, task, "sh -c 'head -c 300000 /dev/urandom | od -An -tx1 -v -w32 | tr -d \" \"; echo END'")
+        client = Client(session["streamUrl"], session["tokenValue"])
+        out = client.drain().replace(b"\r\n", b"\n")
+    finally:
+        ctl(sandbox, "clear")
+    lines = out.split(b"\n")
+    assert lines[-2] == b"END"
+    assert len(lines[:-2]) == 300000 // 32 and all(len(line) == 64 for line in lines[:-2])
+    # Each fault shows in the arrival order: repeats (duplicate) or overtaking (drop, delay).
+    disturbed = len(client.received) > len(set(client.received)) or client.received != sorted(client.received)
+    assert disturbed, "the fault was never exercised"
+    aws.ecs.stop_task(cluster=aws.cluster, task=task["taskArn"])
+
+
+def test_withheld_acks_stop_the_agent(aws):
+    task = exec_task(aws)
+    session = execute(aws, task, "sh -c 'head -c 20000000 /dev/zero | od -v'")
+    client = Client(session["streamUrl"], session["tokenValue"], ack=False)
+    seen = set()
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        try:
+            seen.add(f.decode(client.ws.recv(timeout=0.2)).sequence)
+        except TimeoutError:
+            pass
+    # A bounded window: without acks the agent stops after a few hundred messages
+    # and only retransmits those, instead of sending all 20 MB.
+    assert 0 < len(seen) <= 256, len(seen)
+    client.ws.close()
+    aws.ecs.stop_task(cluster=aws.cluster, task=task["taskArn"])
+
+
+def test_killed_connection(sandbox, aws):
+    task = exec_task(aws)
+    ctl(sandbox, "gateway-fault", "--kill-after", "0.5")
+    try:
+        session = execute(aws, task, "/bin/sh")
+        client = Client(session["streamUrl"], session["tokenValue"])
+        started = time.monotonic()
+        assert client.next(timeout=5) is None or client.drain() is not None
+        assert time.monotonic() - started < 3
+        assert client.closed is not None
+    finally:
+        ctl(sandbox, "clear")
+    aws.ecs.stop_task(cluster=aws.cluster, task=task["taskArn"])
+
+
+def test_stopping_the_task_ends_its_sessions(aws):
+    task, client = exec_session(aws, "/bin/sh")
+    aws.ecs.stop_task(cluster=aws.cluster, task=task["taskArn"])
+    client.drain()
+    assert client.closed is not None
+
+
+def test_an_exec_session_counts_as_activity_for_the_idle_timeout(aws):
+    task, client = exec_session(aws, "sleep 5", env={"JUMP_IDLE_SECONDS": "2", "JUMP_WATCH_INTERVAL": "1"})
+    client.drain()
+    assert aws.describe(task["taskArn"])["lastStatus"] == "RUNNING"
+    aws.wait_for(task["taskArn"], "STOPPED", timeout=20)
+
+
+def test_wrong_token_is_refused(aws):
+    task = exec_task(aws)
+    session = execute(aws, task, "/bin/sh")
+    client = Client(session["streamUrl"], "not-the-token")
+    assert client.next(timeout=5) is None
+    aws.ecs.stop_task(cluster=aws.cluster, task=task["taskArn"])
+
+
+def test_execute_command_preconditions(aws):
+    plain = aws.run()
+    aws.wait_for(plain["taskArn"], "RUNNING")
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        execute(aws, plain, "/bin/sh")
+    assert "execute command was not enabled" in info.value.response["Error"]["Message"]
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        aws.ecs.execute_command(cluster=aws.cluster, task=plain["taskArn"], command="sh", interactive=False)
+    assert "Interactive is the only mode" in info.value.response["Error"]["Message"]
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        aws.ecs.execute_command(cluster=aws.cluster, task="0" * 32, command="sh", interactive=True)
+    assert info.value.response["Error"]["Code"] == "InvalidParameterException"
+    aws.ecs.stop_task(cluster=aws.cluster, task=plain["taskArn"])
+
+
+def test_task_role_without_data_channel_permission(sandbox, aws):
+    role = "arn:aws:iam::123456789012:role/no-ssmmessages"
+    aws.ecs.register_task_definition(
+        family="norole", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256", memory="512",
+        taskRoleArn=role, containerDefinitions=[{"name": "jumphost", "image": "jump/jumphost:latest"}],
+    )
+    task = aws.run(family="norole", enableExecuteCommand=True)
+    aws.wait_for(task["taskArn"], "RUNNING")
+    ctl(sandbox, "deny", "ssmmessages:OpenDataChannel", "--principal", "role/no-ssmmessages")
+    try:
+        with pytest.raises(botocore.exceptions.ClientError) as info:
+            execute(aws, task, "/bin/sh")
+        assert info.value.response["Error"]["Code"] == "TargetNotConnectedException"
+    finally:
+        ctl(sandbox, "clear")
+    execute(aws, task, "/bin/sh")  # allowed again
+    aws.ecs.stop_task(cluster=aws.cluster, task=task["taskArn"])
+
+
+def smux(cmd: int, sid: int, data: bytes = b"") -> bytes:
+    return struct.pack("<BBHI", 1, cmd, len(data), sid) + data
+
+
+class Streams:
+    """Splits the gateway's smux byte stream back into frames."""
+
+    def __init__(self, client: Client):
+        self.client = client
+        self.buffer = b""
+
+    def frame(self) -> tuple[int, int, bytes]:
+        while len(self.buffer) < 8 or len(self.buffer) < 8 + struct.unpack("<H", self.buffer[2:4])[0]:
+            msg = self.client.next()
+            assert msg is not None, "channel closed"
+            self.buffer += msg.payload
+        _v, cmd, length, sid = struct.unpack("<BBHI", self.buffer[:8])
+        data, self.buffer = self.buffer[8 : 8 + length], self.buffer[8 + length :]
+        return cmd, sid, data
+
+
+def port_session(aws, task, host, port, version="1.2.0.0"):
+    target = f"ecs:{aws.cluster}_{task['taskArn'].split('/')[-1]}_{task['containers'][0]['runtimeId']}"
+    out = aws.ssm.start_session(Target=target, DocumentName="AWS-StartPortForwardingSessionToRemoteHost",
+                                Parameters={"host": [host], "portNumber": [str(port)], "localPortNumber": ["0"]})
+    client = Client(out["StreamUrl"], out["TokenValue"], version=version)
+    request = json.loads(client.next().payload)
+    action = request["RequestedClientActions"][0]
+    assert action["ActionParameters"]["SessionType"] == "Port"
+    client.send(f.P_HANDSHAKE_RESPONSE, json.dumps({
+        "ClientVersion": version, "Errors": [],
+        "ProcessedClientActions": [{"ActionType": "SessionType", "ActionStatus": 1}],
+    }).encode())
+    return out, client
+
+
+@pytest.fixture(scope="module")
+def database(aws):
+    aws.rds.create_db_instance(
+        DBInstanceIdentifier="gatewaydb", Engine="postgres", DBInstanceClass="db.t3.micro",
+        MasterUsername="app", MasterUserPassword="gw-secret", AllocatedStorage=20,
+    )
+    yield aws.rds.describe_db_instances(DBInstanceIdentifier="gatewaydb")["DBInstances"][0]["Endpoint"]
+    aws.rds.delete_db_instance(DBInstanceIdentifier="gatewaydb", SkipFinalSnapshot=True)
+
+
+SSL_REQUEST = struct.pack(">II", 8, 80877103)
+
+
+def test_port_forwarding_to_the_database_with_isolated_streams(aws, database):
+    task = exec_task(aws)
+    session, client = port_session(aws, task, database["Address"], database["Port"])
+    assert client.next().payload_type == f.P_HANDSHAKE_COMPLETE
+    streams = Streams(client)
+    for sid in (3, 5):
+        client.send(f.P_OUTPUT, smux(0, sid))
+        client.send(f.P_OUTPUT, smux(2, sid, SSL_REQUEST))
+    answers = {}
+    while len(answers) < 2:
+        cmd, sid, data = streams.frame()
+        if cmd == 2:
+            answers[sid] = data
+    assert answers == {3: b"N", 5: b"N"}  # PostgreSQL: "no SSL", on each stream
+    client.send(f.P_OUTPUT, smux(1, 3))  # closing one stream leaves the other working:
+    body = struct.pack(">I", 196608) + b"user\0app\0database\0postgres\0\0"
+    client.send(f.P_OUTPUT, smux(2, 5, struct.pack(">I", len(body) + 4) + body))
+    client.send(f.P_OUTPUT, smux(0, 7))  # and new streams still open
+    client.send(f.P_OUTPUT, smux(2, 7, SSL_REQUEST))
+    answers = {}
+    while len(answers) < 2:
+        cmd, sid, data = streams.frame()
+        if cmd == 2:
+            answers[sid] = data
+    assert answers[5][:1] == b"R"  # PostgreSQL asks stream 5 to authenticate
+    assert answers[7] == b"N"
+    aws.ssm.terminate_session(SessionId=session["SessionId"])
+    client.drain()
+    aws.ecs.stop_task(cluster=aws.cluster, task=task["taskArn"])
+
+
+def test_unreachable_port_fails_only_its_stream(aws, database):
+    task = exec_task(aws)
+    session, client = port_session(aws, task, database["Address"], 5999)
+    assert client.next().payload_type == f.P_HANDSHAKE_COMPLETE
+    client.send(f.P_OUTPUT, smux(0, 3))
+    cmd, sid, _ = Streams(client).frame()
+    assert (cmd, sid) == (1, 3)  # FIN: refused
+    aws.ssm.terminate_session(SessionId=session["SessionId"])
+    aws.ecs.stop_task(cluster=aws.cluster, task=task["taskArn"])
+
+
+def test_start_session_needs_a_connected_target(aws):
+    plain = aws.run()
+    running, _ = aws.wait_for(plain["taskArn"], "RUNNING")
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        port_session(aws, running, "localhost", 22)
+    assert info.value.response["Error"]["Code"] == "TargetNotConnected"
+    aws.ecs.stop_task(cluster=aws.cluster, task=plain["taskArn"])
+
+
+def test_frame_codec_matches_the_documented_test_vector():
+    vector = bytes.fromhex(
+        "00000074" + "696e7075745f73747265616d5f64617461" + "20" * 15
+        + "00000001" + "0000015e0baa7884" + "0000000000000001" + "0000000000000000"
+        + "08090a0b0c0d0e0f" + "0001020304050607"
+        + "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        + "00000001" + "00000003" + "616263"
+    )
+    msg = f.Message(f.INPUT, 1, 0, uuid.UUID("00010203-0405-0607-0809-0a0b0c0d0e0f"), 1, b"abc", 1503434274948)
+    assert f.encode(msg) == vector
+    assert f.decode(vector) == msg
+    assert hashlib.sha256(b"abc").digest() == vector[80:112]
