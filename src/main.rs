@@ -14,6 +14,7 @@ mod output;
 mod plan;
 mod session;
 mod signals;
+mod ssm;
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -1,0 +1,878 @@
+//! The reliability layer of the data channel: one WebSocket, two numbered message streams.
+//!
+//! [`Channel::connect`] opens the socket (TCP_NODELAY on: every keystroke is its own
+//! message and Nagle would add up to 40 ms per round trip), sends the opening text frame
+//! with the session token, and hands the socket to a background task (the *driver*) that
+//! owns all protocol state. The caller talks to the driver through two queues, both
+//! bounded, which is what makes the flow control work end to end:
+//!
+//! - **Outgoing**: [`Sender::send`] splits data into messages of at most 1024 bytes and
+//!   takes one permit of a send window per message; the permit comes back when the agent
+//!   acknowledges it. A stalled agent therefore blocks the writer instead of growing a
+//!   buffer. Unacknowledged messages are retransmitted, oldest first, after an adaptive
+//!   timeout (Jacobson/Karels, as both official sides do), and the channel fails after a
+//!   bounded number of attempts.
+//! - **Incoming**: output is delivered strictly in sequence order through a bounded event
+//!   queue, and a message is acknowledged only when it enters that queue. A slow consumer
+//!   thus withholds acknowledgements and the agent retransmits later; nothing is ever
+//!   dropped or truncated, and output that arrives before the first [`Channel::recv`]
+//!   simply waits in the queue. Out-of-order messages wait (unacknowledged) in a bounded
+//!   reorder buffer; duplicates of delivered messages are re-acknowledged.
+//!
+//! Control messages never fail the channel: unknown message and payload types are logged
+//! and ignored, and every handshake action we do not implement is answered "unsupported".
+//! A closed or failing socket, by contrast, ends the channel at once with
+//! [`Event::Failed`], so a killed gateway is reported within one read.
+//!
+//! # Client version
+//! We announce [`CLIENT_VERSION`] = 1.2.339.0. The agent gates behaviour on it, and this
+//! is the oldest plugin release consistent with what we implement: at least 1.1.70, so
+//! port forwarding is multiplexed with smux (see [`super::smux`]); above 1.2.331.0, so the
+//! agent turns smux keepalive NOPs off (we send none); at least 1.2.312.0, the release that
+//! introduced the StdErr and ExitCode payload types we handle. It predates 1.2.764.0,
+//! which SigV4-signs the WebSocket upgrade, something we do not do.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{Bytes, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use uuid::Uuid;
+
+use super::frame::{self, decode, Frame, MessageType, PayloadType};
+
+/// The plugin version we claim to be; see the module documentation for why this one.
+pub const CLIENT_VERSION: &str = "1.2.339.0";
+
+/// Largest payload per data message, as both official sides send.
+pub const MAX_PAYLOAD: usize = 1024;
+
+/// Values of a Flag payload (PayloadType 10).
+pub mod flag {
+    pub const DISCONNECT_TO_PORT: u32 = 1;
+    pub const TERMINATE_SESSION: u32 = 2;
+    pub const CONNECT_TO_PORT_ERROR: u32 = 3;
+}
+
+/// Retransmission timer parameters (RFC 6298 style, as the official plugin).
+const INITIAL_RTO: Duration = Duration::from_millis(200);
+const MAX_RTO: Duration = Duration::from_secs(1);
+const CLOCK_GRANULARITY: Duration = Duration::from_millis(10);
+const RESEND_CHECK: Duration = Duration::from_millis(100);
+/// The plugin pings about every 5 minutes; the agent pings every 54 s.
+const PING_EVERY: Duration = Duration::from_secs(300);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// ActionStatus values in a HandshakeResponse.
+const ACTION_SUCCESS: u32 = 1;
+const ACTION_UNSUPPORTED: u32 = 3;
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Bounds of the channel's queues and retry policy.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Outgoing messages that may be unacknowledged at once (the send window).
+    pub window: usize,
+    /// Out-of-order incoming messages buffered ahead of the next expected one.
+    pub reorder: usize,
+    /// Events buffered for the consumer; beyond this, acknowledgements are withheld.
+    pub queue: usize,
+    /// Transmissions of one message before the channel gives up.
+    pub max_attempts: u32,
+    /// How long [`Channel::close`] waits for outstanding acknowledgements.
+    pub close_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            window: 128,
+            reorder: 512,
+            queue: 64,
+            // The plugin's 3000 attempts at up to 1 s apart: about five minutes.
+            max_attempts: 3000,
+            close_grace: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Why the channel could not be opened or stopped working.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ChannelError {
+    #[error("invalid stream URL: {0}")]
+    Url(String),
+    #[error("cannot connect to the session gateway: {0}")]
+    Connect(String),
+    #[error("the session gateway connection failed: {0}")]
+    Socket(String),
+    #[error("the session gateway closed the connection")]
+    PeerClosed,
+    #[error("message {seq} was not acknowledged after {attempts} attempts")]
+    Unacknowledged { seq: i64, attempts: u32 },
+    #[error("the session channel is closed")]
+    Closed,
+}
+
+/// Something the agent said, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// PayloadType 1: terminal or port data.
+    Output(Vec<u8>),
+    /// PayloadType 11: standard error of a non-interactive command.
+    StdErr(Vec<u8>),
+    /// PayloadType 12: the exit status of a non-interactive command.
+    ExitCode(i32),
+    /// PayloadType 10; see [`flag`].
+    Flag(u32),
+    /// The agent finished the handshake it started.
+    HandshakeComplete {
+        agent_version: Option<String>,
+        session_type: Option<String>,
+        customer_message: Option<String>,
+    },
+    /// The agent closed the channel (`channel_closed`), with its message if any. Last event.
+    Closed(Option<String>),
+    /// The connection broke. Last event.
+    Failed(ChannelError),
+}
+
+/// An open data channel. Dropping it closes the socket without ceremony; prefer
+/// [`Channel::close`].
+pub struct Channel {
+    sender: Sender,
+    events: mpsc::Receiver<Event>,
+    driver: JoinHandle<()>,
+}
+
+/// The writing side of a channel; cheap to clone, usable from several tasks.
+#[derive(Clone)]
+pub struct Sender {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    commands: mpsc::UnboundedSender<Command>,
+    /// One permit per message that may be in flight.
+    window: Semaphore,
+    /// Keeps the chunks of one `send` contiguous in the sequence.
+    order: tokio::sync::Mutex<()>,
+    failure: StdMutex<Option<ChannelError>>,
+}
+
+impl Shared {
+    fn error(&self) -> ChannelError {
+        self.failure
+            .lock()
+            .ok()
+            .and_then(|f| f.clone())
+            .unwrap_or(ChannelError::Closed)
+    }
+}
+
+enum Command {
+    Data {
+        payload_type: PayloadType,
+        bytes: Vec<u8>,
+    },
+    Close {
+        done: oneshot::Sender<()>,
+    },
+}
+
+impl Sender {
+    /// Sends `bytes` as one or more data messages of `payload_type`, waiting while the
+    /// send window is full. Concurrent calls do not interleave their messages. If the
+    /// future is dropped part way, a prefix of `bytes` may have been sent.
+    pub async fn send(&self, payload_type: PayloadType, bytes: &[u8]) -> Result<(), ChannelError> {
+        let _order = self.shared.order.lock().await;
+        for chunk in bytes.chunks(MAX_PAYLOAD) {
+            let permit = self
+                .shared
+                .window
+                .acquire()
+                .await
+                .map_err(|_| self.shared.error())?;
+            permit.forget();
+            if self.shared.window.is_closed() {
+                return Err(self.shared.error());
+            }
+            self.shared
+                .commands
+                .send(Command::Data {
+                    payload_type,
+                    bytes: chunk.to_vec(),
+                })
+                .map_err(|_| self.shared.error())?;
+        }
+        Ok(())
+    }
+
+    /// Sends a Flag message (see [`flag`]).
+    pub async fn send_flag(&self, value: u32) -> Result<(), ChannelError> {
+        self.send(PayloadType::Flag, &value.to_be_bytes()).await
+    }
+}
+
+impl Channel {
+    /// Opens the channel to `stream_url` (`wss://` for AWS, `ws://` in tests).
+    pub async fn connect(stream_url: &str, token: &str) -> Result<Channel, ChannelError> {
+        Self::connect_with(stream_url, token, Limits::default()).await
+    }
+
+    /// [`Channel::connect`] with explicit limits.
+    pub async fn connect_with(
+        stream_url: &str,
+        token: &str,
+        limits: Limits,
+    ) -> Result<Channel, ChannelError> {
+        let ws = tokio::time::timeout(CONNECT_TIMEOUT, open_socket(stream_url))
+            .await
+            .map_err(|_| ChannelError::Connect("timed out".to_string()))??;
+        let (mut sink, stream) = ws.split();
+        let opening = serde_json::json!({
+            "MessageSchemaVersion": "1.0",
+            "RequestId": Uuid::new_v4().to_string(),
+            "TokenValue": token,
+            "ClientId": Uuid::new_v4().to_string(),
+            "ClientVersion": CLIENT_VERSION,
+        });
+        sink.send(Message::text(opening.to_string()))
+            .await
+            .map_err(|e| ChannelError::Socket(e.to_string()))?;
+
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            commands,
+            window: Semaphore::new(limits.window),
+            order: tokio::sync::Mutex::new(()),
+            failure: StdMutex::new(None),
+        });
+        let (events_tx, events) = mpsc::channel(limits.queue.max(1));
+        let (out, out_rx) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(write_socket(sink, out_rx));
+        let driver = Driver {
+            limits,
+            shared: shared.clone(),
+            out,
+            events: events_tx,
+            next_seq: 0,
+            unacked: BTreeMap::new(),
+            rto: Rto::new(),
+            paused: false,
+            expected: 0,
+            reorder: BTreeMap::new(),
+            closed: None,
+            agent_version: None,
+            session_type: None,
+        };
+        let driver = tokio::spawn(driver.run(stream, writer, command_rx));
+        Ok(Channel {
+            sender: Sender { shared },
+            events,
+            driver,
+        })
+    }
+
+    /// A handle for sending from other tasks.
+    pub fn sender(&self) -> Sender {
+        self.sender.clone()
+    }
+
+    /// See [`Sender::send`].
+    pub async fn send(&self, payload_type: PayloadType, bytes: &[u8]) -> Result<(), ChannelError> {
+        self.sender.send(payload_type, bytes).await
+    }
+
+    /// The next event; `None` after [`Event::Closed`] or [`Event::Failed`].
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.events.recv().await
+    }
+
+    /// Ends the session: unless the agent already closed the channel, sends the
+    /// TerminateSession flag and waits briefly for outstanding acknowledgements, then
+    /// closes the socket.
+    pub async fn close(self) {
+        let (done, finished) = oneshot::channel();
+        if self
+            .sender
+            .shared
+            .commands
+            .send(Command::Close { done })
+            .is_ok()
+        {
+            let _ = tokio::time::timeout(Duration::from_secs(3), finished).await;
+        }
+        drop(self.events);
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.driver).await;
+    }
+}
+
+/// Connects TCP ourselves (to set TCP_NODELAY), then TLS if `wss`, then the upgrade.
+async fn open_socket(stream_url: &str) -> Result<Ws, ChannelError> {
+    let request = stream_url
+        .into_client_request()
+        .map_err(|e| ChannelError::Url(e.to_string()))?;
+    let uri = request.uri();
+    let default_port = match uri.scheme_str() {
+        Some("wss") => 443,
+        Some("ws") => 80,
+        other => return Err(ChannelError::Url(format!("unsupported scheme {other:?}"))),
+    };
+    let host = uri
+        .host()
+        .ok_or_else(|| ChannelError::Url("no host".to_string()))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let port = uri.port_u16().unwrap_or(default_port);
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| ChannelError::Connect(format!("{host}:{port}: {e}")))?;
+    tcp.set_nodelay(true)
+        .map_err(|e| ChannelError::Connect(format!("cannot set TCP_NODELAY: {e}")))?;
+    let (ws, _response) = tokio_tungstenite::client_async_tls(request, tcp)
+        .await
+        .map_err(|e| ChannelError::Connect(e.to_string()))?;
+    Ok(ws)
+}
+
+/// Owns the socket's write half so a slow peer never stalls reading (and acking).
+/// Ends with the queue (closing the socket) or on the first write error.
+async fn write_socket(
+    mut sink: SplitSink<Ws, Message>,
+    mut out: mpsc::UnboundedReceiver<Message>,
+) -> String {
+    while let Some(message) = out.recv().await {
+        if let Err(e) = sink.send(message).await {
+            return e.to_string();
+        }
+    }
+    let _ = sink.close().await;
+    "closed".to_string()
+}
+
+/// Jacobson/Karels retransmission timeout.
+#[derive(Debug)]
+struct Rto {
+    srtt: Option<Duration>,
+    rttvar: Duration,
+    current: Duration,
+}
+
+impl Rto {
+    fn new() -> Self {
+        Rto {
+            srtt: None,
+            rttvar: Duration::ZERO,
+            current: INITIAL_RTO,
+        }
+    }
+
+    /// Folds in one round-trip sample: alpha 1/8, beta 1/4.
+    fn sample(&mut self, rtt: Duration) {
+        let srtt = match self.srtt {
+            None => {
+                self.rttvar = rtt / 2;
+                rtt
+            }
+            Some(srtt) => {
+                let deviation = srtt.abs_diff(rtt);
+                self.rttvar = self.rttvar * 3 / 4 + deviation / 4;
+                srtt * 7 / 8 + rtt / 8
+            }
+        };
+        self.srtt = Some(srtt);
+        self.current = (srtt + CLOCK_GRANULARITY.max(self.rttvar * 4)).min(MAX_RTO);
+    }
+}
+
+/// An outgoing data message awaiting its acknowledgement.
+struct Unacked {
+    bytes: Bytes,
+    /// None while publication is paused and it was never sent.
+    last_sent: Option<Instant>,
+    attempts: u32,
+    /// Whether it holds a send-window permit (caller data does; our own replies do not).
+    permit: bool,
+}
+
+struct Driver {
+    limits: Limits,
+    shared: Arc<Shared>,
+    out: mpsc::UnboundedSender<Message>,
+    events: mpsc::Sender<Event>,
+    next_seq: i64,
+    unacked: BTreeMap<i64, Unacked>,
+    rto: Rto,
+    paused: bool,
+    /// Sequence number of the next message to deliver.
+    expected: i64,
+    /// Received, not yet delivered (nor acknowledged) messages, by sequence number.
+    reorder: BTreeMap<i64, Frame>,
+    /// A `channel_closed` waiting to be delivered after the in-order output.
+    closed: Option<Option<String>>,
+    agent_version: Option<String>,
+    session_type: Option<String>,
+}
+
+/// How the driver loop ended.
+enum End {
+    /// Closed on request, or nobody is listening any more.
+    Quiet,
+    /// The agent closed the channel and then the socket: deliver what is left.
+    Drain,
+    Failed(ChannelError),
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut stream: SplitStream<Ws>,
+        mut writer: JoinHandle<String>,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+    ) {
+        let mut resend = tokio::time::interval(RESEND_CHECK);
+        resend.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+        let mut closing: Option<(Instant, oneshot::Sender<()>)> = None;
+        let events = self.events.clone();
+
+        let end = loop {
+            if let Some((deadline, _)) = &closing {
+                if self.unacked.is_empty() || Instant::now() >= *deadline {
+                    break End::Quiet;
+                }
+            }
+            let deliverable = self.deliverable();
+            tokio::select! {
+                permit = events.reserve(), if deliverable => match permit {
+                    Ok(permit) => {
+                        if self.deliver(permit) {
+                            break End::Quiet;
+                        }
+                    }
+                    Err(_) => break End::Quiet,
+                },
+                () = events.closed(), if closing.is_none() => break End::Quiet,
+                message = stream.next() => match message {
+                    Some(Ok(Message::Binary(bytes))) => self.on_message(&bytes),
+                    Some(Ok(Message::Close(_))) | None => break self.socket_ended(ChannelError::PeerClosed),
+                    // Pings are answered by tungstenite itself.
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => break self.socket_ended(ChannelError::Socket(e.to_string())),
+                },
+                command = commands.recv(), if closing.is_none() => match command {
+                    Some(Command::Data { payload_type, bytes }) => {
+                        self.transmit_new(payload_type, bytes, true);
+                    }
+                    Some(Command::Close { done }) => {
+                        if self.closed.is_none() {
+                            let value = flag::TERMINATE_SESSION.to_be_bytes().to_vec();
+                            self.transmit_new(PayloadType::Flag, value, false);
+                        }
+                        closing = Some((Instant::now() + self.limits.close_grace, done));
+                    }
+                    None => break End::Quiet,
+                },
+                _ = resend.tick() => {
+                    if let Err(e) = self.resend() {
+                        break End::Failed(e);
+                    }
+                }
+                _ = ping.tick() => {
+                    let _ = self.out.send(Message::Ping(Bytes::new()));
+                }
+                reason = &mut writer => {
+                    let reason = reason.unwrap_or_else(|e| e.to_string());
+                    break self.socket_ended(ChannelError::Socket(reason));
+                }
+            }
+        };
+
+        drop(stream);
+        self.shared.window.close();
+        match end {
+            End::Quiet => {}
+            End::Drain => self.drain(&events).await,
+            End::Failed(e) => {
+                tracing::debug!(error = %e, "data channel failed");
+                if let Ok(mut failure) = self.shared.failure.lock() {
+                    *failure = Some(e.clone());
+                }
+                // Output received in order before the failure is still the consumer's.
+                self.drain(&events).await;
+                let _ = events.send(Event::Failed(e)).await;
+            }
+        }
+        // Closing the queue makes the writer send a Close frame and finish.
+        drop(self.out);
+        if !writer.is_finished() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+        }
+        if let Some((_, done)) = closing {
+            let _ = done.send(());
+        }
+    }
+
+    /// After `channel_closed` the socket going away is expected, not a failure.
+    fn socket_ended(&self, error: ChannelError) -> End {
+        if self.closed.is_some() {
+            End::Drain
+        } else {
+            End::Failed(error)
+        }
+    }
+
+    /// Delivers whatever is deliverable, for as long as the consumer listens.
+    async fn drain(&mut self, events: &mpsc::Sender<Event>) {
+        while self.deliverable() {
+            match events.reserve().await {
+                Ok(permit) => {
+                    if self.deliver(permit) {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn deliverable(&self) -> bool {
+        self.reorder.contains_key(&self.expected) || self.closed.is_some()
+    }
+
+    /// Hands the next in-order message (or the pending Closed) to the consumer and
+    /// acknowledges it. Returns true when the channel is finished.
+    fn deliver(&mut self, permit: mpsc::Permit<'_, Event>) -> bool {
+        let Some(frame) = self.reorder.remove(&self.expected) else {
+            if let Some(output) = self.closed.take() {
+                permit.send(Event::Closed(output));
+                return true;
+            }
+            return false;
+        };
+        self.expected += 1;
+        self.acknowledge(&frame);
+        if let Some(event) = self.interpret(frame) {
+            permit.send(event);
+        }
+        false
+    }
+
+    fn on_message(&mut self, bytes: &[u8]) {
+        let frame = match decode(bytes) {
+            Ok(frame) => frame,
+            Err(e) => {
+                // Not acknowledged, so the agent will send it again.
+                tracing::debug!(error = %e, "ignoring undecodable message");
+                return;
+            }
+        };
+        match frame.message_type {
+            MessageType::OutputStreamData => self.on_data(frame),
+            MessageType::Acknowledge => self.on_ack(&frame.payload),
+            MessageType::ChannelClosed => {
+                let output = serde_json::from_slice::<ChannelClosed>(&frame.payload)
+                    .ok()
+                    .and_then(|c| c.output)
+                    .filter(|o| !o.is_empty());
+                self.closed.get_or_insert(output);
+            }
+            MessageType::PausePublication => self.paused = true,
+            MessageType::StartPublication => {
+                self.paused = false;
+                self.send_unsent();
+            }
+            other => tracing::debug!(message_type = other.as_str(), "ignoring message"),
+        }
+    }
+
+    fn on_data(&mut self, frame: Frame) {
+        let seq = frame.sequence_number;
+        if seq < self.expected {
+            // Delivered already; our acknowledgement was lost.
+            self.acknowledge(&frame);
+            return;
+        }
+        let ahead = usize::try_from(seq - self.expected).unwrap_or(usize::MAX);
+        if ahead >= self.limits.reorder {
+            tracing::debug!(seq, "dropping message beyond the reorder buffer");
+            return;
+        }
+        self.reorder.entry(seq).or_insert(frame);
+    }
+
+    fn on_ack(&mut self, payload: &[u8]) {
+        let ack: Acknowledgement = match serde_json::from_slice(payload) {
+            Ok(ack) => ack,
+            Err(e) => {
+                tracing::debug!(error = %e, "ignoring malformed acknowledgement");
+                return;
+            }
+        };
+        if let Some(acked) = self.unacked.remove(&ack.sequence_number) {
+            // Karn: a retransmitted message gives an ambiguous sample.
+            if let (1, Some(sent)) = (acked.attempts, acked.last_sent) {
+                self.rto.sample(sent.elapsed());
+            }
+            if acked.permit {
+                self.shared.window.add_permits(1);
+            }
+        }
+    }
+
+    /// Turns a delivered data message into an event, answering handshakes on the way.
+    fn interpret(&mut self, frame: Frame) -> Option<Event> {
+        match frame.payload_type {
+            PayloadType::Output => Some(Event::Output(frame.payload)),
+            PayloadType::StdErr => Some(Event::StdErr(frame.payload)),
+            PayloadType::ExitCode => match parse_exit_code(&frame.payload) {
+                Some(code) => Some(Event::ExitCode(code)),
+                None => {
+                    tracing::debug!("ignoring unreadable exit code");
+                    None
+                }
+            },
+            PayloadType::Flag => match <[u8; 4]>::try_from(frame.payload.as_slice()) {
+                Ok(raw) => Some(Event::Flag(u32::from_be_bytes(raw))),
+                Err(_) => {
+                    tracing::debug!("ignoring malformed flag");
+                    None
+                }
+            },
+            PayloadType::HandshakeRequest => {
+                let response = self.answer_handshake(&frame.payload);
+                self.transmit_new(PayloadType::HandshakeResponse, response, false);
+                None
+            }
+            PayloadType::HandshakeComplete => {
+                let complete: HandshakeComplete =
+                    serde_json::from_slice(&frame.payload).unwrap_or_default();
+                Some(Event::HandshakeComplete {
+                    agent_version: self.agent_version.clone(),
+                    session_type: self.session_type.clone(),
+                    customer_message: complete.customer_message.filter(|m| !m.is_empty()),
+                })
+            }
+            other => {
+                tracing::debug!(payload_type = u32::from(other), "ignoring payload");
+                None
+            }
+        }
+    }
+
+    fn answer_handshake(&mut self, payload: &[u8]) -> Vec<u8> {
+        let mut errors = Vec::new();
+        let request: HandshakeRequest = serde_json::from_slice(payload).unwrap_or_else(|e| {
+            errors.push(format!("cannot read the handshake request: {e}"));
+            HandshakeRequest::default()
+        });
+        self.agent_version = request.agent_version;
+        let actions = request
+            .requested_client_actions
+            .into_iter()
+            .map(|action| {
+                let (status, error) = match action.action_type.as_str() {
+                    "SessionType" => {
+                        self.session_type = action
+                            .action_parameters
+                            .get("SessionType")
+                            .and_then(|t| t.as_str())
+                            .map(str::to_string);
+                        (ACTION_SUCCESS, String::new())
+                    }
+                    "KMSEncryption" => (
+                        ACTION_UNSUPPORTED,
+                        "KMS encryption of sessions is not supported by jump yet".to_string(),
+                    ),
+                    other => (ACTION_UNSUPPORTED, format!("unsupported action {other}")),
+                };
+                ProcessedAction {
+                    action_type: action.action_type,
+                    action_status: status,
+                    action_result: None,
+                    error,
+                }
+            })
+            .collect();
+        let response = HandshakeResponse {
+            client_version: CLIENT_VERSION,
+            processed_client_actions: actions,
+            errors,
+        };
+        serde_json::to_vec(&response).unwrap_or_default()
+    }
+
+    /// Numbers and sends (or, while paused, holds) a new outgoing data message.
+    fn transmit_new(&mut self, payload_type: PayloadType, payload: Vec<u8>, permit: bool) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let frame = Frame::new(MessageType::InputStreamData, seq, 0, payload_type, payload);
+        let bytes = match frame.encode() {
+            Ok(bytes) => Bytes::from(bytes),
+            Err(e) => {
+                // Unreachable for our own types and ≤ 1 KiB payloads; never panic.
+                tracing::warn!(error = %e, "cannot encode a message");
+                return;
+            }
+        };
+        let mut unacked = Unacked {
+            bytes,
+            last_sent: None,
+            attempts: 0,
+            permit,
+        };
+        if !self.paused {
+            self.transmit(&mut unacked);
+        }
+        self.unacked.insert(seq, unacked);
+    }
+
+    fn transmit(&self, unacked: &mut Unacked) {
+        unacked.attempts += 1;
+        unacked.last_sent = Some(Instant::now());
+        let _ = self.out.send(Message::Binary(unacked.bytes.clone()));
+    }
+
+    fn send_unsent(&mut self) {
+        let unsent: Vec<i64> = self
+            .unacked
+            .iter()
+            .filter(|(_, u)| u.last_sent.is_none())
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in unsent {
+            if let Some(mut unacked) = self.unacked.remove(&seq) {
+                self.transmit(&mut unacked);
+                self.unacked.insert(seq, unacked);
+            }
+        }
+    }
+
+    /// Re-sends the oldest unacknowledged message once it is older than the RTO.
+    fn resend(&mut self) -> Result<(), ChannelError> {
+        if self.paused {
+            return Ok(());
+        }
+        let rto = self.rto.current;
+        let max_attempts = self.limits.max_attempts;
+        let Some((&seq, oldest)) = self.unacked.iter_mut().next() else {
+            return Ok(());
+        };
+        let Some(sent) = oldest.last_sent else {
+            return Ok(());
+        };
+        if sent.elapsed() < rto {
+            return Ok(());
+        }
+        if oldest.attempts >= max_attempts {
+            return Err(ChannelError::Unacknowledged {
+                seq,
+                attempts: oldest.attempts,
+            });
+        }
+        tracing::trace!(seq, attempt = oldest.attempts + 1, "retransmitting");
+        oldest.attempts += 1;
+        oldest.last_sent = Some(Instant::now());
+        let _ = self.out.send(Message::Binary(oldest.bytes.clone()));
+        Ok(())
+    }
+
+    fn acknowledge(&self, frame: &Frame) {
+        let ack = Acknowledgement {
+            message_type: frame.message_type.as_str().to_string(),
+            message_id: frame.message_id.to_string(),
+            sequence_number: frame.sequence_number,
+            is_sequential_message: true,
+        };
+        let payload = serde_json::to_vec(&ack).unwrap_or_default();
+        let ack = Frame::new(
+            MessageType::Acknowledge,
+            0,
+            frame::flags::SYN | frame::flags::FIN,
+            PayloadType::Unset,
+            payload,
+        );
+        if let Ok(bytes) = ack.encode() {
+            let _ = self.out.send(Message::binary(bytes));
+        }
+    }
+}
+
+/// The ExitCode payload is text, `EXIT_CODE: <n>`; accept the bare number too.
+fn parse_exit_code(payload: &[u8]) -> Option<i32> {
+    let text = std::str::from_utf8(payload).ok()?.trim();
+    let number = text.strip_prefix("EXIT_CODE:").unwrap_or(text).trim();
+    number.parse().ok()
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Acknowledgement {
+    #[serde(rename = "AcknowledgedMessageType")]
+    message_type: String,
+    #[serde(rename = "AcknowledgedMessageId")]
+    message_id: String,
+    #[serde(rename = "AcknowledgedMessageSequenceNumber")]
+    sequence_number: i64,
+    #[serde(rename = "IsSequentialMessage")]
+    is_sequential_message: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChannelClosed {
+    #[serde(rename = "Output")]
+    output: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct HandshakeRequest {
+    agent_version: Option<String>,
+    #[serde(default)]
+    requested_client_actions: Vec<RequestedAction>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RequestedAction {
+    action_type: String,
+    #[serde(default)]
+    action_parameters: serde_json::Value,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct HandshakeResponse {
+    client_version: &'static str,
+    processed_client_actions: Vec<ProcessedAction>,
+    errors: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ProcessedAction {
+    action_type: String,
+    action_status: u32,
+    action_result: Option<serde_json::Value>,
+    error: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct HandshakeComplete {
+    customer_message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,563 @@
+//! The channel against a tiny in-process fake agent over a real loopback WebSocket.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{timeout, Instant};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use super::*;
+
+/// The agent end of one connection.
+struct Agent {
+    ws: WebSocketStream<TcpStream>,
+    opening: Value,
+}
+
+async fn listen() -> (TcpListener, String) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "ws://{}/v1/data-channel/s-1",
+        listener.local_addr().unwrap()
+    );
+    (listener, url)
+}
+
+/// Connects a channel with `limits` to a fresh fake agent.
+async fn pair(limits: Limits) -> (Channel, Agent) {
+    let (listener, url) = listen().await;
+    let accept = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        let opening = match ws.next().await.unwrap().unwrap() {
+            Message::Text(text) => serde_json::from_str(&text).unwrap(),
+            other => panic!("expected the opening text frame, got {other:?}"),
+        };
+        Agent { ws, opening }
+    });
+    let channel = Channel::connect_with(&url, "token-1", limits)
+        .await
+        .unwrap();
+    (channel, accept.await.unwrap())
+}
+
+fn data(seq: i64, payload_type: PayloadType, payload: &[u8]) -> Frame {
+    let flags = if seq == 0 { frame::flags::SYN } else { 0 };
+    Frame::new(
+        MessageType::OutputStreamData,
+        seq,
+        flags,
+        payload_type,
+        payload.to_vec(),
+    )
+}
+
+fn control(message_type: MessageType, payload: &[u8]) -> Frame {
+    Frame::new(message_type, 0, 0, PayloadType::Unset, payload.to_vec())
+}
+
+fn ack_for(frame: &Frame) -> Frame {
+    let payload = json!({
+        "AcknowledgedMessageType": frame.message_type.as_str(),
+        "AcknowledgedMessageId": frame.message_id.to_string(),
+        "AcknowledgedMessageSequenceNumber": frame.sequence_number,
+        "IsSequentialMessage": true,
+    });
+    Frame::new(
+        MessageType::Acknowledge,
+        0,
+        3,
+        PayloadType::Unset,
+        payload.to_string().into_bytes(),
+    )
+}
+
+fn acked_seq(frame: &Frame) -> i64 {
+    assert_eq!(frame.message_type, MessageType::Acknowledge);
+    assert_eq!(frame.flags, 3);
+    let ack: Value = serde_json::from_slice(&frame.payload).unwrap();
+    assert_eq!(ack["IsSequentialMessage"], true);
+    ack["AcknowledgedMessageSequenceNumber"].as_i64().unwrap()
+}
+
+impl Agent {
+    async fn send(&mut self, frame: &Frame) {
+        self.ws
+            .send(Message::binary(frame.encode().unwrap()))
+            .await
+            .unwrap();
+    }
+
+    /// The next binary message, or None on close or after `wait`.
+    async fn next_within(&mut self, wait: Duration) -> Option<Frame> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let message = timeout(
+                deadline.saturating_duration_since(Instant::now()),
+                self.ws.next(),
+            )
+            .await
+            .ok()??
+            .ok()?;
+            if let Message::Binary(bytes) = message {
+                return Some(decode(&bytes).unwrap());
+            }
+        }
+    }
+
+    async fn next(&mut self) -> Frame {
+        self.next_within(Duration::from_secs(2))
+            .await
+            .expect("a message from the client")
+    }
+}
+
+async fn next_event(channel: &mut Channel) -> Event {
+    timeout(Duration::from_secs(2), channel.recv())
+        .await
+        .expect("an event in time")
+        .expect("an open channel")
+}
+
+#[tokio::test]
+async fn opens_with_token_and_acknowledges_both_ways() {
+    let (mut channel, mut agent) = pair(Limits::default()).await;
+    assert_eq!(agent.opening["TokenValue"], "token-1");
+    assert_eq!(agent.opening["MessageSchemaVersion"], "1.0");
+    assert_eq!(agent.opening["ClientVersion"], CLIENT_VERSION);
+    assert!(Uuid::parse_str(agent.opening["ClientId"].as_str().unwrap()).is_ok());
+
+    for seq in 0..3 {
+        let frame = data(seq, PayloadType::Output, format!("out{seq}").as_bytes());
+        agent.send(&frame).await;
+        let ack = agent.next().await;
+        assert_eq!(acked_seq(&ack), seq);
+        let ack: Value = serde_json::from_slice(&ack.payload).unwrap();
+        assert_eq!(ack["AcknowledgedMessageId"], frame.message_id.to_string());
+        assert_eq!(ack["AcknowledgedMessageType"], "output_stream_data");
+    }
+    for seq in 0..3 {
+        assert_eq!(
+            next_event(&mut channel).await,
+            Event::Output(format!("out{seq}").into_bytes())
+        );
+    }
+
+    // 2500 bytes go out as three messages numbered from 0 with Flags 0.
+    channel.send(PayloadType::Output, &[7; 2500]).await.unwrap();
+    for (seq, len) in [(0, 1024), (1, 1024), (2, 452)] {
+        let frame = agent.next().await;
+        assert_eq!(frame.message_type, MessageType::InputStreamData);
+        assert_eq!((frame.sequence_number, frame.flags), (seq, 0));
+        assert_eq!(frame.payload.len(), len);
+        agent.send(&ack_for(&frame)).await;
+    }
+}
+
+#[tokio::test]
+async fn delivers_in_order_and_reacknowledges_duplicates() {
+    let (mut channel, mut agent) = pair(Limits::default()).await;
+    for seq in [2, 0, 3, 1] {
+        agent
+            .send(&data(seq, PayloadType::Output, &[b'a' + seq as u8]))
+            .await;
+    }
+    let mut events = Vec::new();
+    for _ in 0..4 {
+        events.push(next_event(&mut channel).await);
+    }
+    let bytes: Vec<u8> = events
+        .into_iter()
+        .flat_map(|e| match e {
+            Event::Output(b) => b,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(bytes, b"abcd");
+    // Acknowledged as delivered: 0 and then the rest, each once.
+    let mut acked = Vec::new();
+    for _ in 0..4 {
+        acked.push(acked_seq(&agent.next().await));
+    }
+    acked.sort();
+    assert_eq!(acked, vec![0, 1, 2, 3]);
+    // A duplicate of a delivered message is acknowledged again, not delivered again.
+    agent.send(&data(1, PayloadType::Output, b"b")).await;
+    assert_eq!(acked_seq(&agent.next().await), 1);
+    assert!(timeout(Duration::from_millis(100), channel.recv())
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn lost_input_is_retransmitted_and_the_window_applies_backpressure() {
+    let limits = Limits {
+        window: 2,
+        ..Limits::default()
+    };
+    let (channel, mut agent) = pair(limits).await;
+    channel.send(PayloadType::Output, b"one").await.unwrap();
+    let first = agent.next().await;
+    // Drop it: the client must send it again after the RTO (200 ms at first).
+    let again = agent.next().await;
+    assert_eq!(again.sequence_number, 0);
+    assert_eq!(again.payload, b"one");
+    agent.send(&ack_for(&first)).await;
+
+    channel.send(PayloadType::Output, b"two").await.unwrap();
+    channel.send(PayloadType::Output, b"three").await.unwrap();
+    // The window (2) is full: a third message waits for an acknowledgement.
+    let sender = channel.sender();
+    let blocked = tokio::spawn(async move { sender.send(PayloadType::Output, b"four").await });
+    let two = agent.next().await;
+    let three = agent.next().await;
+    assert_eq!((two.sequence_number, three.sequence_number), (1, 2));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!blocked.is_finished());
+    agent.send(&ack_for(&two)).await;
+    timeout(Duration::from_secs(1), blocked)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let four = loop {
+        let frame = agent.next().await;
+        if frame.sequence_number == 3 {
+            break frame;
+        }
+    };
+    assert_eq!(four.payload, b"four");
+}
+
+#[tokio::test]
+async fn gives_up_after_bounded_attempts() {
+    let limits = Limits {
+        max_attempts: 2,
+        ..Limits::default()
+    };
+    let (mut channel, _agent) = pair(limits).await;
+    channel.send(PayloadType::Output, b"x").await.unwrap();
+    assert_eq!(
+        next_event(&mut channel).await,
+        Event::Failed(ChannelError::Unacknowledged {
+            seq: 0,
+            attempts: 2
+        })
+    );
+    assert_eq!(
+        channel.send(PayloadType::Output, b"y").await,
+        Err(ChannelError::Unacknowledged {
+            seq: 0,
+            attempts: 2
+        })
+    );
+}
+
+/// 5 MB to a consumer that starts late and reads slowly: every byte arrives in order,
+/// and the agent sees acknowledgements withheld while the queue is full.
+#[tokio::test]
+async fn slow_consumer_gets_every_byte() {
+    const MESSAGES: i64 = 5 * 1024;
+    let limits = Limits::default();
+    let queue = limits.queue;
+    let (mut channel, mut agent) = pair(limits).await;
+
+    let agent = tokio::spawn(async move {
+        let pattern =
+            |seq: i64| -> Vec<u8> { (0..1024).map(|i| (seq as usize * 7 + i) as u8).collect() };
+        let start = Instant::now();
+        let mut in_flight: BTreeMap<i64, (Frame, Instant)> = BTreeMap::new();
+        let mut next = 0;
+        let mut acked = 0usize;
+        let mut retransmissions = 0;
+        let mut acked_while_stalled = None;
+        while next < MESSAGES || !in_flight.is_empty() {
+            // Keep up to 256 messages in flight, like an agent with a modest buffer.
+            while next < MESSAGES && in_flight.len() < 256 {
+                let frame = data(next, PayloadType::Output, &pattern(next));
+                agent.send(&frame).await;
+                in_flight.insert(next, (frame, Instant::now()));
+                next += 1;
+            }
+            if let Some(frame) = agent.next_within(Duration::from_millis(20)).await {
+                if frame.message_type == MessageType::Acknowledge
+                    && in_flight.remove(&acked_seq(&frame)).is_some()
+                {
+                    acked += 1;
+                }
+            }
+            if acked_while_stalled.is_none() && start.elapsed() > Duration::from_millis(250) {
+                acked_while_stalled = Some(acked);
+            }
+            let now = Instant::now();
+            for (frame, sent) in in_flight.values_mut() {
+                if now.duration_since(*sent) > Duration::from_millis(50) {
+                    agent.send(frame).await;
+                    *sent = now;
+                    retransmissions += 1;
+                }
+            }
+        }
+        (acked_while_stalled, retransmissions)
+    });
+
+    // The consumer does not read at all for 300 ms, then sleeps now and then.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut received = Vec::with_capacity(MESSAGES as usize * 1024);
+    let mut events = 0;
+    while received.len() < MESSAGES as usize * 1024 {
+        match next_event(&mut channel).await {
+            Event::Output(bytes) => received.extend_from_slice(&bytes),
+            other => panic!("unexpected {other:?}"),
+        }
+        events += 1;
+        if events % 500 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    for (seq, chunk) in received.chunks(1024).enumerate() {
+        assert!(
+            chunk
+                .iter()
+                .enumerate()
+                .all(|(i, b)| *b == (seq * 7 + i) as u8),
+            "message {seq} corrupted"
+        );
+    }
+    let (acked_while_stalled, retransmissions) = agent.await.unwrap();
+    // Only what fit the delivery queue was acknowledged before the consumer read.
+    assert_eq!(acked_while_stalled, Some(queue));
+    assert!(retransmissions > 0);
+}
+
+#[tokio::test]
+async fn handshake_answers_unknown_actions_unsupported() {
+    let (mut channel, mut agent) = pair(Limits::default()).await;
+    let request = json!({
+        "AgentVersion": "3.3.0.0",
+        "RequestedClientActions": [
+            {"ActionType": "SessionType", "ActionParameters": {"SessionType": "Port", "Properties": {"type": "LocalPortForwarding"}}},
+            {"ActionType": "KMSEncryption", "ActionParameters": {"KMSKeyId": "k"}},
+            {"ActionType": "SomethingNew", "ActionParameters": 42},
+        ]
+    });
+    agent
+        .send(&data(
+            0,
+            PayloadType::HandshakeRequest,
+            request.to_string().as_bytes(),
+        ))
+        .await;
+    assert_eq!(acked_seq(&agent.next().await), 0);
+    let response = agent.next().await;
+    assert_eq!(response.message_type, MessageType::InputStreamData);
+    assert_eq!(response.payload_type, PayloadType::HandshakeResponse);
+    let body: Value = serde_json::from_slice(&response.payload).unwrap();
+    assert_eq!(body["ClientVersion"], CLIENT_VERSION);
+    let statuses: Vec<(String, u64)> = body["ProcessedClientActions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["ActionType"].as_str().unwrap().to_string(),
+                a["ActionStatus"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            ("SessionType".to_string(), 1),
+            ("KMSEncryption".to_string(), 3),
+            ("SomethingNew".to_string(), 3)
+        ]
+    );
+    assert_ne!(body["ProcessedClientActions"][1]["Error"], "");
+    agent.send(&ack_for(&response)).await;
+
+    let complete = json!({"HandshakeTimeToComplete": 1_000_000, "CustomerMessage": "hello"});
+    agent
+        .send(&data(
+            1,
+            PayloadType::HandshakeComplete,
+            complete.to_string().as_bytes(),
+        ))
+        .await;
+    assert_eq!(
+        next_event(&mut channel).await,
+        Event::HandshakeComplete {
+            agent_version: Some("3.3.0.0".to_string()),
+            session_type: Some("Port".to_string()),
+            customer_message: Some("hello".to_string()),
+        }
+    );
+}
+
+#[tokio::test]
+async fn unknown_types_are_ignored_but_acknowledged() {
+    let (mut channel, mut agent) = pair(Limits::default()).await;
+    agent
+        .send(&control(
+            MessageType::Other("agent_session_state".into()),
+            b"{}",
+        ))
+        .await;
+    agent.send(&data(0, PayloadType::Other(99), b"?")).await;
+    agent.send(&data(1, PayloadType::Flag, &[0, 0, 0, 3])).await;
+    agent
+        .send(&data(2, PayloadType::ExitCode, b"EXIT_CODE: 7"))
+        .await;
+    assert_eq!(
+        next_event(&mut channel).await,
+        Event::Flag(flag::CONNECT_TO_PORT_ERROR)
+    );
+    assert_eq!(next_event(&mut channel).await, Event::ExitCode(7));
+    for seq in 0..3 {
+        assert_eq!(acked_seq(&agent.next().await), seq);
+    }
+}
+
+#[tokio::test]
+async fn pause_publication_holds_input() {
+    let (channel, mut agent) = pair(Limits::default()).await;
+    agent
+        .send(&control(MessageType::PausePublication, b""))
+        .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    channel.send(PayloadType::Output, b"held").await.unwrap();
+    assert!(agent
+        .next_within(Duration::from_millis(300))
+        .await
+        .is_none());
+    agent
+        .send(&control(MessageType::StartPublication, b""))
+        .await;
+    let frame = agent.next().await;
+    assert_eq!(
+        (frame.sequence_number, frame.payload.as_slice()),
+        (0, &b"held"[..])
+    );
+}
+
+#[tokio::test]
+async fn killed_gateway_fails_the_channel_promptly() {
+    let (mut channel, agent) = pair(Limits::default()).await;
+    let mut agent = agent;
+    agent
+        .send(&data(0, PayloadType::Output, b"last words"))
+        .await;
+    let started = Instant::now();
+    drop(agent);
+    assert_eq!(
+        next_event(&mut channel).await,
+        Event::Output(b"last words".to_vec())
+    );
+    assert!(matches!(next_event(&mut channel).await, Event::Failed(_)));
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(channel.recv().await, None);
+}
+
+#[tokio::test]
+async fn channel_closed_is_reported_with_its_output() {
+    let (mut channel, mut agent) = pair(Limits::default()).await;
+    agent.send(&data(0, PayloadType::Output, b"bye\n")).await;
+    let closed =
+        json!({"MessageType": "channel_closed", "Output": "Exiting session", "SessionId": "s-1"});
+    agent
+        .send(&control(
+            MessageType::ChannelClosed,
+            closed.to_string().as_bytes(),
+        ))
+        .await;
+    assert_eq!(
+        next_event(&mut channel).await,
+        Event::Output(b"bye\n".to_vec())
+    );
+    assert_eq!(
+        next_event(&mut channel).await,
+        Event::Closed(Some("Exiting session".to_string()))
+    );
+    assert_eq!(channel.recv().await, None);
+}
+
+#[tokio::test]
+async fn pings_are_answered() {
+    let (_channel, mut agent) = pair(Limits::default()).await;
+    agent
+        .ws
+        .send(Message::Ping(Bytes::from_static(b"hi")))
+        .await
+        .unwrap();
+    let pong = timeout(Duration::from_secs(1), agent.ws.next())
+        .await
+        .unwrap();
+    assert_eq!(
+        pong.unwrap().unwrap(),
+        Message::Pong(Bytes::from_static(b"hi"))
+    );
+}
+
+#[tokio::test]
+async fn close_terminates_the_session() {
+    let (channel, mut agent) = pair(Limits::default()).await;
+    let closer = tokio::spawn(channel.close());
+    let flag = agent.next().await;
+    assert_eq!(flag.payload_type, PayloadType::Flag);
+    assert_eq!(flag.payload, 2u32.to_be_bytes());
+    agent.send(&ack_for(&flag)).await;
+    timeout(Duration::from_secs(1), closer)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(agent.next_within(Duration::from_secs(1)).await.is_none());
+}
+
+#[test]
+fn rto_follows_jacobson_karels() {
+    let mut rto = Rto::new();
+    assert_eq!(rto.current, INITIAL_RTO);
+    rto.sample(Duration::from_millis(100));
+    // srtt 100, rttvar 50: 100 + 4 * 50.
+    assert_eq!(rto.current, Duration::from_millis(300));
+    rto.sample(Duration::from_millis(100));
+    // rttvar 37.5, srtt 100: 100 + 150.
+    assert_eq!(rto.current, Duration::from_millis(250));
+    rto.sample(Duration::from_secs(5));
+    assert_eq!(rto.current, MAX_RTO);
+    let mut fast = Rto::new();
+    fast.sample(Duration::from_micros(100));
+    assert!(fast.current >= Duration::from_micros(100) + CLOCK_GRANULARITY);
+}
+
+#[test]
+fn exit_codes_parse() {
+    assert_eq!(parse_exit_code(b"EXIT_CODE: 3"), Some(3));
+    assert_eq!(parse_exit_code(b"0\n"), Some(0));
+    assert_eq!(parse_exit_code(b"nope"), None);
+}
+
+/// `wss://` builds a rustls client config (which panics if the dependency graph holds
+/// no or two crypto providers) and then fails cleanly against a peer that is not TLS.
+#[tokio::test]
+async fn wss_uses_the_single_rustls_provider() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "wss://localhost:{}/v1/data-channel/s-1",
+        listener.local_addr().unwrap().port()
+    );
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        drop(tcp);
+    });
+    let result = Channel::connect(&url, "t").await;
+    assert!(
+        matches!(result, Err(ChannelError::Connect(_))),
+        "{:?}",
+        result.err()
+    );
+}
