@@ -85,6 +85,15 @@ afterwards, whatever happens, unless --detach is given.",
         after_help = "Examples:\n  jump down 3f9c0a1b2c4d\n  jump down --all-mine\n  jump down --expired\n  jump down 3f9c0a1b2c4d --all   # someone else's session"
     )]
     Down(DownArgs),
+    /// Open a shell (or run a command) in a task through ECS Exec, no plugin needed
+    #[command(
+        long_about = "Open an interactive shell, or run a command, in a session's task or in any \
+exec-enabled task of the cluster, through ECS Exec. jump speaks the Session Manager protocol \
+itself: no session-manager-plugin. The remote command's exit status becomes jump's; without a \
+terminal (CI) output streams as it comes and piped stdin reaches the command.",
+        after_help = "Examples:\n  jump exec 3f9c0a1b2c4d\n  jump exec 3f9c0a1b2c4d -- sh -c 'echo $HOSTNAME'\n  jump exec --task 0123456789abcdef0123456789abcdef --container web -- bin/rails console\n  echo 'select 1' | jump exec 3f9c0a1b2c4d -- psql -h db.internal"
+    )]
+    Exec(ExecArgs),
     /// Print a shell completion script
     #[command(
         after_help = "Examples:\n  jump completions bash > ~/.local/share/bash-completion/completions/jump\n  jump completions zsh > \"${fpath[1]}/_jump\""
@@ -162,6 +171,9 @@ pub struct ConfigFlags {
     /// How long to wait for the task to run and log its host key
     #[arg(long, value_name = "DURATION")]
     pub wait_timeout: Option<String>,
+    /// `ssh` (sshd and a pinned host key) or `exec` (ECS Exec only, any image with sh)
+    #[arg(long, value_name = "MODE")]
+    pub mode: Option<String>,
 }
 
 impl ConfigFlags {
@@ -173,7 +185,7 @@ impl ConfigFlags {
             .collect()
     }
 
-    fn entries(&self) -> [(&'static str, &Option<String>); 15] {
+    fn entries(&self) -> [(&'static str, &Option<String>); 16] {
         [
             ("cluster", &self.cluster),
             ("subnets", &self.subnets),
@@ -190,6 +202,7 @@ impl ConfigFlags {
             ("family", &self.family),
             ("login_user", &self.login_user),
             ("wait_timeout", &self.wait_timeout),
+            ("mode", &self.mode),
         ]
     }
 }
@@ -209,6 +222,24 @@ pub struct ClusterArgs {
 pub struct SshArgs {
     /// Session id, as printed by `jump up --detach` or `jump ls`
     pub session: String,
+    /// Command to run instead of an interactive shell
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("target").required(true).args(["session", "task"]))]
+pub struct ExecArgs {
+    /// Session id, as printed by `jump up --detach` or `jump ls`
+    pub session: Option<String>,
+    /// Any exec-enabled task of the cluster instead of a session (id or ARN)
+    #[arg(long, value_name = "TASK")]
+    pub task: Option<String>,
+    /// Container to exec into (needed when the task has several)
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// Command to run instead of an interactive shell
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,

@@ -17,6 +17,7 @@
 use thiserror::Error;
 
 use crate::aws::{ApiError, NoRegion};
+use crate::connect::exec::ExecError;
 use crate::connect::ssh::ConnectError;
 use crate::keys::BadHostKey;
 use crate::plan::PlanError;
@@ -70,6 +71,7 @@ impl Exit {
                 } else if cause.is::<HostKeyError>()
                     || cause.is::<BadHostKey>()
                     || cause.is::<ConnectError>()
+                    || cause.is::<ExecError>()
                 {
                     Some(Exit::Connect)
                 } else {

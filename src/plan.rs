@@ -37,6 +37,7 @@ pub const KEYS: &[&str] = &[
     "family",
     "login_user",
     "wait_timeout",
+    "mode",
 ];
 
 const MIN_TTL: Duration = Duration::from_secs(60);
@@ -101,6 +102,25 @@ pub enum PlanError {
     Zero(&'static str),
 }
 
+/// How `jump up` reaches the jumphost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// sshd in the task, a per-session key and a pinned host key.
+    #[default]
+    Ssh,
+    /// ECS Exec only: no sshd, no key, works with any image that has `sh`.
+    Exec,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Ssh => "ssh",
+            Mode::Exec => "exec",
+        }
+    }
+}
+
 /// The validated, immutable description of one session. Built only by [`Layers::into_plan`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
@@ -120,6 +140,7 @@ pub struct Plan {
     pub family: String,
     pub login_user: String,
     pub wait_timeout: Duration,
+    pub mode: Mode,
 }
 
 /// One raw value before it is interpreted for a key.
@@ -147,6 +168,7 @@ pub struct Layers {
     family: Option<String>,
     login_user: Option<String>,
     wait_timeout: Option<Duration>,
+    mode: Option<Mode>,
 }
 
 impl Layers {
@@ -238,6 +260,7 @@ impl Layers {
             "family" => self.family = Some(text(raw).map_err(invalid)?),
             "login_user" => self.login_user = Some(text(raw).map_err(invalid)?),
             "wait_timeout" => self.wait_timeout = Some(duration(raw).map_err(invalid)?),
+            "mode" => self.mode = Some(mode(raw).map_err(invalid)?),
             _ => {
                 return Err(invalid(format!(
                     "unknown key; known keys: {}",
@@ -305,6 +328,7 @@ impl Layers {
             family: self.family.unwrap_or_else(|| "jump-jumphost".to_string()),
             login_user: self.login_user.unwrap_or_else(|| "jump".to_string()),
             wait_timeout,
+            mode: self.mode.unwrap_or_default(),
         })
     }
 }
@@ -456,6 +480,14 @@ fn list(raw: Raw<'_>) -> Result<Vec<String>, String> {
         }
     };
     Ok(items.into_iter().filter(|s| !s.is_empty()).collect())
+}
+
+fn mode(raw: Raw<'_>) -> Result<Mode, String> {
+    match text(raw)?.as_str() {
+        "ssh" => Ok(Mode::Ssh),
+        "exec" => Ok(Mode::Exec),
+        other => Err(format!("`{other}` is not a mode; use `ssh` or `exec`")),
+    }
 }
 
 fn boolean(raw: Raw<'_>) -> Result<bool, String> {

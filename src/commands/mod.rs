@@ -1,6 +1,7 @@
 //! One module per subcommand; this one dispatches and turns results into exit codes.
 
 mod down;
+mod exec;
 mod ls;
 mod ssh;
 mod up;
@@ -64,6 +65,10 @@ async fn dispatch(ctx: &mut Context, command: Command) -> anyhow::Result<Exit> {
         Command::Up(args) => up::run(ctx, *args).await,
         Command::Ssh(args) => {
             let work = ssh::run(ctx.global.clone(), ctx.output, ctx.child.clone(), args);
+            ctx.supervised(work).await
+        }
+        Command::Exec(args) => {
+            let work = exec::run(ctx.global.clone(), ctx.output, args);
             ctx.supervised(work).await
         }
         Command::Ls(args) => {

@@ -33,6 +33,13 @@ pub async fn run(
         ))
     })?;
     let record = SessionRecord::load(&dir)?;
+    if record.mode != "ssh" {
+        return Err(UsageError(format!(
+            "session {id} runs in {} mode, without sshd: use `jump exec {id}`",
+            record.mode
+        ))
+        .into());
+    }
     let region = global
         .region
         .clone()

@@ -12,11 +12,13 @@ use serde_json::json;
 use super::{layers, outcome_result, Context};
 use crate::aws::Clients;
 use crate::cli::UpArgs;
+use crate::connect::exec::{self, ExecTarget};
 use crate::connect::ssh::{self, Target};
 use crate::exit::Exit;
 use crate::keys::SessionDir;
 use crate::output::Output;
-use crate::plan::Plan;
+use crate::output::Progress;
+use crate::plan::{Mode, Plan};
 use crate::session::guard::Guard;
 use crate::session::hostkey::wait_for_host_key;
 use crate::session::provision::{self, log_stream_name, Launch};
@@ -84,7 +86,12 @@ impl Session {
         let definition_arn =
             provision::ensure_task_definition(&self.clients.ecs, &definition).await?;
 
-        let authorized_key = self.dir.generate_keypair(&self.id)?;
+        let exec_mode = plan.mode == Mode::Exec;
+        let authorized_key = if exec_mode {
+            None
+        } else {
+            Some(self.dir.generate_keypair(&self.id)?)
+        };
         let expires = SystemTime::now() + plan.ttl;
         progress.stage("starting the task");
         let task_arn = self
@@ -99,12 +106,22 @@ impl Session {
             container: &plan.container_name,
             log_group: &plan.log_group,
             public: plan.public,
+            exec_agent: exec_mode,
             timeout: remaining(deadline),
         };
         let endpoint = wait::wait_running(&self.clients, &spec, |status| {
             progress.stage(&format!("task {status}"))
         })
         .await?;
+        let host = endpoint
+            .public_ip
+            .clone()
+            .unwrap_or_else(|| endpoint.private_ip.clone());
+        if exec_mode {
+            return self
+                .exec(progress, &task_arn, &endpoint, &host, &owner, expires)
+                .await;
+        }
 
         progress.stage("reading the jumphost's host key");
         let stream = log_stream_name(&plan.container_name, &task_arn);
@@ -119,10 +136,6 @@ impl Session {
             Ok(key) => key,
             Err(err) => return Err(self.explain_stop(&spec, err).await),
         };
-        let host = endpoint
-            .public_ip
-            .clone()
-            .unwrap_or_else(|| endpoint.private_ip.clone());
         self.dir.write_known_hosts(&host, SSH_PORT, &host_key)?;
         let record = self.record(&task_arn, &endpoint, &host, &owner, expires);
         record.save(&self.dir)?;
@@ -148,12 +161,39 @@ impl Session {
         Ok(Exit::Remote(code))
     }
 
+    /// Exec mode: no host key, no ssh; the session goes through ECS Exec.
+    async fn exec(
+        &self,
+        progress: Progress,
+        task_arn: &str,
+        endpoint: &Endpoint,
+        host: &str,
+        owner: &str,
+        expires: SystemTime,
+    ) -> anyhow::Result<Exit> {
+        let record = self.record(task_arn, endpoint, host, owner, expires);
+        record.save(&self.dir)?;
+        progress.finish();
+        if self.detach {
+            self.guard.release().await;
+            self.print_detached(&record);
+            return Ok(Exit::Success);
+        }
+        let target = ExecTarget {
+            cluster: self.plan.cluster.clone(),
+            task_arn: task_arn.to_string(),
+            container: Some(self.plan.container_name.clone()),
+        };
+        let code = exec::run(&self.clients.ecs, &target, &self.command).await?;
+        Ok(Exit::Remote(code))
+    }
+
     /// Calls RunTask through the guard, so the task is owned even if we are cancelled.
     async fn launch(
         &self,
         definition_arn: String,
         owner: String,
-        authorized_key: String,
+        authorized_key: Option<String>,
         expires: SystemTime,
     ) -> anyhow::Result<String> {
         let ecs = self.clients.ecs.clone();
@@ -166,7 +206,7 @@ impl Session {
                     task_definition_arn: &definition_arn,
                     session: &id,
                     owner: &owner,
-                    authorized_key: &authorized_key,
+                    authorized_key: authorized_key.as_deref(),
                     expires,
                 };
                 provision::run_task(&ecs, &launch).await
@@ -203,11 +243,12 @@ impl Session {
             expires: humantime::format_rfc3339_seconds(expires).to_string(),
             owner: owner.to_string(),
             login_user: self.plan.login_user.clone(),
+            mode: self.plan.mode.as_str().to_string(),
         }
     }
 
     fn print_detached(&self, record: &SessionRecord) {
-        let ssh = format!("jump ssh {}", record.id);
+        let ssh = format!("jump {} {}", record.mode, record.id);
         if self.output.json() {
             self.output.print_json(&json!({
                 "session": record.id,

@@ -1,3 +1,5 @@
-//! Connecting to a running jumphost. Only ssh (the system OpenSSH client) for now.
+//! Connecting to a running jumphost: ssh (the system OpenSSH client) or ECS Exec
+//! (our own Session Manager client).
 
+pub mod exec;
 pub mod ssh;

@@ -288,23 +288,28 @@ pub struct Launch<'a> {
     pub task_definition_arn: &'a str,
     pub session: &'a SessionId,
     pub owner: &'a str,
-    pub authorized_key: &'a str,
+    /// The session's public key (ssh mode); none in exec mode, so the task runs no sshd.
+    pub authorized_key: Option<&'a str>,
     pub expires: SystemTime,
 }
 
 impl Launch<'_> {
     /// Environment overrides for the jumphost container (its entrypoint contract).
     pub fn environment(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("JUMP_AUTHORIZED_KEYS", self.authorized_key.to_string()),
-            ("JUMP_TTL_SECONDS", self.plan.ttl.as_secs().to_string()),
-            (
-                "JUMP_IDLE_SECONDS",
-                self.plan.idle_timeout.as_secs().to_string(),
-            ),
-            ("JUMP_OWNER", self.owner.to_string()),
-            ("JUMP_SESSION_ID", self.session.to_string()),
-        ]
+        let keys = self
+            .authorized_key
+            .map(|key| ("JUMP_AUTHORIZED_KEYS", key.to_string()));
+        keys.into_iter()
+            .chain([("JUMP_TTL_SECONDS", self.plan.ttl.as_secs().to_string())])
+            .chain([
+                (
+                    "JUMP_IDLE_SECONDS",
+                    self.plan.idle_timeout.as_secs().to_string(),
+                ),
+                ("JUMP_OWNER", self.owner.to_string()),
+                ("JUMP_SESSION_ID", self.session.to_string()),
+            ])
+            .collect()
     }
 
     /// Tags that let `ls` and `down` find and judge the task from any machine.
@@ -477,7 +482,7 @@ mod tests {
             task_definition_arn: "arn:td",
             session: &session,
             owner: "arn:aws:sts::1:user/me",
-            authorized_key: "ssh-ed25519 AAAA k",
+            authorized_key: Some("ssh-ed25519 AAAA k"),
             expires: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         };
         let env: BTreeMap<_, _> = launch.environment().into_iter().collect();

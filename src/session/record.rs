@@ -53,6 +53,13 @@ pub struct SessionRecord {
     pub expires: String,
     pub owner: String,
     pub login_user: String,
+    /// `ssh` or `exec`: how to reconnect.
+    #[serde(default = "ssh_mode")]
+    pub mode: String,
+}
+
+fn ssh_mode() -> String {
+    "ssh".to_string()
 }
 
 impl SessionRecord {
@@ -225,6 +232,7 @@ mod tests {
             expires: "2030-01-02T03:04:05Z".into(),
             owner: "arn:me".into(),
             login_user: "jump".into(),
+            mode: "ssh".into(),
         };
         let json = serde_json::to_string(&record).unwrap();
         assert_eq!(

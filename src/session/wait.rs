@@ -112,6 +112,8 @@ pub struct WaitSpec<'a> {
     pub container: &'a str,
     pub log_group: &'a str,
     pub public: bool,
+    /// Also wait for the ECS Exec agent (exec mode connects through it).
+    pub exec_agent: bool,
     pub timeout: Duration,
 }
 
@@ -199,6 +201,9 @@ async fn endpoint(
     let Some(private_ip) = private_ip(task) else {
         return Ok(None);
     };
+    if spec.exec_agent && !exec_agent_running(task) {
+        return Ok(None);
+    }
     let public_ip = if spec.public {
         let Some(eni) = eni_detail(task, "networkInterfaceId") else {
             return Ok(None);
@@ -214,6 +219,16 @@ async fn endpoint(
         private_ip,
         public_ip,
     }))
+}
+
+/// Whether the task's ExecuteCommandAgent is up (ECS Exec refuses sessions before).
+fn exec_agent_running(task: &Task) -> bool {
+    task.containers().iter().any(|c| {
+        c.managed_agents().iter().any(|a| {
+            a.name().map(|n| n.as_str()) == Some("ExecuteCommandAgent")
+                && a.last_status() == Some("RUNNING")
+        })
+    })
 }
 
 async fn public_ip(ec2: &aws_sdk_ec2::Client, eni: &str) -> Result<Option<String>, ApiError> {

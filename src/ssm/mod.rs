@@ -10,8 +10,9 @@
 //! - [`frame`]: the binary message codec;
 //! - [`channel`]: the WebSocket, acknowledgements, retransmission, ordering, handshake;
 //! - [`smux`]: smux v1 multiplexing over the channel's byte stream, for port forwarding.
-// The commands that use this (`jump exec`, `jump forward`) are the next step; until they
-// land, nothing in `main` calls in here and the items would all warn as dead code.
+
+// `jump exec` uses the channel; smux and the channel's flag and close calls serve port
+// forwarding (`jump forward`), which is the next step. Until it lands they would warn.
 #![allow(dead_code)]
 
 pub mod channel;

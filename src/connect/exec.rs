@@ -1,0 +1,402 @@
+//! ECS Exec sessions over our own Session Manager client (no session-manager-plugin).
+//!
+//! The platform does not reliably report a remote command's exit status, so we
+//! obtain it ourselves: the command runs under a tiny `sh` wrapper that, when it
+//! finishes, prints an OSC escape sequence carrying a per-session random nonce and
+//! the status (`ESC ] jump;<nonce>;exit=<n> BEL`). The stream scanner below removes
+//! such sequences from the output (a terminal would ignore them anyway) and keeps
+//! what they say. Without a local terminal the wrapper first turns off the remote
+//! pty's echo and CR/LF translation and then says `ready=1`; local input is held
+//! until then, so piped input is never echoed back and output bytes arrive as the
+//! command wrote them.
+//!
+//! With a local terminal, it is put in raw mode for the session (Ctrl-C, Ctrl-\ and
+//! Ctrl-Z travel as bytes to the remote side), its size is sent at start and on every
+//! SIGWINCH, and it is restored on every way out, including cancellation (a guard).
+
+use std::io::{IsTerminal, Write};
+
+use anyhow::Context as _;
+use thiserror::Error;
+use tokio::io::AsyncReadExt;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::aws::ApiError;
+use crate::connect::ssh::{remote_command, shell_quote};
+use crate::ssm::channel::{Channel, Event, Sender};
+use crate::ssm::frame::PayloadType;
+
+/// What `jump exec` and `jump up --mode exec` connect to.
+#[derive(Debug, Clone)]
+pub struct ExecTarget {
+    pub cluster: String,
+    pub task_arn: String,
+    pub container: Option<String>,
+}
+
+/// The session ended without telling us how. Exit code 76.
+#[derive(Debug, Error)]
+pub enum ExecError {
+    #[error("the ECS Exec data channel failed: {0}")]
+    Channel(String),
+    #[error("the ECS Exec session ended without reporting the command's exit status")]
+    NoStatus,
+}
+
+/// The command the agent runs: the user's words under the status-reporting wrapper.
+pub fn wrapped_command(nonce: &str, words: &[String], local_terminal: bool) -> String {
+    let quiet = if local_terminal {
+        String::new()
+    } else {
+        format!("stty -echo -onlcr 2>/dev/null; printf '\\033]jump;{nonce};ready=1\\007'; ")
+    };
+    let script = format!(
+        "{quiet}\"$@\"; s=$?; printf '\\033]jump;{nonce};exit=%d\\007' \"$s\"; exit \"$s\""
+    );
+    let default_shell = [
+        "sh".to_string(),
+        "-c".to_string(),
+        "if command -v bash >/dev/null 2>&1; then bash; else sh; fi".to_string(),
+    ];
+    let words = if words.is_empty() {
+        &default_shell[..]
+    } else {
+        words
+    };
+    format!(
+        "sh -c {} jump-exec {}",
+        shell_quote(&script),
+        remote_command(words)
+    )
+}
+
+/// Finds and removes the wrapper's sequences from a stream of output chunks.
+#[derive(Debug)]
+pub struct StatusScanner {
+    marker: Vec<u8>,
+    pending: Vec<u8>,
+    status: Option<i32>,
+    ready: bool,
+}
+
+impl StatusScanner {
+    pub fn new(nonce: &str) -> Self {
+        StatusScanner {
+            marker: format!("\x1b]jump;{nonce};").into_bytes(),
+            pending: Vec::new(),
+            status: None,
+            ready: false,
+        }
+    }
+
+    /// The command's exit status, once the wrapper has reported it.
+    pub fn status(&self) -> Option<i32> {
+        self.status
+    }
+
+    /// Whether the wrapper has set up the remote terminal (non-terminal sessions).
+    pub fn ready(&self) -> bool {
+        self.ready
+    }
+
+    /// Takes a chunk of output; returns what is safe to show now.
+    pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        self.pending.extend_from_slice(chunk);
+        let mut shown = Vec::new();
+        loop {
+            match find(&self.pending, &self.marker) {
+                Some(at) => {
+                    let rest = at + self.marker.len();
+                    let Some(end) = self.pending[rest..].iter().position(|&b| b == 0x07) else {
+                        shown.extend_from_slice(&self.pending[..at]);
+                        self.pending.drain(..at);
+                        return shown;
+                    };
+                    let field = String::from_utf8_lossy(&self.pending[rest..rest + end]);
+                    match field.split_once('=') {
+                        Some(("exit", code)) => self.status = code.trim().parse().ok(),
+                        Some(("ready", _)) => self.ready = true,
+                        _ => {}
+                    }
+                    shown.extend_from_slice(&self.pending[..at]);
+                    self.pending.drain(..rest + end + 1);
+                }
+                None => {
+                    // Hold back only a tail that could still become the marker.
+                    let keep = partial_suffix(&self.pending, &self.marker);
+                    let cut = self.pending.len() - keep;
+                    shown.extend_from_slice(&self.pending[..cut]);
+                    self.pending.drain(..cut);
+                    return shown;
+                }
+            }
+        }
+    }
+
+    /// What is left at the end of the stream.
+    pub fn finish(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.pending)
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The length of the longest suffix of `data` that is a proper prefix of `marker`.
+fn partial_suffix(data: &[u8], marker: &[u8]) -> usize {
+    (1..marker.len().min(data.len() + 1))
+        .rev()
+        .find(|&n| data.ends_with(&marker[..n]))
+        .unwrap_or(0)
+}
+
+/// Opens the session with ECS ExecuteCommand.
+async fn execute_command(
+    ecs: &aws_sdk_ecs::Client,
+    target: &ExecTarget,
+    command: &str,
+) -> anyhow::Result<(String, String)> {
+    let out = ecs
+        .execute_command()
+        .cluster(&target.cluster)
+        .task(&target.task_arn)
+        .set_container(target.container.clone())
+        .command(command)
+        .interactive(true)
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ecs:ExecuteCommand", e))?;
+    let session = out
+        .session()
+        .context("ECS ExecuteCommand returned no session")?;
+    let url = session
+        .stream_url()
+        .context("no stream URL in the session")?;
+    let token = session.token_value().context("no token in the session")?;
+    Ok((url.to_string(), token.to_string()))
+}
+
+/// Runs `words` (or a shell) in the task and returns its exit status.
+pub async fn run(
+    ecs: &aws_sdk_ecs::Client,
+    target: &ExecTarget,
+    words: &[String],
+) -> anyhow::Result<i32> {
+    let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let nonce = crate::session::SessionId::random().to_string();
+    let command = wrapped_command(&nonce, words, terminal);
+    let (url, token) = execute_command(ecs, target, &command).await?;
+    let mut channel = Channel::connect(&url, &token)
+        .await
+        .map_err(|e| ExecError::Channel(e.to_string()))?;
+    let _raw = if terminal {
+        Some(RawTerminal::enter()?)
+    } else {
+        None
+    };
+    let sender = channel.sender();
+    if terminal {
+        send_size(&sender).await;
+    }
+    // A local terminal needs no remote set-up; otherwise input waits for `ready`.
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let ready_tx = if terminal {
+        let _ = ready_tx.send(());
+        None
+    } else {
+        Some(ready_tx)
+    };
+    let input = tokio::spawn(pump_input(sender.clone(), terminal, ready_rx));
+    let resize = terminal.then(|| tokio::spawn(follow_resizes(sender)));
+    let result = pump_output(&mut channel, &nonce, ready_tx).await;
+    input.abort();
+    if let Some(resize) = resize {
+        resize.abort();
+    }
+    result
+}
+
+async fn pump_output(
+    channel: &mut Channel,
+    nonce: &str,
+    mut ready: Option<tokio::sync::oneshot::Sender<()>>,
+) -> anyhow::Result<i32> {
+    let mut scanner = StatusScanner::new(nonce);
+    let mut reported = None;
+    let mut stdout = std::io::stdout();
+    while let Some(event) = channel.recv().await {
+        match event {
+            Event::Output(bytes) => {
+                let shown = scanner.feed(&bytes);
+                let _ = stdout.write_all(&shown);
+                let _ = stdout.flush();
+                if scanner.ready() {
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(());
+                    }
+                }
+            }
+            Event::StdErr(bytes) => {
+                let _ = std::io::stderr().write_all(&bytes);
+            }
+            Event::ExitCode(code) => reported = Some(code),
+            Event::Closed(_) => break,
+            Event::Failed(err) => return Err(ExecError::Channel(err.to_string()).into()),
+            Event::Flag(_) | Event::HandshakeComplete { .. } => {}
+        }
+    }
+    let _ = stdout.write_all(&scanner.finish());
+    let _ = stdout.flush();
+    scanner
+        .status()
+        .or(reported)
+        .ok_or_else(|| ExecError::NoStatus.into())
+}
+
+/// Local input to the remote pty, once it is set up. Without a terminal, end of input
+/// becomes ^D (EOF).
+async fn pump_input(sender: Sender, terminal: bool, ready: tokio::sync::oneshot::Receiver<()>) {
+    if ready.await.is_err() {
+        return;
+    }
+    let mut stdin = tokio::io::stdin();
+    let mut buffer = vec![0u8; 16 * 1024];
+    let mut last = b'\n';
+    loop {
+        match stdin.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                last = buffer[n - 1];
+                if sender
+                    .send(PayloadType::Output, &buffer[..n])
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    }
+    if !terminal {
+        // ^D ends a line-buffered read; at the start of a line it is end of file.
+        let eof: &[u8] = if last == b'\n' { b"\x04" } else { b"\x04\x04" };
+        let _ = sender.send(PayloadType::Output, eof).await;
+    }
+}
+
+async fn follow_resizes(sender: Sender) {
+    let Ok(mut changes) = signal(SignalKind::window_change()) else {
+        return;
+    };
+    while changes.recv().await.is_some() {
+        send_size(&sender).await;
+    }
+}
+
+async fn send_size(sender: &Sender) {
+    if let Some((cols, rows)) = terminal_size() {
+        let size = serde_json::json!({ "cols": cols, "rows": rows }).to_string();
+        let _ = sender.send(PayloadType::Size, size.as_bytes()).await;
+    }
+}
+
+fn terminal_size() -> Option<(u16, u16)> {
+    // SAFETY: TIOCGWINSZ fills a winsize struct we own; fd 1 is our stdout.
+    let mut size: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) } == 0;
+    (ok && size.ws_col > 0).then_some((size.ws_col, size.ws_row))
+}
+
+/// The local terminal in raw mode for as long as this lives.
+struct RawTerminal {
+    saved: libc::termios,
+}
+
+impl RawTerminal {
+    fn enter() -> anyhow::Result<Self> {
+        // SAFETY: tcgetattr/tcsetattr on stdin with termios structs we own.
+        unsafe {
+            let mut saved: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(libc::STDIN_FILENO, &mut saved) != 0 {
+                return Err(std::io::Error::last_os_error())
+                    .context("cannot read terminal settings");
+            }
+            let mut raw = saved;
+            libc::cfmakeraw(&mut raw);
+            if libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &raw) != 0 {
+                return Err(std::io::Error::last_os_error()).context("cannot set raw mode");
+            }
+            Ok(RawTerminal { saved })
+        }
+    }
+}
+
+impl Drop for RawTerminal {
+    fn drop(&mut self) {
+        // SAFETY: restores the settings saved in `enter`.
+        unsafe {
+            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &self.saved);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scan_in_pieces(stream: &[u8], piece: usize, nonce: &str) -> (Vec<u8>, Option<i32>) {
+        let mut scanner = StatusScanner::new(nonce);
+        let mut shown = Vec::new();
+        for chunk in stream.chunks(piece) {
+            shown.extend(scanner.feed(chunk));
+        }
+        shown.extend(scanner.finish());
+        (shown, scanner.status())
+    }
+
+    #[test]
+    fn the_status_is_found_and_removed_however_the_stream_is_cut() {
+        let stream = b"\x1b]jump;abc123;ready=1\x07hello\r\nworld\x1b]jump;abc123;exit=42\x07";
+        for piece in 1..=stream.len() {
+            let (shown, status) = scan_in_pieces(stream, piece, "abc123");
+            assert_eq!(shown, b"hello\r\nworld", "piece size {piece}");
+            assert_eq!(status, Some(42), "piece size {piece}");
+            let ready_len = b"\x1b]jump;abc123;ready=1\x07".len();
+            let mut scanner = StatusScanner::new("abc123");
+            scanner.feed(&stream[..piece.min(ready_len)]);
+            assert_eq!(scanner.ready(), piece >= ready_len, "piece size {piece}");
+        }
+    }
+
+    #[test]
+    fn other_escape_sequences_and_other_nonces_pass_through() {
+        let stream = b"\x1b]0;title\x07ok \x1b]jump;other;exit=1\x07\x1b]jump;mine;exit=0\x07";
+        let (shown, status) = scan_in_pieces(stream, 3, "mine");
+        assert_eq!(shown, b"\x1b]0;title\x07ok \x1b]jump;other;exit=1\x07");
+        assert_eq!(status, Some(0));
+    }
+
+    #[test]
+    fn without_the_sequence_everything_is_shown_and_no_status() {
+        let (shown, status) = scan_in_pieces(b"plain output \x1b]jum", 4, "n");
+        assert_eq!(shown, b"plain output \x1b]jum");
+        assert_eq!(status, None);
+    }
+
+    #[test]
+    fn wrapped_command_quotes_every_word_and_reports_status() {
+        let words = vec!["printf".to_string(), "%s\n".to_string(), "it's".to_string()];
+        let command = wrapped_command("n0nce", &words, false);
+        assert!(command.starts_with("sh -c 'stty -echo -onlcr 2>/dev/null; printf "));
+        assert!(command.contains("jump;n0nce;exit=%d"));
+        assert!(command.contains("jump;n0nce;ready=1"));
+        assert!(command.ends_with(
+            r#"jump-exec printf '%s
+' 'it'\''s'"#
+        ));
+        let interactive = wrapped_command("n", &[], true);
+        assert!(!interactive.contains("stty"));
+        assert!(interactive.contains("command -v bash"));
+    }
+}

@@ -1,0 +1,306 @@
+//! `jump exec` and `jump up --mode exec`: our own Session Manager client against
+//! the sandbox's independent agent-side gateway.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{shared, stderr, stdout, Sandbox, World};
+
+#[test]
+fn exec_mode_passes_output_and_exit_status_through() {
+    let world = World::new(shared(), "exec-status");
+    let out = world.run(&[
+        "up",
+        "--mode",
+        "exec",
+        "--",
+        "sh",
+        "-c",
+        "echo on $(hostname); exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "stderr: {}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with("on ip-10-"),
+        "stdout: {:?}",
+        stdout(&out)
+    );
+    world.assert_nothing_left();
+}
+
+#[test]
+fn piped_stdin_reaches_the_command_and_is_not_echoed() {
+    let world = World::new(shared(), "exec-stdin");
+    let mut child = world
+        .jump()
+        .args(["up", "--mode", "exec", "--", "sh", "-c", "cat; exit 5"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("jump starts");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"one\ntwo\nthree")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(5), "stderr: {}", stderr(&out));
+    // Exactly the bytes sent: no echo, no CR/LF translation, the unterminated line kept.
+    assert_eq!(stdout(&out), "one\ntwo\nthree");
+    world.assert_nothing_left();
+}
+
+#[test]
+fn detached_exec_session_round_trip() {
+    let world = World::new(shared(), "exec-detach");
+    let session = world.json(&["up", "--mode", "exec", "--detach", "--json"]);
+    let id = session["session"].as_str().unwrap().to_string();
+    let arn = session["task_arn"].as_str().unwrap().to_string();
+    assert_eq!(session["ssh"], format!("jump exec {id}"));
+
+    let out = world.run(&["exec", &id, "--", "printf", "%s|", "a b", "it's"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), "a b|it's|");
+
+    let out = world.run(&["exec", "--task", &arn, "--", "sh", "-c", "exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "stderr: {}", stderr(&out));
+
+    let refused = world.run(&["ssh", &id]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("jump exec"),
+        "stderr: {}",
+        stderr(&refused)
+    );
+
+    // The task has no sshd: the entrypoint said so in its log.
+    assert!(world.run(&["down", &id]).status.success());
+    world.assert_nothing_left();
+}
+
+#[test]
+fn exec_into_an_ssh_session_and_refusals() {
+    let world = World::new(shared(), "exec-into-ssh");
+    let session = world.json(&["up", "--detach", "--json"]);
+    let id = session["session"].as_str().unwrap().to_string();
+    let out = world.run(&["exec", &id, "--", "id", "-un"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "root");
+
+    let missing = world.run(&["exec", "0123456789ab", "--", "true"]);
+    assert_eq!(
+        missing.status.code(),
+        Some(75),
+        "stderr: {}",
+        stderr(&missing)
+    );
+    assert!(stderr(&missing).contains("no running session"));
+    let bad = world.run(&["exec", "../etc", "--", "true"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(world.run(&["down", &id]).status.success());
+    world.assert_nothing_left();
+}
+
+#[test]
+fn exec_into_a_task_without_exec_enabled_is_a_clear_aws_error() {
+    let world = World::new(shared(), "exec-disabled");
+    let family = format!("plain-{}", world.cluster);
+    world.sandbox.aws(&[
+        "ecs",
+        "register-task-definition",
+        "--family",
+        &family,
+        "--requires-compatibilities",
+        "FARGATE",
+        "--network-mode",
+        "awsvpc",
+        "--cpu",
+        "256",
+        "--memory",
+        "512",
+        "--container-definitions",
+        r#"[{"name":"app","image":"app:1"}]"#,
+    ]);
+    let subnets = world.sandbox_var("JUMP_SUBNETS").to_string();
+    let network = format!("awsvpcConfiguration={{subnets=[{subnets}]}}");
+    let run = world.sandbox.aws(&[
+        "ecs",
+        "run-task",
+        "--cluster",
+        &world.cluster,
+        "--task-definition",
+        &family,
+        "--launch-type",
+        "FARGATE",
+        "--network-configuration",
+        &network,
+    ]);
+    let arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    let out = world.run(&["exec", "--task", &arn, "--", "true"]);
+    assert_eq!(out.status.code(), Some(69), "stderr: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("execute command was not enabled"),
+        "stderr: {}",
+        stderr(&out)
+    );
+    world.sandbox.aws(&[
+        "ecs",
+        "stop-task",
+        "--cluster",
+        &world.cluster,
+        "--task",
+        &arn,
+    ]);
+}
+
+/// A session in tmux: prompt, echo, resize, Ctrl-C, exit status.
+#[test]
+fn interactive_shell_in_a_real_terminal() {
+    let world = World::new(shared(), "exec-tty");
+    let socket = world.home.path().join("tmux.sock");
+    let tmux = |args: &[&str]| {
+        Command::new("tmux")
+            .arg("-S")
+            .arg(&socket)
+            .args(args)
+            .output()
+            .expect("tmux runs")
+    };
+    let env: Vec<String> = [
+        ("JUMP_CLUSTER", world.cluster.as_str()),
+        ("JUMP_IMAGE", world.image.as_str()),
+        ("JUMP_STATE_DIR", &world.state.path().display().to_string()),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}={v}"))
+    .chain(world.sandbox.env.iter().map(|(k, v)| format!("{k}={v}")))
+    .collect();
+    let script = format!(
+        "env {} {} up --mode exec; echo \"jump-exited-$?\"; sleep 60",
+        env.join(" "),
+        env!("CARGO_BIN_EXE_jump")
+    );
+    let started = tmux(&[
+        "new-session",
+        "-d",
+        "-x",
+        "100",
+        "-y",
+        "30",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert!(
+        started.status.success(),
+        "{}",
+        String::from_utf8_lossy(&started.stderr)
+    );
+    let screen = || String::from_utf8_lossy(&tmux(&["capture-pane", "-p"]).stdout).into_owned();
+    let wait_for = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let shown = screen();
+            if shown.contains(needle) {
+                return shown;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never saw {needle:?}; screen:\n{shown}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let keys = |keys: &[&str]| assert!(tmux(&[&["send-keys"], keys].concat()).status.success());
+
+    wait_for(":/#"); // the prompt (tmux trims its trailing space)
+    keys(&["echo typed-$((40+2))", "Enter"]);
+    wait_for("typed-42");
+    keys(&["stty size", "Enter"]);
+    wait_for("30 100");
+    tmux(&["resize-window", "-x", "120", "-y", "40"]);
+    std::thread::sleep(Duration::from_millis(500));
+    keys(&["stty size", "Enter"]);
+    wait_for("40 120");
+    keys(&["sleep 30", "Enter"]);
+    std::thread::sleep(Duration::from_millis(500));
+    keys(&["C-c"]);
+    keys(&["echo after-$((1+1))", "Enter"]);
+    wait_for("after-2");
+    keys(&["exit 9", "Enter"]);
+    let shown = wait_for("jump-exited-");
+    assert!(shown.contains("jump-exited-9"), "screen:\n{shown}");
+    tmux(&["kill-server"]);
+    world.assert_nothing_left();
+}
+
+/// Drop, duplicate and delay on the gateway's side: every byte arrives, in order.
+#[test]
+fn a_faulty_channel_still_delivers_everything() {
+    let sandbox = Sandbox::start(0.2);
+    let world = World::new(&sandbox, "exec-faults");
+    sandbox.ctl(&[
+        "gateway-fault",
+        "--drop",
+        "0.1",
+        "--duplicate",
+        "0.1",
+        "--delay",
+        "0.1",
+    ]);
+    let out = world.run(&["up", "--mode", "exec", "--", "seq", "1", "100000"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let expected: String = (1..=100_000).map(|n| format!("{n}\n")).collect();
+    assert!(
+        stdout(&out) == expected,
+        "output differs: {} bytes vs {}",
+        stdout(&out).len(),
+        expected.len()
+    );
+    world.assert_nothing_left();
+}
+
+/// The gateway dies mid-session: jump says so promptly and exits non-zero.
+#[test]
+fn a_killed_channel_is_reported_at_once() {
+    let sandbox = Sandbox::start(0.2);
+    let world = World::new(&sandbox, "exec-killed");
+    sandbox.ctl(&["gateway-fault", "--kill-after", "1"]);
+    let mut child = world
+        .jump()
+        .args([
+            "up",
+            "--mode",
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "echo started; sleep 60",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(76), "stderr: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("data channel"),
+        "stderr: {}",
+        stderr(&out)
+    );
+    world.assert_nothing_left();
+}
