@@ -31,14 +31,8 @@ fn exec_mode_passes_output_and_exit_status_through() {
 #[test]
 fn piped_stdin_reaches_the_command_and_is_not_echoed() {
     let world = World::new(shared(), "exec-stdin");
-    let mut child = world
-        .jump()
-        .args(["up", "--mode", "exec", "--", "sh", "-c", "cat; exit 5"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("jump starts");
+    let args = ["up", "--mode", "exec", "--", "sh", "-c", "cat; exit 5"];
+    let mut child = world.spawn(&args, Stdio::piped());
     child
         .stdin
         .take()
@@ -268,21 +262,16 @@ fn a_killed_channel_is_reported_at_once() {
     let sandbox = Sandbox::start(0.2);
     let world = World::new(&sandbox, "exec-killed");
     sandbox.ctl(&["gateway-fault", "--kill-after", "1"]);
-    let mut child = world
-        .jump()
-        .args([
-            "up",
-            "--mode",
-            "exec",
-            "--",
-            "sh",
-            "-c",
-            "echo started; sleep 60",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let args = [
+        "up",
+        "--mode",
+        "exec",
+        "--",
+        "sh",
+        "-c",
+        "echo started; sleep 60",
+    ];
+    let mut child = world.spawn(&args, Stdio::null());
     let mut line = String::new();
     std::io::BufRead::read_line(
         &mut std::io::BufReader::new(child.stdout.take().unwrap()),

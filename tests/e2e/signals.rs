@@ -37,22 +37,10 @@ fn finish(world: &World, child: Child, signal: i32) {
     world.assert_nothing_left();
 }
 
-/// `jump up -- COMMAND` in the background, its output captured.
-fn spawn_up(world: &World, command: &[&str]) -> Child {
-    world
-        .jump()
-        .args(["up", "--"])
-        .args(command)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("jump starts")
-}
-
 /// Signal while the task is being waited for (PROVISIONING..ACTIVATING).
 fn during_wait(signal: i32, name: &str) {
     let world = World::new(slow(), name);
-    let child = spawn_up(&world, &["true"]);
+    let child = world.spawn(&["up", "--", "true"], Stdio::null());
     let arn = world.wait_for_task();
     let status = world.describe(&arn)["lastStatus"]
         .as_str()
@@ -66,7 +54,10 @@ fn during_wait(signal: i32, name: &str) {
 /// Signal while the remote command runs over SSH.
 fn during_session(signal: i32, name: &str) {
     let world = World::new(slow(), name);
-    let mut child = spawn_up(&world, &["sh", "-c", "echo ready; sleep 60"]);
+    let mut child = world.spawn(
+        &["up", "--", "sh", "-c", "echo ready; sleep 60"],
+        Stdio::null(),
+    );
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     assert_eq!(lines.next().expect("a line").expect("readable"), "ready");
     send(&child, signal);
@@ -78,7 +69,7 @@ fn during_provisioning(signal: i32, name: &str) {
     let sandbox = Sandbox::start(1.0);
     let world = World::new(&sandbox, name);
     sandbox.ctl(&["fault", "RunTask", "--count", "3"]);
-    let child = spawn_up(&world, &["true"]);
+    let child = world.spawn(&["up", "--", "true"], Stdio::null());
     let deadline = Instant::now() + Duration::from_secs(20);
     while sandbox.ctl(&["faults"]).contains("\"count\": 3") {
         assert!(Instant::now() < deadline, "jump never called RunTask");

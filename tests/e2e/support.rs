@@ -219,6 +219,17 @@ impl<'a> World<'a> {
         cmd
     }
 
+    /// `jump ARGS` in the background, stdout and stderr captured.
+    pub fn spawn(&self, args: &[&str], stdin: Stdio) -> Child {
+        self.jump()
+            .args(args)
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("jump starts")
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.jump().args(args).output().expect("jump runs")
     }
