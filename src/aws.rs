@@ -25,6 +25,8 @@ pub struct Clients {
     pub ec2: aws_sdk_ec2::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub sts: aws_sdk_sts::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    pub rds: aws_sdk_rds::Client,
     /// The resolved region, needed for the task's `awslogs-region` option.
     pub region: String,
 }
@@ -135,6 +137,8 @@ impl Clients {
             ec2: aws_sdk_ec2::Client::new(&config),
             logs: aws_sdk_cloudwatchlogs::Client::new(&config),
             sts: aws_sdk_sts::Client::new(&config),
+            ssm: aws_sdk_ssm::Client::new(&config),
+            rds: aws_sdk_rds::Client::new(&config),
             region,
         })
     }

@@ -94,6 +94,18 @@ terminal (CI) output streams as it comes and piped stdin reaches the command.",
         after_help = "Examples:\n  jump exec 3f9c0a1b2c4d\n  jump exec 3f9c0a1b2c4d -- sh -c 'echo $HOSTNAME'\n  jump exec --task 0123456789abcdef0123456789abcdef --container web -- bin/rails console\n  echo 'select 1' | jump exec 3f9c0a1b2c4d -- psql -h db.internal"
     )]
     Exec(ExecArgs),
+    /// Forward local ports to hosts inside the VPC (a database, a REPL), no plugin needed
+    #[command(
+        long_about = "Forward local ports through a jumphost to hosts inside the VPC. Each TARGET is \
+[LOCAL_PORT:]HOST[:PORT], where HOST may be rds:<db-identifier> (resolved through the RDS API, \
+which also gives the port), or a name from the [forwards] table of jump.toml. With a SESSION, \
+forwards through that session's task; without one, starts an exec-mode jumphost for as long as \
+the forward runs and stops it afterwards. Many local connections share one session, each on its \
+own stream. Prints the local address when ready (--json for scripts); if the tunnel is cut, jump \
+says so at once, resets open connections and exits 76.",
+        after_help = "Examples:\n  jump forward 5432:rds:orders            # psql -h 127.0.0.1 -p 5432 ...\n  jump forward db                          # [forwards] db = \"5432:rds:orders\" in jump.toml\n  jump forward 3f9c0a1b2c4d 7888:repl.internal:7888\n  jump forward --json 0:rds:orders         # any free local port, printed as JSON"
+    )]
+    Forward(Box<ForwardArgs>),
     /// Print a shell completion script
     #[command(
         after_help = "Examples:\n  jump completions bash > ~/.local/share/bash-completion/completions/jump\n  jump completions zsh > \"${fpath[1]}/_jump\""
@@ -246,6 +258,18 @@ pub struct ExecArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ForwardArgs {
+    /// [SESSION] TARGET...: an optional session id, then targets
+    #[arg(required = true, value_name = "TARGET")]
+    pub targets: Vec<String>,
+    /// Use this config file instead of searching for jump.toml
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub settings: ConfigFlags,
+}
+
+#[derive(Debug, Args)]
 pub struct LsArgs {
     /// Show everyone's sessions, not only yours
     #[arg(long)]
@@ -316,6 +340,9 @@ mod tests {
             .map(|(k, _)| *k)
             .collect();
         keys.push("public");
+        // Named forward targets live in jump.toml; on the command line targets are given
+        // directly to `jump forward`.
+        keys.push("forwards");
         keys.sort_unstable();
         let mut expected = crate::plan::KEYS.to_vec();
         expected.sort_unstable();

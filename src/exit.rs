@@ -18,6 +18,7 @@ use thiserror::Error;
 
 use crate::aws::{ApiError, NoRegion};
 use crate::connect::exec::ExecError;
+use crate::connect::forward::ForwardError;
 use crate::connect::ssh::ConnectError;
 use crate::keys::BadHostKey;
 use crate::plan::PlanError;
@@ -72,6 +73,7 @@ impl Exit {
                     || cause.is::<BadHostKey>()
                     || cause.is::<ConnectError>()
                     || cause.is::<ExecError>()
+                    || cause.is::<ForwardError>()
                 {
                     Some(Exit::Connect)
                 } else {

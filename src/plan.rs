@@ -38,6 +38,7 @@ pub const KEYS: &[&str] = &[
     "login_user",
     "wait_timeout",
     "mode",
+    "forwards",
 ];
 
 const MIN_TTL: Duration = Duration::from_secs(60);
@@ -169,6 +170,7 @@ pub struct Layers {
     login_user: Option<String>,
     wait_timeout: Option<Duration>,
     mode: Option<Mode>,
+    forwards: Option<Vec<(String, String)>>,
 }
 
 impl Layers {
@@ -261,6 +263,7 @@ impl Layers {
             "login_user" => self.login_user = Some(text(raw).map_err(invalid)?),
             "wait_timeout" => self.wait_timeout = Some(duration(raw).map_err(invalid)?),
             "mode" => self.mode = Some(mode(raw).map_err(invalid)?),
+            "forwards" => self.forwards = Some(named(raw).map_err(invalid)?),
             _ => {
                 return Err(invalid(format!(
                     "unknown key; known keys: {}",
@@ -269,6 +272,12 @@ impl Layers {
             }
         }
         Ok(())
+    }
+
+    /// Named forward targets (`[forwards]` in jump.toml, `JUMP_FORWARDS=name=spec,...`),
+    /// as `(name, target)`; the targets are parsed by `jump forward`.
+    pub fn forwards(&self) -> &[(String, String)] {
+        self.forwards.as_deref().unwrap_or_default()
     }
 
     /// The cluster alone, for commands (`ls`, `down`) that need nothing else.
@@ -480,6 +489,31 @@ fn list(raw: Raw<'_>) -> Result<Vec<String>, String> {
         }
     };
     Ok(items.into_iter().filter(|s| !s.is_empty()).collect())
+}
+
+/// A table of names to strings in TOML, or `name=value` items in a list elsewhere.
+fn named(raw: Raw<'_>) -> Result<Vec<(String, String)>, String> {
+    if let Raw::Toml(toml::Value::Table(table)) = raw {
+        return table
+            .iter()
+            .map(|(name, value)| match value {
+                toml::Value::String(s) => Ok((name.clone(), s.clone())),
+                other => Err(format!(
+                    "`{name}` must be a string, got {}",
+                    other.type_str()
+                )),
+            })
+            .collect();
+    }
+    list(raw)?
+        .into_iter()
+        .map(|item| match item.split_once('=') {
+            Some((name, value)) if !name.trim().is_empty() => {
+                Ok((name.trim().to_string(), value.trim().to_string()))
+            }
+            _ => Err(format!("`{item}` is not name=target")),
+        })
+        .collect()
 }
 
 fn mode(raw: Raw<'_>) -> Result<Mode, String> {
@@ -774,6 +808,31 @@ mod tests {
             .is_err());
         assert!(Layers::default()
             .apply_toml("subnets = [1]", Path::new("j"))
+            .is_err());
+    }
+
+    #[test]
+    fn named_forwards_from_a_table_or_a_list() {
+        let mut layers = Layers::default();
+        let text = "[forwards]\ndb = \"5432:rds:orders\"\nrepl = \"7888:repl.internal:7888\"\n";
+        layers.apply_toml(text, Path::new("j")).unwrap();
+        assert_eq!(
+            layers.forwards(),
+            [
+                ("db".to_string(), "5432:rds:orders".to_string()),
+                ("repl".to_string(), "7888:repl.internal:7888".to_string())
+            ]
+        );
+        assert_eq!(
+            named(Raw::Text("db=rds:orders, web = 8080:web:80")),
+            Ok(vec![
+                ("db".into(), "rds:orders".into()),
+                ("web".into(), "8080:web:80".into())
+            ])
+        );
+        assert!(named(Raw::Text("no-equals")).is_err());
+        assert!(Layers::default()
+            .apply_toml("[forwards]\ndb = 5432\n", Path::new("j"))
             .is_err());
     }
 

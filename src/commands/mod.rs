@@ -2,6 +2,7 @@
 
 mod down;
 mod exec;
+mod forward;
 mod ls;
 mod ssh;
 mod up;
@@ -71,6 +72,7 @@ async fn dispatch(ctx: &mut Context, command: Command) -> anyhow::Result<Exit> {
             let work = exec::run(ctx.global.clone(), ctx.output, args);
             ctx.supervised(work).await
         }
+        Command::Forward(args) => forward::run(ctx, *args).await,
         Command::Ls(args) => {
             let work = ls::run(ctx.global.clone(), ctx.output, args);
             ctx.supervised(work).await

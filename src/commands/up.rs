@@ -13,6 +13,7 @@ use super::{layers, outcome_result, Context};
 use crate::aws::Clients;
 use crate::cli::UpArgs;
 use crate::connect::exec::{self, ExecTarget};
+use crate::connect::forward::{self, ForwardSpec};
 use crate::connect::ssh::{self, Target};
 use crate::exit::Exit;
 use crate::keys::SessionDir;
@@ -32,12 +33,30 @@ const SSH_PORT: u16 = 22;
 /// The least time left for a step, however much of the wait budget is used up.
 const MIN_STEP: Duration = Duration::from_secs(10);
 
+/// What a session does once its jumphost is reachable.
+pub enum After {
+    /// A shell, or these words as a command.
+    Run(Vec<String>),
+    /// Port forwards for as long as the user wants (`jump forward` without a session).
+    Forward(Vec<ForwardSpec>),
+}
+
 pub async fn run(ctx: &mut Context, args: UpArgs) -> anyhow::Result<Exit> {
     let mut flags = args.settings.pairs();
     if args.public {
         flags.push(("public", "true".to_string()));
     }
     let plan = layers(args.config.as_deref(), &flags)?.into_plan()?;
+    run_plan(ctx, plan, args.detach, After::Run(args.command)).await
+}
+
+/// The lifecycle for a validated plan: provision, wait, connect, and always tear down.
+pub async fn run_plan(
+    ctx: &mut Context,
+    plan: Plan,
+    detach: bool,
+    after: After,
+) -> anyhow::Result<Exit> {
     let clients = Clients::new(ctx.global.profile.as_deref(), ctx.global.region.as_deref()).await?;
     let id = SessionId::random();
     let dir = SessionDir::create(&id)?;
@@ -50,8 +69,8 @@ pub async fn run(ctx: &mut Context, args: UpArgs) -> anyhow::Result<Exit> {
         guard: guard.clone(),
         output: ctx.output,
         child: ctx.child.clone(),
-        detach: args.detach,
-        command: args.command,
+        detach,
+        after,
     };
     let outcome = supervise(&mut ctx.signals, &ctx.child, session.run()).await;
     if let Outcome::Signalled(signal) = &outcome {
@@ -72,7 +91,7 @@ struct Session {
     output: Output,
     child: ChildPid,
     detach: bool,
-    command: Vec<String>,
+    after: After,
 }
 
 impl Session {
@@ -117,11 +136,14 @@ impl Session {
             .public_ip
             .clone()
             .unwrap_or_else(|| endpoint.private_ip.clone());
-        if exec_mode {
-            return self
-                .exec(progress, &task_arn, &endpoint, &host, &owner, expires)
-                .await;
-        }
+        let words = match &self.after {
+            After::Run(words) if !exec_mode => words,
+            _ => {
+                return self
+                    .exec(progress, &task_arn, &endpoint, &host, &owner, expires)
+                    .await
+            }
+        };
 
         progress.stage("reading the jumphost's host key");
         let stream = log_stream_name(&plan.container_name, &task_arn);
@@ -157,7 +179,7 @@ impl Session {
             identity: self.dir.private_key_path(),
             known_hosts: self.dir.known_hosts_path(),
         };
-        let code = ssh::run(&target, &self.command, &self.child).await?;
+        let code = ssh::run(&target, words, &self.child).await?;
         Ok(Exit::Remote(code))
     }
 
@@ -184,8 +206,14 @@ impl Session {
             task_arn: task_arn.to_string(),
             container: Some(self.plan.container_name.clone()),
         };
-        let code = exec::run(&self.clients.ecs, &target, &self.command).await?;
-        Ok(Exit::Remote(code))
+        match &self.after {
+            After::Run(words) => Ok(Exit::Remote(
+                exec::run(&self.clients.ecs, &target, words).await?,
+            )),
+            After::Forward(specs) => {
+                forward::forward_all(&self.clients, &target, specs, self.output).await
+            }
+        }
     }
 
     /// Calls RunTask through the guard, so the task is owned even if we are cancelled.

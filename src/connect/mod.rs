@@ -2,4 +2,5 @@
 //! (our own Session Manager client).
 
 pub mod exec;
+pub mod forward;
 pub mod ssh;

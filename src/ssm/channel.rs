@@ -57,9 +57,9 @@ pub const CLIENT_VERSION: &str = "1.2.339.0";
 /// Largest payload per data message, as both official sides send.
 pub const MAX_PAYLOAD: usize = 1024;
 
-/// Values of a Flag payload (PayloadType 10).
+/// Values of a Flag payload (PayloadType 10) that we send or act on
+/// (1, DisconnectToPort, matters only to non-multiplexed sessions).
 pub mod flag {
-    pub const DISCONNECT_TO_PORT: u32 = 1;
     pub const TERMINATE_SESSION: u32 = 2;
     pub const CONNECT_TO_PORT_ERROR: u32 = 3;
 }
@@ -217,11 +217,6 @@ impl Sender {
         }
         Ok(())
     }
-
-    /// Sends a Flag message (see [`flag`]).
-    pub async fn send_flag(&self, value: u32) -> Result<(), ChannelError> {
-        self.send(PayloadType::Flag, &value.to_be_bytes()).await
-    }
 }
 
 impl Channel {
@@ -287,11 +282,6 @@ impl Channel {
     /// A handle for sending from other tasks.
     pub fn sender(&self) -> Sender {
         self.sender.clone()
-    }
-
-    /// See [`Sender::send`].
-    pub async fn send(&self, payload_type: PayloadType, bytes: &[u8]) -> Result<(), ChannelError> {
-        self.sender.send(payload_type, bytes).await
     }
 
     /// The next event; `None` after [`Event::Closed`] or [`Event::Failed`].

@@ -11,10 +11,6 @@
 //! - [`channel`]: the WebSocket, acknowledgements, retransmission, ordering, handshake;
 //! - [`smux`]: smux v1 multiplexing over the channel's byte stream, for port forwarding.
 
-// `jump exec` uses the channel; smux and the channel's flag and close calls serve port
-// forwarding (`jump forward`), which is the next step. Until it lands they would warn.
-#![allow(dead_code)]
-
 pub mod channel;
 pub mod frame;
 pub mod smux;

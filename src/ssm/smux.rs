@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::channel::{Channel, Event};
+use super::channel::{flag, Channel, Event};
 use super::frame::PayloadType;
 
 const VERSION: u8 = 1;
@@ -155,6 +155,7 @@ impl Drop for Mux {
 }
 
 impl MuxStream {
+    #[cfg(test)]
     pub fn id(&self) -> u32 {
         self.id
     }
@@ -326,6 +327,9 @@ pub fn over_channel(
                     }
                 }
                 Some(event @ (Event::Closed(_) | Event::Failed(_))) => break Some(event),
+                Some(Event::Flag(flag::CONNECT_TO_PORT_ERROR)) => {
+                    tracing::warn!("the jumphost could not connect to the forward target")
+                }
                 Some(other) => tracing::debug!(?other, "port session event"),
                 None => break None,
             }

@@ -4,6 +4,7 @@
 mod config;
 mod exec;
 mod faults;
+mod forward;
 mod signals;
 mod support;
 mod up;

@@ -94,11 +94,19 @@ impl Sandbox {
     }
 
     /// The AWS CLI from the sandbox's environment, as a second, independent client.
+    /// The endpoint is passed explicitly: AWS CLI v1 ignores AWS_ENDPOINT_URL for some
+    /// services (RDS), and no test may ever try a real AWS endpoint.
     pub fn aws(&self, args: &[&str]) -> Value {
+        let endpoint = self.env.iter().find(|(k, _)| k == "AWS_ENDPOINT_URL");
         let out = self
             .tool("tests/sandbox/.venv/bin/aws")
             .args(args)
-            .args(["--output", "json"])
+            .args([
+                "--output",
+                "json",
+                "--endpoint-url",
+                &endpoint.expect("sandbox endpoint").1,
+            ])
             .output()
             .expect("aws CLI runs");
         assert!(

@@ -148,7 +148,11 @@ async fn opens_with_token_and_acknowledges_both_ways() {
     }
 
     // 2500 bytes go out as three messages numbered from 0 with Flags 0.
-    channel.send(PayloadType::Output, &[7; 2500]).await.unwrap();
+    channel
+        .sender()
+        .send(PayloadType::Output, &[7; 2500])
+        .await
+        .unwrap();
     for (seq, len) in [(0, 1024), (1, 1024), (2, 452)] {
         let frame = agent.next().await;
         assert_eq!(frame.message_type, MessageType::InputStreamData);
@@ -200,7 +204,11 @@ async fn lost_input_is_retransmitted_and_the_window_applies_backpressure() {
         ..Limits::default()
     };
     let (channel, mut agent) = pair(limits).await;
-    channel.send(PayloadType::Output, b"one").await.unwrap();
+    channel
+        .sender()
+        .send(PayloadType::Output, b"one")
+        .await
+        .unwrap();
     let first = agent.next().await;
     // Drop it: the client must send it again after the RTO (200 ms at first).
     let again = agent.next().await;
@@ -208,8 +216,16 @@ async fn lost_input_is_retransmitted_and_the_window_applies_backpressure() {
     assert_eq!(again.payload, b"one");
     agent.send(&ack_for(&first)).await;
 
-    channel.send(PayloadType::Output, b"two").await.unwrap();
-    channel.send(PayloadType::Output, b"three").await.unwrap();
+    channel
+        .sender()
+        .send(PayloadType::Output, b"two")
+        .await
+        .unwrap();
+    channel
+        .sender()
+        .send(PayloadType::Output, b"three")
+        .await
+        .unwrap();
     // The window (2) is full: a third message waits for an acknowledgement.
     let sender = channel.sender();
     let blocked = tokio::spawn(async move { sender.send(PayloadType::Output, b"four").await });
@@ -240,7 +256,11 @@ async fn gives_up_after_bounded_attempts() {
         ..Limits::default()
     };
     let (mut channel, _agent) = pair(limits).await;
-    channel.send(PayloadType::Output, b"x").await.unwrap();
+    channel
+        .sender()
+        .send(PayloadType::Output, b"x")
+        .await
+        .unwrap();
     assert_eq!(
         next_event(&mut channel).await,
         Event::Failed(ChannelError::Unacknowledged {
@@ -249,7 +269,7 @@ async fn gives_up_after_bounded_attempts() {
         })
     );
     assert_eq!(
-        channel.send(PayloadType::Output, b"y").await,
+        channel.sender().send(PayloadType::Output, b"y").await,
         Err(ChannelError::Unacknowledged {
             seq: 0,
             attempts: 2
@@ -429,7 +449,11 @@ async fn pause_publication_holds_input() {
         .send(&control(MessageType::PausePublication, b""))
         .await;
     tokio::time::sleep(Duration::from_millis(50)).await;
-    channel.send(PayloadType::Output, b"held").await.unwrap();
+    channel
+        .sender()
+        .send(PayloadType::Output, b"held")
+        .await
+        .unwrap();
     assert!(agent
         .next_within(Duration::from_millis(300))
         .await

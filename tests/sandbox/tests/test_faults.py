@@ -71,12 +71,14 @@ def test_aws_cli_sees_the_throttling_error(sandbox, aws):
     ctl(sandbox, "fault", "ListTasks", "--service", "ecs", "--count", "10")
     env = {**os.environ, **sandbox.env, "AWS_MAX_ATTEMPTS": "2", "AWS_RETRY_MODE": "standard"}
     aws_cli = Path(sys.executable).parent / "aws"
-    out = subprocess.run([str(aws_cli), "ecs", "list-tasks", "--cluster", aws.cluster],
+    endpoint = ["--endpoint-url", sandbox.env["AWS_ENDPOINT_URL"]]  # never a real AWS endpoint
+    out = subprocess.run([str(aws_cli), "ecs", "list-tasks", "--cluster", aws.cluster, *endpoint],
                          capture_output=True, text=True, env=env)
     assert out.returncode != 0
     assert "ThrottlingException" in out.stderr and "ListTasks" in out.stderr
     ctl(sandbox, "clear")
-    out = subprocess.run([str(aws_cli), "ecs", "list-tasks", "--cluster", aws.cluster],
+    endpoint = ["--endpoint-url", sandbox.env["AWS_ENDPOINT_URL"]]  # never a real AWS endpoint
+    out = subprocess.run([str(aws_cli), "ecs", "list-tasks", "--cluster", aws.cluster, *endpoint],
                          capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr
     assert "taskArns" in json.loads(out.stdout)

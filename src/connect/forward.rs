@@ -1,0 +1,400 @@
+//! Port forwarding through a jumphost task: SSM StartSession with
+//! `AWS-StartPortForwardingSessionToRemoteHost`, our own data channel, smux v1.
+//!
+//! One local listener, one port-forwarding session, one smux stream per accepted
+//! connection, so connections are isolated: one failing never touches the others.
+//! The session is watched: when the data channel dies (task stopped, network gone)
+//! we say so at once, and every open local socket is reset rather than closed, so a
+//! client can tell a cut tunnel from a finished transfer.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::aws::{ApiError, Clients};
+use crate::connect::exec::ExecTarget;
+use crate::exit::Exit;
+use crate::output::Output;
+use crate::session::wait::describe_task;
+use crate::ssm::channel::{Channel, Event};
+use crate::ssm::smux::{over_channel, Mux};
+
+const DOCUMENT: &str = "AWS-StartPortForwardingSessionToRemoteHost";
+/// Events the mux may hold per stream before the channel stops being read.
+const STREAM_QUEUE: usize = 64;
+/// Bytes buffered between the channel and the mux.
+const PIPE_BYTES: usize = 256 * 1024;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where to forward: `[LOCAL_PORT:]HOST[:PORT]`, HOST being a name, an address, or
+/// `rds:<db-identifier>` (resolved through the RDS API, which also gives the port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardSpec {
+    pub local_port: Option<u16>,
+    pub host: Host,
+    pub port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    Name(String),
+    Rds(String),
+}
+
+/// A target that cannot be parsed. Exit code 2, before any AWS call.
+#[derive(Debug, Error)]
+#[error("`{spec}` is not a forward target: {reason} (expected [LOCAL_PORT:]HOST[:PORT], where HOST may be rds:<db-identifier>)")]
+pub struct BadTarget {
+    pub spec: String,
+    pub reason: String,
+}
+
+/// The tunnel broke. Exit code 76.
+#[derive(Debug, Error)]
+pub enum ForwardError {
+    #[error("the port-forwarding session could not start: {0}")]
+    Handshake(String),
+    #[error("the port-forwarding session ended: {0}")]
+    Ended(String),
+}
+
+impl std::str::FromStr for ForwardSpec {
+    type Err = BadTarget;
+
+    fn from_str(spec: &str) -> Result<Self, BadTarget> {
+        let bad = |reason: &str| BadTarget {
+            spec: spec.to_string(),
+            reason: reason.to_string(),
+        };
+        let port = |text: &str| -> Result<u16, BadTarget> {
+            text.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| bad(&format!("`{text}` is not a port (1-65535)")))
+        };
+        let mut parts: Vec<&str> = spec.split(':').collect();
+        let local_port = if parts.len() > 1 && parts[0].chars().all(|c| c.is_ascii_digit()) {
+            let text = parts.remove(0);
+            Some(if text == "0" { 0 } else { port(text)? })
+        } else {
+            None
+        };
+        let (host, rest) = match parts.as_slice() {
+            ["rds", id, rest @ ..] if !id.is_empty() => (Host::Rds(id.to_string()), rest),
+            [name, rest @ ..] if !name.is_empty() && *name != "rds" => {
+                (Host::Name(name.to_string()), rest)
+            }
+            _ => return Err(bad("no host")),
+        };
+        let port = match rest {
+            [] => None,
+            [p] => Some(port(p)?),
+            _ => return Err(bad("too many `:`")),
+        };
+        if port.is_none() && matches!(host, Host::Name(_)) {
+            return Err(bad(
+                "a remote PORT is needed (only rds: hosts know their own)",
+            ));
+        }
+        Ok(ForwardSpec {
+            local_port,
+            host,
+            port,
+        })
+    }
+}
+
+/// A target resolved to an address the task can dial.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub host: String,
+    pub port: u16,
+    pub local_port: u16,
+}
+
+/// Resolves `rds:` hosts and fills in default ports.
+pub async fn resolve(rds: &aws_sdk_rds::Client, spec: &ForwardSpec) -> anyhow::Result<Resolved> {
+    let (host, port) = match &spec.host {
+        Host::Name(name) => (name.clone(), spec.port.unwrap_or_default()),
+        Host::Rds(id) => {
+            let out = rds
+                .describe_db_instances()
+                .db_instance_identifier(id)
+                .send()
+                .await
+                .map_err(|e| ApiError::from_sdk("rds:DescribeDBInstances", e))?;
+            let endpoint = out
+                .db_instances()
+                .first()
+                .and_then(|db| db.endpoint())
+                .with_context(|| format!("RDS instance {id} has no endpoint yet"))?;
+            let address = endpoint.address().context("RDS endpoint without address")?;
+            let port = spec
+                .port
+                .or_else(|| endpoint.port().and_then(|p| u16::try_from(p).ok()))
+                .context("RDS endpoint without port")?;
+            (address.to_string(), port)
+        }
+    };
+    Ok(Resolved {
+        host,
+        port,
+        local_port: spec.local_port.unwrap_or(port),
+    })
+}
+
+/// Listens locally first, so a busy port fails before anything is started in AWS.
+pub async fn listen(local_port: u16) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(("127.0.0.1", local_port))
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{local_port}"))
+}
+
+/// Opens the port session to `target` (`ecs:<cluster>_<task-id>_<runtime-id>`).
+pub async fn open(
+    ssm: &aws_sdk_ssm::Client,
+    target: &str,
+    remote: &Resolved,
+) -> anyhow::Result<(Mux, tokio::task::JoinHandle<Option<Event>>)> {
+    let out = ssm
+        .start_session()
+        .target(target)
+        .document_name(DOCUMENT)
+        .parameters("host", vec![remote.host.clone()])
+        .parameters("portNumber", vec![remote.port.to_string()])
+        .parameters("localPortNumber", vec![remote.local_port.to_string()])
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ssm:StartSession", e))?;
+    let url = out
+        .stream_url()
+        .context("StartSession returned no stream URL")?;
+    let token = out
+        .token_value()
+        .context("StartSession returned no token")?;
+    let mut channel = Channel::connect(url, token)
+        .await
+        .map_err(|e| ForwardError::Handshake(e.to_string()))?;
+    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut channel))
+        .await
+        .map_err(|_| ForwardError::Handshake("the agent never completed the handshake".into()))??;
+    Ok(over_channel(channel, STREAM_QUEUE, PIPE_BYTES))
+}
+
+async fn handshake(channel: &mut Channel) -> Result<(), ForwardError> {
+    loop {
+        match channel.recv().await {
+            Some(Event::HandshakeComplete { .. }) => return Ok(()),
+            Some(Event::Closed(reason)) => {
+                return Err(ForwardError::Handshake(
+                    reason.unwrap_or_else(|| "closed".into()),
+                ))
+            }
+            Some(Event::Failed(err)) => return Err(ForwardError::Handshake(err.to_string())),
+            None => return Err(ForwardError::Handshake("the channel ended".into())),
+            Some(_) => {}
+        }
+    }
+}
+
+/// Serves local connections until the session ends (an error) or the caller stops us.
+pub async fn serve(
+    listener: TcpListener,
+    mux: Mux,
+    mut session: tokio::task::JoinHandle<Option<Event>>,
+) -> anyhow::Result<()> {
+    let mux = std::sync::Arc::new(mux);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (socket, peer) = accepted.context("accepting a local connection")?;
+                let mux = mux.clone();
+                tokio::spawn(async move { connection(socket, peer, &mux).await });
+            }
+            end = &mut session => {
+                let reason = match end {
+                    Ok(Some(Event::Failed(err))) => err.to_string(),
+                    Ok(Some(Event::Closed(Some(text)))) if !text.is_empty() => text,
+                    _ => "the data channel closed".to_string(),
+                };
+                return Err(ForwardError::Ended(reason).into());
+            }
+        }
+    }
+}
+
+/// One local connection over one smux stream.
+async fn connection(mut socket: TcpStream, peer: SocketAddr, mux: &Mux) {
+    let _ = socket.set_nodelay(true);
+    let mut stream = match mux.open().await {
+        Ok(stream) => stream,
+        Err(err) => {
+            tracing::warn!(%peer, %err, "cannot open a stream for a local connection");
+            reset(socket);
+            return;
+        }
+    };
+    let writer = stream.writer();
+    let (mut local_read, mut local_write) = socket.split();
+    let upload = async {
+        let mut buffer = vec![0u8; 32 * 1024];
+        loop {
+            match local_read.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if writer.write(&buffer[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        writer.finish().await;
+    };
+    let download = async {
+        while let Some(data) = stream.read().await {
+            if local_write.write_all(&data).await.is_err() {
+                return;
+            }
+        }
+        if !mux.is_ended() {
+            let _ = local_write.shutdown().await;
+        }
+    };
+    {
+        let mut upload = std::pin::pin!(upload);
+        let mut download = std::pin::pin!(download);
+        tokio::select! {
+            _ = &mut upload => download.await,
+            _ = &mut download => {
+                // A clean end from the far side still lets the local side finish sending;
+                // a cut tunnel does not wait for anything.
+                if !mux.is_ended() {
+                    upload.await;
+                }
+            }
+        }
+    }
+    if mux.is_ended() {
+        // The tunnel was cut: the local client must see a reset, not a clean end.
+        reset(socket);
+    }
+}
+
+/// Closes with RST (SO_LINGER 0): how a client learns its data was cut short.
+fn reset(socket: TcpStream) {
+    let _ = socket.set_zero_linger();
+    drop(socket);
+}
+
+/// Forwards every target through `task` until one session ends or the caller stops us.
+pub async fn forward_all(
+    clients: &Clients,
+    task: &ExecTarget,
+    specs: &[ForwardSpec],
+    output: Output,
+) -> anyhow::Result<Exit> {
+    let target = ssm_target(&clients.ecs, task).await?;
+    let mut serving = Vec::new();
+    for spec in specs {
+        let remote = resolve(&clients.rds, spec).await?;
+        let listener = listen(remote.local_port).await?;
+        let local = listener.local_addr()?;
+        let (mux, session) = open(&clients.ssm, &target, &remote).await?;
+        if output.json() {
+            // One line per target, printed when it is ready: the forward keeps running,
+            // so a script reads lines rather than waiting for a whole document.
+            let ready = serde_json::json!({
+                "local_address": local.to_string(),
+                "remote_host": remote.host,
+                "remote_port": remote.port,
+                "task_arn": task.task_arn,
+            });
+            output.print(&ready.to_string());
+        } else {
+            output.print(&local.to_string());
+            output.note(&format!(
+                "jump: forwarding {local} to {}:{} through the jumphost; Ctrl-C stops",
+                remote.host, remote.port
+            ));
+        }
+        serving.push(serve(listener, mux, session));
+    }
+    futures_util::future::try_join_all(serving).await?;
+    Ok(Exit::Success)
+}
+
+/// SSM's name for the task's container: `ecs:<cluster>_<task-id>_<runtime-id>`.
+async fn ssm_target(ecs: &aws_sdk_ecs::Client, task: &ExecTarget) -> anyhow::Result<String> {
+    let described = describe_task(ecs, &task.cluster, &task.task_arn)
+        .await?
+        .with_context(|| format!("task {} not found", task.task_arn))?;
+    let containers = described.containers();
+    let container = containers
+        .iter()
+        .find(|c| c.name() == task.container.as_deref())
+        .or_else(|| containers.first())
+        .context("the task has no containers")?;
+    let runtime = container
+        .runtime_id()
+        .context("the container has no runtime id yet (is it running?)")?;
+    let cluster = task.cluster.rsplit('/').next().unwrap_or(&task.cluster);
+    let task_id = task.task_arn.rsplit('/').next().unwrap_or(&task.task_arn);
+    Ok(format!("ecs:{cluster}_{task_id}_{runtime}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(text: &str) -> ForwardSpec {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn targets_parse_in_every_documented_form() {
+        let name = |n: &str| Host::Name(n.to_string());
+        let rds = |n: &str| Host::Rds(n.to_string());
+        let cases = [
+            (
+                "15432:db.internal:5432",
+                Some(15432),
+                name("db.internal"),
+                Some(5432),
+            ),
+            ("db.internal:5432", None, name("db.internal"), Some(5432)),
+            ("15432:rds:orders", Some(15432), rds("orders"), None),
+            ("rds:orders", None, rds("orders"), None),
+            ("rds:orders:6432", None, rds("orders"), Some(6432)),
+            ("0:10.0.1.5:7888", Some(0), name("10.0.1.5"), Some(7888)),
+        ];
+        for (text, local_port, host, port) in cases {
+            assert_eq!(
+                spec(text),
+                ForwardSpec {
+                    local_port,
+                    host,
+                    port
+                },
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_targets_say_why() {
+        for (text, why) in [
+            ("db.internal", "remote PORT"),
+            ("5432:db:70000", "not a port"),
+            ("rds:", "no host"),
+            ("1:2:3:4", "too many"),
+            ("", "no host"),
+        ] {
+            let err = text.parse::<ForwardSpec>().unwrap_err().to_string();
+            assert!(err.contains(why), "{text}: {err}");
+        }
+    }
+}

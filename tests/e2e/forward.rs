@@ -1,0 +1,365 @@
+//! `jump forward`: local ports through a jumphost, over our own Session Manager client,
+//! smux v1, and the sandbox's independent agent-side gateway.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::support::{shared, stderr, Sandbox, World};
+
+/// A PostgreSQL-backed RDS instance in the shared sandbox.
+fn database() -> &'static str {
+    static DB: OnceLock<()> = OnceLock::new();
+    DB.get_or_init(|| {
+        shared().aws(&[
+            "rds",
+            "create-db-instance",
+            "--db-instance-identifier",
+            "tunneldb",
+            "--engine",
+            "postgres",
+            "--db-instance-class",
+            "db.t3.micro",
+            "--master-username",
+            "app",
+            "--master-user-password",
+            "tunnel-secret",
+            "--db-name",
+            "orders",
+            "--allocated-storage",
+            "20",
+        ]);
+    });
+    "tunneldb"
+}
+
+/// `jump forward --json TARGETS` in the background; returns it and the local address
+/// of each target, from the ready line it prints for each.
+fn forward_all(world: &World, targets: &[&str]) -> (Child, Vec<String>) {
+    let mut child = world.spawn(&[&["forward", "--json"], targets].concat(), Stdio::null());
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut addresses = Vec::new();
+    for _ in targets {
+        let line = lines.next().and_then(Result::ok).unwrap_or_default();
+        let ready: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| {
+            panic!(
+                "no ready line: {line:?}; stderr: {}",
+                drain_stderr(&mut child)
+            )
+        });
+        addresses.push(ready["local_address"].as_str().unwrap().to_string());
+    }
+    (child, addresses)
+}
+
+fn forward(world: &World, target: &str) -> (Child, String) {
+    let (child, mut addresses) = forward_all(world, &[target]);
+    (child, addresses.remove(0))
+}
+
+fn drain_stderr(child: &mut Child) -> String {
+    let _ = child.kill();
+    let mut text = String::new();
+    let _ = child.stderr.as_mut().unwrap().read_to_string(&mut text);
+    text
+}
+
+fn psql(address: &str, sql: &str) -> std::process::Output {
+    let (host, port) = address.rsplit_once(':').unwrap();
+    Command::new("psql")
+        .args([
+            "-h", host, "-p", port, "-U", "app", "-d", "orders", "-At", "-c", sql,
+        ])
+        .env("PGPASSWORD", "tunnel-secret")
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .expect("psql runs")
+}
+
+fn stop(world: &World, child: Child) {
+    // SAFETY: kill(2) on a child we spawned and have not reaped.
+    unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "stderr: {}", stderr(&out));
+    world.assert_nothing_left();
+}
+
+#[test]
+fn psql_through_a_forward_to_rds_with_concurrent_sessions() {
+    let world = World::new(shared(), "fwd-rds");
+    let (child, address) = forward(&world, &format!("0:rds:{}", database()));
+    let out = psql(&address, "select 6*7, current_database()");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "42|orders",
+        "{}",
+        stderr(&out)
+    );
+    let sessions: Vec<_> = (0..8)
+        .map(|n| {
+            let address = address.clone();
+            std::thread::spawn(move || psql(&address, &format!("select {n}, pg_sleep(0.3)")))
+        })
+        .collect();
+    for (n, session) in sessions.into_iter().enumerate() {
+        let out = session.join().unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("{n}|"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    stop(&world, child);
+}
+
+#[test]
+fn fifty_megabytes_arrive_intact_even_with_a_paused_reader() {
+    let world = World::new(shared(), "fwd-bulk");
+    let (child, address) = forward(&world, &format!("0:rds:{}", database()));
+    let sql = "copy (select repeat(md5(g::text), 32) from generate_series(1, 50000) g) to stdout";
+    let started = Instant::now();
+    let out = psql(&address, sql);
+    let elapsed = started.elapsed();
+    let expected: usize = 50_000 * (32 * 32 + 1);
+    assert_eq!(out.stdout.len(), expected, "{}", stderr(&out));
+    // Speed is measured by benches/tunnel.sh on a quiet machine; under this suite's
+    // parallel load a timing bound would only measure the load.
+    eprintln!("51.2 MB through the tunnel in {elapsed:?}");
+
+    // A reader that pauses for 10 s: backpressure, then every byte.
+    let (host, port) = address.rsplit_once(':').unwrap();
+    let mut slow = Command::new("psql")
+        .args([
+            "-h", host, "-p", port, "-U", "app", "-d", "orders", "-At", "-c", sql,
+        ])
+        .env("PGPASSWORD", "tunnel-secret")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(10));
+    let mut received = Vec::new();
+    slow.stdout
+        .take()
+        .unwrap()
+        .read_to_end(&mut received)
+        .unwrap();
+    assert!(slow.wait().unwrap().success());
+    assert_eq!(received.len(), expected);
+    assert_eq!(received, out.stdout, "the paused transfer differs");
+    stop(&world, child);
+}
+
+/// A TCP echo server on another task of the cluster: the "REPL on another task" case.
+/// Returns the task's ARN and private IP.
+fn echo_task(world: &World) -> (String, String) {
+    let family = format!("echo-{}", world.cluster);
+    let server = "use IO::Socket::INET; use Socket; $s=IO::Socket::INET->new(LocalPort=>7000,Listen=>16,ReuseAddr=>1) or die; \
+                  while($c=$s->accept){ if(!fork){ setsockopt($c,IPPROTO_TCP,TCP_NODELAY,1); \
+                  while(sysread($c,$b,65536)){ syswrite($c,$b) } exit } }";
+    let definition = serde_json::json!([{ "name": "echo", "image": "echo:1", "command": ["perl", "-e", server] }]);
+    world.sandbox.aws(&[
+        "ecs",
+        "register-task-definition",
+        "--family",
+        &family,
+        "--requires-compatibilities",
+        "FARGATE",
+        "--network-mode",
+        "awsvpc",
+        "--cpu",
+        "256",
+        "--memory",
+        "512",
+        "--container-definitions",
+        &definition.to_string(),
+    ]);
+    let network = format!(
+        "awsvpcConfiguration={{subnets=[{}]}}",
+        world.sandbox_var("JUMP_SUBNETS")
+    );
+    let run = world.sandbox.aws(&[
+        "ecs",
+        "run-task",
+        "--cluster",
+        &world.cluster,
+        "--task-definition",
+        &family,
+        "--launch-type",
+        "FARGATE",
+        "--network-configuration",
+        &network,
+    ]);
+    let arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while world.describe(&arn)["lastStatus"] != "RUNNING" {
+        assert!(Instant::now() < deadline, "echo task never ran");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ip = world.describe(&arn)["containers"][0]["networkInterfaces"][0]["privateIpv4Address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (arn, ip)
+}
+
+/// Stops the echo task, then the forward, and checks nothing else is left.
+fn stop_echo(world: &World, child: Child, echo: &str) {
+    world.sandbox.aws(&[
+        "ecs",
+        "stop-task",
+        "--cluster",
+        &world.cluster,
+        "--task",
+        echo,
+    ]);
+    stop(world, child);
+}
+
+fn connect(address: &str) -> TcpStream {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match TcpStream::connect(address) {
+            Ok(stream) => return stream,
+            Err(err) => assert!(Instant::now() < deadline, "{err}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn small_round_trips_are_fast() {
+    let world = World::new(shared(), "fwd-rtt");
+    let (echo, ip) = echo_task(&world);
+    let (child, address) = forward(&world, &format!("0:{ip}:7000"));
+    let mut stream = connect(&address);
+    stream.set_nodelay(true).unwrap();
+    let request = [7u8; 100];
+    let mut reply = [0u8; 100];
+    let mut times = Vec::new();
+    for _ in 0..200 {
+        let started = Instant::now();
+        stream.write_all(&request).unwrap();
+        stream.read_exact(&mut reply).unwrap();
+        times.push(started.elapsed());
+        assert_eq!(reply, request);
+    }
+    times.sort();
+    let median = times[times.len() / 2];
+    eprintln!(
+        "100-byte round trip: median {median:?}, p90 {:?}",
+        times[times.len() * 9 / 10]
+    );
+    assert!(median < Duration::from_millis(5), "median {median:?}");
+    drop(stream);
+    stop_echo(&world, child, &echo);
+}
+
+#[test]
+fn a_failing_connection_leaves_the_others_working() {
+    let world = World::new(shared(), "fwd-isolation");
+    let (echo, ip) = echo_task(&world);
+    let targets = [format!("0:{ip}:7000"), format!("0:{ip}:7999")];
+    let (child, addresses) = forward_all(&world, &[&targets[0], &targets[1]]);
+    let (good, refused) = (&addresses[0], &addresses[1]);
+    let mut kept = connect(good);
+    kept.write_all(b"before").unwrap();
+    let mut buffer = [0u8; 6];
+    kept.read_exact(&mut buffer).unwrap();
+    // A connection the far side refuses ends on its own...
+    let mut broken = connect(refused);
+    let mut rest = Vec::new();
+    let _ = broken.read_to_end(&mut rest);
+    // ...and an abruptly dropped one takes nothing with it.
+    let dropped = connect(good);
+    drop(dropped);
+    kept.write_all(b"after!").unwrap();
+    kept.read_exact(&mut buffer).unwrap();
+    assert_eq!(&buffer, b"after!");
+    drop(kept);
+    stop_echo(&world, child, &echo);
+}
+
+#[test]
+fn a_killed_tunnel_is_reported_at_once_and_resets_local_sockets() {
+    const KILL_AFTER: Duration = Duration::from_secs(3);
+    let sandbox = Sandbox::start(0.2);
+    let world = World::new(&sandbox, "fwd-killed");
+    let (echo, ip) = echo_task(&world);
+    // The gateway aborts the connection three seconds into the session.
+    sandbox.ctl(&[
+        "gateway-fault",
+        "--kill-after",
+        &KILL_AFTER.as_secs().to_string(),
+    ]);
+    let (mut child, address) = forward(&world, &format!("0:{ip}:7000"));
+    let ready = Instant::now();
+    let mut stream = connect(&address);
+    stream.write_all(b"ping").unwrap();
+    let mut buffer = [0u8; 4];
+    stream.read_exact(&mut buffer).unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(ready.elapsed() < KILL_AFTER * 3, "jump did not notice");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        ready.elapsed() < KILL_AFTER + Duration::from_secs(1),
+        "took {:?}",
+        ready.elapsed()
+    );
+    assert_eq!(status.code(), Some(76));
+    let err = stream
+        .read(&mut buffer)
+        .expect_err("a cut tunnel must not look like a clean end");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    let mut text = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut text)
+        .unwrap();
+    assert!(
+        text.contains("port-forwarding session ended"),
+        "stderr: {text}"
+    );
+    sandbox.aws(&[
+        "ecs",
+        "stop-task",
+        "--cluster",
+        &world.cluster,
+        "--task",
+        &echo,
+    ]);
+    world.assert_nothing_left();
+}
+
+#[test]
+fn named_targets_and_bad_targets() {
+    let world = World::new(shared(), "fwd-named");
+    std::fs::write(
+        world.home.path().join("jump.toml"),
+        format!("[forwards]\ndb = \"0:rds:{}\"\n", database()),
+    )
+    .unwrap();
+    let (child, address) = forward(&world, "db");
+    let out = psql(&address, "select 'named'");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "named");
+    stop(&world, child);
+
+    for bad in ["db.internal", "5432:db:99999", "rds:"] {
+        let out = world.run(&["forward", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("forward target"),
+            "{bad}: {}",
+            stderr(&out)
+        );
+    }
+    world.assert_nothing_left();
+}
