@@ -11,19 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
 step=${2:-1.0}
-target=${CARGO_TARGET_DIR:-target}
-bin=${JUMP_BIN:-$target/release/jump}
-[ -x "$bin" ] || bin=$target/debug/jump
-[ -x "$bin" ] || { echo "no jump binary: cargo build --release (or set JUMP_BIN)" >&2; exit 1; }
-py=tests/sandbox/.venv/bin/python
-[ -x "$py" ] || { echo "run tests/sandbox/setup first" >&2; exit 1; }
-
-work=$(mktemp -d)
-exec 9> >(tests/sandbox/start --env-file "$work/env" --step "$step" --stop-on-eof > "$work/sandbox.log" 2>&1)
-for _ in $(seq 600); do [ -f "$work/env" ] && break; sleep 0.1; done
-[ -f "$work/env" ] || { cat "$work/sandbox.log" >&2; exit 1; }
-set -a; . "$work/env"; set +a
-export JUMP_STATE_DIR="$work/state" JUMP_LOG_GROUP=/jump/bench
+sandbox_step=$step
+. benches/sandbox.sh
+trap stop_sandbox EXIT
+export JUMP_LOG_GROUP=/jump/bench
 
 jump_times=() base_times=()
 for i in $(seq "$runs"); do
@@ -33,7 +24,6 @@ for i in $(seq "$runs"); do
     jump_times+=("$("$py" -c 'import sys; print(f"{float(sys.argv[2]) - float(sys.argv[1]):.3f}")' "$start" "$EPOCHREALTIME")")
     echo "run $i: baseline ${base_times[-1]} s, jump ${jump_times[-1]} s" >&2
 done
-exec 9>&-
 
 "$py" - "$step" "${base_times[*]}" "${jump_times[*]}" <<'PY'
 import statistics, sys
@@ -46,4 +36,3 @@ print(f"median baseline client : {mb:.3f} s  (min {min(base):.3f}, max {max(base
 print(f"median jump up -- true : {mj:.3f} s  (min {min(jump):.3f}, max {max(jump):.3f})")
 print(f"jump overhead          : {mj - mb:+.3f} s per session; ratio jump/baseline {mj / mb:.2f}")
 PY
-rm -rf "$work"

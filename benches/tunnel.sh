@@ -10,21 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
-target=${CARGO_TARGET_DIR:-target}
-bin=${JUMP_BIN:-$target/release/jump}
-[ -x "$bin" ] || bin=$target/debug/jump
-[ -x "$bin" ] || { echo "no jump binary: cargo build --release (or set JUMP_BIN)" >&2; exit 1; }
-py=tests/sandbox/.venv/bin/python
-[ -x "$py" ] || { echo "run tests/sandbox/setup first" >&2; exit 1; }
-
-work=$(mktemp -d)
-exec 9> >(tests/sandbox/start --env-file "$work/env" --step 0.2 --stop-on-eof > "$work/sandbox.log" 2>&1)
-cleanup() { [ -n "${fwd:-}" ] && kill -INT "$fwd" 2>/dev/null; wait "${fwd:-}" 2>/dev/null || true; exec 9>&-; wait; rm -rf "$work"; }
+sandbox_step=0.2
+. benches/sandbox.sh
+cleanup() { [ -n "${fwd:-}" ] && kill -INT "$fwd" 2>/dev/null; wait "${fwd:-}" 2>/dev/null || true; stop_sandbox; }
 trap cleanup EXIT
-for _ in $(seq 600); do [ -f "$work/env" ] && break; sleep 0.1; done
-[ -f "$work/env" ] || { cat "$work/sandbox.log" >&2; exit 1; }
-set -a; . "$work/env"; set +a
-export JUMP_STATE_DIR="$work/state"
 aws() { tests/sandbox/.venv/bin/aws --endpoint-url "$AWS_ENDPOINT_URL" --output json "$@"; }
 
 aws rds create-db-instance --db-instance-identifier bench --engine postgres --db-instance-class db.t3.micro \

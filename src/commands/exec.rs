@@ -9,8 +9,7 @@ use crate::cli::{ExecArgs, GlobalArgs};
 use crate::connect::exec::{self, ExecTarget};
 use crate::exit::{Exit, UsageError};
 use crate::output::Output;
-use crate::session::record::list_remote;
-use crate::session::wait::TaskFailed;
+use crate::session::record::session_task;
 use crate::session::SessionId;
 
 use super::cluster;
@@ -20,14 +19,7 @@ pub async fn run(global: GlobalArgs, output: Output, args: ExecArgs) -> anyhow::
     let cluster = cluster(&args.cluster)?;
     let clients = Clients::new(global.profile.as_deref(), global.region.as_deref()).await?;
     let task_arn = match session {
-        Some(id) => list_remote(&clients.ecs, &cluster)
-            .await?
-            .into_iter()
-            .find(|s| s.tags.session.as_ref() == Some(&id))
-            .map(|s| s.task_arn)
-            .ok_or_else(|| TaskFailed::Rejected {
-                reason: format!("no running session {id} in cluster {cluster} (see `jump ls`)"),
-            })?,
+        Some(id) => session_task(&clients.ecs, &cluster, &id).await?,
         None => args
             .task
             .ok_or_else(|| UsageError("name a SESSION or a --task".into()))?,

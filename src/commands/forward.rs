@@ -13,8 +13,7 @@ use crate::connect::forward::{self, ForwardSpec};
 use crate::exit::{Exit, UsageError};
 use crate::output::Output;
 use crate::plan::Layers;
-use crate::session::record::list_remote;
-use crate::session::wait::TaskFailed;
+use crate::session::record::session_task;
 use crate::session::SessionId;
 
 use super::up::{self, After};
@@ -82,14 +81,7 @@ async fn through_session(
     specs: Vec<ForwardSpec>,
 ) -> anyhow::Result<Exit> {
     let clients = Clients::new(global.profile.as_deref(), global.region.as_deref()).await?;
-    let task_arn = list_remote(&clients.ecs, &cluster)
-        .await?
-        .into_iter()
-        .find(|s| s.tags.session.as_ref() == Some(&id))
-        .map(|s| s.task_arn)
-        .ok_or_else(|| TaskFailed::Rejected {
-            reason: format!("no running session {id} in cluster {cluster} (see `jump ls`)"),
-        })?;
+    let task_arn = session_task(&clients.ecs, &cluster, &id).await?;
     let target = ExecTarget {
         cluster,
         task_arn,

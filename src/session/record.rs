@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::provision::STARTED_BY;
-use super::wait::private_ip;
+use super::wait::{private_ip, TaskFailed};
 use super::SessionId;
 use crate::aws::ApiError;
 use crate::keys::{KeyError, SessionDir};
@@ -136,6 +136,25 @@ impl RemoteSession {
             status: task.last_status().unwrap_or("UNKNOWN").to_string(),
         })
     }
+}
+
+/// The task of a running session, found by its `jump:session` tag.
+pub async fn session_task(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    id: &SessionId,
+) -> anyhow::Result<String> {
+    list_remote(ecs, cluster)
+        .await?
+        .into_iter()
+        .find(|s| s.tags.session.as_ref() == Some(id))
+        .map(|s| s.task_arn)
+        .ok_or_else(|| {
+            TaskFailed::Rejected {
+                reason: format!("no running session {id} in cluster {cluster} (see `jump ls`)"),
+            }
+            .into()
+        })
 }
 
 /// All tasks in `cluster` started by jump that have not been asked to stop.

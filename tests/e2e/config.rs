@@ -123,3 +123,19 @@ fn bad_session_id_is_refused_before_any_call() {
     let t = NoAws::new();
     refused(&t.jump(&["down", "../../etc"], &GOOD), "session");
 }
+
+#[test]
+fn completions_are_generated_without_aws() {
+    let t = NoAws::new();
+    for shell in ["bash", "zsh", "fish"] {
+        let out = t.jump(&["completions", shell], &[]);
+        assert_eq!(out.status.code(), Some(0), "{shell}: {}", stderr(&out));
+        let script = String::from_utf8_lossy(&out.stdout);
+        for command in ["forward", "exec", "down"] {
+            assert!(
+                script.contains(command),
+                "{shell} completion lacks {command}"
+            );
+        }
+    }
+}

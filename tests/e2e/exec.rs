@@ -101,37 +101,10 @@ fn exec_into_an_ssh_session_and_refusals() {
 fn exec_into_a_task_without_exec_enabled_is_a_clear_aws_error() {
     let world = World::new(shared(), "exec-disabled");
     let family = format!("plain-{}", world.cluster);
-    world.sandbox.aws(&[
-        "ecs",
-        "register-task-definition",
-        "--family",
+    let arn = world.run_task(
         &family,
-        "--requires-compatibilities",
-        "FARGATE",
-        "--network-mode",
-        "awsvpc",
-        "--cpu",
-        "256",
-        "--memory",
-        "512",
-        "--container-definitions",
-        r#"[{"name":"app","image":"app:1"}]"#,
-    ]);
-    let subnets = world.sandbox_var("JUMP_SUBNETS").to_string();
-    let network = format!("awsvpcConfiguration={{subnets=[{subnets}]}}");
-    let run = world.sandbox.aws(&[
-        "ecs",
-        "run-task",
-        "--cluster",
-        &world.cluster,
-        "--task-definition",
-        &family,
-        "--launch-type",
-        "FARGATE",
-        "--network-configuration",
-        &network,
-    ]);
-    let arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+        &serde_json::json!([{ "name": "app", "image": "app:1" }]),
+    );
     let out = world.run(&["exec", "--task", &arn, "--", "true"]);
     assert_eq!(out.status.code(), Some(69), "stderr: {}", stderr(&out));
     assert!(

@@ -160,39 +160,7 @@ fn echo_task(world: &World) -> (String, String) {
                   while($c=$s->accept){ if(!fork){ setsockopt($c,IPPROTO_TCP,TCP_NODELAY,1); \
                   while(sysread($c,$b,65536)){ syswrite($c,$b) } exit } }";
     let definition = serde_json::json!([{ "name": "echo", "image": "echo:1", "command": ["perl", "-e", server] }]);
-    world.sandbox.aws(&[
-        "ecs",
-        "register-task-definition",
-        "--family",
-        &family,
-        "--requires-compatibilities",
-        "FARGATE",
-        "--network-mode",
-        "awsvpc",
-        "--cpu",
-        "256",
-        "--memory",
-        "512",
-        "--container-definitions",
-        &definition.to_string(),
-    ]);
-    let network = format!(
-        "awsvpcConfiguration={{subnets=[{}]}}",
-        world.sandbox_var("JUMP_SUBNETS")
-    );
-    let run = world.sandbox.aws(&[
-        "ecs",
-        "run-task",
-        "--cluster",
-        &world.cluster,
-        "--task-definition",
-        &family,
-        "--launch-type",
-        "FARGATE",
-        "--network-configuration",
-        &network,
-    ]);
-    let arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_string();
+    let arn = world.run_task(&family, &definition);
     let deadline = Instant::now() + Duration::from_secs(30);
     while world.describe(&arn)["lastStatus"] != "RUNNING" {
         assert!(Instant::now() < deadline, "echo task never ran");

@@ -227,6 +227,52 @@ impl<'a> World<'a> {
         cmd
     }
 
+    /// A task of the world's cluster started directly through ECS (not by jump), from a
+    /// new Fargate task definition with these container definitions; returns its ARN.
+    pub fn run_task(&self, family: &str, containers: &Value) -> String {
+        self.register(family, containers);
+        let network = format!(
+            "awsvpcConfiguration={{subnets=[{}]}}",
+            self.sandbox_var("JUMP_SUBNETS")
+        );
+        let run = self.sandbox.aws(&[
+            "ecs",
+            "run-task",
+            "--cluster",
+            &self.cluster,
+            "--task-definition",
+            family,
+            "--launch-type",
+            "FARGATE",
+            "--network-configuration",
+            &network,
+        ]);
+        run["tasks"][0]["taskArn"]
+            .as_str()
+            .expect("a task ARN")
+            .to_string()
+    }
+
+    /// Registers a Fargate task definition with these container definitions.
+    pub fn register(&self, family: &str, containers: &Value) {
+        self.sandbox.aws(&[
+            "ecs",
+            "register-task-definition",
+            "--family",
+            family,
+            "--requires-compatibilities",
+            "FARGATE",
+            "--network-mode",
+            "awsvpc",
+            "--cpu",
+            "256",
+            "--memory",
+            "512",
+            "--container-definitions",
+            &containers.to_string(),
+        ]);
+    }
+
     /// `jump ARGS` in the background, stdout and stderr captured.
     pub fn spawn(&self, args: &[&str], stdin: Stdio) -> Child {
         self.jump()
