@@ -106,6 +106,21 @@ says so at once, resets open connections and exits 76.",
         after_help = "Examples:\n  jump forward 5432:rds:orders            # psql -h 127.0.0.1 -p 5432 ...\n  jump forward db                          # [forwards] db = \"5432:rds:orders\" in jump.toml\n  jump forward 3f9c0a1b2c4d 7888:repl.internal:7888\n  jump forward --json 0:rds:orders         # any free local port, printed as JSON"
     )]
     Forward(Box<ForwardArgs>),
+    /// A one-off task from a service's own task definition, a command in it, then gone
+    #[command(
+        long_about = "Start a one-off task from a service's own task definition and network \
+configuration (image, environment, secrets, roles, logging, subnets, security groups), with ECS \
+Exec enabled, owner tags and a TTL; its main command is replaced by a keep-alive, your command \
+runs in it through ECS Exec with a real terminal, jump exits with its status, and the task is \
+stopped afterwards on every exit path. Without a command you get a shell.",
+        after_help = "Examples:\n  jump run --service web -- bin/rails console\n  jump run --service api --container app -e LOG_LEVEL=debug -- ./migrate.sh\n  jump run --task-definition worker:42 -- sh -c 'echo $APP_ENV'"
+    )]
+    Run(Box<RunArgs>),
+    /// Show a session task's container output (from CloudWatch Logs)
+    #[command(
+        after_help = "Examples:\n  jump logs 3f9c0a1b2c4d\n  jump logs 3f9c0a1b2c4d --follow"
+    )]
+    Logs(LogsArgs),
     /// Print a shell completion script
     #[command(
         after_help = "Examples:\n  jump completions bash > ~/.local/share/bash-completion/completions/jump\n  jump completions zsh > \"${fpath[1]}/_jump\""
@@ -267,6 +282,55 @@ pub struct ForwardArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub settings: ConfigFlags,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("source").required(true).args(["service", "task_definition"]))]
+pub struct RunArgs {
+    /// Take the task definition and network configuration of this ECS service
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
+    /// Use this task definition (FAMILY or FAMILY:REVISION); network from jump.toml
+    #[arg(long, value_name = "FAMILY[:REV]")]
+    pub task_definition: Option<String>,
+    /// The container to run the command in (default: the first essential one)
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
+    /// Extra environment for that container (repeatable)
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Task CPU units instead of the task definition's
+    #[arg(long, value_name = "UNITS")]
+    pub cpu: Option<u32>,
+    /// Task memory (MiB) instead of the task definition's
+    #[arg(long, value_name = "MIB")]
+    pub memory: Option<u32>,
+    /// Task role instead of the task definition's (e.g. one allowed to open ECS Exec channels)
+    #[arg(long, value_name = "ARN")]
+    pub task_role: Option<String>,
+    /// Lifetime of the task, e.g. 30m (1m to 24h; default 1h)
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub ttl: String,
+    /// Use this config file instead of searching for jump.toml
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// ECS cluster name or ARN (default: from jump.toml or JUMP_CLUSTER)
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// Command to run instead of a shell
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Session id, as printed by `jump up --detach` or `jump ls`
+    pub session: String,
+    /// Keep printing new lines until the task stops (or Ctrl-C)
+    #[arg(short, long)]
+    pub follow: bool,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Debug, Args)]

@@ -433,7 +433,7 @@ pub fn fargate_memory_options(cpu: u32) -> Option<Vec<u32>> {
     Some((low..=high).step_by(1024).collect())
 }
 
-fn check_cpu_memory(cpu: u32, memory: u32) -> Result<(), PlanError> {
+pub fn check_cpu_memory(cpu: u32, memory: u32) -> Result<(), PlanError> {
     let options = fargate_memory_options(cpu).ok_or(PlanError::Cpu(cpu))?;
     if options.contains(&memory) {
         return Ok(());

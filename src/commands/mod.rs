@@ -3,7 +3,9 @@
 mod down;
 mod exec;
 mod forward;
+mod logs;
 mod ls;
+mod run;
 mod ssh;
 mod up;
 
@@ -16,6 +18,7 @@ use crate::cli::{Cli, ClusterArgs, Command, GlobalArgs};
 use crate::exit::Exit;
 use crate::output::Output;
 use crate::plan::Layers;
+use crate::session::guard::Guard;
 use crate::signals::{supervise, ChildPid, Outcome, Signals};
 
 /// What every command gets.
@@ -33,6 +36,20 @@ impl Context {
         F: std::future::Future<Output = anyhow::Result<Exit>> + Send + 'static,
     {
         outcome_result(supervise(&mut self.signals, &self.child, work).await)
+    }
+
+    /// Runs `work` under the signal policy, then the guard's teardown, whatever happened.
+    async fn guarded<F>(&mut self, guard: &Guard, work: F) -> anyhow::Result<Exit>
+    where
+        F: std::future::Future<Output = anyhow::Result<Exit>> + Send + 'static,
+    {
+        let outcome = supervise(&mut self.signals, &self.child, work).await;
+        if let Outcome::Signalled(signal) = &outcome {
+            self.output
+                .note(&format!("jump: {}; stopping the task", signal.name()));
+        }
+        guard.teardown().await;
+        outcome_result(outcome)
     }
 }
 
@@ -73,6 +90,11 @@ async fn dispatch(ctx: &mut Context, command: Command) -> anyhow::Result<Exit> {
             ctx.supervised(work).await
         }
         Command::Forward(args) => forward::run(ctx, *args).await,
+        Command::Run(args) => run::run(ctx, *args).await,
+        Command::Logs(args) => {
+            let work = logs::run(ctx.global.clone(), ctx.output, args);
+            ctx.supervised(work).await
+        }
         Command::Ls(args) => {
             let work = ls::run(ctx.global.clone(), ctx.output, args);
             ctx.supervised(work).await

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::json;
 
-use super::{layers, outcome_result, Context};
+use super::{layers, Context};
 use crate::aws::Clients;
 use crate::cli::UpArgs;
 use crate::connect::exec::{self, ExecTarget};
@@ -17,8 +17,7 @@ use crate::connect::forward::{self, ForwardSpec};
 use crate::connect::ssh::{self, Target};
 use crate::exit::Exit;
 use crate::keys::SessionDir;
-use crate::output::Output;
-use crate::output::Progress;
+use crate::output::{Output, Progress};
 use crate::plan::{Mode, Plan};
 use crate::session::guard::Guard;
 use crate::session::hostkey::wait_for_host_key;
@@ -26,7 +25,7 @@ use crate::session::provision::{self, log_stream_name, Launch};
 use crate::session::record::SessionRecord;
 use crate::session::wait::{self, Endpoint, WaitSpec};
 use crate::session::SessionId;
-use crate::signals::{supervise, ChildPid, Outcome};
+use crate::signals::ChildPid;
 
 /// sshd listens on this port in the jumphost.
 const SSH_PORT: u16 = 22;
@@ -72,13 +71,7 @@ pub async fn run_plan(
         detach,
         after,
     };
-    let outcome = supervise(&mut ctx.signals, &ctx.child, session.run()).await;
-    if let Outcome::Signalled(signal) = &outcome {
-        ctx.output
-            .note(&format!("jump: {}; stopping the jumphost", signal.name()));
-    }
-    guard.teardown().await;
-    outcome_result(outcome)
+    ctx.guarded(&guard, session.run()).await
 }
 
 /// Everything one session needs, owned so it can run as a spawned task.

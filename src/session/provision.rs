@@ -12,6 +12,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
 
+use aws_sdk_ecs::operation::run_task::RunTaskOutput;
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, Compatibility, ContainerDefinition, ContainerOverride,
     KeyValuePair, LaunchType, LogConfiguration, LogDriver, NetworkConfiguration, NetworkMode,
@@ -277,7 +278,7 @@ fn container_definition(spec: &ContainerSpec) -> Result<ContainerDefinition, Tem
         .build())
 }
 
-fn tag(key: &str, value: &str) -> Tag {
+pub fn tag(key: &str, value: &str) -> Tag {
     Tag::builder().key(key).value(value).build()
 }
 
@@ -312,17 +313,45 @@ impl Launch<'_> {
             .collect()
     }
 
-    /// Tags that let `ls` and `down` find and judge the task from any machine.
     pub fn tags(&self) -> Vec<(&'static str, String)> {
-        vec![
-            (TAG_OWNER, self.owner.to_string()),
-            (TAG_SESSION, self.session.to_string()),
-            (
-                TAG_EXPIRES,
-                humantime::format_rfc3339_seconds(self.expires).to_string(),
-            ),
-        ]
+        session_tags(self.owner, self.session, self.expires)
     }
+}
+
+/// Tags that let `ls` and `down` find and judge a session's task from any machine.
+pub fn session_tags(
+    owner: &str,
+    session: &SessionId,
+    expires: SystemTime,
+) -> Vec<(&'static str, String)> {
+    vec![
+        (TAG_OWNER, owner.to_string()),
+        (TAG_SESSION, session.to_string()),
+        (
+            TAG_EXPIRES,
+            humantime::format_rfc3339_seconds(expires).to_string(),
+        ),
+    ]
+}
+
+/// The started task's ARN, or ECS's reasons for not starting one.
+pub fn started_task(out: &RunTaskOutput) -> anyhow::Result<String> {
+    if let Some(arn) = out.tasks().first().and_then(|t| t.task_arn()) {
+        return Ok(arn.to_string());
+    }
+    let reason = out
+        .failures()
+        .iter()
+        .map(|f| {
+            format!(
+                "{}{}",
+                f.reason().unwrap_or("unknown reason"),
+                f.detail().map(|d| format!(" ({d})")).unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(TaskFailed::Rejected { reason }.into())
 }
 
 /// Starts the task and returns its ARN.
@@ -367,22 +396,7 @@ pub async fn run_task(ecs: &aws_sdk_ecs::Client, launch: &Launch<'_>) -> anyhow:
         .send()
         .await
         .map_err(|e| ApiError::from_sdk("ecs:RunTask", e))?;
-    if let Some(arn) = out.tasks().first().and_then(|t| t.task_arn()) {
-        return Ok(arn.to_string());
-    }
-    let reason = out
-        .failures()
-        .iter()
-        .map(|f| {
-            format!(
-                "{}{}",
-                f.reason().unwrap_or("unknown reason"),
-                f.detail().map(|d| format!(" ({d})")).unwrap_or_default()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ");
-    Err(TaskFailed::Rejected { reason }.into())
+    started_task(&out)
 }
 
 #[cfg(test)]

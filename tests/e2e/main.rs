@@ -5,6 +5,8 @@ mod config;
 mod exec;
 mod faults;
 mod forward;
+mod run;
 mod signals;
 mod support;
 mod up;
+mod workflows;

@@ -240,3 +240,30 @@ fn the_example_jump_toml_is_a_working_configuration() {
     );
     world.assert_nothing_left();
 }
+
+#[test]
+fn logs_show_the_session_task_output_and_follow_until_it_stops() {
+    let world = World::new(shared(), "logs");
+    let session = world.json(&["up", "--detach", "--json"]);
+    let id = session["session"].as_str().unwrap().to_string();
+    let out = world.run(&["logs", &id]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("jump-host-key: ssh-ed25519 "), "{text}");
+    assert!(
+        text.contains("owner arn:aws:sts::123456789012:user/moto"),
+        "{text}"
+    );
+
+    let follower = world.spawn(&["logs", "--follow", &id], std::process::Stdio::null());
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(world.run(&["down", &id]).status.success());
+    let out = follower.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert!(
+        stdout(&out).contains("received SIGTERM"),
+        "{}",
+        stdout(&out)
+    );
+    world.assert_nothing_left();
+}

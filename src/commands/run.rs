@@ -1,0 +1,238 @@
+//! `jump run`: a one-off task from a service's own task definition, the way `heroku run`
+//! works: same image, environment, secrets, roles, logging and network as the service,
+//! ECS Exec enabled, owner tags and a TTL, its main command replaced by a keep-alive so
+//! the user's command runs through ECS Exec with a real terminal, and the task stopped
+//! afterwards on every exit path (the same teardown guard as `jump up`).
+
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_ecs::types::{
+    AwsVpcConfiguration, ContainerOverride, KeyValuePair, LaunchType, NetworkConfiguration,
+    TaskOverride,
+};
+
+use super::{cluster, layers, Context};
+use crate::aws::{ApiError, Clients};
+use crate::cli::{ClusterArgs, RunArgs};
+use crate::connect::exec::{self, ExecTarget};
+use crate::exit::{Exit, UsageError};
+use crate::keys::SessionDir;
+use crate::plan::{check_cpu_memory, parse_duration};
+use crate::session::guard::Guard;
+use crate::session::provision::{session_tags, started_task, tag, STARTED_BY};
+use crate::session::wait::{self, WaitSpec};
+use crate::session::SessionId;
+
+const MIN_TTL: Duration = Duration::from_secs(60);
+const MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+const WAIT: Duration = Duration::from_secs(5 * 60);
+
+/// Everything checked before the first AWS call.
+struct Checked {
+    env: Vec<(String, String)>,
+    ttl: Duration,
+    network: Option<AwsVpcConfiguration>,
+}
+
+fn check(args: &RunArgs) -> anyhow::Result<Checked> {
+    let env = args
+        .env
+        .iter()
+        .map(|pair| match pair.split_once('=') {
+            Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+            _ => Err(UsageError(format!("`-e {pair}` is not KEY=VALUE"))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let ttl = parse_duration(&args.ttl).map_err(|e| UsageError(format!("--ttl: {e}")))?;
+    if !(MIN_TTL..=MAX_TTL).contains(&ttl) {
+        return Err(UsageError(format!(
+            "--ttl must be between 1m and 24h, not {}",
+            args.ttl
+        ))
+        .into());
+    }
+    if let (Some(cpu), Some(memory)) = (args.cpu, args.memory) {
+        check_cpu_memory(cpu, memory)?;
+    }
+    if let Some(role) = &args.task_role {
+        if !role.starts_with("arn:") {
+            return Err(UsageError(format!("--task-role must be an ARN, not `{role}`")).into());
+        }
+    }
+    // A bare task definition runs where jump.toml says jumphosts run.
+    let network = match args.service {
+        Some(_) => None,
+        None => {
+            let plan = layers(args.config.as_deref(), &[])?.into_plan()?;
+            Some(
+                AwsVpcConfiguration::builder()
+                    .set_subnets(Some(plan.subnets))
+                    .set_security_groups(Some(plan.security_groups))
+                    .build()?,
+            )
+        }
+    };
+    Ok(Checked { env, ttl, network })
+}
+
+pub async fn run(ctx: &mut Context, args: RunArgs) -> anyhow::Result<Exit> {
+    let checked = check(&args)?;
+    let cluster = cluster(&ClusterArgs {
+        cluster: args.cluster.clone(),
+        config: args.config.clone(),
+    })?;
+    let clients = Clients::new(ctx.global.profile.as_deref(), ctx.global.region.as_deref()).await?;
+    let id = SessionId::random();
+    let dir = SessionDir::create(&id)?;
+    let guard = Guard::new(clients.ecs.clone(), &cluster, dir);
+    let work = one_off(clients, cluster, id, guard.clone(), args, checked);
+    ctx.guarded(&guard, work).await
+}
+
+async fn one_off(
+    clients: Clients,
+    cluster: String,
+    id: SessionId,
+    guard: Guard,
+    args: RunArgs,
+    checked: Checked,
+) -> anyhow::Result<Exit> {
+    let owner = clients.caller_arn().await?;
+    let (task_definition, network) = match (&args.service, checked.network) {
+        (Some(service), _) => from_service(&clients.ecs, &cluster, service).await?,
+        (None, network) => (
+            args.task_definition.clone().unwrap_or_default(),
+            network.ok_or_else(|| UsageError("no network configuration".into()))?,
+        ),
+    };
+    let container =
+        container_name(&clients.ecs, &task_definition, args.container.as_deref()).await?;
+    let expires = SystemTime::now() + checked.ttl;
+
+    // The keep-alive: the task lives for its TTL, whatever the image's own command was.
+    let mut keep_alive = ContainerOverride::builder()
+        .name(&container)
+        .command("sleep")
+        .command(checked.ttl.as_secs().to_string());
+    for (key, value) in &checked.env {
+        keep_alive = keep_alive.environment(KeyValuePair::builder().name(key).value(value).build());
+    }
+    let mut overrides = TaskOverride::builder()
+        .container_overrides(keep_alive.build())
+        .set_task_role_arn(args.task_role.clone());
+    if let Some(cpu) = args.cpu {
+        overrides = overrides.cpu(cpu.to_string());
+    }
+    if let Some(memory) = args.memory {
+        overrides = overrides.memory(memory.to_string());
+    }
+    let mut request = clients
+        .ecs
+        .run_task()
+        .cluster(&cluster)
+        .task_definition(&task_definition)
+        .launch_type(LaunchType::Fargate)
+        .enable_execute_command(true)
+        .started_by(STARTED_BY)
+        .network_configuration(
+            NetworkConfiguration::builder()
+                .awsvpc_configuration(network)
+                .build(),
+        )
+        .overrides(overrides.build());
+    for (key, value) in session_tags(&owner, &id, expires) {
+        request = request.tags(tag(key, &value));
+    }
+    let task_arn = guard
+        .launch(async move {
+            let out = request
+                .send()
+                .await
+                .map_err(|e| ApiError::from_sdk("ecs:RunTask", e))?;
+            started_task(&out)
+        })
+        .await?;
+
+    let spec = WaitSpec {
+        cluster: &cluster,
+        task_arn: &task_arn,
+        container: &container,
+        log_group: "",
+        public: false,
+        exec_agent: true,
+        timeout: WAIT,
+    };
+    wait::wait_running(&clients, &spec, |status| {
+        tracing::info!(status, "one-off task")
+    })
+    .await?;
+    let target = ExecTarget {
+        cluster: cluster.clone(),
+        task_arn,
+        container: Some(container),
+    };
+    Ok(Exit::Remote(
+        exec::run(&clients.ecs, &target, &args.command).await?,
+    ))
+}
+
+/// The service's task definition and network configuration, as the service runs them.
+async fn from_service(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    service: &str,
+) -> anyhow::Result<(String, AwsVpcConfiguration)> {
+    let out = ecs
+        .describe_services()
+        .cluster(cluster)
+        .services(service)
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ecs:DescribeServices", e))?;
+    let found = out
+        .services()
+        .first()
+        .ok_or_else(|| UsageError(format!("no service {service} in cluster {cluster}")))?;
+    let task_definition = found
+        .task_definition()
+        .ok_or_else(|| UsageError(format!("service {service} has no task definition")))?;
+    let network = found
+        .network_configuration()
+        .and_then(|n| n.awsvpc_configuration())
+        .cloned()
+        .ok_or_else(|| UsageError(format!("service {service} has no awsvpc network configuration (jump run needs Fargate services)")))?;
+    Ok((task_definition.to_string(), network))
+}
+
+/// The named container, or the task definition's first essential one.
+async fn container_name(
+    ecs: &aws_sdk_ecs::Client,
+    task_definition: &str,
+    wanted: Option<&str>,
+) -> anyhow::Result<String> {
+    let out = ecs
+        .describe_task_definition()
+        .task_definition(task_definition)
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ecs:DescribeTaskDefinition", e))?;
+    let containers = out
+        .task_definition()
+        .map(|d| d.container_definitions())
+        .unwrap_or_default();
+    let names: Vec<&str> = containers.iter().filter_map(|c| c.name()).collect();
+    match wanted {
+        Some(name) if names.contains(&name) => Ok(name.to_string()),
+        Some(name) => Err(UsageError(format!(
+            "no container {name} in {task_definition} (it has: {})",
+            names.join(", ")
+        ))
+        .into()),
+        None => containers
+            .iter()
+            .find(|c| c.essential().unwrap_or(true))
+            .and_then(|c| c.name())
+            .map(str::to_string)
+            .ok_or_else(|| UsageError(format!("{task_definition} has no containers")).into()),
+    }
+}

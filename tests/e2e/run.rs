@@ -1,0 +1,146 @@
+//! `jump run`: one-off tasks from a service's own task definition.
+
+use std::io::Write;
+use std::process::Stdio;
+
+use crate::support::{shared, stderr, stdout, World};
+
+/// A service `web` with its own command, environment and network configuration.
+fn web_service(world: &World) -> (String, String) {
+    let family = format!("web-{}", world.cluster);
+    let definition = serde_json::json!([{
+        "name": "web", "image": "registry.example/web:1.2.3", "essential": true,
+        "command": ["sh", "-c", "echo serving; sleep 3600"],
+        "environment": [{ "name": "APP_ENV", "value": "production" }],
+    }]);
+    world.register(&family, &definition);
+    let subnet = world
+        .sandbox_var("JUMP_SUBNETS")
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string();
+    let group = world.sandbox_var("JUMP_SECURITY_GROUPS").to_string();
+    let network = format!("awsvpcConfiguration={{subnets=[{subnet}],securityGroups=[{group}]}}");
+    world.sandbox.aws(&[
+        "ecs",
+        "create-service",
+        "--cluster",
+        &world.cluster,
+        "--service-name",
+        "web",
+        "--task-definition",
+        &family,
+        "--desired-count",
+        "0",
+        "--launch-type",
+        "FARGATE",
+        "--network-configuration",
+        &network,
+    ]);
+    (family, subnet)
+}
+
+#[test]
+fn a_command_in_a_one_off_task_of_the_service() {
+    let world = World::new(shared(), "run-service");
+    let (family, subnet) = web_service(&world);
+    let out = world.run(&[
+        "run",
+        "--service",
+        "web",
+        "--",
+        "sh",
+        "-c",
+        "echo $APP_ENV; exit 5",
+    ]);
+    assert_eq!(out.status.code(), Some(5), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), "production\n");
+    let stopped = world.tasks("STOPPED");
+    let task = stopped
+        .iter()
+        .map(|arn| world.describe(arn))
+        .find(|t| t["startedBy"] == "jump")
+        .expect("the one-off task");
+    assert!(task["taskDefinitionArn"]
+        .as_str()
+        .unwrap()
+        .contains(&format!("task-definition/{family}:")));
+    assert_eq!(
+        task["attachments"][0]["details"][0]["value"],
+        subnet.as_str()
+    );
+    assert!(task["enableExecuteCommand"].as_bool().unwrap());
+    let tags = task["tags"].as_array().unwrap();
+    assert!(tags.iter().any(|t| t["key"] == "jump:owner"));
+    world.wait_stopped(task["taskArn"].as_str().unwrap());
+    world.assert_nothing_left();
+}
+
+#[test]
+fn without_a_terminal_stdin_is_piped_and_the_status_returns() {
+    let world = World::new(shared(), "run-pipe");
+    web_service(&world);
+    let args = [
+        "run",
+        "--service",
+        "web",
+        "-e",
+        "EXTRA=yes",
+        "--",
+        "sh",
+        "-c",
+        "cat; echo $EXTRA; exit 3",
+    ];
+    let mut child = world.spawn(&args, Stdio::piped());
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"from the pipe\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), "from the pipe\nyes\n");
+    world.assert_nothing_left();
+}
+
+#[test]
+fn run_refuses_bad_input_before_any_task() {
+    let world = World::new(shared(), "run-bad");
+    web_service(&world);
+    for (args, needle) in [
+        (
+            vec!["run", "--service", "web", "-e", "NOVALUE"],
+            "KEY=VALUE",
+        ),
+        (vec!["run", "--service", "web", "--ttl", "2d"], "--ttl"),
+        (
+            vec![
+                "run",
+                "--service",
+                "web",
+                "--cpu",
+                "256",
+                "--memory",
+                "4096",
+            ],
+            "memory",
+        ),
+        (vec!["run"], "--service"),
+    ] {
+        let out = world.run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+    }
+    let out = world.run(&["run", "--service", "nope", "--", "true"]);
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", stderr(&out));
+    assert!(stderr(&out).contains("no service nope"));
+    let out = world.run(&["run", "--service", "web", "--container", "db", "--", "true"]);
+    assert!(
+        stderr(&out).contains("no container db"),
+        "stderr: {}",
+        stderr(&out)
+    );
+    world.assert_nothing_left();
+}
