@@ -26,6 +26,7 @@ pub struct Clients {
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub sts: aws_sdk_sts::Client,
     pub ssm: aws_sdk_ssm::Client,
+    pub iam: aws_sdk_iam::Client,
     pub rds: aws_sdk_rds::Client,
     /// The resolved region, needed for the task's `awslogs-region` option.
     pub region: String,
@@ -138,6 +139,7 @@ impl Clients {
             logs: aws_sdk_cloudwatchlogs::Client::new(&config),
             sts: aws_sdk_sts::Client::new(&config),
             ssm: aws_sdk_ssm::Client::new(&config),
+            iam: aws_sdk_iam::Client::new(&config),
             rds: aws_sdk_rds::Client::new(&config),
             region,
         })

@@ -121,6 +121,9 @@ stopped afterwards on every exit path. Without a command you get a shell.",
         after_help = "Examples:\n  jump logs 3f9c0a1b2c4d\n  jump logs 3f9c0a1b2c4d --follow"
     )]
     Logs(LogsArgs),
+    /// Stop every session whose TTL has passed, whoever owns it (`down --expired`, for a schedule)
+    #[command(after_help = "Examples:\n  jump gc\n  jump gc --cluster platform --json")]
+    Gc(ClusterArgs),
     /// Print a shell completion script
     #[command(
         after_help = "Examples:\n  jump completions bash > ~/.local/share/bash-completion/completions/jump\n  jump completions zsh > \"${fpath[1]}/_jump\""

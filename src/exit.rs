@@ -18,6 +18,7 @@ use thiserror::Error;
 
 use crate::aws::{ApiError, NoRegion};
 use crate::connect::exec::ExecError;
+use crate::connect::exec_access::AccessError;
 use crate::connect::forward::ForwardError;
 use crate::connect::ssh::ConnectError;
 use crate::keys::BadHostKey;
@@ -73,6 +74,7 @@ impl Exit {
                     || cause.is::<BadHostKey>()
                     || cause.is::<ConnectError>()
                     || cause.is::<ExecError>()
+                    || cause.is::<AccessError>()
                     || cause.is::<ForwardError>()
                 {
                     Some(Exit::Connect)

@@ -32,6 +32,6 @@ pub async fn run(global: GlobalArgs, output: Output, args: ExecArgs) -> anyhow::
         task_arn,
         container: args.container,
     };
-    let code = exec::run(&clients.ecs, &target, &args.command).await?;
+    let code = exec::run(&clients, &target, &args.command).await?;
     Ok(Exit::Remote(code))
 }

@@ -14,7 +14,7 @@ use std::io::Write;
 use anyhow::Context as _;
 use clap::CommandFactory;
 
-use crate::cli::{Cli, ClusterArgs, Command, GlobalArgs};
+use crate::cli::{Cli, ClusterArgs, Command, DownArgs, GlobalArgs};
 use crate::exit::Exit;
 use crate::output::Output;
 use crate::plan::Layers;
@@ -100,6 +100,17 @@ async fn dispatch(ctx: &mut Context, command: Command) -> anyhow::Result<Exit> {
             ctx.supervised(work).await
         }
         Command::Down(args) => {
+            let work = down::run(ctx.global.clone(), ctx.output, args);
+            ctx.supervised(work).await
+        }
+        Command::Gc(cluster) => {
+            let args = DownArgs {
+                session: None,
+                all_mine: false,
+                expired: true,
+                all: false,
+                cluster,
+            };
             let work = down::run(ctx.global.clone(), ctx.output, args);
             ctx.supervised(work).await
         }

@@ -172,7 +172,7 @@ async fn one_off(
         container: Some(container),
     };
     Ok(Exit::Remote(
-        exec::run(&clients.ecs, &target, &args.command).await?,
+        exec::run(&clients, &target, &args.command).await?,
     ))
 }
 

@@ -201,7 +201,7 @@ impl Session {
         };
         match &self.after {
             After::Run(words) => Ok(Exit::Remote(
-                exec::run(&self.clients.ecs, &target, words).await?,
+                exec::run(&self.clients, &target, words).await?,
             )),
             After::Forward(specs) => {
                 forward::forward_all(&self.clients, &target, specs, self.output).await

@@ -21,7 +21,8 @@ use thiserror::Error;
 use tokio::io::AsyncReadExt;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::aws::ApiError;
+use crate::aws::{ApiError, Clients};
+use crate::connect::exec_access::diagnose;
 use crate::connect::ssh::{remote_command, shell_quote};
 use crate::ssm::channel::{Channel, Event, Sender};
 use crate::ssm::frame::PayloadType;
@@ -151,6 +152,20 @@ fn partial_suffix(data: &[u8], marker: &[u8]) -> usize {
         .unwrap_or(0)
 }
 
+/// An opaque "target not connected" usually means a missing permission: name it.
+async fn explain(clients: &Clients, target: &ExecTarget, err: anyhow::Error) -> anyhow::Error {
+    let not_connected = err
+        .downcast_ref::<ApiError>()
+        .is_some_and(|e| e.code.as_deref() == Some("TargetNotConnectedException"));
+    if !not_connected {
+        return err;
+    }
+    match diagnose(clients, &target.cluster, &target.task_arn).await {
+        Some(access) => access.into(),
+        None => err,
+    }
+}
+
 /// Opens the session with ECS ExecuteCommand.
 async fn execute_command(
     ecs: &aws_sdk_ecs::Client,
@@ -178,15 +193,14 @@ async fn execute_command(
 }
 
 /// Runs `words` (or a shell) in the task and returns its exit status.
-pub async fn run(
-    ecs: &aws_sdk_ecs::Client,
-    target: &ExecTarget,
-    words: &[String],
-) -> anyhow::Result<i32> {
+pub async fn run(clients: &Clients, target: &ExecTarget, words: &[String]) -> anyhow::Result<i32> {
     let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let nonce = crate::session::SessionId::random().to_string();
     let command = wrapped_command(&nonce, words, terminal);
-    let (url, token) = execute_command(ecs, target, &command).await?;
+    let (url, token) = match execute_command(&clients.ecs, target, &command).await {
+        Ok(session) => session,
+        Err(err) => return Err(explain(clients, target, err).await),
+    };
     let mut channel = Channel::connect(&url, &token)
         .await
         .map_err(|e| ExecError::Channel(e.to_string()))?;

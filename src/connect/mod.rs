@@ -2,5 +2,6 @@
 //! (our own Session Manager client).
 
 pub mod exec;
+pub mod exec_access;
 pub mod forward;
 pub mod ssh;

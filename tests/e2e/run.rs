@@ -144,3 +144,45 @@ fn run_refuses_bad_input_before_any_task() {
     );
     world.assert_nothing_left();
 }
+
+#[test]
+fn a_task_role_that_cannot_open_exec_channels_is_named_with_what_it_lacks() {
+    let world = World::new(shared(), "run-role");
+    web_service(&world);
+    let name = format!("no-exec-{}", world.cluster);
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    let created = world.sandbox.aws(&[
+        "iam",
+        "create-role",
+        "--role-name",
+        &name,
+        "--assume-role-policy-document",
+        trust,
+    ]);
+    let role = created["Role"]["Arn"].as_str().unwrap().to_string();
+    world.sandbox.ctl(&[
+        "deny",
+        "ssmmessages:CreateDataChannel",
+        "ssmmessages:OpenDataChannel",
+        "--principal",
+        &format!("role/{name}"),
+    ]);
+    let out = world.run(&[
+        "run",
+        "--service",
+        "web",
+        "--task-role",
+        &role,
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(76), "stderr: {}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&role), "{err}");
+    assert!(
+        err.contains("ssmmessages:CreateDataChannel, ssmmessages:OpenDataChannel"),
+        "{err}"
+    );
+    assert!(!err.contains("OpenControlChannel"), "{err}");
+    world.assert_nothing_left();
+}

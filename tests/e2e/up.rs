@@ -267,3 +267,74 @@ fn logs_show_the_session_task_output_and_follow_until_it_stops() {
     );
     world.assert_nothing_left();
 }
+
+#[test]
+fn twenty_concurrent_sessions_never_interfere() {
+    let world = World::new(shared(), "twenty");
+    let sessions: Vec<serde_json::Value> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..20)
+            .map(|_| scope.spawn(|| world.json(&["up", "--detach", "--json"])))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut ids: Vec<String> = sessions
+        .iter()
+        .map(|s| s["session"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 20, "session ids collided");
+    let mut arns: Vec<&str> = sessions
+        .iter()
+        .map(|s| s["task_arn"].as_str().unwrap())
+        .collect();
+    arns.sort_unstable();
+    arns.dedup();
+    assert_eq!(arns.len(), 20);
+
+    let listed = world.json(&["ls", "--json"]);
+    let mut listed_ids: Vec<String> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["session"].as_str().unwrap().to_string())
+        .collect();
+    listed_ids.sort();
+    assert_eq!(listed_ids, ids);
+    // Each local record belongs to its own session: no cross-talk.
+    for session in &sessions {
+        let id = session["session"].as_str().unwrap();
+        let record: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(world.state.path().join(id).join("session.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(record["task_arn"], session["task_arn"]);
+        assert_eq!(record["ip"], session["ip"]);
+    }
+    let out = world.run(&["down", "--all-mine"]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    world.assert_nothing_left();
+}
+
+#[test]
+fn gc_reaps_expired_sessions_like_down_expired() {
+    let world = World::new(shared(), "gc");
+    let session = world.json(&["up", "--detach", "--json"]);
+    let arn = session["task_arn"].as_str().unwrap();
+    world.sandbox.aws(&[
+        "ecs",
+        "tag-resource",
+        "--resource-arn",
+        arn,
+        "--tags",
+        "key=jump:expires,value=2020-01-01T00:00:00Z",
+    ]);
+    let out = world.run(&["gc"]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert!(world.running_tasks().is_empty());
+    assert!(world
+        .run(&["down", session["session"].as_str().unwrap()])
+        .status
+        .success());
+    world.assert_nothing_left();
+}

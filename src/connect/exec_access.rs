@@ -1,0 +1,96 @@
+//! Why ECS Exec cannot open a channel into a task, in terms a user can act on.
+//!
+//! ExecuteCommand answers a task whose role may not open Session Manager channels with
+//! an opaque `TargetNotConnectedException` ("internal error, try again later"). The usual
+//! cause is the task role, so we ask IAM's policy simulator which of the four
+//! `ssmmessages` actions the role is denied, and name them.
+
+use aws_sdk_iam::types::PolicyEvaluationDecisionType;
+use thiserror::Error;
+
+use crate::aws::{ApiError, Clients};
+use crate::session::wait::describe_task;
+
+/// What the task role needs for ECS Exec's control and data channels.
+pub const CHANNEL_ACTIONS: [&str; 4] = [
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+];
+
+/// A missing ECS Exec prerequisite. Exit code 76.
+#[derive(Debug, Error)]
+pub enum AccessError {
+    #[error(
+        "ECS Exec cannot open a channel into task {task}: its task role {role} is not allowed {} \
+         (IAM policy simulation); add the permission to the role, or give `jump run` a \
+         --task-role that has it",
+        missing.join(", ")
+    )]
+    Denied {
+        task: String,
+        role: String,
+        missing: Vec<String>,
+    },
+    #[error(
+        "ECS Exec cannot open a channel into task {task}: the task has no task role, and ECS \
+         Exec needs one allowed {}",
+        CHANNEL_ACTIONS.join(", ")
+    )]
+    NoRole { task: String },
+}
+
+/// The missing prerequisite, if we can name one.
+pub async fn diagnose(clients: &Clients, cluster: &str, task_arn: &str) -> Option<AccessError> {
+    let task = describe_task(&clients.ecs, cluster, task_arn)
+        .await
+        .ok()??;
+    let overridden = task
+        .overrides()
+        .and_then(|o| o.task_role_arn())
+        .map(str::to_string);
+    let role = match overridden {
+        Some(role) => Some(role),
+        None => task_definition_role(&clients.ecs, task.task_definition_arn()?).await,
+    };
+    let Some(role) = role else {
+        return Some(AccessError::NoRole {
+            task: task_arn.to_string(),
+        });
+    };
+    let missing = denied_actions(&clients.iam, &role).await.ok()?;
+    (!missing.is_empty()).then(|| AccessError::Denied {
+        task: task_arn.to_string(),
+        role,
+        missing,
+    })
+}
+
+async fn task_definition_role(ecs: &aws_sdk_ecs::Client, arn: &str) -> Option<String> {
+    let out = ecs
+        .describe_task_definition()
+        .task_definition(arn)
+        .send()
+        .await
+        .ok()?;
+    out.task_definition()?.task_role_arn().map(str::to_string)
+}
+
+async fn denied_actions(iam: &aws_sdk_iam::Client, role: &str) -> Result<Vec<String>, ApiError> {
+    let out = iam
+        .simulate_principal_policy()
+        .policy_source_arn(role)
+        .set_action_names(Some(
+            CHANNEL_ACTIONS.iter().map(|a| a.to_string()).collect(),
+        ))
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("iam:SimulatePrincipalPolicy", e))?;
+    Ok(out
+        .evaluation_results()
+        .iter()
+        .filter(|r| r.eval_decision() != &PolicyEvaluationDecisionType::Allowed)
+        .map(|r| r.eval_action_name().to_string())
+        .collect())
+}
