@@ -5,8 +5,8 @@ use std::process::Stdio;
 
 use crate::support::{shared, stderr, stdout, World};
 
-/// A service `web` with its own command, environment and network configuration.
-fn web_service(world: &World) -> (String, String) {
+/// A service `web` with its own command, environment, subnet and security group.
+fn web_service(world: &World) -> (String, String, String) {
     let family = format!("web-{}", world.cluster);
     let definition = serde_json::json!([{
         "name": "web", "image": "registry.example/web:1.2.3", "essential": true,
@@ -20,7 +20,24 @@ fn web_service(world: &World) -> (String, String) {
         .next()
         .unwrap()
         .to_string();
-    let group = world.sandbox_var("JUMP_SECURITY_GROUPS").to_string();
+    let described = world
+        .sandbox
+        .aws(&["ec2", "describe-subnets", "--subnet-ids", &subnet]);
+    let vpc = described["Subnets"][0]["VpcId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let created = world.sandbox.aws(&[
+        "ec2",
+        "create-security-group",
+        "--group-name",
+        &format!("web-{}", world.cluster),
+        "--description",
+        "the web service",
+        "--vpc-id",
+        &vpc,
+    ]);
+    let group = created["GroupId"].as_str().unwrap().to_string();
     let network = format!("awsvpcConfiguration={{subnets=[{subnet}],securityGroups=[{group}]}}");
     world.sandbox.aws(&[
         "ecs",
@@ -38,42 +55,65 @@ fn web_service(world: &World) -> (String, String) {
         "--network-configuration",
         &network,
     ]);
-    (family, subnet)
+    (family, subnet, group)
 }
 
 #[test]
 fn a_command_in_a_one_off_task_of_the_service() {
     let world = World::new(shared(), "run-service");
-    let (family, subnet) = web_service(&world);
-    let out = world.run(&[
+    let (family, subnet, group) = web_service(&world);
+    let args = [
         "run",
         "--service",
         "web",
         "--",
         "sh",
         "-c",
-        "echo $APP_ENV; exit 5",
+        "echo $APP_ENV; sleep 2; exit 5",
+    ];
+    let child = world.spawn(&args, Stdio::null());
+    // While it runs: the task's network interface is in the service's subnet and group.
+    let arn = world.wait_for_task();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let eni = loop {
+        let task = world.describe(&arn);
+        let details = task["attachments"][0]["details"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let found = details.iter().find(|d| d["name"] == "networkInterfaceId");
+        if let Some(eni) = found.and_then(|d| d["value"].as_str()) {
+            break eni.to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "no ENI: {task}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let interfaces = world.sandbox.aws(&[
+        "ec2",
+        "describe-network-interfaces",
+        "--network-interface-ids",
+        &eni,
     ]);
+    let interface = &interfaces["NetworkInterfaces"][0];
+    assert_eq!(interface["SubnetId"], subnet.as_str());
+    assert_eq!(interface["Groups"][0]["GroupId"], group.as_str());
+
+    let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(5), "stderr: {}", stderr(&out));
     assert_eq!(stdout(&out), "production\n");
-    let stopped = world.tasks("STOPPED");
-    let task = stopped
-        .iter()
-        .map(|arn| world.describe(arn))
-        .find(|t| t["startedBy"] == "jump")
-        .expect("the one-off task");
+    let task = world.describe(&arn);
+    assert_eq!(task["startedBy"], "jump");
     assert!(task["taskDefinitionArn"]
         .as_str()
         .unwrap()
         .contains(&format!("task-definition/{family}:")));
-    assert_eq!(
-        task["attachments"][0]["details"][0]["value"],
-        subnet.as_str()
-    );
     assert!(task["enableExecuteCommand"].as_bool().unwrap());
-    let tags = task["tags"].as_array().unwrap();
-    assert!(tags.iter().any(|t| t["key"] == "jump:owner"));
-    world.wait_stopped(task["taskArn"].as_str().unwrap());
+    assert!(task["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["key"] == "jump:owner"));
+    world.wait_stopped(&arn);
     world.assert_nothing_left();
 }
 

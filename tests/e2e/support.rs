@@ -273,6 +273,19 @@ impl<'a> World<'a> {
         ]);
     }
 
+    /// Moves a task's `jump:expires` tag into the past, as if its TTL had passed.
+    pub fn expire(&self, task_arn: &str) {
+        let tag = "key=jump:expires,value=2020-01-01T00:00:00Z";
+        self.sandbox.aws(&[
+            "ecs",
+            "tag-resource",
+            "--resource-arn",
+            task_arn,
+            "--tags",
+            tag,
+        ]);
+    }
+
     /// `jump ARGS` in the background, stdout and stderr captured.
     pub fn spawn(&self, args: &[&str], stdin: Stdio) -> Child {
         self.jump()

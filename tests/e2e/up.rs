@@ -129,14 +129,7 @@ fn expired_sessions_are_reaped_whoever_owns_them() {
     let session = owner.json(&["up", "--detach", "--json"]);
     let arn = session["task_arn"].as_str().unwrap().to_string();
     let fresh = owner.json(&["up", "--detach", "--json"]);
-    owner.sandbox.aws(&[
-        "ecs",
-        "tag-resource",
-        "--resource-arn",
-        &arn,
-        "--tags",
-        "key=jump:expires,value=2020-01-01T00:00:00Z",
-    ]);
+    owner.expire(&arn);
     let reaper = owner.sibling("reaper-expired");
     let out = reaper.run(&["down", "--expired"]);
     assert!(out.status.success(), "stderr: {}", stderr(&out));
@@ -321,14 +314,7 @@ fn gc_reaps_expired_sessions_like_down_expired() {
     let world = World::new(shared(), "gc");
     let session = world.json(&["up", "--detach", "--json"]);
     let arn = session["task_arn"].as_str().unwrap();
-    world.sandbox.aws(&[
-        "ecs",
-        "tag-resource",
-        "--resource-arn",
-        arn,
-        "--tags",
-        "key=jump:expires,value=2020-01-01T00:00:00Z",
-    ]);
+    world.expire(arn);
     let out = world.run(&["gc"]);
     assert!(out.status.success(), "stderr: {}", stderr(&out));
     assert!(world.running_tasks().is_empty());

@@ -134,14 +134,7 @@ fn the_reaper_workflow_stops_expired_sessions() {
     let owner = World::new(shared(), "gha-reaper").acting_as("dana-reaper");
     let session = owner.json(&["up", "--mode", "exec", "--detach", "--json"]);
     let arn = session["task_arn"].as_str().unwrap();
-    owner.sandbox.aws(&[
-        "ecs",
-        "tag-resource",
-        "--resource-arn",
-        arn,
-        "--tags",
-        "key=jump:expires,value=2020-01-01T00:00:00Z",
-    ]);
+    owner.expire(arn);
     let reaper = owner.sibling("ci-reaper");
     let results = run_job(&reaper, &workflow("reaper.yml")["jobs"]["reap"], &[]);
     assert_eq!(results, [("Stop expired sessions".to_string(), 0)]);
