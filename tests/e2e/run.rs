@@ -69,10 +69,11 @@ fn a_command_in_a_one_off_task_of_the_service() {
         "--",
         "sh",
         "-c",
-        "echo $APP_ENV; sleep 2; exit 5",
+        "echo $APP_ENV; sleep 15; exit 5",
     ];
     let child = world.spawn(&args, Stdio::null());
-    // While it runs: the task's network interface is in the service's subnet and group.
+    // While it runs (15 s is ample even for slow CLI calls under load): the task's network
+    // interface is in the service's subnet and group.
     let arn = world.wait_for_task();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let eni = loop {
