@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 
 use tempfile::TempDir;
 
-use crate::support::stderr;
+use crate::support::{expect_exit, stderr};
 
 struct NoAws {
     listener: TcpListener,
@@ -60,13 +60,9 @@ const GOOD: [(&str, &str); 3] = [
     ("JUMP_SECURITY_GROUPS", "sg-0abc"),
 ];
 
+/// A usage error (exit 2) that says what is wrong.
 fn refused(out: &Output, needle: &str) {
-    assert_eq!(out.status.code(), Some(2), "stderr: {}", stderr(out));
-    assert!(
-        stderr(out).contains(needle),
-        "expected {needle:?} in: {}",
-        stderr(out)
-    );
+    expect_exit(out, 2, needle);
 }
 
 #[test]

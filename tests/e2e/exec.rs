@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{shared, stderr, stdout, Sandbox, World};
+use crate::support::{expect_exit, shared, stderr, stdout, Sandbox, World};
 
 #[test]
 fn exec_mode_passes_output_and_exit_status_through() {
@@ -106,12 +106,7 @@ fn exec_into_a_task_without_exec_enabled_is_a_clear_aws_error() {
         &serde_json::json!([{ "name": "app", "image": "app:1" }]),
     );
     let out = world.run(&["exec", "--task", &arn, "--", "true"]);
-    assert_eq!(out.status.code(), Some(69), "stderr: {}", stderr(&out));
-    assert!(
-        stderr(&out).contains("execute command was not enabled"),
-        "stderr: {}",
-        stderr(&out)
-    );
+    expect_exit(&out, 69, "execute command was not enabled");
     world.sandbox.aws(&[
         "ecs",
         "stop-task",
@@ -258,11 +253,6 @@ fn a_killed_channel_is_reported_at_once() {
         "took {:?}",
         started.elapsed()
     );
-    assert_eq!(out.status.code(), Some(76), "stderr: {}", stderr(&out));
-    assert!(
-        stderr(&out).contains("data channel"),
-        "stderr: {}",
-        stderr(&out)
-    );
+    expect_exit(&out, 76, "data channel");
     world.assert_nothing_left();
 }

@@ -1,6 +1,6 @@
 //! AWS API faults, each in a sandbox of its own (API faults are sandbox-wide).
 
-use crate::support::{stderr, Sandbox, World};
+use crate::support::{expect_exit, stderr, Sandbox, World};
 
 #[test]
 fn throttling_on_run_describe_and_stop_is_survived() {
@@ -46,12 +46,7 @@ fn access_denied_on_run_task_is_an_aws_error_with_nothing_started() {
     let world = World::new(&sandbox, "denied");
     sandbox.ctl(&["fault", "RunTask", "--kind", "access-denied"]);
     let out = world.run(&["up", "--", "true"]);
-    assert_eq!(out.status.code(), Some(69), "stderr: {}", stderr(&out));
-    assert!(
-        stderr(&out).contains("AccessDenied"),
-        "stderr: {}",
-        stderr(&out)
-    );
+    expect_exit(&out, 69, "AccessDenied");
     assert!(world.tasks("STOPPED").is_empty() && world.running_tasks().is_empty());
     world.assert_nothing_left();
 }

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::support::{shared, stderr, Sandbox, World};
+use crate::support::{expect_exit, shared, stderr, Sandbox, World};
 
 /// A PostgreSQL-backed RDS instance in the shared sandbox.
 fn database() -> &'static str {
@@ -322,12 +322,7 @@ fn named_targets_and_bad_targets() {
 
     for bad in ["db.internal", "5432:db:99999", "rds:"] {
         let out = world.run(&["forward", bad]);
-        assert_eq!(out.status.code(), Some(2), "{bad}: {}", stderr(&out));
-        assert!(
-            stderr(&out).contains("forward target"),
-            "{bad}: {}",
-            stderr(&out)
-        );
+        expect_exit(&out, 2, "forward target");
     }
     world.assert_nothing_left();
 }

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::process::Stdio;
 
-use crate::support::{shared, stderr, stdout, World};
+use crate::support::{expect_exit, shared, stderr, stdout, World};
 
 /// A service `web` with its own command, environment, subnet and security group.
 fn web_service(world: &World) -> (String, String, String) {
@@ -171,12 +171,10 @@ fn run_refuses_bad_input_before_any_task() {
         (vec!["run"], "--service"),
     ] {
         let out = world.run(&args);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
-        assert!(stderr(&out).contains(needle), "{args:?}: {}", stderr(&out));
+        expect_exit(&out, 2, needle);
     }
     let out = world.run(&["run", "--service", "nope", "--", "true"]);
-    assert_eq!(out.status.code(), Some(2), "stderr: {}", stderr(&out));
-    assert!(stderr(&out).contains("no service nope"));
+    expect_exit(&out, 2, "no service nope");
     let out = world.run(&["run", "--service", "web", "--container", "db", "--", "true"]);
     assert!(
         stderr(&out).contains("no container db"),

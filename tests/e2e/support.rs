@@ -411,6 +411,16 @@ impl<'a> World<'a> {
     }
 }
 
+/// Asserts `jump` exited with `code` and said something containing `needle` on stderr.
+pub fn expect_exit(out: &Output, code: i32, needle: &str) {
+    assert_eq!(out.status.code(), Some(code), "stderr: {}", stderr(out));
+    assert!(
+        stderr(out).contains(needle),
+        "expected {needle:?} in: {}",
+        stderr(out)
+    );
+}
+
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
