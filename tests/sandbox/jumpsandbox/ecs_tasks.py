@@ -230,6 +230,7 @@ class TaskService:
         self.threads: list[threading.Thread] = []
         self.stop_hooks: list = []  # called with a task as it starts stopping
         self._allocated: set[str] = set()
+        self._cursor: dict[str, int] = {}  # per subnet: where the next address search starts
 
     # ---- API -----------------------------------------------------------
 
@@ -416,11 +417,16 @@ class TaskService:
         net = ipaddress.ip_network(subnet.cidr_block)
         in_use = {eni.private_ip_address for eni in ec2.enis.values()}
         with self.lock:
-            # AWS reserves the first four addresses and the last of every subnet.
-            for offset in range(4, net.num_addresses - 1):
-                candidate = str(net.network_address + offset)
+            # AWS reserves the first four addresses and the last of every subnet. The
+            # search goes round the subnet, so a just-freed address is the last reused.
+            usable = range(4, net.num_addresses - 1)
+            start = self._cursor.get(subnet.id, 0)
+            for step in range(len(usable)):
+                index = (start + step) % len(usable)
+                candidate = str(net.network_address + usable[index])
                 if candidate not in in_use and candidate not in self._allocated:
                     self._allocated.add(candidate)
+                    self._cursor[subnet.id] = index + 1
                     return candidate
         raise invalid(f"Subnet {subnet.id} has no free addresses.")
 

@@ -235,6 +235,10 @@ class Network:
             ip("-n", ns, "route", "add", "default", "via", gateway)
             ip("link", "set", veth, "master", self.bridge)
             ip("link", "set", veth, "up")
+            # An address freed by a stopped host may still have a neighbour entry here
+            # pointing at that host's MAC: traffic would vanish until it expired.
+            for address, _ in addresses:
+                ip("neigh", "flush", "to", address, check=False)
             etc = NETNS_ETC / ns
             etc.mkdir(parents=True, exist_ok=True)
             (etc / "hosts").write_text("")

@@ -1,6 +1,7 @@
 """ECS API behaviour the sandbox fixes in moto, and its validation."""
 
 import botocore.exceptions
+from conftest import private_ip
 import pytest
 
 
@@ -124,3 +125,52 @@ def test_runs_in_any_vpc_including_one_without_dns_hostnames(aws):
     assert details["privateIPv4Address"].startswith("10.199.7.")
     aws.ecs.stop_task(cluster=aws.cluster, task=arn)
     aws.wait_for(arn, "STOPPED")
+
+
+def test_a_reused_address_reaches_the_new_host_at_once(aws):
+    """Addresses go round the subnet, and a stopped task's address, reused, reaches its new host."""
+    import socket
+    import time
+
+    vpc = aws.ec2.create_vpc(CidrBlock="10.198.0.0/16")["Vpc"]["VpcId"]
+    subnet = aws.ec2.create_subnet(VpcId=vpc, CidrBlock="10.198.0.0/28")["Subnet"]["SubnetId"]  # 11 usable
+    keys = {"name": "JUMP_AUTHORIZED_KEYS", "value": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFakeFakeFakeFakeFakeFakeFakeFake x"}
+
+    def run(count):
+        return aws.ecs.run_task(
+            cluster=aws.cluster, taskDefinition="jumphost", launchType="FARGATE", count=count,
+            networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet]}},
+            overrides={"containerOverrides": [{"name": "jumphost", "environment": [keys]}]},
+        )["tasks"]
+
+    def sshd_answers(address, timeout):
+        # sshd starts a moment after the host key is logged: a refusal (the host is there)
+        # is retried; a timeout (packets going nowhere) fails the test.
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                with socket.create_connection((address, 22), timeout=timeout) as conn:
+                    conn.settimeout(timeout)
+                    return conn.recv(7) == b"SSH-2.0"
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+
+    first = run(1)[0]
+    running, _ = aws.wait_for(first["taskArn"], "RUNNING")
+    address = private_ip(running)
+    aws.wait_log(first["taskArn"], "jump-host-key: ")
+    assert sshd_answers(address, 5)  # the machine now has a neighbour entry for it
+    aws.ecs.stop_task(cluster=aws.cluster, task=first["taskArn"])
+    aws.wait_for(first["taskArn"], "STOPPED")
+
+    others = run(10) + run(1)  # the eleventh goes round the subnet to the freed address
+    reused = [t for t in others if private_ip(t) == address]
+    assert len(reused) == 1, [private_ip(t) for t in others]
+    aws.wait_for(reused[0]["taskArn"], "RUNNING")
+    aws.wait_log(reused[0]["taskArn"], "jump-host-key: ")
+    assert sshd_answers(address, 2)
+    for task in others:
+        aws.ecs.stop_task(cluster=aws.cluster, task=task["taskArn"])
+    for task in others:
+        aws.wait_for(task["taskArn"], "STOPPED")

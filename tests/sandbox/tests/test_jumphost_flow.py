@@ -114,11 +114,12 @@ def test_idle_timeout_ends_an_unused_task(aws):
 def test_an_open_ssh_session_keeps_an_idle_task_alive(aws, keypair, tmp_path):
     key, public = keypair
     known_hosts = tmp_path / "known_hosts"
-    task, host = aws.ssh_task(public, known_hosts, env={"JUMP_IDLE_SECONDS": "2", "JUMP_WATCH_INTERVAL": "1"})
-    out = ssh(key, known_hosts, host, "sleep 5; echo still-here")
+    # Idle 4 s: long enough to connect even on a loaded machine; the session outlasts it.
+    task, host = aws.ssh_task(public, known_hosts, env={"JUMP_IDLE_SECONDS": "4", "JUMP_WATCH_INTERVAL": "1"})
+    out = ssh(key, known_hosts, host, "sleep 8; echo still-here")
     assert out.stdout.strip() == "still-here", out.stderr
     stopped, _ = aws.wait_for(task["taskArn"], "STOPPED", timeout=30)
-    assert any("no session for 2s" in line for line in aws.log_lines(task["taskArn"]))
+    assert any("no session for 4s" in line for line in aws.log_lines(task["taskArn"]))
 
 
 def test_command_exit_status_becomes_the_container_exit_code(aws):
