@@ -294,9 +294,7 @@ impl Layers {
         let memory = self.memory.unwrap_or(512);
         check_cpu_memory(cpu, memory)?;
         let ttl = self.ttl.unwrap_or(Duration::from_secs(3600));
-        if !(MIN_TTL..=MAX_TTL).contains(&ttl) {
-            return Err(PlanError::Ttl(humantime::format_duration(ttl).to_string()));
-        }
+        check_ttl(ttl)?;
         // The default idle timeout shrinks to fit a short TTL; an explicit one must fit.
         let idle_timeout = self
             .idle_timeout
@@ -431,6 +429,15 @@ pub fn fargate_memory_options(cpu: u32) -> Option<Vec<u32>> {
         _ => return None,
     };
     Some((low..=high).step_by(1024).collect())
+}
+
+/// A task lifetime jump accepts: long enough to connect, short enough to be safe to forget.
+pub fn check_ttl(ttl: Duration) -> Result<(), PlanError> {
+    if (MIN_TTL..=MAX_TTL).contains(&ttl) {
+        Ok(())
+    } else {
+        Err(PlanError::Ttl(humantime::format_duration(ttl).to_string()))
+    }
 }
 
 pub fn check_cpu_memory(cpu: u32, memory: u32) -> Result<(), PlanError> {

@@ -17,14 +17,12 @@ use crate::cli::{ClusterArgs, RunArgs};
 use crate::connect::exec::{self, ExecTarget};
 use crate::exit::{Exit, UsageError};
 use crate::keys::SessionDir;
-use crate::plan::{check_cpu_memory, parse_duration};
+use crate::plan::{check_cpu_memory, check_ttl, parse_duration};
 use crate::session::guard::Guard;
 use crate::session::provision::{session_tags, started_task, tag, STARTED_BY};
 use crate::session::wait::{self, WaitSpec};
 use crate::session::SessionId;
 
-const MIN_TTL: Duration = Duration::from_secs(60);
-const MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 const WAIT: Duration = Duration::from_secs(5 * 60);
 
 /// Everything checked before the first AWS call.
@@ -44,7 +42,7 @@ fn check(args: &RunArgs) -> anyhow::Result<Checked> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     let ttl = parse_duration(&args.ttl).map_err(|e| UsageError(format!("--ttl: {e}")))?;
-    if !(MIN_TTL..=MAX_TTL).contains(&ttl) {
+    if check_ttl(ttl).is_err() {
         return Err(UsageError(format!(
             "--ttl must be between 1m and 24h, not {}",
             args.ttl

@@ -107,14 +107,7 @@ fn exec_into_a_task_without_exec_enabled_is_a_clear_aws_error() {
     );
     let out = world.run(&["exec", "--task", &arn, "--", "true"]);
     expect_exit(&out, 69, "execute command was not enabled");
-    world.sandbox.aws(&[
-        "ecs",
-        "stop-task",
-        "--cluster",
-        &world.cluster,
-        "--task",
-        &arn,
-    ]);
+    world.stop_task(&arn);
 }
 
 /// A session in tmux: prompt, echo, resize, Ctrl-C, exit status.

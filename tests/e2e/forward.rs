@@ -175,14 +175,7 @@ fn echo_task(world: &World) -> (String, String) {
 
 /// Stops the echo task, then the forward, and checks nothing else is left.
 fn stop_echo(world: &World, child: Child, echo: &str) {
-    world.sandbox.aws(&[
-        "ecs",
-        "stop-task",
-        "--cluster",
-        &world.cluster,
-        "--task",
-        echo,
-    ]);
+    world.stop_task(echo);
     stop(world, child);
 }
 
@@ -296,14 +289,7 @@ fn a_killed_tunnel_is_reported_at_once_and_resets_local_sockets() {
         text.contains("port-forwarding session ended"),
         "stderr: {text}"
     );
-    sandbox.aws(&[
-        "ecs",
-        "stop-task",
-        "--cluster",
-        &world.cluster,
-        "--task",
-        &echo,
-    ]);
+    world.stop_task(&echo);
     world.assert_nothing_left();
 }
 

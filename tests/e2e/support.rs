@@ -273,6 +273,18 @@ impl<'a> World<'a> {
         ]);
     }
 
+    /// Stops a task directly through ECS (one jump did not start).
+    pub fn stop_task(&self, task_arn: &str) {
+        self.sandbox.aws(&[
+            "ecs",
+            "stop-task",
+            "--cluster",
+            &self.cluster,
+            "--task",
+            task_arn,
+        ]);
+    }
+
     /// Moves a task's `jump:expires` tag into the past, as if its TTL had passed.
     pub fn expire(&self, task_arn: &str) {
         let tag = "key=jump:expires,value=2020-01-01T00:00:00Z";
