@@ -9,6 +9,7 @@
 //! 69, retry on throttling, "not found" as success) without naming five error enums.
 
 use std::fmt;
+use std::path::PathBuf;
 
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
@@ -27,9 +28,14 @@ pub struct Clients {
     pub sts: aws_sdk_sts::Client,
     pub ssm: aws_sdk_ssm::Client,
     pub iam: aws_sdk_iam::Client,
+    pub kms: aws_sdk_kms::Client,
     pub rds: aws_sdk_rds::Client,
     /// The resolved region, needed for the task's `awslogs-region` option.
     pub region: String,
+    /// The profile named with `--profile`, passed on to session-manager-plugin.
+    pub profile: Option<String>,
+    /// `--ssm-plugin`: hand data channels to this program instead of our own client.
+    pub ssm_plugin: Option<PathBuf>,
 }
 
 /// No region could be resolved; a configuration problem, reported before any API call.
@@ -140,9 +146,18 @@ impl Clients {
             sts: aws_sdk_sts::Client::new(&config),
             ssm: aws_sdk_ssm::Client::new(&config),
             iam: aws_sdk_iam::Client::new(&config),
+            kms: aws_sdk_kms::Client::new(&config),
             rds: aws_sdk_rds::Client::new(&config),
             region,
+            profile: profile.map(str::to_string),
+            ssm_plugin: None,
         })
+    }
+
+    /// The same clients, handing data channels to `plugin` when it is set.
+    pub fn with_ssm_plugin(mut self, plugin: Option<PathBuf>) -> Self {
+        self.ssm_plugin = plugin;
+        self
     }
 
     /// The ARN of the caller, used as the `jump:owner` of every session it starts.

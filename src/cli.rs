@@ -59,6 +59,10 @@ pub struct GlobalArgs {
     /// Machine-readable JSON on stdout instead of text
     #[arg(long, global = true)]
     pub json: bool,
+    /// Hand ECS Exec and port-forward sessions to AWS's session-manager-plugin at PATH
+    /// instead of jump's own client (for policies that require it)
+    #[arg(long, global = true, value_name = "PATH", env = "JUMP_SSM_PLUGIN")]
+    pub ssm_plugin: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,11 +91,13 @@ afterwards, whatever happens, unless --detach is given.",
     Down(DownArgs),
     /// Open a shell (or run a command) in a task through ECS Exec, no plugin needed
     #[command(
-        long_about = "Open an interactive shell, or run a command, in a session's task or in any \
-exec-enabled task of the cluster, through ECS Exec. jump speaks the Session Manager protocol \
-itself: no session-manager-plugin. The remote command's exit status becomes jump's; without a \
-terminal (CI) output streams as it comes and piped stdin reaches the command.",
-        after_help = "Examples:\n  jump exec 3f9c0a1b2c4d\n  jump exec 3f9c0a1b2c4d -- sh -c 'echo $HOSTNAME'\n  jump exec --task 0123456789abcdef0123456789abcdef --container web -- bin/rails console\n  echo 'select 1' | jump exec 3f9c0a1b2c4d -- psql -h db.internal"
+        long_about = "Open an interactive shell, or run a command, in a session's task, in a running \
+task of a service, or in any exec-enabled task of the cluster, through ECS Exec. jump speaks the \
+Session Manager protocol itself: no session-manager-plugin. The remote command's exit status \
+becomes jump's; without a terminal (CI) output streams as it comes and piped stdin reaches the \
+command. Sessions on clusters whose ECS Exec configuration names a KMS key are encrypted end to \
+end with a data key from that key (you need kms:GenerateDataKey on it).",
+        after_help = "Examples:\n  jump exec 3f9c0a1b2c4d\n  jump exec 3f9c0a1b2c4d -- sh -c 'echo $HOSTNAME'\n  jump exec --service web --container app -- bin/rails console\n  jump exec --task 0123456789abcdef0123456789abcdef --container web -- ps aux\n  echo 'select 1' | jump exec 3f9c0a1b2c4d -- psql -h db.internal\n  jump exec --ssm-plugin /usr/local/bin/session-manager-plugin 3f9c0a1b2c4d"
     )]
     Exec(ExecArgs),
     /// Forward local ports to hosts inside the VPC (a database, a REPL), no plugin needed
@@ -263,8 +269,11 @@ pub struct ExecArgs {
     /// Session id, as printed by `jump up --detach` or `jump ls`
     pub session: Option<String>,
     /// Any exec-enabled task of the cluster instead of a session (id or ARN)
-    #[arg(long, value_name = "TASK")]
+    #[arg(long, value_name = "TASK", conflicts_with_all = ["session", "service"])]
     pub task: Option<String>,
+    /// The newest running, exec-ready task of this ECS service instead of a session
+    #[arg(long, value_name = "NAME", conflicts_with = "session")]
+    pub service: Option<String>,
     /// Container to exec into (needed when the task has several)
     #[arg(long, value_name = "NAME")]
     pub container: Option<String>,

@@ -20,6 +20,7 @@ use crate::aws::{ApiError, NoRegion};
 use crate::connect::exec::ExecError;
 use crate::connect::exec_access::AccessError;
 use crate::connect::forward::ForwardError;
+use crate::connect::plugin::PluginError;
 use crate::connect::ssh::ConnectError;
 use crate::keys::BadHostKey;
 use crate::plan::PlanError;
@@ -76,6 +77,7 @@ impl Exit {
                     || cause.is::<ExecError>()
                     || cause.is::<AccessError>()
                     || cause.is::<ForwardError>()
+                    || cause.is::<PluginError>()
                 {
                     Some(Exit::Connect)
                 } else {

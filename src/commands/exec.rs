@@ -2,27 +2,37 @@
 //! Session Manager client.
 //!
 //! Unlike `jump ssh`, this needs no local key material, so it works from any machine
-//! for any session (or, with `--task`, any exec-enabled task of the cluster).
+//! for any session (or, with `--task` or `--service`, any exec-enabled task).
 
-use crate::aws::Clients;
+use aws_sdk_ecs::types::{DesiredStatus, Task};
+
+use crate::aws::{ApiError, Clients};
 use crate::cli::{ExecArgs, GlobalArgs};
 use crate::connect::exec::{self, ExecTarget};
 use crate::exit::{Exit, UsageError};
 use crate::output::Output;
 use crate::session::record::session_task;
+use crate::session::wait::TaskFailed;
 use crate::session::SessionId;
 
 use super::cluster;
 
 pub async fn run(global: GlobalArgs, output: Output, args: ExecArgs) -> anyhow::Result<Exit> {
     let session: Option<SessionId> = args.session.as_deref().map(str::parse).transpose()?;
+    if session.is_none() && args.task.is_none() && args.service.is_none() {
+        return Err(UsageError("name a SESSION, a --task or a --service".into()).into());
+    }
     let cluster = cluster(&args.cluster)?;
-    let clients = Clients::new(global.profile.as_deref(), global.region.as_deref()).await?;
-    let task_arn = match session {
-        Some(id) => session_task(&clients.ecs, &cluster, &id).await?,
-        None => args
-            .task
-            .ok_or_else(|| UsageError("name a SESSION or a --task".into()))?,
+    let clients = Clients::new(global.profile.as_deref(), global.region.as_deref())
+        .await?
+        .with_ssm_plugin(global.ssm_plugin.clone());
+    let task_arn = match (session, args.task, args.service) {
+        (Some(id), _, _) => session_task(&clients.ecs, &cluster, &id).await?,
+        (None, Some(task), _) => task,
+        (None, None, Some(service)) => {
+            service_task(&clients.ecs, &cluster, &service, args.container.as_deref()).await?
+        }
+        (None, None, None) => unreachable!("checked above"),
     };
     if !output.json() {
         output.note(&format!("jump: ECS Exec into {task_arn}"));
@@ -34,4 +44,73 @@ pub async fn run(global: GlobalArgs, output: Output, args: ExecArgs) -> anyhow::
     };
     let code = exec::run(&clients, &target, &args.command).await?;
     Ok(Exit::Remote(code))
+}
+
+/// The newest of the service's running tasks whose exec agent runs (in `container`, if
+/// named): the one a deployment most recently started, so the current code.
+async fn service_task(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    service: &str,
+    container: Option<&str>,
+) -> anyhow::Result<String> {
+    let arns = ecs
+        .list_tasks()
+        .cluster(cluster)
+        .service_name(service)
+        .desired_status(DesiredStatus::Running)
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ecs:ListTasks", e))?
+        .task_arns()
+        .to_vec();
+    if arns.is_empty() {
+        return Err(TaskFailed::Rejected {
+            reason: format!("service {service} has no running tasks in cluster {cluster}"),
+        }
+        .into());
+    }
+    let tasks = ecs
+        .describe_tasks()
+        .cluster(cluster)
+        .set_tasks(Some(arns.into_iter().take(100).collect()))
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ecs:DescribeTasks", e))?
+        .tasks()
+        .to_vec();
+    let ready = tasks
+        .iter()
+        .filter(|t| exec_ready(t, container))
+        .max_by_key(|t| t.started_at().map(|d| (d.secs(), d.subsec_nanos())));
+    match ready.and_then(Task::task_arn) {
+        Some(arn) => Ok(arn.to_string()),
+        None => {
+            Err(TaskFailed::Rejected {
+                reason: format!(
+                "none of service {service}'s {} running task(s) can be reached with ECS Exec{}: \
+                 the service needs enableExecuteCommand and a new deployment, and the exec \
+                 agent must be RUNNING (`jump doctor --service {service}` checks each step)",
+                tasks.len(),
+                container.map(|c| format!(" in container {c}")).unwrap_or_default()
+            ),
+            }
+            .into())
+        }
+    }
+}
+
+fn exec_ready(task: &Task, container: Option<&str>) -> bool {
+    task.last_status() == Some("RUNNING")
+        && task.enable_execute_command()
+        && task
+            .containers()
+            .iter()
+            .filter(|c| container.is_none_or(|name| c.name() == Some(name)))
+            .any(|c| {
+                c.managed_agents().iter().any(|a| {
+                    a.name().map(|n| n.as_str()) == Some("ExecuteCommandAgent")
+                        && a.last_status() == Some("RUNNING")
+                })
+            })
 }

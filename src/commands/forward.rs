@@ -80,7 +80,9 @@ async fn through_session(
     id: SessionId,
     specs: Vec<ForwardSpec>,
 ) -> anyhow::Result<Exit> {
-    let clients = Clients::new(global.profile.as_deref(), global.region.as_deref()).await?;
+    let clients = Clients::new(global.profile.as_deref(), global.region.as_deref())
+        .await?
+        .with_ssm_plugin(global.ssm_plugin.clone());
     let task_arn = session_task(&clients.ecs, &cluster, &id).await?;
     let target = ExecTarget {
         cluster,

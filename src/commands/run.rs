@@ -79,7 +79,9 @@ pub async fn run(ctx: &mut Context, args: RunArgs) -> anyhow::Result<Exit> {
         cluster: args.cluster.clone(),
         config: args.config.clone(),
     })?;
-    let clients = Clients::new(ctx.global.profile.as_deref(), ctx.global.region.as_deref()).await?;
+    let clients = Clients::new(ctx.global.profile.as_deref(), ctx.global.region.as_deref())
+        .await?
+        .with_ssm_plugin(ctx.global.ssm_plugin.clone());
     let id = SessionId::random();
     let dir = SessionDir::create(&id)?;
     let guard = Guard::new(clients.ecs.clone(), &cluster, dir);

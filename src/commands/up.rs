@@ -56,7 +56,9 @@ pub async fn run_plan(
     detach: bool,
     after: After,
 ) -> anyhow::Result<Exit> {
-    let clients = Clients::new(ctx.global.profile.as_deref(), ctx.global.region.as_deref()).await?;
+    let clients = Clients::new(ctx.global.profile.as_deref(), ctx.global.region.as_deref())
+        .await?
+        .with_ssm_plugin(ctx.global.ssm_plugin.clone());
     let id = SessionId::random();
     let dir = SessionDir::create(&id)?;
     let guard = Guard::new(clients.ecs.clone(), &plan.cluster, dir.clone());

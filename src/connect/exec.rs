@@ -10,11 +10,17 @@
 //! until then, so piped input is never echoed back and output bytes arrive as the
 //! command wrote them.
 //!
+//! Clusters whose ECS Exec configuration names a KMS key get encrypted sessions: the
+//! channel asks [`KmsDataKeys`] for a data key bound to the session and the target.
+//!
 //! With a local terminal, it is put in raw mode for the session (Ctrl-C, Ctrl-\ and
 //! Ctrl-Z travel as bytes to the remote side), its size is sent at start and on every
 //! SIGWINCH, and it is restored on every way out, including cancellation (a guard).
 
+use std::future::Future;
 use std::io::{IsTerminal, Write};
+use std::pin::Pin;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use thiserror::Error;
@@ -23,8 +29,11 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use crate::aws::{ApiError, Clients};
 use crate::connect::exec_access::diagnose;
+use crate::connect::plugin;
 use crate::connect::ssh::{remote_command, shell_quote};
+use crate::session::wait::describe_task;
 use crate::ssm::channel::{Channel, Event, Sender};
+use crate::ssm::cipher::{DataKey, DataKeys, DATA_KEY_BYTES};
 use crate::ssm::frame::PayloadType;
 
 /// What `jump exec` and `jump up --mode exec` connect to.
@@ -166,12 +175,87 @@ async fn explain(clients: &Clients, target: &ExecTarget, err: anyhow::Error) -> 
     }
 }
 
+/// SSM's name for the task's container: `ecs:<cluster>_<task-id>_<runtime-id>`.
+pub async fn ssm_target(ecs: &aws_sdk_ecs::Client, task: &ExecTarget) -> anyhow::Result<String> {
+    let described = describe_task(ecs, &task.cluster, &task.task_arn)
+        .await?
+        .with_context(|| format!("task {} not found", task.task_arn))?;
+    let containers = described.containers();
+    let container = containers
+        .iter()
+        .find(|c| c.name() == task.container.as_deref())
+        .or_else(|| containers.first())
+        .context("the task has no containers")?;
+    let runtime = container
+        .runtime_id()
+        .context("the container has no runtime id yet (is it running?)")?;
+    let cluster = task.cluster.rsplit('/').next().unwrap_or(&task.cluster);
+    let task_id = task.task_arn.rsplit('/').next().unwrap_or(&task.task_arn);
+    Ok(format!("ecs:{cluster}_{task_id}_{runtime}"))
+}
+
+/// Data keys from KMS, bound (through the encryption context) to one session and its
+/// target, which is what the agent's Decrypt call will present.
+pub struct KmsDataKeys {
+    clients: Clients,
+    target: ExecTarget,
+    session_id: String,
+}
+
+impl DataKeys for KmsDataKeys {
+    fn generate(
+        &self,
+        key_id: &str,
+    ) -> Pin<Box<dyn Future<Output = Result<DataKey, String>> + Send>> {
+        let (clients, target, session_id) = (
+            self.clients.clone(),
+            self.target.clone(),
+            self.session_id.clone(),
+        );
+        let key_id = key_id.to_string();
+        Box::pin(async move {
+            let target_id = ssm_target(&clients.ecs, &target)
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            let out = clients
+                .kms
+                .generate_data_key()
+                .key_id(&key_id)
+                .number_of_bytes(DATA_KEY_BYTES)
+                .encryption_context("aws:ssm:SessionId", session_id)
+                .encryption_context("aws:ssm:TargetId", target_id)
+                .send()
+                .await
+                .map_err(|e| {
+                    format!(
+                        "{:#}",
+                        anyhow::Error::from(ApiError::from_sdk("kms:GenerateDataKey", e))
+                    )
+                })?;
+            match (out.ciphertext_blob(), out.plaintext()) {
+                (Some(ciphertext), Some(plaintext)) => Ok(DataKey {
+                    ciphertext: ciphertext.as_ref().to_vec(),
+                    plaintext: plaintext.as_ref().to_vec(),
+                }),
+                _ => Err(format!("KMS returned no data key for {key_id}")),
+            }
+        })
+    }
+}
+
+/// An open ECS Exec session, before we connect to it.
+pub struct Opened {
+    pub session_id: String,
+    pub url: String,
+    pub token: String,
+}
+
 /// Opens the session with ECS ExecuteCommand.
 async fn execute_command(
     ecs: &aws_sdk_ecs::Client,
     target: &ExecTarget,
     command: &str,
-) -> anyhow::Result<(String, String)> {
+) -> anyhow::Result<Opened> {
     let out = ecs
         .execute_command()
         .cluster(&target.cluster)
@@ -189,7 +273,12 @@ async fn execute_command(
         .stream_url()
         .context("no stream URL in the session")?;
     let token = session.token_value().context("no token in the session")?;
-    Ok((url.to_string(), token.to_string()))
+    let session_id = session.session_id().context("no session id")?;
+    Ok(Opened {
+        session_id: session_id.to_string(),
+        url: url.to_string(),
+        token: token.to_string(),
+    })
 }
 
 /// Runs `words` (or a shell) in the task and returns its exit status.
@@ -197,11 +286,19 @@ pub async fn run(clients: &Clients, target: &ExecTarget, words: &[String]) -> an
     let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let nonce = crate::session::SessionId::random().to_string();
     let command = wrapped_command(&nonce, words, terminal);
-    let (url, token) = match execute_command(&clients.ecs, target, &command).await {
+    let opened = match execute_command(&clients.ecs, target, &command).await {
         Ok(session) => session,
         Err(err) => return Err(explain(clients, target, err).await),
     };
-    let mut channel = Channel::connect(&url, &token)
+    if let Some(program) = &clients.ssm_plugin {
+        return plugin::exec(clients, program, target, &opened, &nonce, terminal).await;
+    }
+    let keys = Arc::new(KmsDataKeys {
+        clients: clients.clone(),
+        target: target.clone(),
+        session_id: opened.session_id.clone(),
+    });
+    let mut channel = Channel::connect(&opened.url, &opened.token, Some(keys))
         .await
         .map_err(|e| ExecError::Channel(e.to_string()))?;
     let _raw = if terminal {
@@ -231,26 +328,51 @@ pub async fn run(clients: &Clients, target: &ExecTarget, words: &[String]) -> an
     result
 }
 
+/// Remote output on our stdout, minus the wrapper's sequences, which it acts on.
+pub(crate) struct Screen {
+    scanner: StatusScanner,
+    ready: Option<tokio::sync::oneshot::Sender<()>>,
+    stdout: std::io::Stdout,
+}
+
+impl Screen {
+    pub(crate) fn new(nonce: &str, ready: Option<tokio::sync::oneshot::Sender<()>>) -> Self {
+        Screen {
+            scanner: StatusScanner::new(nonce),
+            ready,
+            stdout: std::io::stdout(),
+        }
+    }
+
+    pub(crate) fn show(&mut self, bytes: &[u8]) {
+        let shown = self.scanner.feed(bytes);
+        let _ = self.stdout.write_all(&shown);
+        let _ = self.stdout.flush();
+        if self.scanner.ready() {
+            if let Some(ready) = self.ready.take() {
+                let _ = ready.send(());
+            }
+        }
+    }
+
+    /// Shows what was held back and gives the status the wrapper reported, if it did.
+    pub(crate) fn finish(mut self) -> Option<i32> {
+        let _ = self.stdout.write_all(&self.scanner.finish());
+        let _ = self.stdout.flush();
+        self.scanner.status()
+    }
+}
+
 async fn pump_output(
     channel: &mut Channel,
     nonce: &str,
-    mut ready: Option<tokio::sync::oneshot::Sender<()>>,
+    ready: Option<tokio::sync::oneshot::Sender<()>>,
 ) -> anyhow::Result<i32> {
-    let mut scanner = StatusScanner::new(nonce);
+    let mut screen = Screen::new(nonce, ready);
     let mut reported = None;
-    let mut stdout = std::io::stdout();
     while let Some(event) = channel.recv().await {
         match event {
-            Event::Output(bytes) => {
-                let shown = scanner.feed(&bytes);
-                let _ = stdout.write_all(&shown);
-                let _ = stdout.flush();
-                if scanner.ready() {
-                    if let Some(ready) = ready.take() {
-                        let _ = ready.send(());
-                    }
-                }
-            }
+            Event::Output(bytes) => screen.show(&bytes),
             Event::StdErr(bytes) => {
                 let _ = std::io::stderr().write_all(&bytes);
             }
@@ -260,17 +382,31 @@ async fn pump_output(
             Event::Flag(_) | Event::HandshakeComplete { .. } => {}
         }
     }
-    let _ = stdout.write_all(&scanner.finish());
-    let _ = stdout.flush();
-    scanner
-        .status()
+    screen
+        .finish()
         .or(reported)
         .ok_or_else(|| ExecError::NoStatus.into())
 }
 
+/// Where local input goes: our data channel, or the plugin's stdin.
+pub(crate) trait InputSink {
+    /// False once the other side is gone.
+    async fn put(&mut self, bytes: &[u8]) -> bool;
+}
+
+impl InputSink for Sender {
+    async fn put(&mut self, bytes: &[u8]) -> bool {
+        self.send(PayloadType::Output, bytes).await.is_ok()
+    }
+}
+
 /// Local input to the remote pty, once it is set up. Without a terminal, end of input
 /// becomes ^D (EOF).
-async fn pump_input(sender: Sender, terminal: bool, ready: tokio::sync::oneshot::Receiver<()>) {
+pub(crate) async fn pump_input(
+    mut sink: impl InputSink,
+    terminal: bool,
+    ready: tokio::sync::oneshot::Receiver<()>,
+) {
     if ready.await.is_err() {
         return;
     }
@@ -282,11 +418,7 @@ async fn pump_input(sender: Sender, terminal: bool, ready: tokio::sync::oneshot:
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 last = buffer[n - 1];
-                if sender
-                    .send(PayloadType::Output, &buffer[..n])
-                    .await
-                    .is_err()
-                {
+                if !sink.put(&buffer[..n]).await {
                     return;
                 }
             }
@@ -295,7 +427,7 @@ async fn pump_input(sender: Sender, terminal: bool, ready: tokio::sync::oneshot:
     if !terminal {
         // ^D ends a line-buffered read; at the start of a line it is end of file.
         let eof: &[u8] = if last == b'\n' { b"\x04" } else { b"\x04\x04" };
-        let _ = sender.send(PayloadType::Output, eof).await;
+        sink.put(eof).await;
     }
 }
 

@@ -11,15 +11,17 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt as _;
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::aws::{ApiError, Clients};
-use crate::connect::exec::ExecTarget;
+use crate::connect::exec::{ssm_target, ExecTarget};
+use crate::connect::plugin::{Handoff, Listening};
 use crate::exit::Exit;
 use crate::output::Output;
-use crate::session::wait::describe_task;
 use crate::ssm::channel::{Channel, Event};
 use crate::ssm::smux::{over_channel, Mux};
 
@@ -154,29 +156,58 @@ pub async fn listen(local_port: u16) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot listen on 127.0.0.1:{local_port}"))
 }
 
-/// Opens the port session to `target` (`ecs:<cluster>_<task-id>_<runtime-id>`).
+/// A port session as StartSession opened it.
+struct Started {
+    session_id: String,
+    url: String,
+    token: String,
+}
+
+/// SSM StartSession for a port session to `target` (`ecs:<cluster>_<task-id>_<runtime-id>`).
+async fn start_session(
+    ssm: &aws_sdk_ssm::Client,
+    target: &str,
+    remote: &Resolved,
+) -> anyhow::Result<Started> {
+    let out = ssm
+        .start_session()
+        .target(target)
+        .document_name(DOCUMENT)
+        .set_parameters(Some(parameters(remote)))
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ssm:StartSession", e))?;
+    let field = |value: Option<&str>, what: &str| {
+        value
+            .map(str::to_string)
+            .with_context(|| format!("StartSession returned no {what}"))
+    };
+    Ok(Started {
+        session_id: field(out.session_id(), "session id")?,
+        url: field(out.stream_url(), "stream URL")?,
+        token: field(out.token_value(), "token")?,
+    })
+}
+
+fn parameters(remote: &Resolved) -> std::collections::HashMap<String, Vec<String>> {
+    [
+        ("host", remote.host.clone()),
+        ("portNumber", remote.port.to_string()),
+        ("localPortNumber", remote.local_port.to_string()),
+    ]
+    .into_iter()
+    .map(|(name, value)| (name.to_string(), vec![value]))
+    .collect()
+}
+
+/// Opens the port session to `target` over our own data channel.
 pub async fn open(
     ssm: &aws_sdk_ssm::Client,
     target: &str,
     remote: &Resolved,
 ) -> anyhow::Result<(Mux, tokio::task::JoinHandle<Option<Event>>)> {
-    let out = ssm
-        .start_session()
-        .target(target)
-        .document_name(DOCUMENT)
-        .parameters("host", vec![remote.host.clone()])
-        .parameters("portNumber", vec![remote.port.to_string()])
-        .parameters("localPortNumber", vec![remote.local_port.to_string()])
-        .send()
-        .await
-        .map_err(|e| ApiError::from_sdk("ssm:StartSession", e))?;
-    let url = out
-        .stream_url()
-        .context("StartSession returned no stream URL")?;
-    let token = out
-        .token_value()
-        .context("StartSession returned no token")?;
-    let mut channel = Channel::connect(url, token)
+    let started = start_session(ssm, target, remote).await?;
+    let mut channel = Channel::connect(&started.url, &started.token, None)
         .await
         .map_err(|e| ForwardError::Handshake(e.to_string()))?;
     tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut channel))
@@ -298,12 +329,40 @@ pub async fn forward_all(
     output: Output,
 ) -> anyhow::Result<Exit> {
     let target = ssm_target(&clients.ecs, task).await?;
-    let mut serving = Vec::new();
+    let mut serving: Vec<BoxFuture<'static, anyhow::Result<()>>> = Vec::new();
     for spec in specs {
-        let remote = resolve(&clients.rds, spec).await?;
+        let mut remote = resolve(&clients.rds, spec).await?;
         let listener = listen(remote.local_port).await?;
         let local = listener.local_addr()?;
-        let (mux, session) = open(&clients.ssm, &target, &remote).await?;
+        let serve_it = match &clients.ssm_plugin {
+            None => {
+                let (mux, session) = open(&clients.ssm, &target, &remote).await?;
+                serve(listener, mux, session).boxed()
+            }
+            Some(program) => {
+                // The plugin listens itself: free the port (chosen by us if it was 0).
+                drop(listener);
+                remote.local_port = local.port();
+                let started = start_session(&clients.ssm, &target, &remote).await?;
+                let handoff = Handoff {
+                    session: serde_json::json!({
+                        "SessionId": started.session_id,
+                        "StreamUrl": started.url,
+                        "TokenValue": started.token,
+                    }),
+                    request: serde_json::json!({
+                        "Target": target,
+                        "DocumentName": DOCUMENT,
+                        "Parameters": parameters(&remote),
+                    }),
+                    service: "ssm",
+                };
+                Listening::start(clients, program, &handoff)
+                    .await?
+                    .ended()
+                    .boxed()
+            }
+        };
         if output.json() {
             // One line per target, printed when it is ready: the forward keeps running,
             // so a script reads lines rather than waiting for a whole document.
@@ -321,29 +380,10 @@ pub async fn forward_all(
                 remote.host, remote.port
             ));
         }
-        serving.push(serve(listener, mux, session));
+        serving.push(serve_it);
     }
     futures_util::future::try_join_all(serving).await?;
     Ok(Exit::Success)
-}
-
-/// SSM's name for the task's container: `ecs:<cluster>_<task-id>_<runtime-id>`.
-async fn ssm_target(ecs: &aws_sdk_ecs::Client, task: &ExecTarget) -> anyhow::Result<String> {
-    let described = describe_task(ecs, &task.cluster, &task.task_arn)
-        .await?
-        .with_context(|| format!("task {} not found", task.task_arn))?;
-    let containers = described.containers();
-    let container = containers
-        .iter()
-        .find(|c| c.name() == task.container.as_deref())
-        .or_else(|| containers.first())
-        .context("the task has no containers")?;
-    let runtime = container
-        .runtime_id()
-        .context("the container has no runtime id yet (is it running?)")?;
-    let cluster = task.cluster.rsplit('/').next().unwrap_or(&task.cluster);
-    let task_id = task.task_arn.rsplit('/').next().unwrap_or(&task.task_arn);
-    Ok(format!("ecs:{cluster}_{task_id}_{runtime}"))
 }
 
 #[cfg(test)]

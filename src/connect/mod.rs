@@ -4,4 +4,5 @@
 pub mod exec;
 pub mod exec_access;
 pub mod forward;
+pub mod plugin;
 pub mod ssh;

@@ -21,6 +21,15 @@
 //!
 //! Control messages never fail the channel: unknown message and payload types are logged
 //! and ignored, and every handshake action we do not implement is answered "unsupported".
+//!
+//! # Encryption
+//! When the agent asks for `KMSEncryption` and the caller supplied [`DataKeys`], the
+//! driver gets a data key (delivery pauses meanwhile, so nothing is read before the key
+//! exists), answers the agent's challenge, and from then on decrypts Output, StdErr and
+//! ExitCode payloads and encrypts the Output payloads it sends (see [`super::cipher`]).
+//! While a handshake is in progress no caller data is sent: keystrokes must not go out
+//! in clear text to an agent that is about to require encryption. A payload that fails
+//! authentication fails the channel; it is never delivered.
 //! A closed or failing socket, by contrast, ends the channel at once with
 //! [`Event::Failed`], so a killed gateway is reported within one read.
 //!
@@ -49,6 +58,10 @@ use tokio_tungstenite::tungstenite::{Bytes, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use uuid::Uuid;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+
+use super::cipher::{DataKey, DataKeys, SessionCipher, DATA_KEY_BYTES};
 use super::frame::{self, decode, Frame, MessageType, PayloadType};
 
 /// The plugin version we claim to be; see the module documentation for why this one.
@@ -75,6 +88,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// ActionStatus values in a HandshakeResponse.
 const ACTION_SUCCESS: u32 = 1;
+const ACTION_FAILED: u32 = 2;
 const ACTION_UNSUPPORTED: u32 = 3;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -122,6 +136,8 @@ pub enum ChannelError {
     Unacknowledged { seq: i64, attempts: u32 },
     #[error("the session channel is closed")]
     Closed,
+    #[error("session encryption failed: {0}")]
+    Encryption(String),
 }
 
 /// Something the agent said, in order.
@@ -221,8 +237,14 @@ impl Sender {
 
 impl Channel {
     /// Opens the channel to `stream_url` (`wss://` for AWS, `ws://` in tests).
-    pub async fn connect(stream_url: &str, token: &str) -> Result<Channel, ChannelError> {
-        Self::connect_with(stream_url, token, Limits::default()).await
+    /// `keys` is where a data key comes from if the agent requires KMS encryption;
+    /// without it such a session is refused.
+    pub async fn connect(
+        stream_url: &str,
+        token: &str,
+        keys: Option<Arc<dyn DataKeys>>,
+    ) -> Result<Channel, ChannelError> {
+        Self::connect_with(stream_url, token, Limits::default(), keys).await
     }
 
     /// [`Channel::connect`] with explicit limits.
@@ -230,6 +252,7 @@ impl Channel {
         stream_url: &str,
         token: &str,
         limits: Limits,
+        keys: Option<Arc<dyn DataKeys>>,
     ) -> Result<Channel, ChannelError> {
         let ws = tokio::time::timeout(CONNECT_TIMEOUT, open_socket(stream_url))
             .await
@@ -270,6 +293,11 @@ impl Channel {
             closed: None,
             agent_version: None,
             session_type: None,
+            keys,
+            cipher: None,
+            handshaking: false,
+            key_request: None,
+            pending_response: None,
         };
         let driver = tokio::spawn(driver.run(stream, writer, command_rx));
         Ok(Channel {
@@ -414,6 +442,14 @@ struct Driver {
     closed: Option<Option<String>>,
     agent_version: Option<String>,
     session_type: Option<String>,
+    keys: Option<Arc<dyn DataKeys>>,
+    cipher: Option<SessionCipher>,
+    /// Between the agent's HandshakeRequest and its HandshakeComplete.
+    handshaking: bool,
+    /// A data key being generated, handed to the run loop to await.
+    key_request: Option<oneshot::Receiver<Result<DataKey, String>>>,
+    /// The handshake response waiting for that key.
+    pending_response: Option<HandshakeResponse>,
 }
 
 /// How the driver loop ended.
@@ -437,8 +473,12 @@ impl Driver {
         let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
         let mut closing: Option<(Instant, oneshot::Sender<()>)> = None;
         let events = self.events.clone();
+        let mut key_wait: Option<oneshot::Receiver<Result<DataKey, String>>> = None;
 
         let end = loop {
+            if key_wait.is_none() {
+                key_wait = self.key_request.take();
+            }
             if let Some((deadline, _)) = &closing {
                 if self.unacked.is_empty() || Instant::now() >= *deadline {
                     break End::Quiet;
@@ -447,13 +487,20 @@ impl Driver {
             let deliverable = self.deliverable();
             tokio::select! {
                 permit = events.reserve(), if deliverable => match permit {
-                    Ok(permit) => {
-                        if self.deliver(permit) {
-                            break End::Quiet;
-                        }
-                    }
+                    Ok(permit) => match self.deliver(permit) {
+                        Ok(true) => break End::Quiet,
+                        Ok(false) => {}
+                        Err(e) => break End::Failed(e),
+                    },
                     Err(_) => break End::Quiet,
                 },
+                key = async { key_wait.as_mut().expect("guarded").await }, if key_wait.is_some() => {
+                    key_wait = None;
+                    let key = key.unwrap_or_else(|_| Err("the key request was abandoned".to_string()));
+                    if let Err(e) = self.finish_handshake(key) {
+                        break End::Failed(e);
+                    }
+                }
                 () = events.closed(), if closing.is_none() => break End::Quiet,
                 message = stream.next() => match message {
                     Some(Ok(Message::Binary(bytes))) => self.on_message(&bytes),
@@ -462,7 +509,7 @@ impl Driver {
                     Some(Ok(_)) => {}
                     Some(Err(e)) => break self.socket_ended(ChannelError::Socket(e.to_string())),
                 },
-                command = commands.recv(), if closing.is_none() => match command {
+                command = commands.recv(), if closing.is_none() && !self.handshaking => match command {
                     Some(Command::Data { payload_type, bytes }) => {
                         self.transmit_new(payload_type, bytes, true);
                     }
@@ -529,7 +576,7 @@ impl Driver {
         while self.deliverable() {
             match events.reserve().await {
                 Ok(permit) => {
-                    if self.deliver(permit) {
+                    if !matches!(self.deliver(permit), Ok(false)) {
                         break;
                     }
                 }
@@ -538,26 +585,28 @@ impl Driver {
         }
     }
 
+    /// Nothing is delivered while a data key is on its way: what follows needs it.
     fn deliverable(&self) -> bool {
-        self.reorder.contains_key(&self.expected) || self.closed.is_some()
+        self.pending_response.is_none()
+            && (self.reorder.contains_key(&self.expected) || self.closed.is_some())
     }
 
     /// Hands the next in-order message (or the pending Closed) to the consumer and
     /// acknowledges it. Returns true when the channel is finished.
-    fn deliver(&mut self, permit: mpsc::Permit<'_, Event>) -> bool {
+    fn deliver(&mut self, permit: mpsc::Permit<'_, Event>) -> Result<bool, ChannelError> {
         let Some(frame) = self.reorder.remove(&self.expected) else {
             if let Some(output) = self.closed.take() {
                 permit.send(Event::Closed(output));
-                return true;
+                return Ok(true);
             }
-            return false;
+            return Ok(false);
         };
         self.expected += 1;
         self.acknowledge(&frame);
-        if let Some(event) = self.interpret(frame) {
+        if let Some(event) = self.interpret(frame)? {
             permit.send(event);
         }
-        false
+        Ok(false)
     }
 
     fn on_message(&mut self, bytes: &[u8]) {
@@ -623,18 +672,26 @@ impl Driver {
     }
 
     /// Turns a delivered data message into an event, answering handshakes on the way.
-    fn interpret(&mut self, frame: Frame) -> Option<Event> {
-        match frame.payload_type {
-            PayloadType::Output => Some(Event::Output(frame.payload)),
-            PayloadType::StdErr => Some(Event::StdErr(frame.payload)),
-            PayloadType::ExitCode => match parse_exit_code(&frame.payload) {
+    fn interpret(&mut self, frame: Frame) -> Result<Option<Event>, ChannelError> {
+        let payload = match (&self.cipher, frame.payload_type) {
+            (Some(cipher), PayloadType::Output | PayloadType::StdErr | PayloadType::ExitCode) => {
+                cipher.open(&frame.payload).map_err(|e| {
+                    ChannelError::Encryption(format!("message {}: {e}", frame.sequence_number))
+                })?
+            }
+            _ => frame.payload,
+        };
+        Ok(match frame.payload_type {
+            PayloadType::Output => Some(Event::Output(payload)),
+            PayloadType::StdErr => Some(Event::StdErr(payload)),
+            PayloadType::ExitCode => match parse_exit_code(&payload) {
                 Some(code) => Some(Event::ExitCode(code)),
                 None => {
                     tracing::debug!("ignoring unreadable exit code");
                     None
                 }
             },
-            PayloadType::Flag => match <[u8; 4]>::try_from(frame.payload.as_slice()) {
+            PayloadType::Flag => match <[u8; 4]>::try_from(payload.as_slice()) {
                 Ok(raw) => Some(Event::Flag(u32::from_be_bytes(raw))),
                 Err(_) => {
                     tracing::debug!("ignoring malformed flag");
@@ -642,13 +699,23 @@ impl Driver {
                 }
             },
             PayloadType::HandshakeRequest => {
-                let response = self.answer_handshake(&frame.payload);
-                self.transmit_new(PayloadType::HandshakeResponse, response, false);
+                self.handshaking = true;
+                let response = self.answer_handshake(&payload);
+                if self.key_request.is_some() {
+                    self.pending_response = Some(response);
+                } else {
+                    self.send_handshake_response(&response);
+                }
+                None
+            }
+            PayloadType::EncChallengeRequest => {
+                self.answer_challenge(&payload)?;
                 None
             }
             PayloadType::HandshakeComplete => {
+                self.handshaking = false;
                 let complete: HandshakeComplete =
-                    serde_json::from_slice(&frame.payload).unwrap_or_default();
+                    serde_json::from_slice(&payload).unwrap_or_default();
                 Some(Event::HandshakeComplete {
                     agent_version: self.agent_version.clone(),
                     session_type: self.session_type.clone(),
@@ -659,10 +726,12 @@ impl Driver {
                 tracing::debug!(payload_type = u32::from(other), "ignoring payload");
                 None
             }
-        }
+        })
     }
 
-    fn answer_handshake(&mut self, payload: &[u8]) -> Vec<u8> {
+    /// Processes the requested actions. A KMSEncryption request starts a data key
+    /// request and leaves its action to [`Driver::finish_handshake`].
+    fn answer_handshake(&mut self, payload: &[u8]) -> HandshakeResponse {
         let mut errors = Vec::new();
         let request: HandshakeRequest = serde_json::from_slice(payload).unwrap_or_else(|e| {
             errors.push(format!("cannot read the handshake request: {e}"));
@@ -682,10 +751,7 @@ impl Driver {
                             .map(str::to_string);
                         (ACTION_SUCCESS, String::new())
                     }
-                    "KMSEncryption" => (
-                        ACTION_UNSUPPORTED,
-                        "KMS encryption of sessions is not supported by jump yet".to_string(),
-                    ),
+                    "KMSEncryption" => self.request_key(&action.action_parameters),
                     other => (ACTION_UNSUPPORTED, format!("unsupported action {other}")),
                 };
                 ProcessedAction {
@@ -696,16 +762,97 @@ impl Driver {
                 }
             })
             .collect();
-        let response = HandshakeResponse {
+        HandshakeResponse {
             client_version: CLIENT_VERSION,
             processed_client_actions: actions,
             errors,
+        }
+    }
+
+    /// Starts generating a data key for a KMSEncryption action; the status is provisional.
+    fn request_key(&mut self, parameters: &serde_json::Value) -> (u32, String) {
+        let Some(keys) = self.keys.clone() else {
+            return (
+                ACTION_UNSUPPORTED,
+                "this client was not given a way to reach KMS".to_string(),
+            );
         };
-        serde_json::to_vec(&response).unwrap_or_default()
+        let Some(key_id) = parameters.get("KMSKeyId").and_then(|k| k.as_str()) else {
+            return (ACTION_FAILED, "the request names no KMSKeyId".to_string());
+        };
+        let (tx, rx) = oneshot::channel();
+        let generating = keys.generate(key_id);
+        tokio::spawn(async move {
+            let _ = tx.send(generating.await);
+        });
+        self.key_request = Some(rx);
+        (ACTION_SUCCESS, String::new())
+    }
+
+    /// Completes the KMSEncryption action with the generated key and sends the response.
+    /// Without a key the agent is told why and the channel fails: a session that must
+    /// be encrypted cannot go on.
+    fn finish_handshake(&mut self, key: Result<DataKey, String>) -> Result<(), ChannelError> {
+        let mut response = self.pending_response.take().unwrap_or_default();
+        let outcome = key.and_then(|key| {
+            let cipher = SessionCipher::from_data_key(&key.plaintext).map_err(|e| e.to_string())?;
+            Ok((cipher, key.ciphertext))
+        });
+        let kms = response
+            .processed_client_actions
+            .iter_mut()
+            .find(|a| a.action_type == "KMSEncryption");
+        let result = match (outcome, kms) {
+            (Ok((cipher, ciphertext)), Some(action)) => {
+                action.action_result =
+                    Some(serde_json::json!({ "KMSCipherTextKey": BASE64.encode(ciphertext) }));
+                self.cipher = Some(cipher);
+                Ok(())
+            }
+            (Err(why), Some(action)) => {
+                action.action_status = ACTION_FAILED;
+                action.error = format!("cannot get a {DATA_KEY_BYTES}-byte data key: {why}");
+                response.errors.push(action.error.clone());
+                Err(ChannelError::Encryption(action.error.clone()))
+            }
+            (_, None) => Ok(()),
+        };
+        self.send_handshake_response(&response);
+        result
+    }
+
+    fn send_handshake_response(&mut self, response: &HandshakeResponse) {
+        let bytes = serde_json::to_vec(response).unwrap_or_default();
+        self.transmit_new(PayloadType::HandshakeResponse, bytes, false);
+    }
+
+    /// Proves we hold the key: the agent's random bytes back, under our sending key.
+    fn answer_challenge(&mut self, payload: &[u8]) -> Result<(), ChannelError> {
+        let fail = |why: String| ChannelError::Encryption(format!("encryption challenge: {why}"));
+        let cipher = self
+            .cipher
+            .as_ref()
+            .ok_or_else(|| fail("the agent sent one but no key was agreed".to_string()))?;
+        let request: Challenge =
+            serde_json::from_slice(payload).map_err(|e| fail(e.to_string()))?;
+        let sealed = BASE64
+            .decode(request.challenge)
+            .map_err(|e| fail(e.to_string()))?;
+        let plain = cipher.open(&sealed).map_err(|e| fail(e.to_string()))?;
+        let answer = Challenge {
+            challenge: BASE64.encode(cipher.seal(&plain)),
+        };
+        let bytes = serde_json::to_vec(&answer).unwrap_or_default();
+        self.transmit_new(PayloadType::EncChallengeResponse, bytes, false);
+        Ok(())
     }
 
     /// Numbers and sends (or, while paused, holds) a new outgoing data message.
     fn transmit_new(&mut self, payload_type: PayloadType, payload: Vec<u8>, permit: bool) {
+        let payload = match (&self.cipher, payload_type) {
+            (Some(cipher), PayloadType::Output) => cipher.seal(&payload),
+            _ => payload,
+        };
         let seq = self.next_seq;
         self.next_seq += 1;
         let frame = Frame::new(MessageType::InputStreamData, seq, 0, payload_type, payload);
@@ -841,7 +988,7 @@ struct RequestedAction {
     action_parameters: serde_json::Value,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 #[serde(rename_all = "PascalCase")]
 struct HandshakeResponse {
     client_version: &'static str,
@@ -856,6 +1003,13 @@ struct ProcessedAction {
     action_status: u32,
     action_result: Option<serde_json::Value>,
     error: String,
+}
+
+/// EncChallengeRequest and EncChallengeResponse payloads (base64 of sealed bytes).
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Challenge {
+    challenge: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

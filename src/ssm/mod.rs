@@ -9,8 +9,10 @@
 //!
 //! - [`frame`]: the binary message codec;
 //! - [`channel`]: the WebSocket, acknowledgements, retransmission, ordering, handshake;
+//! - [`cipher`]: AES-256-GCM payloads of KMS-encrypted sessions;
 //! - [`smux`]: smux v1 multiplexing over the channel's byte stream, for port forwarding.
 
 pub mod channel;
+pub mod cipher;
 pub mod frame;
 pub mod smux;

@@ -29,6 +29,10 @@ async fn listen() -> (TcpListener, String) {
 
 /// Connects a channel with `limits` to a fresh fake agent.
 async fn pair(limits: Limits) -> (Channel, Agent) {
+    pair_with(limits, None).await
+}
+
+async fn pair_with(limits: Limits, keys: Option<Arc<dyn DataKeys>>) -> (Channel, Agent) {
     let (listener, url) = listen().await;
     let accept = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
@@ -39,7 +43,7 @@ async fn pair(limits: Limits) -> (Channel, Agent) {
         };
         Agent { ws, opening }
     });
-    let channel = Channel::connect_with(&url, "token-1", limits)
+    let channel = Channel::connect_with(&url, "token-1", limits, keys)
         .await
         .unwrap();
     (channel, accept.await.unwrap())
@@ -418,6 +422,186 @@ async fn handshake_answers_unknown_actions_unsupported() {
     );
 }
 
+/// A fixed data key (or a failure), standing in for KMS in these protocol tests.
+struct FixedKey(Result<Vec<u8>, String>);
+
+impl DataKeys for FixedKey {
+    fn generate(
+        &self,
+        key_id: &str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<DataKey, String>> + Send>> {
+        let answer = self.0.clone().map(|plaintext| DataKey {
+            ciphertext: format!("sealed:{key_id}").into_bytes(),
+            plaintext,
+        });
+        Box::pin(async move {
+            // Slow enough that later messages arrive while the key is pending.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            answer
+        })
+    }
+}
+
+fn data_key() -> Vec<u8> {
+    (100u8..164).collect()
+}
+
+/// The agent's cipher for `data_key`: it sends with the first half, reads the second.
+fn agent_cipher() -> SessionCipher {
+    let key = data_key();
+    let swapped: Vec<u8> = key[32..].iter().chain(&key[..32]).copied().collect();
+    SessionCipher::from_data_key(&swapped).unwrap()
+}
+
+fn kms_request() -> Vec<u8> {
+    json!({
+        "AgentVersion": "3.3.1142.0",
+        "RequestedClientActions": [
+            {"ActionType": "KMSEncryption", "ActionParameters": {"KMSKeyId": "alias/jump"}},
+            {"ActionType": "SessionType", "ActionParameters": {"SessionType": "InteractiveCommands", "Properties": {}}},
+        ]
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Reads client messages, acknowledging data, until one of `payload_type` arrives.
+async fn expect_data(agent: &mut Agent, payload_type: PayloadType) -> Frame {
+    loop {
+        let frame = agent.next().await;
+        if frame.message_type == MessageType::InputStreamData {
+            agent.send(&ack_for(&frame)).await;
+            if frame.payload_type == payload_type {
+                return frame;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn kms_sessions_agree_a_key_answer_the_challenge_and_encrypt_both_ways() {
+    let keys: Arc<dyn DataKeys> = Arc::new(FixedKey(Ok(data_key())));
+    let (mut channel, mut agent) = pair_with(Limits::default(), Some(keys)).await;
+    let agent_cipher = agent_cipher();
+    agent
+        .send(&data(0, PayloadType::HandshakeRequest, &kms_request()))
+        .await;
+    assert_eq!(acked_seq(&agent.next().await), 0);
+    // Typed while the handshake runs: must not leave in clear text.
+    channel
+        .sender()
+        .send(PayloadType::Output, b"early")
+        .await
+        .unwrap();
+    let challenge_plain = b"sixty-four random bytes, more or less, from the agent side......";
+    let challenge = json!({ "Challenge": BASE64.encode(agent_cipher.seal(challenge_plain)) });
+    agent
+        .send(&data(
+            1,
+            PayloadType::EncChallengeRequest,
+            challenge.to_string().as_bytes(),
+        ))
+        .await;
+
+    let response = expect_data(&mut agent, PayloadType::HandshakeResponse).await;
+    let body: Value = serde_json::from_slice(&response.payload).unwrap();
+    let kms = &body["ProcessedClientActions"][0];
+    assert_eq!(kms["ActionType"], "KMSEncryption");
+    assert_eq!(kms["ActionStatus"], 1);
+    assert_eq!(
+        kms["ActionResult"]["KMSCipherTextKey"],
+        BASE64.encode("sealed:alias/jump")
+    );
+    let answer = expect_data(&mut agent, PayloadType::EncChallengeResponse).await;
+    let answer: Value = serde_json::from_slice(&answer.payload).unwrap();
+    let sealed = BASE64
+        .decode(answer["Challenge"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(agent_cipher.open(&sealed).unwrap(), challenge_plain);
+    // Still handshaking: the early input is held back.
+    assert!(agent
+        .next_within(Duration::from_millis(300))
+        .await
+        .is_none());
+
+    agent
+        .send(&data(2, PayloadType::HandshakeComplete, b"{}"))
+        .await;
+    let early = expect_data(&mut agent, PayloadType::Output).await;
+    assert_ne!(early.payload, b"early");
+    assert_eq!(agent_cipher.open(&early.payload).unwrap(), b"early");
+    assert!(matches!(
+        next_event(&mut channel).await,
+        Event::HandshakeComplete { .. }
+    ));
+
+    let output = agent_cipher.seal(b"secret output");
+    agent.send(&data(3, PayloadType::Output, &output)).await;
+    assert_eq!(
+        next_event(&mut channel).await,
+        Event::Output(b"secret output".to_vec())
+    );
+    let code = agent_cipher.seal(b"EXIT_CODE: 7");
+    agent.send(&data(4, PayloadType::ExitCode, &code)).await;
+    assert_eq!(next_event(&mut channel).await, Event::ExitCode(7));
+
+    // A payload that fails authentication ends the channel and is never delivered.
+    let mut forged = agent_cipher.seal(b"forged");
+    forged[20] ^= 0xff;
+    agent.send(&data(5, PayloadType::Output, &forged)).await;
+    match next_event(&mut channel).await {
+        Event::Failed(ChannelError::Encryption(why)) => assert!(why.contains("authentication")),
+        other => panic!("expected an encryption failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_session_that_needs_a_key_fails_clearly_without_one() {
+    // No key source: the action is unsupported, as for the official plugin's old versions.
+    let (_channel, mut agent) = pair(Limits::default()).await;
+    agent
+        .send(&data(0, PayloadType::HandshakeRequest, &kms_request()))
+        .await;
+    let response = expect_data(&mut agent, PayloadType::HandshakeResponse).await;
+    let body: Value = serde_json::from_slice(&response.payload).unwrap();
+    assert_eq!(body["ProcessedClientActions"][0]["ActionStatus"], 3);
+
+    // KMS refuses: the agent is told (status 2) and the caller gets the reason.
+    let keys: Arc<dyn DataKeys> = Arc::new(FixedKey(Err("AccessDeniedException: no".into())));
+    let (mut channel, mut agent) = pair_with(Limits::default(), Some(keys)).await;
+    agent
+        .send(&data(0, PayloadType::HandshakeRequest, &kms_request()))
+        .await;
+    let response = expect_data(&mut agent, PayloadType::HandshakeResponse).await;
+    let body: Value = serde_json::from_slice(&response.payload).unwrap();
+    assert_eq!(body["ProcessedClientActions"][0]["ActionStatus"], 2);
+    assert!(body["Errors"][0].as_str().unwrap().contains("AccessDenied"));
+    match next_event(&mut channel).await {
+        Event::Failed(ChannelError::Encryption(why)) => assert!(why.contains("AccessDenied")),
+        other => panic!("expected an encryption failure, got {other:?}"),
+    }
+
+    // A challenge that does not decrypt under the agreed key fails the channel.
+    let keys: Arc<dyn DataKeys> = Arc::new(FixedKey(Ok(data_key())));
+    let (mut channel, mut agent) = pair_with(Limits::default(), Some(keys)).await;
+    agent
+        .send(&data(0, PayloadType::HandshakeRequest, &kms_request()))
+        .await;
+    let wrong = SessionCipher::from_data_key(&[9; 64]).unwrap().seal(b"x");
+    let challenge = json!({ "Challenge": BASE64.encode(wrong) });
+    agent
+        .send(&data(
+            1,
+            PayloadType::EncChallengeRequest,
+            challenge.to_string().as_bytes(),
+        ))
+        .await;
+    match next_event(&mut channel).await {
+        Event::Failed(ChannelError::Encryption(why)) => assert!(why.contains("challenge")),
+        other => panic!("expected an encryption failure, got {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn unknown_types_are_ignored_but_acknowledged() {
     let (mut channel, mut agent) = pair(Limits::default()).await;
@@ -578,7 +762,7 @@ async fn wss_uses_the_single_rustls_provider() {
         let (tcp, _) = listener.accept().await.unwrap();
         drop(tcp);
     });
-    let result = Channel::connect(&url, "t").await;
+    let result = Channel::connect(&url, "t", None).await;
     assert!(
         matches!(result, Err(ChannelError::Connect(_))),
         "{:?}",
