@@ -130,6 +130,19 @@ stopped afterwards on every exit path. Without a command you get a shell.",
     /// Stop every session whose TTL has passed, whoever owns it (`down --expired`, for a schedule)
     #[command(after_help = "Examples:\n  jump gc\n  jump gc --cluster platform --json")]
     Gc(ClusterArgs),
+    /// Check every prerequisite of ECS Exec and jump, each PASS/WARN/FAIL with its fix
+    #[command(
+        long_about = "Check the prerequisites of jump sessions and ECS Exec, and say how to fix each \
+one that fails. Without a target it checks the configuration (jump.toml, flags, JUMP_<KEY>): \
+credentials and region, the cluster and its exec settings, the roles' permissions (IAM policy \
+simulation), the subnets' route to Session Manager (internet or VPC endpoints), security-group \
+egress on 443 and the log group. With a SESSION, --task or --service it checks that task as it \
+runs: platform version, enableExecuteCommand, the exec agent, the task definition (init process, \
+read-only root filesystem, pidMode, credentials in the environment), its role, its network. \
+Exits 1 if any check FAILs.",
+        after_help = "Examples:\n  jump doctor\n  jump doctor 3f9c0a1b2c4d\n  jump doctor --service web --json\n  jump doctor --task 0123456789abcdef0123456789abcdef"
+    )]
+    Doctor(Box<DoctorArgs>),
     /// Print a shell completion script
     #[command(
         after_help = "Examples:\n  jump completions bash > ~/.local/share/bash-completion/completions/jump\n  jump completions zsh > \"${fpath[1]}/_jump\""
@@ -241,6 +254,26 @@ impl ConfigFlags {
             ("mode", &self.mode),
         ]
     }
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Session id to check (its task as it runs), as printed by `jump up --detach` or `jump ls`
+    pub session: Option<String>,
+    /// Any task of the cluster to check (id or ARN)
+    #[arg(long, value_name = "TASK", conflicts_with_all = ["session", "service"])]
+    pub task: Option<String>,
+    /// Check the newest running task of this ECS service
+    #[arg(long, value_name = "NAME", conflicts_with = "session")]
+    pub service: Option<String>,
+    /// Container to check the exec agent of (default: every container)
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
+    /// Use this config file instead of searching for jump.toml
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub settings: ConfigFlags,
 }
 
 /// Where to find the cluster for commands that need nothing else.

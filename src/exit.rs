@@ -3,6 +3,7 @@
 //! | code    | meaning                                                          |
 //! |---------|------------------------------------------------------------------|
 //! | 0       | success                                                          |
+//! | 1       | `doctor`: at least one check FAILed                              |
 //! | *n*     | `up -- CMD` / `ssh SESSION -- CMD`: the remote command's status  |
 //! | 2       | usage or configuration error (raised before any AWS call)        |
 //! | 69      | AWS API error                                                    |
@@ -40,6 +41,8 @@ pub enum Exit {
     Internal,
     TaskFailed,
     Connect,
+    /// `jump doctor` found at least one FAIL.
+    ChecksFailed,
     Signalled(Signal),
 }
 
@@ -47,6 +50,7 @@ impl Exit {
     pub fn code(self) -> u8 {
         match self {
             Exit::Success => 0,
+            Exit::ChecksFailed => 1,
             Exit::Remote(code) => u8::try_from(code.clamp(0, 255)).unwrap_or(1),
             Exit::Usage => 2,
             Exit::Aws => 69,

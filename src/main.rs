@@ -8,6 +8,7 @@ mod aws;
 mod cli;
 mod commands;
 mod connect;
+mod doctor;
 mod exit;
 mod keys;
 mod output;

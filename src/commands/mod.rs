@@ -1,5 +1,6 @@
 //! One module per subcommand; this one dispatches and turns results into exit codes.
 
+mod doctor;
 mod down;
 mod exec;
 mod forward;
@@ -112,6 +113,10 @@ async fn dispatch(ctx: &mut Context, command: Command) -> anyhow::Result<Exit> {
                 cluster,
             };
             let work = down::run(ctx.global.clone(), ctx.output, args);
+            ctx.supervised(work).await
+        }
+        Command::Doctor(args) => {
+            let work = doctor::run(ctx.global.clone(), ctx.output, *args);
             ctx.supervised(work).await
         }
         Command::Completions { shell } => {

@@ -32,7 +32,7 @@ use crate::connect::exec_access::diagnose;
 use crate::connect::plugin;
 use crate::connect::ssh::{remote_command, shell_quote};
 use crate::session::wait::describe_task;
-use crate::ssm::channel::{Channel, Event, Sender};
+use crate::ssm::channel::{Channel, ChannelError, Event, Sender};
 use crate::ssm::cipher::{DataKey, DataKeys, DATA_KEY_BYTES};
 use crate::ssm::frame::PayloadType;
 
@@ -51,6 +51,8 @@ pub enum ExecError {
     Channel(String),
     #[error("the ECS Exec session ended without reporting the command's exit status")]
     NoStatus,
+    #[error("the ECS Exec agent ended the session: {0}")]
+    Ended(String),
 }
 
 /// The command the agent runs: the user's words under the status-reporting wrapper.
@@ -161,18 +163,29 @@ fn partial_suffix(data: &[u8], marker: &[u8]) -> usize {
         .unwrap_or(0)
 }
 
-/// An opaque "target not connected" usually means a missing permission: name it.
+/// An opaque "target not connected" usually means a missing permission: name it. Other
+/// refusals get the doctor checks that explain them.
 async fn explain(clients: &Clients, target: &ExecTarget, err: anyhow::Error) -> anyhow::Error {
-    let not_connected = err
-        .downcast_ref::<ApiError>()
-        .is_some_and(|e| e.code.as_deref() == Some("TargetNotConnectedException"));
-    if !not_connected {
+    let Some(api) = err.downcast_ref::<ApiError>() else {
         return err;
+    };
+    let doctor = format!("`jump doctor --task {}`", target.task_arn);
+    if api.code.as_deref() == Some("TargetNotConnectedException") {
+        return match diagnose(clients, &target.cluster, &target.task_arn).await {
+            Some(access) => access.into(),
+            None => err.context(format!(
+                "the exec agent in the task cannot be reached (checks exec-agent, network-route, \
+                 egress-443); {doctor} checks every prerequisite"
+            )),
+        };
     }
-    match diagnose(clients, &target.cluster, &target.task_arn).await {
-        Some(access) => access.into(),
-        None => err,
+    if api.message.contains("execute command was not enabled") {
+        return err.context(format!(
+            "ECS Exec is not available in this task (checks exec-enabled, exec-agent); {doctor} \
+             says which and how to fix it"
+        ));
     }
+    err
 }
 
 /// SSM's name for the task's container: `ecs:<cluster>_<task-id>_<runtime-id>`.
@@ -370,6 +383,7 @@ async fn pump_output(
 ) -> anyhow::Result<i32> {
     let mut screen = Screen::new(nonce, ready);
     let mut reported = None;
+    let mut closed = None;
     while let Some(event) = channel.recv().await {
         match event {
             Event::Output(bytes) => screen.show(&bytes),
@@ -377,15 +391,24 @@ async fn pump_output(
                 let _ = std::io::stderr().write_all(&bytes);
             }
             Event::ExitCode(code) => reported = Some(code),
-            Event::Closed(_) => break,
+            Event::Closed(reason) => {
+                closed = reason;
+                break;
+            }
+            Event::Failed(err @ ChannelError::Encryption(_)) => {
+                return Err(ExecError::Channel(format!(
+                    "{err} (checks exec-kms-key, task-role-kms: `jump doctor` explains)"
+                ))
+                .into())
+            }
             Event::Failed(err) => return Err(ExecError::Channel(err.to_string()).into()),
             Event::Flag(_) | Event::HandshakeComplete { .. } => {}
         }
     }
-    screen
-        .finish()
-        .or(reported)
-        .ok_or_else(|| ExecError::NoStatus.into())
+    screen.finish().or(reported).ok_or_else(|| match closed {
+        Some(reason) => ExecError::Ended(reason.trim().to_string()).into(),
+        None => ExecError::NoStatus.into(),
+    })
 }
 
 /// Where local input goes: our data channel, or the plugin's stdin.

@@ -24,8 +24,9 @@ pub const CHANNEL_ACTIONS: [&str; 4] = [
 pub enum AccessError {
     #[error(
         "ECS Exec cannot open a channel into task {task}: its task role {role} is not allowed {} \
-         (IAM policy simulation); add the permission to the role, or give `jump run` a \
-         --task-role that has it",
+         (IAM policy simulation, check task-role-channels); add the permission to the role \
+         (templates/task-role-policy.json), or give `jump run` a --task-role that has it; \
+         `jump doctor --task {task}` checks every ECS Exec prerequisite",
         missing.join(", ")
     )]
     Denied {
@@ -35,7 +36,8 @@ pub enum AccessError {
     },
     #[error(
         "ECS Exec cannot open a channel into task {task}: the task has no task role, and ECS \
-         Exec needs one allowed {}",
+         Exec needs one allowed {} (check task-role); `jump doctor --task {task}` checks \
+         every ECS Exec prerequisite",
         CHANNEL_ACTIONS.join(", ")
     )]
     NoRole { task: String },
@@ -59,7 +61,9 @@ pub async fn diagnose(clients: &Clients, cluster: &str, task_arn: &str) -> Optio
             task: task_arn.to_string(),
         });
     };
-    let missing = denied_actions(&clients.iam, &role).await.ok()?;
+    let missing = denied_actions(&clients.iam, &role, &CHANNEL_ACTIONS, None)
+        .await
+        .ok()?;
     (!missing.is_empty()).then(|| AccessError::Denied {
         task: task_arn.to_string(),
         role,
@@ -67,7 +71,7 @@ pub async fn diagnose(clients: &Clients, cluster: &str, task_arn: &str) -> Optio
     })
 }
 
-async fn task_definition_role(ecs: &aws_sdk_ecs::Client, arn: &str) -> Option<String> {
+pub async fn task_definition_role(ecs: &aws_sdk_ecs::Client, arn: &str) -> Option<String> {
     let out = ecs
         .describe_task_definition()
         .task_definition(arn)
@@ -77,13 +81,19 @@ async fn task_definition_role(ecs: &aws_sdk_ecs::Client, arn: &str) -> Option<St
     out.task_definition()?.task_role_arn().map(str::to_string)
 }
 
-async fn denied_actions(iam: &aws_sdk_iam::Client, role: &str) -> Result<Vec<String>, ApiError> {
+/// Which of `actions` IAM's policy simulator says `principal` may not call (on
+/// `resource`, or any resource).
+pub async fn denied_actions(
+    iam: &aws_sdk_iam::Client,
+    principal: &str,
+    actions: &[&str],
+    resource: Option<&str>,
+) -> Result<Vec<String>, ApiError> {
     let out = iam
         .simulate_principal_policy()
-        .policy_source_arn(role)
-        .set_action_names(Some(
-            CHANNEL_ACTIONS.iter().map(|a| a.to_string()).collect(),
-        ))
+        .policy_source_arn(principal)
+        .set_action_names(Some(actions.iter().map(|a| a.to_string()).collect()))
+        .set_resource_arns(resource.map(|r| vec![r.to_string()]))
         .send()
         .await
         .map_err(|e| ApiError::from_sdk("iam:SimulatePrincipalPolicy", e))?;

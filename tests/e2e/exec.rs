@@ -107,7 +107,93 @@ fn exec_into_a_task_without_exec_enabled_is_a_clear_aws_error() {
     );
     let out = world.run(&["exec", "--task", &arn, "--", "true"]);
     expect_exit(&out, 69, "execute command was not enabled");
+    expect_exit(&out, 69, "jump doctor --task");
     world.stop_task(&arn);
+}
+
+/// A cluster whose ECS Exec configuration names a KMS key: every session is encrypted
+/// (the sandbox's agent refuses a client that cannot do it), and each way it can fail
+/// is named.
+#[test]
+fn kms_encrypted_sessions_work_and_failures_are_named() {
+    let world = World::new(shared(), "exec-kms");
+    let key = world.sandbox.aws(&["kms", "create-key"])["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let configuration = serde_json::json!({"executeCommandConfiguration": {"kmsKeyId": key}});
+    world.sandbox.aws(&[
+        "ecs",
+        "update-cluster",
+        "--cluster",
+        &world.cluster,
+        "--configuration",
+        &configuration.to_string(),
+    ]);
+    let out = world.run(&[
+        "up",
+        "--mode",
+        "exec",
+        "--",
+        "sh",
+        "-c",
+        "echo sealed-$((6*7)); exit 5",
+    ]);
+    assert_eq!(out.status.code(), Some(5), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "sealed-42");
+
+    let mut piped = world
+        .jump()
+        .args([
+            "up",
+            "--mode",
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "read line; echo got-$line",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    piped.stdin.take().unwrap().write_all(b"typed\n").unwrap();
+    let out = piped.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "got-typed");
+
+    // The task role may not decrypt the data key: the agent says so and jump passes it on.
+    let role = world.sandbox.aws(&[
+        "iam",
+        "create-role",
+        "--role-name",
+        &format!("{}-task", world.cluster),
+        "--assume-role-policy-document",
+        r#"{"Version":"2012-10-17","Statement":[]}"#,
+    ])["Role"]["Arn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    world
+        .sandbox
+        .ctl(&["deny", "kms:Decrypt", "--principal", &role]);
+    let out = world.run(&["up", "--mode", "exec", "--task-role", &role, "--", "true"]);
+    expect_exit(&out, 76, "kms:Decrypt");
+
+    // We may not generate a data key: named, with the doctor checks that explain it.
+    world.sandbox.ctl(&[
+        "fault",
+        "GenerateDataKey",
+        "--kind",
+        "access-denied",
+        "--count",
+        "1",
+    ]);
+    let out = world.run(&["up", "--mode", "exec", "--", "true"]);
+    expect_exit(&out, 76, "session encryption failed");
+    expect_exit(&out, 76, "exec-kms-key");
+    world.assert_nothing_left();
 }
 
 /// A session in tmux: prompt, echo, resize, Ctrl-C, exit status.

@@ -4,13 +4,24 @@ Each call checks what the real services check (the task runs, exec was
 enabled, the container exists, the task role may open the data channel) and
 registers a session with the message gateway, whose ``ws://`` URL goes back to
 the client exactly where AWS puts its ``wss://`` one.
+
+On a cluster whose executeCommandConfiguration names a KMS key, the session
+carries that key and the task role, so that the gateway can run the agent's
+side of KMS encryption: Decrypt of the client's data key, with moto's KMS
+backend, only if the policy simulator lets the task role call kms:Decrypt.
+The ExecuteCommand response is the same either way, as on AWS.
 """
 
 import time
+from dataclasses import dataclass
+
+from moto.core.exceptions import JsonRESTError
+from moto.kms.models import kms_backends
 
 from .awsproto import AwsError
 from .ecs_tasks import ACCOUNT, invalid
-from .gateway import SessionSpec, new_session_id, new_token
+from .gateway import KmsError, SessionSpec, new_session_id, new_token
+from .iam import PolicySimulator
 from .network import NETNS_ETC
 
 DATA_CHANNEL_ACTIONS = [
@@ -20,6 +31,33 @@ DATA_CHANNEL_ACTIONS = [
     "ssmmessages:OpenDataChannel",
 ]
 PORT_DOCUMENTS = ("AWS-StartPortForwardingSessionToRemoteHost", "AWS-StartPortForwardingSession")
+
+
+@dataclass
+class TaskKms:
+    """KMS as the agent in a task reaches it: the cluster's key, and the task role's permissions.
+
+    A task without a role is not checked, as for the ssmmessages actions.
+    """
+
+    key_id: str
+    region: str
+    role: str
+    task_id: str
+    simulator: PolicySimulator
+
+    def decrypt(self, blob: bytes, context: dict[str, str]) -> bytes:
+        if self.role and self.simulator.decision(self.role, "kms:Decrypt") != "allowed":
+            caller = f"arn:aws:sts::{ACCOUNT}:assumed-role/{self.role.split('/')[-1]}/{self.task_id}"
+            raise KmsError(
+                f"AccessDeniedException: User: {caller} is not authorized to perform: kms:Decrypt on resource: "
+                f"{self.key_id} because no identity-based policy allows the kms:Decrypt action"
+            )
+        try:
+            plaintext, _key_arn = kms_backends[ACCOUNT][self.region].decrypt(blob, context)
+        except JsonRESTError as err:
+            raise KmsError(f"{err.error_type}: {err.message}" if err.message else err.error_type) from None
+        return plaintext
 
 
 class SessionApi:
@@ -40,7 +78,7 @@ class SessionApi:
             raise invalid("The specified task was not found.")
         container = self._container(task, p.get("container"))
         self._check_reachable(task)
-        spec = self._spec(task, "ecs", kind="command", command=p.get("command") or "")
+        spec = self._spec(task, "ecs", kind="command", command=p.get("command") or "", kms=self._kms(cluster, task))
         return {
             "clusterArn": task.cluster_arn,
             "containerArn": container.arn,
@@ -123,12 +161,19 @@ class SessionApi:
                 "or the execute command agent isn't running. Wait and try again or run a new task with "
                 "execute command enabled and try again."
             )
-        role = (task.overrides.get("taskRoleArn") or task.task_role or "")
+        role = _task_role(task)
         if role and any(self.simulator.decision(role, action) != "allowed" for action in DATA_CHANNEL_ACTIONS):
             raise AwsError(
                 "TargetNotConnectedException",
                 "The execute command failed due to an internal error. Try again later.",
             )
+
+    def _kms(self, cluster, task) -> TaskKms | None:
+        """The key in the cluster's executeCommandConfiguration encrypts every exec session on its tasks."""
+        settings = (cluster.configuration or {}).get("executeCommandConfiguration") or {}
+        if not settings.get("kmsKeyId"):
+            return None
+        return TaskKms(settings["kmsKeyId"], task.region, _task_role(task), task.id, self.simulator)
 
     def _spec(self, task, prefix: str, **kind) -> SessionSpec:
         spec = SessionSpec(
@@ -143,3 +188,7 @@ class SessionApi:
         )
         self.gateway.register(spec)
         return spec
+
+
+def _task_role(task) -> str:
+    return task.overrides.get("taskRoleArn") or task.task_role or ""

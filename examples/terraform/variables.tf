@@ -1,0 +1,180 @@
+# ---------------------------------------------------------------------------------------
+# Network: where the jumphost tasks run
+# ---------------------------------------------------------------------------------------
+
+variable "vpc_id" {
+  description = "VPC that holds the subnets; the jumphost security group is created in it."
+  type        = string
+}
+
+variable "subnets" {
+  description = "Subnet IDs for the jumphost task's network interface (jump.toml `subnets`)."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.subnets) > 0
+    error_message = "Give at least one subnet."
+  }
+}
+
+variable "public" {
+  description = "Give the jumphost a public IP (jump.toml `public`). Only useful in subnets with an internet gateway; with no inbound rules it is only the task's own way out to AWS APIs."
+  type        = bool
+  default     = false
+}
+
+variable "extra_egress" {
+  description = <<-EOT
+    Additional outbound rules for the jumphost security group, on top of TCP 443 to anywhere.
+    Add one for every place you forward to, e.g. a database:
+      { description = "orders db", ip_protocol = "tcp", from_port = 5432, to_port = 5432, cidr_ipv4 = "10.0.0.0/16" }
+    Give either cidr_ipv4 or referenced_security_group_id. Leave out the ports for
+    ip_protocol = "-1" (all traffic).
+  EOT
+  type = list(object({
+    description                  = string
+    ip_protocol                  = string
+    from_port                    = optional(number)
+    to_port                      = optional(number)
+    cidr_ipv4                    = optional(string)
+    referenced_security_group_id = optional(string)
+  }))
+  default = []
+
+  validation {
+    condition = alltrue([
+      for r in var.extra_egress : (r.cidr_ipv4 == null) != (r.referenced_security_group_id == null)
+    ])
+    error_message = "Each extra_egress rule needs exactly one of cidr_ipv4 or referenced_security_group_id."
+  }
+}
+
+# ---------------------------------------------------------------------------------------
+# ECS cluster and ECS Exec settings
+# ---------------------------------------------------------------------------------------
+
+variable "create_cluster" {
+  description = "Create the ECS cluster. Set false to use an existing cluster called `cluster_name` (its ECS Exec settings are then left as they are)."
+  type        = bool
+  default     = true
+}
+
+variable "cluster_name" {
+  description = "Name of the ECS cluster to create or use (jump.toml `cluster`)."
+  type        = string
+  default     = "jump"
+}
+
+variable "kms_key_arn" {
+  description = "Optional KMS key ARN (a key ARN, not an alias) to encrypt ECS Exec / port-forwarding session data. Adds kms:Decrypt to the task role and sets the cluster's executeCommandConfiguration when the module creates the cluster. Users also need templates/user-kms-policy.json."
+  type        = string
+  default     = null
+}
+
+variable "exec_log_group_name" {
+  description = "Optional CloudWatch Logs group for ECS Exec session transcripts (logging OVERRIDE). Keep it separate from `log_group_name` if jump users must not read each other's transcripts: the user policy can read the session log group."
+  type        = string
+  default     = null
+}
+
+variable "create_exec_log_group" {
+  description = "Create `exec_log_group_name` (with the same retention). Set false if it already exists."
+  type        = bool
+  default     = true
+}
+
+# ---------------------------------------------------------------------------------------
+# Logs
+# ---------------------------------------------------------------------------------------
+
+variable "log_group_name" {
+  description = "CloudWatch Logs group for the jumphost containers' output (jump.toml `log_group`)."
+  type        = string
+  default     = "/jump/sessions"
+}
+
+variable "log_retention_days" {
+  description = "Retention of the log groups this module creates, in days."
+  type        = number
+  default     = 30
+}
+
+# ---------------------------------------------------------------------------------------
+# IAM
+# ---------------------------------------------------------------------------------------
+
+variable "name_prefix" {
+  description = "Prefix for the IAM roles, security group and optional user policies."
+  type        = string
+  default     = "jump"
+}
+
+variable "create_user_policy" {
+  description = "Also create customer managed IAM policies from templates/user-policy.json (and user-kms-policy.json when kms_key_arn is set) for you to attach to your engineers' group or role. The JSON is output either way."
+  type        = bool
+  default     = false
+}
+
+# ---------------------------------------------------------------------------------------
+# The rest of jump.toml
+# ---------------------------------------------------------------------------------------
+
+variable "image" {
+  description = "Jumphost image (jump.toml `image`). In exec mode any image with `sh` works."
+  type        = string
+  default     = "jump/jumphost:latest"
+}
+
+variable "cpu" {
+  description = "Task CPU units (jump.toml `cpu`); a valid Fargate size."
+  type        = number
+  default     = 256
+}
+
+variable "memory" {
+  description = "Task memory in MiB (jump.toml `memory`); a valid Fargate size."
+  type        = number
+  default     = 512
+}
+
+variable "ttl" {
+  description = "Hard lifetime of a jumphost (jump.toml `ttl`)."
+  type        = string
+  default     = "1h"
+}
+
+variable "idle_timeout" {
+  description = "Stop a jumphost after this long unused (jump.toml `idle_timeout`)."
+  type        = string
+  default     = "15m"
+}
+
+variable "wait_timeout" {
+  description = "Give up if the task is not reachable by then (jump.toml `wait_timeout`)."
+  type        = string
+  default     = "5m"
+}
+
+variable "family" {
+  description = "Task definition family jump registers (jump.toml `family`); the user policy only allows this family."
+  type        = string
+  default     = "jump-jumphost"
+}
+
+variable "container_name" {
+  description = "Container name in the task definition (jump.toml `container_name`)."
+  type        = string
+  default     = "jumphost"
+}
+
+variable "login_user" {
+  description = "User to log in as (jump.toml `login_user`)."
+  type        = string
+  default     = "jump"
+}
+
+variable "tags" {
+  description = "Tags added to every resource, next to `managed-by = jump`."
+  type        = map(string)
+  default     = {}
+}

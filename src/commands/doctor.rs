@@ -1,0 +1,345 @@
+//! `jump doctor`: runs the checks of [`crate::doctor`] for the configuration, or for one
+//! running task, and exits 1 if any FAILs.
+//!
+//! Checks go from the bottom of the stack up (credentials, cluster, task, role,
+//! network) and stop only where nothing further could be learnt: without credentials
+//! there is nothing to ask, without a cluster no task to look at.
+
+use aws_sdk_ecs::types::{DesiredStatus, Task, TaskDefinition};
+
+use crate::aws::{ApiError, Clients};
+use crate::cli::{DoctorArgs, GlobalArgs};
+use crate::doctor::network::Placement;
+use crate::doctor::{cluster, identity, logs, network, role, task, Check, Report};
+use crate::exit::Exit;
+use crate::output::Output;
+use crate::plan::{Layers, Mode};
+use crate::session::record::session_task;
+use crate::session::wait::describe_task;
+use crate::session::SessionId;
+
+use super::layers;
+
+pub async fn run(global: GlobalArgs, output: Output, args: DoctorArgs) -> anyhow::Result<Exit> {
+    let session: Option<SessionId> = args.session.as_deref().map(str::parse).transpose()?;
+    let layers = layers(args.config.as_deref(), &args.settings.pairs())?;
+    let clients = Clients::new(global.profile.as_deref(), global.region.as_deref()).await?;
+    let mut report = Report::default();
+    examine(&clients, &layers, &args, session, &mut report).await?;
+    if output.json() {
+        let mut value = serde_json::to_value(&report)?;
+        value["ok"] = (!report.failed()).into();
+        output.print_json(&value);
+    } else {
+        output.print(report.render().trim_end());
+    }
+    Ok(if report.failed() {
+        Exit::ChecksFailed
+    } else {
+        Exit::Success
+    })
+}
+
+async fn examine(
+    clients: &Clients,
+    layers: &Layers,
+    args: &DoctorArgs,
+    session: Option<SessionId>,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let (check, caller) = identity::credentials(clients).await;
+    report.add(check);
+    let Some(caller) = caller else {
+        return Ok(());
+    };
+    let cluster_name = match layers.cluster() {
+        Ok(name) => name,
+        Err(err) => {
+            report.add(Check::fail(
+                "config",
+                err.to_string(),
+                "run `jump init`, or pass --cluster",
+            ));
+            return Ok(());
+        }
+    };
+    let (check, exec) = cluster::cluster(clients, &cluster_name).await;
+    report.add(check);
+    let Some(exec) = exec else {
+        return Ok(());
+    };
+    let principal = identity::principal(clients, &caller).await;
+    if let Some(key) = &exec.kms_key {
+        report.add(cluster::kms_key(clients, key, &principal).await);
+    }
+    if let Some(group) = &exec.log_group {
+        let what = "ECS Exec session logs";
+        report.add(logs::group(clients, "exec-log-group", group, what, false).await);
+    }
+    let task_arn = match (session, &args.task, &args.service) {
+        (Some(id), _, _) => Some(session_task(&clients.ecs, &cluster_name, &id).await?),
+        (None, Some(task), _) => Some(task.clone()),
+        (None, None, Some(service)) => match newest_task(clients, &cluster_name, service).await? {
+            Some(arn) => Some(arn),
+            None => {
+                report.add(Check::fail(
+                    "service",
+                    format!("service {service} has no running tasks in cluster {cluster_name}"),
+                    "check the service's events (aws ecs describe-services) for why tasks do not start",
+                ));
+                return Ok(());
+            }
+        },
+        (None, None, None) => None,
+    };
+    match task_arn {
+        Some(arn) => {
+            examine_task(
+                clients,
+                &cluster_name,
+                &arn,
+                args,
+                &exec,
+                &principal,
+                report,
+            )
+            .await
+        }
+        None => {
+            examine_config(clients, layers, &exec, &principal, report).await;
+            Ok(())
+        }
+    }
+}
+
+/// The newest running task of a service, exec-ready or not: the doctor says why not.
+async fn newest_task(
+    clients: &Clients,
+    cluster: &str,
+    service: &str,
+) -> Result<Option<String>, ApiError> {
+    let arns = clients
+        .ecs
+        .list_tasks()
+        .cluster(cluster)
+        .service_name(service)
+        .desired_status(DesiredStatus::Running)
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ecs:ListTasks", e))?
+        .task_arns()
+        .to_vec();
+    if arns.is_empty() {
+        return Ok(None);
+    }
+    let tasks = clients
+        .ecs
+        .describe_tasks()
+        .cluster(cluster)
+        .set_tasks(Some(arns.into_iter().take(100).collect()))
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ecs:DescribeTasks", e))?;
+    Ok(tasks
+        .tasks()
+        .iter()
+        .max_by_key(|t| t.started_at().map(|d| (d.secs(), d.subsec_nanos())))
+        .and_then(Task::task_arn)
+        .map(str::to_string))
+}
+
+async fn definition(clients: &Clients, arn: &str) -> Result<TaskDefinition, ApiError> {
+    let out = clients
+        .ecs
+        .describe_task_definition()
+        .task_definition(arn)
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ecs:DescribeTaskDefinition", e))?;
+    out.task_definition().cloned().ok_or_else(|| ApiError {
+        operation: "ecs:DescribeTaskDefinition",
+        code: None,
+        message: format!("no task definition {arn}"),
+        transient: false,
+    })
+}
+
+async fn examine_task(
+    clients: &Clients,
+    cluster: &str,
+    task_arn: &str,
+    args: &DoctorArgs,
+    exec: &cluster::ExecSettings,
+    principal: &str,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let Some(found) = describe_task(&clients.ecs, cluster, task_arn).await? else {
+        report.add(Check::fail(
+            "task",
+            format!("task {task_arn} not found in cluster {cluster}"),
+            "check the id (`jump ls`, aws ecs list-tasks)",
+        ));
+        return Ok(());
+    };
+    let def = definition(clients, found.task_definition_arn().unwrap_or_default()).await?;
+    report.extend(task::running(&found, args.container.as_deref()));
+    report.extend(task::definition(Some(&found), &def));
+    let role_arn = found
+        .overrides()
+        .and_then(|o| o.task_role_arn())
+        .or(def.task_role_arn());
+    match role_arn {
+        Some(role_arn) => {
+            report.add(Check::pass(
+                "task-role",
+                format!("the task runs as {role_arn}"),
+            ));
+            report.extend(role::checks(clients, role_arn, exec).await);
+        }
+        None => report.add(Check::fail(
+            "task-role",
+            "the task has no task role: the exec agent has no identity to open its channels with",
+            "give the task definition a taskRoleArn with templates/task-role-policy.json",
+        )),
+    }
+    let actions = ["ecs:ExecuteCommand", "ssm:StartSession"];
+    report.add(identity::may(clients, principal, &actions, task_arn).await);
+    let placement = placement(clients, &found, &def).await;
+    report.extend(network::checks(clients, &placement).await);
+    report.extend(awslogs_group(clients, &def).await);
+    Ok(())
+}
+
+/// The task's subnet, security groups and public IP, from its network interface.
+async fn placement(clients: &Clients, found: &Task, def: &TaskDefinition) -> Placement {
+    let detail = |name: &str| {
+        found
+            .attachments()
+            .iter()
+            .flat_map(|a| a.details())
+            .find(|d| d.name() == Some(name))
+            .and_then(|d| d.value())
+            .map(str::to_string)
+    };
+    let mut placement = Placement {
+        subnets: detail("subnetId").into_iter().collect(),
+        security_groups: Vec::new(),
+        public_ip: false,
+        uses_awslogs: awslogs(def).is_some(),
+    };
+    if let Some(eni) = detail("networkInterfaceId") {
+        if let Ok(out) = clients
+            .ec2
+            .describe_network_interfaces()
+            .network_interface_ids(eni)
+            .send()
+            .await
+        {
+            if let Some(interface) = out.network_interfaces().first() {
+                placement.security_groups = interface
+                    .groups()
+                    .iter()
+                    .filter_map(|g| g.group_id().map(str::to_string))
+                    .collect();
+                placement.public_ip = interface
+                    .association()
+                    .and_then(|a| a.public_ip())
+                    .is_some();
+            }
+        }
+    }
+    placement
+}
+
+/// The awslogs group of the task definition and whether ECS may create it.
+fn awslogs(def: &TaskDefinition) -> Option<(String, bool)> {
+    def.container_definitions().iter().find_map(|c| {
+        let config = c.log_configuration()?;
+        if config.log_driver().as_str() != "awslogs" {
+            return None;
+        }
+        let options = config.options()?;
+        let group = options.get("awslogs-group")?.clone();
+        let create = options.get("awslogs-create-group").map(String::as_str) == Some("true");
+        Some((group, create))
+    })
+}
+
+async fn awslogs_group(clients: &Clients, def: &TaskDefinition) -> Option<Check> {
+    let (group, create) = awslogs(def)?;
+    Some(
+        logs::group(
+            clients,
+            "log-group",
+            &group,
+            "the task's container output",
+            create,
+        )
+        .await,
+    )
+}
+
+/// Without a task: what `jump up` would use, from jump.toml, JUMP_<KEY> and flags.
+async fn examine_config(
+    clients: &Clients,
+    layers: &Layers,
+    exec: &cluster::ExecSettings,
+    principal: &str,
+    report: &mut Report,
+) {
+    let plan = match layers.clone().into_plan() {
+        Ok(plan) => plan,
+        Err(err) => {
+            report.add(Check::fail(
+                "config",
+                err.to_string(),
+                "fix jump.toml (or run `jump init`)",
+            ));
+            return;
+        }
+    };
+    match (&plan.task_role, plan.mode) {
+        (Some(role_arn), _) => {
+            report.add(Check::pass("task-role", format!("jumphosts run as {role_arn}")));
+            report.extend(role::checks(clients, role_arn, exec).await);
+        }
+        (None, Mode::Ssh) => report.add(Check::pass("task-role", "ssh mode needs no task role")),
+        (None, Mode::Exec) => report.add(Check::fail(
+            "task-role",
+            "exec mode needs a task role, and none is configured",
+            "set `task_role` in jump.toml to a role with templates/task-role-policy.json (`jump init` creates one)",
+        )),
+    }
+    if let Some(role_arn) = &plan.execution_role {
+        report.add(execution_role(clients, role_arn).await);
+    }
+    let actions = [
+        "ecs:RunTask",
+        "ecs:StopTask",
+        "ecs:DescribeTasks",
+        "ecs:ExecuteCommand",
+        "ssm:StartSession",
+    ];
+    report.add(identity::may(clients, principal, &actions, "*").await);
+    let placement = Placement {
+        subnets: plan.subnets.clone(),
+        security_groups: plan.security_groups.clone(),
+        public_ip: plan.public,
+        uses_awslogs: true,
+    };
+    report.extend(network::checks(clients, &placement).await);
+    let what = "jumphost output, sshd log and host key";
+    report.add(logs::group(clients, "log-group", &plan.log_group, what, true).await);
+}
+
+async fn execution_role(clients: &Clients, role_arn: &str) -> Check {
+    let name = role_arn.rsplit('/').next().unwrap_or(role_arn);
+    match clients.iam.get_role().role_name(name).send().await {
+        Ok(_) => Check::pass("execution-role", format!("execution role {role_arn} exists")),
+        Err(err) => Check::fail(
+            "execution-role",
+            format!("execution role {role_arn}: {}", ApiError::from_sdk("iam:GetRole", err)),
+            "create it with templates/execution-role-policy.json (`jump init` does), or fix `execution_role`",
+        ),
+    }
+}

@@ -1,0 +1,446 @@
+//! `jump doctor`: every check made to fail and made to pass against the sandbox.
+//!
+//! Network checks use a VPC of their own (moto only, no data plane needed): an endpoint
+//! added for one test must not make another test's VPC look reachable.
+
+use serde_json::{json, Value};
+
+use crate::support::{shared, stderr, World};
+
+/// `jump doctor --json ARGS`: the report and the exit code.
+fn doctor(world: &World, args: &[&str]) -> (Value, i32) {
+    let out = world.run(&[&["doctor", "--json"], args].concat());
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("doctor prints JSON ({e}); stderr: {}", stderr(&out)));
+    (report, out.status.code().unwrap_or(-1))
+}
+
+fn check<'r>(report: &'r Value, id: &str) -> &'r Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no check {id} in {report:#}"))
+}
+
+fn status<'r>(report: &'r Value, id: &str) -> &'r str {
+    check(report, id)["status"].as_str().unwrap()
+}
+
+fn role(world: &World, name: &str) -> String {
+    let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
+    let created = world.sandbox.aws(&[
+        "iam",
+        "create-role",
+        "--role-name",
+        name,
+        "--assume-role-policy-document",
+        &trust.to_string(),
+    ]);
+    created["Role"]["Arn"].as_str().unwrap().to_string()
+}
+
+/// A VPC, subnet and security group of the test's own.
+struct Net {
+    vpc: String,
+    subnet: String,
+    group: String,
+}
+
+fn own_network(world: &World, octet: u8) -> Net {
+    let aws = |args: &[&str]| world.sandbox.aws(args);
+    let cidr = format!("10.{octet}.0.0/16");
+    let vpc = aws(&["ec2", "create-vpc", "--cidr-block", &cidr])["Vpc"]["VpcId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let subnet_cidr = format!("10.{octet}.1.0/24");
+    let subnet = aws(&[
+        "ec2",
+        "create-subnet",
+        "--vpc-id",
+        &vpc,
+        "--cidr-block",
+        &subnet_cidr,
+    ])["Subnet"]["SubnetId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let group = aws(&[
+        "ec2",
+        "create-security-group",
+        "--group-name",
+        &format!("doctor-{octet}"),
+        "--description",
+        "doctor test",
+        "--vpc-id",
+        &vpc,
+    ])["GroupId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    Net { vpc, subnet, group }
+}
+
+#[test]
+fn configuration_checks_fail_and_pass() {
+    let sandbox = shared();
+    let world = World::new(sandbox, "doctor-config");
+    let task_role = role(&world, &format!("{}-task", world.cluster));
+    let execution_role = role(&world, &format!("{}-exec", world.cluster));
+    let net = own_network(&world, 77);
+    let group_name = format!("/{}/sessions", world.cluster);
+    let settings = [
+        "--mode",
+        "exec",
+        "--task-role",
+        &task_role,
+        "--execution-role",
+        &execution_role,
+        "--subnets",
+        &net.subnet,
+        "--security-groups",
+        &net.group,
+        "--log-group",
+        &group_name,
+    ];
+
+    // A private subnet with no endpoint, a log group not created yet.
+    let (report, code) = doctor(&world, &settings);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report["ok"], false);
+    for id in [
+        "credentials",
+        "cluster",
+        "task-role",
+        "task-role-channels",
+        "execution-role",
+        "caller-permissions",
+        "egress-443",
+    ] {
+        assert_eq!(status(&report, id), "PASS", "{id}: {report:#}");
+    }
+    assert_eq!(status(&report, "network-route"), "FAIL");
+    assert!(check(&report, "network-route")["fix"]
+        .as_str()
+        .unwrap()
+        .contains("ssmmessages"));
+    assert_eq!(status(&report, "vpc-endpoints"), "WARN");
+    assert_eq!(status(&report, "log-group"), "WARN");
+
+    // The endpoint and the log group make it pass.
+    let service = "com.amazonaws.eu-west-1.ssmmessages";
+    let region = world.sandbox_var("AWS_REGION");
+    let service = service.replace("eu-west-1", region);
+    world.sandbox.aws(&[
+        "ec2",
+        "create-vpc-endpoint",
+        "--vpc-id",
+        &net.vpc,
+        "--vpc-endpoint-type",
+        "Interface",
+        "--service-name",
+        &service,
+        "--subnet-ids",
+        &net.subnet,
+    ]);
+    world
+        .sandbox
+        .aws(&["logs", "create-log-group", "--log-group-name", &group_name]);
+    let (report, code) = doctor(&world, &settings);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["ok"], true);
+    assert_eq!(status(&report, "network-route"), "PASS");
+    assert_eq!(status(&report, "log-group"), "PASS");
+
+    // The issue's case: the task role may not open the data channel.
+    world.sandbox.ctl(&[
+        "deny",
+        "ssmmessages:OpenDataChannel",
+        "--principal",
+        &task_role,
+    ]);
+    let (report, code) = doctor(&world, &settings);
+    assert_eq!(code, 1);
+    let channels = check(&report, "task-role-channels");
+    assert_eq!(channels["status"], "FAIL");
+    assert!(channels["summary"]
+        .as_str()
+        .unwrap()
+        .contains("ssmmessages:OpenDataChannel"));
+    assert!(channels["fix"]
+        .as_str()
+        .unwrap()
+        .contains("templates/task-role-policy.json"));
+    let text = world.run(&[&["doctor"], &settings[..]].concat());
+    let shown = String::from_utf8_lossy(&text.stdout);
+    assert!(shown.contains("FAIL  task-role-channels"), "{shown}");
+    assert!(
+        shown.contains("fix: add templates/task-role-policy.json"),
+        "{shown}"
+    );
+
+    // No egress on 443.
+    world.sandbox.aws(&[
+        "ec2",
+        "revoke-security-group-egress",
+        "--group-id",
+        &net.group,
+        "--ip-permissions",
+        r#"[{"IpProtocol":"-1","IpRanges":[{"CidrIp":"0.0.0.0/0"}]}]"#,
+    ]);
+    let (report, _) = doctor(&world, &settings);
+    assert_eq!(status(&report, "egress-443"), "FAIL");
+
+    // Exec mode without a task role; an execution role that does not exist.
+    let (report, code) = doctor(
+        &world,
+        &[
+            "--mode",
+            "exec",
+            "--execution-role",
+            "arn:aws:iam::123456789012:role/nope",
+            "--subnets",
+            &net.subnet,
+            "--security-groups",
+            &net.group,
+        ],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(status(&report, "task-role"), "FAIL");
+    assert_eq!(status(&report, "execution-role"), "FAIL");
+
+    // A cluster that does not exist stops the checks there.
+    let (report, code) = doctor(&world, &["--cluster", "no-such-cluster"]);
+    assert_eq!(code, 1);
+    assert_eq!(status(&report, "cluster"), "FAIL");
+    assert_eq!(report["checks"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn credentials_and_caller_permissions() {
+    let sandbox = shared();
+    let world = World::new(sandbox, "doctor-caller");
+    let mut blind = world.jump();
+    blind
+        .args(["doctor", "--json"])
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_EC2_METADATA_DISABLED", "true");
+    let out = blind.output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status(&report, "credentials"), "FAIL");
+    assert_eq!(report["checks"].as_array().unwrap().len(), 1);
+
+    let user = world.sibling("doctor-denied-user");
+    let (report, _) = doctor(&user, &[]);
+    assert_eq!(status(&report, "credentials"), "PASS");
+    assert_eq!(status(&report, "caller-permissions"), "PASS");
+    sandbox.ctl(&[
+        "deny",
+        "ecs:ExecuteCommand",
+        "--principal",
+        "user/doctor-denied-user",
+    ]);
+    let (report, code) = doctor(&user, &[]);
+    assert_eq!(code, 1);
+    let caller = check(&report, "caller-permissions");
+    assert_eq!(caller["status"], "FAIL");
+    assert!(caller["summary"]
+        .as_str()
+        .unwrap()
+        .contains("ecs:ExecuteCommand"));
+}
+
+#[test]
+fn cluster_exec_settings_kms_and_session_logging() {
+    let sandbox = shared();
+    let world = World::new(sandbox, "doctor-kms");
+    let task_role = role(&world, &format!("{}-task", world.cluster));
+    let key = sandbox.aws(&["kms", "create-key"])["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cluster = format!("{}-kms", world.cluster);
+    let logs = format!("/{cluster}/exec");
+    let configuration = json!({"executeCommandConfiguration": {"kmsKeyId": key, "logging": "OVERRIDE",
+        "logConfiguration": {"cloudWatchLogGroupName": logs}}});
+    sandbox.aws(&[
+        "ecs",
+        "create-cluster",
+        "--cluster-name",
+        &cluster,
+        "--configuration",
+        &configuration.to_string(),
+    ]);
+    let settings = [
+        "--cluster",
+        &cluster,
+        "--mode",
+        "exec",
+        "--task-role",
+        &task_role,
+    ];
+
+    let (report, _) = doctor(&world, &settings);
+    assert_eq!(status(&report, "exec-kms-key"), "PASS", "{report:#}");
+    assert_eq!(status(&report, "task-role-kms"), "PASS");
+    assert_eq!(status(&report, "task-role-logging"), "PASS");
+    assert_eq!(status(&report, "exec-log-group"), "FAIL");
+    sandbox.aws(&["logs", "create-log-group", "--log-group-name", &logs]);
+    let (report, _) = doctor(&world, &settings);
+    assert_eq!(status(&report, "exec-log-group"), "PASS");
+
+    sandbox.ctl(&[
+        "deny",
+        "kms:Decrypt",
+        "logs:PutLogEvents",
+        "--principal",
+        &task_role,
+    ]);
+    let (report, code) = doctor(&world, &settings);
+    assert_eq!(code, 1);
+    assert_eq!(status(&report, "task-role-kms"), "FAIL");
+    assert_eq!(status(&report, "task-role-logging"), "FAIL");
+    sandbox.aws(&["kms", "disable-key", "--key-id", &key]);
+    let (report, _) = doctor(&world, &settings);
+    assert_eq!(status(&report, "exec-kms-key"), "FAIL");
+}
+
+/// Registers a task definition from raw JSON and runs it, exec enabled or not.
+fn run_raw(world: &World, definition: &Value, exec: bool) -> String {
+    world.sandbox.aws(&[
+        "ecs",
+        "register-task-definition",
+        "--cli-input-json",
+        &definition.to_string(),
+    ]);
+    let network = format!(
+        "awsvpcConfiguration={{subnets=[{}]}}",
+        world.sandbox_var("JUMP_SUBNETS")
+    );
+    let family = definition["family"].as_str().unwrap();
+    let mut args = vec![
+        "ecs",
+        "run-task",
+        "--cluster",
+        &world.cluster,
+        "--task-definition",
+        family,
+        "--launch-type",
+        "FARGATE",
+        "--network-configuration",
+        &network,
+    ];
+    if exec {
+        args.push("--enable-execute-command");
+    }
+    let run = world.sandbox.aws(&args);
+    run["tasks"][0]["taskArn"].as_str().unwrap().to_string()
+}
+
+fn definition(family: &str, role: &str, container: Value, pid_mode: Option<&str>) -> Value {
+    let mut def = json!({
+        "family": family, "requiresCompatibilities": ["FARGATE"], "networkMode": "awsvpc",
+        "cpu": "256", "memory": "512", "taskRoleArn": role,
+        "containerDefinitions": [container],
+    });
+    if let Some(mode) = pid_mode {
+        def["pidMode"] = json!(mode);
+    }
+    def
+}
+
+#[test]
+fn task_checks_fail_and_pass() {
+    let sandbox = shared();
+    let world = World::new(sandbox, "doctor-task");
+    let task_role = role(&world, &format!("{}-task", world.cluster));
+    let good = definition(
+        &format!("{}-good", world.cluster),
+        &task_role,
+        json!({"name": "app", "image": "app:1", "essential": true, "command": ["sleep", "600"],
+               "linuxParameters": {"initProcessEnabled": true}}),
+        None,
+    );
+    let bad = definition(
+        &format!("{}-bad", world.cluster),
+        &task_role,
+        json!({"name": "app", "image": "app:1", "essential": true, "command": ["sleep", "600"],
+               "readonlyRootFilesystem": true,
+               "environment": [{"name": "AWS_ACCESS_KEY_ID", "value": "AKIAEXAMPLE"}]}),
+        Some("task"),
+    );
+    let good_task = run_raw(&world, &good, true);
+    let bad_task = run_raw(&world, &bad, false);
+    for task in [&good_task, &bad_task] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while world.describe(task)["lastStatus"] != "RUNNING" {
+            assert!(std::time::Instant::now() < deadline, "{task} never ran");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    let task_checks = [
+        "platform-version",
+        "exec-enabled",
+        "exec-agent",
+        "init-process",
+        "readonly-root",
+        "pid-mode",
+        "container-credentials",
+        "task-role",
+        "task-role-channels",
+        "caller-permissions",
+    ];
+    // The agent comes up a moment after the task runs.
+    let mut report = Value::Null;
+    for _ in 0..50 {
+        report = doctor(&world, &["--task", &good_task]).0;
+        if status(&report, "exec-agent") == "PASS" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    for id in task_checks {
+        assert_eq!(status(&report, id), "PASS", "{id}: {report:#}");
+    }
+    // The sandbox VPC is private with no endpoints: said, with the fix.
+    assert_eq!(status(&report, "network-route"), "FAIL");
+
+    let (report, code) = doctor(&world, &["--task", &bad_task]);
+    assert_eq!(code, 1);
+    for id in [
+        "exec-enabled",
+        "exec-agent",
+        "readonly-root",
+        "container-credentials",
+    ] {
+        assert_eq!(status(&report, id), "FAIL", "{id}: {report:#}");
+    }
+    for id in ["init-process", "pid-mode"] {
+        assert_eq!(status(&report, id), "WARN", "{id}: {report:#}");
+    }
+    assert!(check(&report, "exec-enabled")["fix"]
+        .as_str()
+        .unwrap()
+        .contains("--enable-execute-command"));
+
+    // The task role denied a channel action: named, for this task.
+    sandbox.ctl(&[
+        "deny",
+        "ssmmessages:CreateControlChannel",
+        "--principal",
+        &task_role,
+    ]);
+    let (report, _) = doctor(&world, &["--task", &good_task]);
+    assert_eq!(status(&report, "task-role-channels"), "FAIL");
+    for task in [good_task, bad_task] {
+        world.stop_task(&task);
+    }
+}
