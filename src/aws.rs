@@ -19,6 +19,13 @@ use thiserror::Error;
 /// Attempts per API call, including the first; the SDK backs off between them.
 const MAX_ATTEMPTS: u32 = 5;
 
+/// Who is calling, as STS says.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub arn: String,
+    pub user_id: String,
+}
+
 /// The service clients a session needs, built from one [`SdkConfig`].
 #[derive(Clone, Debug)]
 pub struct Clients {
@@ -162,18 +169,27 @@ impl Clients {
 
     /// The ARN of the caller, used as the `jump:owner` of every session it starts.
     pub async fn caller_arn(&self) -> Result<String, ApiError> {
+        Ok(self.caller().await?.arn)
+    }
+
+    /// The caller's ARN and user id (what IAM's `${aws:userid}` evaluates to, so that
+    /// policies can limit users to the tasks they started: `jump:owner-id`).
+    pub async fn caller(&self) -> Result<Caller, ApiError> {
         let identity = self
             .sts
             .get_caller_identity()
             .send()
             .await
             .map_err(|e| ApiError::from_sdk("sts:GetCallerIdentity", e))?;
-        identity.arn.ok_or_else(|| ApiError {
-            operation: "sts:GetCallerIdentity",
-            code: None,
-            message: "the response carried no ARN".to_string(),
-            transient: false,
-        })
+        match (identity.arn, identity.user_id) {
+            (Some(arn), Some(user_id)) => Ok(Caller { arn, user_id }),
+            _ => Err(ApiError {
+                operation: "sts:GetCallerIdentity",
+                code: None,
+                message: "the response carried no ARN or user id".to_string(),
+                transient: false,
+            }),
+        }
     }
 }
 

@@ -97,7 +97,8 @@ async fn one_off(
     args: RunArgs,
     checked: Checked,
 ) -> anyhow::Result<Exit> {
-    let owner = clients.caller_arn().await?;
+    let caller = clients.caller().await?;
+    let owner = caller.arn;
     let (task_definition, network) = match (&args.service, checked.network) {
         (Some(service), _) => from_service(&clients.ecs, &cluster, service).await?,
         (None, network) => (
@@ -140,7 +141,7 @@ async fn one_off(
                 .build(),
         )
         .overrides(overrides.build());
-    for (key, value) in session_tags(&owner, &id, expires) {
+    for (key, value) in session_tags(&owner, &caller.user_id, &id, expires) {
         request = request.tags(tag(key, &value));
     }
     let task_arn = guard

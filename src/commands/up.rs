@@ -93,7 +93,8 @@ impl Session {
     async fn run(self) -> anyhow::Result<Exit> {
         let plan = &self.plan;
         let progress = self.output.progress("checking AWS identity");
-        let owner = self.clients.caller_arn().await?;
+        let caller = self.clients.caller().await?;
+        let owner = caller.arn;
 
         progress.stage("preparing the task definition");
         let definition = provision::task_definition(plan, &self.clients.region)?;
@@ -109,7 +110,13 @@ impl Session {
         let expires = SystemTime::now() + plan.ttl;
         progress.stage("starting the task");
         let task_arn = self
-            .launch(definition_arn, owner.clone(), authorized_key, expires)
+            .launch(
+                definition_arn,
+                owner.clone(),
+                caller.user_id,
+                authorized_key,
+                expires,
+            )
             .await?;
         tracing::info!(task_arn, session = %self.id, "task started");
 
@@ -216,6 +223,7 @@ impl Session {
         &self,
         definition_arn: String,
         owner: String,
+        owner_id: String,
         authorized_key: Option<String>,
         expires: SystemTime,
     ) -> anyhow::Result<String> {
@@ -229,6 +237,7 @@ impl Session {
                     task_definition_arn: &definition_arn,
                     session: &id,
                     owner: &owner,
+                    owner_id: &owner_id,
                     authorized_key: authorized_key.as_deref(),
                     expires,
                 };

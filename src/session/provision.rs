@@ -23,7 +23,7 @@ use serde_json::Value;
 use ssh_key::sha2::{Digest, Sha256};
 use thiserror::Error;
 
-use super::record::{TAG_CONTENT_HASH, TAG_EXPIRES, TAG_OWNER, TAG_SESSION};
+use super::record::{TAG_CONTENT_HASH, TAG_EXPIRES, TAG_OWNER, TAG_OWNER_ID, TAG_SESSION};
 use super::wait::TaskFailed;
 use super::{task_id, SessionId};
 use crate::aws::ApiError;
@@ -289,6 +289,8 @@ pub struct Launch<'a> {
     pub task_definition_arn: &'a str,
     pub session: &'a SessionId,
     pub owner: &'a str,
+    /// The caller's user id, for IAM conditions on `${aws:userid}`.
+    pub owner_id: &'a str,
     /// The session's public key (ssh mode); none in exec mode, so the task runs no sshd.
     pub authorized_key: Option<&'a str>,
     pub expires: SystemTime,
@@ -314,18 +316,20 @@ impl Launch<'_> {
     }
 
     pub fn tags(&self) -> Vec<(&'static str, String)> {
-        session_tags(self.owner, self.session, self.expires)
+        session_tags(self.owner, self.owner_id, self.session, self.expires)
     }
 }
 
 /// Tags that let `ls` and `down` find and judge a session's task from any machine.
 pub fn session_tags(
     owner: &str,
+    owner_id: &str,
     session: &SessionId,
     expires: SystemTime,
 ) -> Vec<(&'static str, String)> {
     vec![
         (TAG_OWNER, owner.to_string()),
+        (TAG_OWNER_ID, owner_id.to_string()),
         (TAG_SESSION, session.to_string()),
         (
             TAG_EXPIRES,
@@ -496,6 +500,7 @@ mod tests {
             task_definition_arn: "arn:td",
             session: &session,
             owner: "arn:aws:sts::1:user/me",
+            owner_id: "AIDAEXAMPLE",
             authorized_key: Some("ssh-ed25519 AAAA k"),
             expires: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         };

@@ -19,6 +19,7 @@ use crate::aws::ApiError;
 use crate::keys::{KeyError, SessionDir};
 
 pub const TAG_OWNER: &str = "jump:owner";
+pub const TAG_OWNER_ID: &str = "jump:owner-id";
 pub const TAG_SESSION: &str = "jump:session";
 pub const TAG_EXPIRES: &str = "jump:expires";
 pub const TAG_CONTENT_HASH: &str = "jump:content-hash";

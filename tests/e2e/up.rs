@@ -22,12 +22,16 @@ fn command_output_and_exit_status_pass_through_and_nothing_is_left() {
     let task = world.wait_stopped(&stopped[0]);
     assert_eq!(task["stopCode"], "UserInitiated");
     let tags = task["tags"].as_array().unwrap();
-    for key in ["jump:owner", "jump:session", "jump:expires"] {
+    for key in ["jump:owner", "jump:owner-id", "jump:session", "jump:expires"] {
         assert!(
             tags.iter().any(|t| t["key"] == key),
             "tag {key} missing: {tags:?}"
         );
     }
+    // What IAM's ${aws:userid} is for this caller: the user policy's conditions use it.
+    let user_id = world.sandbox.aws(&["sts", "get-caller-identity"])["UserId"].clone();
+    let owner_id = tags.iter().find(|t| t["key"] == "jump:owner-id").unwrap();
+    assert_eq!(owner_id["value"], user_id);
     assert_eq!(world.json(&["ls", "--json"]), serde_json::json!([]));
     world.assert_nothing_left();
 }
