@@ -297,15 +297,15 @@ pub struct SshArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("target").required(true).args(["session", "task"]))]
+#[command(group = clap::ArgGroup::new("target").required(true).args(["session", "task", "service"]))]
 pub struct ExecArgs {
     /// Session id, as printed by `jump up --detach` or `jump ls`
     pub session: Option<String>,
     /// Any exec-enabled task of the cluster instead of a session (id or ARN)
-    #[arg(long, value_name = "TASK", conflicts_with_all = ["session", "service"])]
+    #[arg(long, value_name = "TASK")]
     pub task: Option<String>,
     /// The newest running, exec-ready task of this ECS service instead of a session
-    #[arg(long, value_name = "NAME", conflicts_with = "session")]
+    #[arg(long, value_name = "NAME")]
     pub service: Option<String>,
     /// Container to exec into (needed when the task has several)
     #[arg(long, value_name = "NAME")]

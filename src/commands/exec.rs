@@ -19,20 +19,18 @@ use super::cluster;
 
 pub async fn run(global: GlobalArgs, output: Output, args: ExecArgs) -> anyhow::Result<Exit> {
     let session: Option<SessionId> = args.session.as_deref().map(str::parse).transpose()?;
-    if session.is_none() && args.task.is_none() && args.service.is_none() {
-        return Err(UsageError("name a SESSION, a --task or a --service".into()).into());
-    }
     let cluster = cluster(&args.cluster)?;
     let clients = Clients::new(global.profile.as_deref(), global.region.as_deref())
         .await?
         .with_ssm_plugin(global.ssm_plugin.clone());
-    let task_arn = match (session, args.task, args.service) {
-        (Some(id), _, _) => session_task(&clients.ecs, &cluster, &id).await?,
-        (None, Some(task), _) => task,
-        (None, None, Some(service)) => {
-            service_task(&clients.ecs, &cluster, &service, args.container.as_deref()).await?
-        }
-        (None, None, None) => unreachable!("checked above"),
+    let task_arn = if let Some(id) = session {
+        session_task(&clients.ecs, &cluster, &id).await?
+    } else if let Some(task) = args.task {
+        task
+    } else if let Some(service) = &args.service {
+        service_task(&clients.ecs, &cluster, service, args.container.as_deref()).await?
+    } else {
+        return Err(UsageError("name a SESSION, a --task or a --service".into()).into());
     };
     if !output.json() {
         output.note(&format!("jump: ECS Exec into {task_arn}"));

@@ -111,6 +111,140 @@ fn exec_into_a_task_without_exec_enabled_is_a_clear_aws_error() {
     world.stop_task(&arn);
 }
 
+/// `--ssm-plugin`: the session goes to the plugin, and without a terminal jump still
+/// reports the command's real exit status (the plugin itself would say 0).
+#[test]
+fn exec_through_the_official_plugin_keeps_the_exit_status_in_ci() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let world = World::new(shared(), "exec-plugin")
+        .with_env("JUMP_PLUGIN_STANDIN_LOG", log.path().to_str().unwrap());
+    let plugin = crate::forward::PLUGIN;
+    let mut child = world
+        .jump()
+        .args([
+            "up",
+            "--mode",
+            "exec",
+            "--ssm-plugin",
+            plugin,
+            "--",
+            "sh",
+            "-c",
+            "read v; echo via-$v; exit 3",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"plugin\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "stderr: {}", stderr(&out));
+    assert!(stdout(&out).contains("via-plugin"), "{}", stdout(&out));
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    let argv: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let argv = argv["argv"].as_array().unwrap();
+    let session: serde_json::Value = serde_json::from_str(argv[0].as_str().unwrap()).unwrap();
+    assert!(session["sessionId"].is_string() && session["tokenValue"].is_string());
+    let request: serde_json::Value = serde_json::from_str(argv[4].as_str().unwrap()).unwrap();
+    assert!(request["Target"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("ecs:{}_", world.cluster)));
+    world.assert_nothing_left();
+}
+
+/// `--service`: the service's exec-ready task; a service without exec is explained.
+#[test]
+fn exec_into_a_service_task() {
+    let world = World::new(shared(), "exec-service");
+    let family = format!("svc-{}", world.cluster);
+    world.register(
+        &family,
+        &serde_json::json!([{ "name": "app", "image": "app:1", "command": ["sleep", "600"] }]),
+    );
+    let network = format!(
+        "awsvpcConfiguration={{subnets=[{}],securityGroups=[{}]}}",
+        world.sandbox_var("JUMP_SUBNETS"),
+        world.sandbox_var("JUMP_SECURITY_GROUPS")
+    );
+    for (name, exec) in [("web", true), ("worker", false)] {
+        let mut args = vec![
+            "ecs",
+            "create-service",
+            "--cluster",
+            &world.cluster,
+            "--service-name",
+            name,
+            "--task-definition",
+            &family,
+            "--desired-count",
+            "1",
+            "--launch-type",
+            "FARGATE",
+            "--network-configuration",
+            &network,
+        ];
+        if exec {
+            args.push("--enable-execute-command");
+        }
+        world.sandbox.aws(&args);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let out = loop {
+        let out = world.run(&[
+            "exec",
+            "--service",
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "echo in-service; exit 4",
+        ]);
+        if out.status.code() == Some(4) || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(out.status.code(), Some(4), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "in-service");
+
+    let out = world.run(&["exec", "--service", "worker", "--", "true"]);
+    expect_exit(&out, 75, "jump doctor --service worker");
+    let out = world.run(&["exec", "--service", "nope", "--", "true"]);
+    expect_exit(&out, 69, "ServiceNotFoundException");
+    let out = world.run(&["exec", "--service", "web", "--task", "abc"]);
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", stderr(&out));
+
+    let doctor = world.run(&["doctor", "--json", "--service", "worker"]);
+    assert_eq!(doctor.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    let enabled = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "exec-enabled")
+        .unwrap();
+    assert_eq!(enabled["status"], "FAIL");
+    for name in ["web", "worker"] {
+        world.sandbox.aws(&[
+            "ecs",
+            "delete-service",
+            "--cluster",
+            &world.cluster,
+            "--service",
+            name,
+            "--force",
+        ]);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !world.running_tasks().is_empty() {
+        assert!(Instant::now() < deadline, "service tasks never stopped");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    world.assert_nothing_left();
+}
+
 /// A cluster whose ECS Exec configuration names a KMS key: every session is encrypted
 /// (the sandbox's agent refuses a client that cannot do it), and each way it can fail
 /// is named.

@@ -86,6 +86,56 @@ fn stop(world: &World, child: Child) {
     world.assert_nothing_left();
 }
 
+/// AWS's plugin's command-line contract, played by the sandbox's stand-in client.
+pub const PLUGIN: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/sandbox/session-manager-plugin-standin"
+);
+
+#[test]
+fn forward_through_the_official_plugin_when_asked() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let world = World::new(shared(), "fwd-plugin")
+        .with_env("JUMP_SSM_PLUGIN", PLUGIN)
+        .with_env("JUMP_PLUGIN_STANDIN_LOG", log.path().to_str().unwrap());
+    let (child, address) = forward(&world, &format!("0:rds:{}", database()));
+    let out = psql(&address, "select 6*7");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42", "{out:?}");
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    let argv: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let argv = argv["argv"].as_array().unwrap();
+    assert_eq!(argv.len(), 6, "{argv:?}");
+    assert_eq!(argv[2], "StartSession");
+    let session: serde_json::Value = serde_json::from_str(argv[0].as_str().unwrap()).unwrap();
+    assert!(session["SessionId"].is_string() && session["StreamUrl"].is_string());
+    let request: serde_json::Value = serde_json::from_str(argv[4].as_str().unwrap()).unwrap();
+    assert_eq!(
+        request["DocumentName"],
+        "AWS-StartPortForwardingSessionToRemoteHost"
+    );
+    let port = address.rsplit_once(':').unwrap().1;
+    assert_eq!(request["Parameters"]["localPortNumber"][0], port);
+    assert!(request["Target"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("ecs:{}_", world.cluster)));
+    assert_eq!(
+        argv[5].as_str().unwrap(),
+        world.sandbox_var("AWS_ENDPOINT_URL")
+    );
+    stop(&world, child);
+
+    let missing =
+        World::new(shared(), "fwd-no-plugin").with_env("JUMP_SSM_PLUGIN", "/nonexistent/plugin");
+    let out = missing.run(&["forward", &format!("0:rds:{}", database())]);
+    expect_exit(
+        &out,
+        76,
+        "cannot run the session-manager-plugin /nonexistent/plugin",
+    );
+    missing.assert_nothing_left();
+}
+
 #[test]
 fn psql_through_a_forward_to_rds_with_concurrent_sessions() {
     let world = World::new(shared(), "fwd-rds");

@@ -193,6 +193,12 @@ impl<'a> World<'a> {
         self
     }
 
+    /// Runs `jump` with one more environment variable.
+    pub fn with_env(mut self, key: &str, value: &str) -> World<'a> {
+        self.extra.push((key.into(), value.into()));
+        self
+    }
+
     /// Another view of the same world with a separate identity and state, for ownership tests.
     pub fn sibling(&self, user: &str) -> World<'a> {
         World {

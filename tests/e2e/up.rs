@@ -22,7 +22,12 @@ fn command_output_and_exit_status_pass_through_and_nothing_is_left() {
     let task = world.wait_stopped(&stopped[0]);
     assert_eq!(task["stopCode"], "UserInitiated");
     let tags = task["tags"].as_array().unwrap();
-    for key in ["jump:owner", "jump:owner-id", "jump:session", "jump:expires"] {
+    for key in [
+        "jump:owner",
+        "jump:owner-id",
+        "jump:session",
+        "jump:expires",
+    ] {
         assert!(
             tags.iter().any(|t| t["key"] == key),
             "tag {key} missing: {tags:?}"

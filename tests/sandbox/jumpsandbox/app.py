@@ -3,7 +3,8 @@
 Every request passes here before moto. In order: the control API
 (``/_sandbox/...``), injected faults, the actions the sandbox answers itself
 (ECS tasks, IAM policy simulation), then moto, with hooks after RDS instance
-creation and deletion so the data plane follows.
+creation and deletion so the data plane follows, and around ECS service
+actions so that services run sandbox tasks.
 
 Control API (JSON over HTTP on the same port; ``tests/sandbox/ctl`` wraps it):
   GET    /_sandbox/health                      -> {"ok": true, "instance": ...}
@@ -26,6 +27,7 @@ import threading
 from dataclasses import asdict, dataclass
 
 from .awsproto import AwsError, error_response, json_response, preset_error, read_request, xml_response
+from .ecs_services import ACTIONS as SERVICE_ACTIONS
 from .ecs_tasks import TASK_FAULT_KINDS, TaskFault
 from .gateway import GatewayFaults
 
@@ -80,10 +82,19 @@ class FaultBook:
             self.rules.clear()
 
 
+class MotoRefused(Exception):
+    """moto answered with an error: it goes back to the client unchanged."""
+
+    def __init__(self, status: str, headers: list, body: bytes):
+        super().__init__(status)
+        self.status, self.headers, self.body = status, headers, body
+
+
 class SandboxApp:
-    def __init__(self, moto_app, tasks, databases, simulator, sessions, info: dict):
+    def __init__(self, moto_app, tasks, services, databases, simulator, sessions, info: dict):
         self.moto_app = moto_app
         self.tasks = tasks
+        self.services = services
         self.sessions = sessions
         self.databases = databases
         self.simulator = simulator
@@ -101,6 +112,8 @@ class SandboxApp:
         if fault is not None:
             return error_response(start_response, request.service, fault)
         try:
+            if request.service == "ecs" and request.action in SERVICE_ACTIONS:
+                return json_response(start_response, self._ecs_service(environ, request))
             if request.service == "ecs":
                 body = self.tasks.handle(request.action, request.region, request.params)
                 if body is None:
@@ -115,11 +128,15 @@ class SandboxApp:
                 return xml_response(start_response, self.simulator.simulate(request.raw_query))
         except AwsError as err:
             return error_response(start_response, request.service, err)
+        except MotoRefused as refusal:
+            start_response(refusal.status, refusal.headers)
+            return [refusal.body]
         if request.service == "rds" and request.action in ("CreateDBInstance", "DeleteDBInstance"):
             return self._rds(environ, start_response, request)
         return self.moto_app(environ, start_response)
 
-    def _rds(self, environ, start_response, request):
+    def _moto(self, environ) -> tuple[str, list, bytes]:
+        """moto's whole answer, for the sandbox to act on before the client sees it."""
         captured = {}
 
         def remember(status, headers, exc_info=None):
@@ -127,7 +144,20 @@ class SandboxApp:
             return lambda _data: None
 
         body = b"".join(self.moto_app(environ, remember))
-        if captured["status"].startswith("200"):
+        return captured["status"], captured["headers"], body
+
+    def _ecs_service(self, environ, request) -> dict:
+        def moto() -> dict:
+            status, headers, body = self._moto(environ)
+            if not status.startswith("200"):
+                raise MotoRefused(status, headers, body)
+            return json.loads(body)
+
+        return self.services.handle(request.action, request.region, request.params, moto)
+
+    def _rds(self, environ, start_response, request):
+        status, headers, body = self._moto(environ)
+        if status.startswith("200"):
             identifier = request.params.get("DBInstanceIdentifier", "")
             try:
                 if request.action == "CreateDBInstance":
@@ -139,7 +169,7 @@ class SandboxApp:
                 return error_response(
                     start_response, "rds", AwsError("InternalFailure", f"sandbox database backing failed: {err}", 500)
                 )
-        start_response(captured["status"], captured["headers"])
+        start_response(status, headers)
         return [body]
 
     def control(self, environ, start_response, route: str):

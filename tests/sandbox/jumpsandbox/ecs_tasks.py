@@ -6,7 +6,8 @@ ids, managed agents, timestamps or exit codes, and 500s on valid Fargate task
 definitions. Rather than patch each of those, the sandbox owns the task
 actions (RunTask, DescribeTasks, ListTasks, StopTask and tagging of task
 ARNs) and keeps reading clusters, task definitions, subnets and security
-groups from moto's backends, so everything else stays moto's.
+groups from moto's backends, so everything else stays moto's. Services start
+their tasks through the same model (ecs_services.py).
 
 Each task has one lifecycle thread that walks it through the states ECS
 reports, with configurable delays, and that starts and ends the task's real
@@ -65,6 +66,23 @@ class TaskFault:
     image: str | None = None
     after: float = 1.0
     exit_code: int = 1
+
+
+@dataclass
+class Launch:
+    """A RunTask request that passed validation: what each of its tasks is made from."""
+
+    cluster: object  # moto's cluster
+    taskdef: object  # moto's task definition
+    params: dict  # the request (startedBy, group, enableExecuteCommand, ...)
+    count: int
+    overrides: dict
+    cpu: str
+    memory: str
+    subnets: list
+    groups: list
+    public: bool
+    tags: list
 
 
 @dataclass
@@ -260,6 +278,16 @@ class TaskService:
         return cluster
 
     def run_task(self, region: str, p: dict) -> dict:
+        launch = self.plan(region, p)
+        created = [self._create(region, launch) for _ in range(launch.count)]
+        return {"tasks": [t.to_json(include_tags=True) for t in created], "failures": []}
+
+    def plan(self, region: str, p: dict) -> Launch:
+        """Validates a RunTask request as ECS does, before anything is created.
+
+        Services call it too: CreateService must fail on what RunTask would refuse,
+        rather than create a service whose tasks can never start.
+        """
         cluster = self._cluster(region, p.get("cluster"))
         backend = ecs_backends[ACCOUNT][region]
         ec2 = ec2_backends[ACCOUNT][region]
@@ -272,9 +300,9 @@ class TaskService:
         count = int(p.get("count", 1))
         if not 1 <= count <= 10:
             raise invalid("count must be between 1 and 10.")
-        launch = p.get("launchType", "FARGATE")
-        if launch != "FARGATE" and not p.get("capacityProviderStrategy"):
-            raise invalid(f"The sandbox runs Fargate tasks only (launchType {launch}).")
+        launch_type = p.get("launchType", "FARGATE")
+        if launch_type != "FARGATE" and not p.get("capacityProviderStrategy"):
+            raise invalid(f"The sandbox runs Fargate tasks only (launchType {launch_type}).")
         if "FARGATE" not in (taskdef.compatibilities or []):
             raise invalid("Task definition does not support launch_type FARGATE.")
         overrides = p.get("overrides") or {}
@@ -322,12 +350,7 @@ class TaskService:
         if started_by and len(started_by) > 128:
             raise invalid("startedBy may be at most 128 characters.")
         self._check_overrides(taskdef, overrides)
-
-        created = [
-            self._create(region, cluster, taskdef, p, overrides, cpu, memory, subnets, groups, public, tags)
-            for _ in range(count)
-        ]
-        return {"tasks": [t.to_json(include_tags=True) for t in created], "failures": []}
+        return Launch(cluster, taskdef, p, count, overrides, cpu, memory, subnets, groups, public, tags)
 
     @staticmethod
     def _check_overrides(taskdef, overrides: dict) -> None:
@@ -336,9 +359,10 @@ class TaskService:
             if co.get("name") not in names:
                 raise invalid(f"Override for container named {co.get('name')} is not a container in the TaskDefinition.")
 
-    def _create(self, region, cluster, taskdef, p, overrides, cpu, memory, subnets, groups, public, tags) -> Task:
+    def _create(self, region: str, launch: Launch) -> Task:
+        cluster, taskdef, p, overrides = launch.cluster, launch.taskdef, launch.params, launch.overrides
         ec2 = ec2_backends[ACCOUNT][region]
-        subnet = random.choice(subnets)
+        subnet = random.choice(launch.subnets)
         vpc = ec2.get_vpc(subnet.vpc_id)
         task_id = secrets.token_hex(16)
         arn = f"arn:aws:ecs:{region}:{ACCOUNT}:task/{cluster.name}/{task_id}"
@@ -350,10 +374,9 @@ class TaskService:
         else:
             setup_error = None
         private_ip = self._allocate_ip(ec2, subnet)
-        eni = ec2.create_network_interface(
-            subnet, private_ip, group_ids=groups, description=f"arn:aws:ecs:{region}:{ACCOUNT}:attachment/{task_id}"
-        )
-        public_ip = self.network.next_public_ip() if public else None
+        description = f"arn:aws:ecs:{region}:{ACCOUNT}:attachment/{task_id}"
+        eni = ec2.create_network_interface(subnet, private_ip, group_ids=launch.groups, description=description)
+        public_ip = self.network.next_public_ip() if launch.public else None
         if public_ip:
             eni.public_ip = public_ip
         prefix = ipaddress.ip_network(vpc.cidr_block).prefixlen
@@ -380,14 +403,14 @@ class TaskService:
             cluster_name=cluster.name,
             taskdef_arn=taskdef.arn,
             family=taskdef.family,
-            cpu=cpu,
-            memory=memory,
+            cpu=launch.cpu,
+            memory=launch.memory,
             containers=containers,
             overrides={"containerOverrides": overrides.get("containerOverrides") or [], "inferenceAcceleratorOverrides": []}
             | {k: v for k, v in overrides.items() if k != "containerOverrides"},
             started_by=p.get("startedBy"),
             group=p.get("group") or f"family:{taskdef.family}",
-            tags=tags,
+            tags=list(launch.tags),
             exec_enabled=bool(p.get("enableExecuteCommand")),
             subnet_id=subnet.id,
             availability_zone=subnet.availability_zone,
@@ -477,6 +500,8 @@ class TaskService:
         if not 1 <= max_results <= 100:
             raise invalid("maxResults must be between 1 and 100.")
         service = p.get("serviceName")
+        if service and f"{cluster.name}:{service}" not in ecs_backends[ACCOUNT][region].services:
+            raise AwsError("ServiceNotFoundException", "Service not found.")
         with self.lock:
             matching = [
                 t.arn
@@ -507,13 +532,18 @@ class TaskService:
             task = self._find(region, cluster.name, ref)
             if task is None:
                 raise invalid("The referenced task was not found.")
+            self.request_stop(task, "UserInitiated", p.get("reason") or "Task stopped by user")
+            return {"task": task.to_json(include_tags=False)}
+
+    def request_stop(self, task: Task, code: str, reason: str) -> None:
+        """Asks the task's lifecycle to stop it; a second request keeps the first reason, as on ECS."""
+        with self.lock:
             if task.desired_status != STOPPED:
                 task.desired_status = STOPPED
-                task.stop_code = task.stop_code or "UserInitiated"
-                task.stopped_reason = task.stopped_reason or (p.get("reason") or "Task stopped by user")
+                task.stop_code = task.stop_code or code
+                task.stopped_reason = task.stopped_reason or reason
                 task.version += 1
                 task.stop_requested.set()
-            return {"task": task.to_json(include_tags=False)}
 
     def _task_by_arn(self, region: str, arn: str) -> Task:
         task = self._find(region, None, arn)

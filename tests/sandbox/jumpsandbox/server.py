@@ -24,6 +24,7 @@ from moto.moto_server.werkzeug_app import (  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
 
 from .app import SandboxApp  # noqa: E402
+from .ecs_services import ServiceScheduler  # noqa: E402
 from .ecs_tasks import TaskService, Timing  # noqa: E402
 from .exec_api import SessionApi  # noqa: E402
 from .gateway import Gateway  # noqa: E402
@@ -102,12 +103,14 @@ def start(port: int, env_file: str | None, step: float, stop_on_eof: bool = Fals
         return str(db_net.network_address + next(db_pool)), vpc_net.prefixlen, network.gateways[vpc_net]
 
     tasks = TaskService(network, state_dir, Timing(step=step))
+    services = ServiceScheduler(tasks)
     databases = Databases(network, state_dir, next_db_address)
     info = {"instance": instance, "vpc_cidr": str(vpc_net), "public_cidr": str(network.public_net)}
     simulator = PolicySimulator()
     gateway = Gateway()
     sessions = SessionApi(tasks, gateway, simulator)
-    app = SandboxApp(DomainDispatcherApplication(create_backend_app), tasks, databases, simulator, sessions, info)
+    moto_app = DomainDispatcherApplication(create_backend_app)
+    app = SandboxApp(moto_app, tasks, services, databases, simulator, sessions, info)
     server = make_server("127.0.0.1", port, app, threaded=True, request_handler=QuietHandler)
     serving = threading.Thread(target=server.serve_forever, daemon=True)
     serving.start()
@@ -138,6 +141,7 @@ def start(port: int, env_file: str | None, step: float, stop_on_eof: bool = Fals
         print("# jump sandbox stopping", file=sys.stderr)
         server.shutdown()
         gateway.stop()
+        services.close()  # or stopping tasks would be replaced
         tasks.stop_all()
         databases.stop_all()
         network.destroy()
