@@ -130,6 +130,17 @@ stopped afterwards on every exit path. Without a command you get a shell.",
     /// Stop every session whose TTL has passed, whoever owns it (`down --expired`, for a schedule)
     #[command(after_help = "Examples:\n  jump gc\n  jump gc --cluster platform --json")]
     Gc(ClusterArgs),
+    /// Create what jumphosts need (cluster, roles, log group, security group, jump.toml)
+    #[command(
+        long_about = "Show a plan, then create what jumphosts need in a VPC (the default VPC unless \
+--vpc is given): the ECS cluster if missing, a task execution role, a task role with exactly the \
+permissions ECS Exec needs, a CloudWatch log group with a retention period, a security group with \
+no inbound rules, and a jump.toml that points at all of it. Every resource is tagged \
+jump:managed-by=jump-init. Running it again changes nothing that is already right; --destroy \
+removes what init created and nothing else. The policies are in templates/ for review.",
+        after_help = "Examples:\n  jump init --dry-run\n  jump init --yes --vpc vpc-0123456789abcdef0 --cluster platform\n  jump init --yes --session-logging --kms-key alias/jump-sessions\n  jump init --destroy --yes"
+    )]
+    Init(Box<InitArgs>),
     /// Check every prerequisite of ECS Exec and jump, each PASS/WARN/FAIL with its fix
     #[command(
         long_about = "Check the prerequisites of jump sessions and ECS Exec, and say how to fix each \
@@ -254,6 +265,46 @@ impl ConfigFlags {
             ("mode", &self.mode),
         ]
     }
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Show what would be created or changed, and change nothing
+    #[arg(long, conflicts_with = "yes")]
+    pub dry_run: bool,
+    /// Apply without asking (required without a terminal)
+    #[arg(long)]
+    pub yes: bool,
+    /// Remove everything an earlier `jump init` created (with this --name), nothing else
+    #[arg(long)]
+    pub destroy: bool,
+    /// Prefix of the names init gives its resources (roles, log group, security group)
+    #[arg(long, value_name = "PREFIX", default_value = "jump")]
+    pub name: String,
+    /// ECS cluster to use, created if missing (default: from jump.toml, else the --name)
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// VPC for the security group and subnets (default: the account's default VPC)
+    #[arg(long, value_name = "ID")]
+    pub vpc: Option<String>,
+    /// Subnets for jumphosts, comma separated (default: every subnet of the VPC)
+    #[arg(long, value_name = "IDS")]
+    pub subnets: Option<String>,
+    /// Days CloudWatch keeps session logs (one of the periods CloudWatch Logs accepts)
+    #[arg(long, value_name = "DAYS", default_value_t = 30)]
+    pub log_retention_days: i32,
+    /// Also log ECS Exec sessions to the log group (adds the log permissions to the task role)
+    #[arg(long)]
+    pub session_logging: bool,
+    /// Encrypt ECS Exec sessions with this KMS key (id, ARN or alias)
+    #[arg(long, value_name = "KEY")]
+    pub kms_key: Option<String>,
+    /// Image for jump.toml's `image` (exec mode works with any image that has sh)
+    #[arg(long, value_name = "IMAGE")]
+    pub image: Option<String>,
+    /// Where to write the configuration
+    #[arg(long, value_name = "PATH", default_value = "jump.toml")]
+    pub config: PathBuf,
 }
 
 #[derive(Debug, Args)]

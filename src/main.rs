@@ -13,9 +13,11 @@ mod exit;
 mod keys;
 mod output;
 mod plan;
+mod prereq;
 mod session;
 mod signals;
 mod ssm;
+mod template;
 
 use std::process::ExitCode;
 use std::time::Duration;

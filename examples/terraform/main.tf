@@ -190,7 +190,7 @@ resource "aws_vpc_security_group_egress_rule" "extra" {
 # -----------------------------------------------------------------------------------------
 
 resource "aws_iam_role" "execution" {
-  name               = "${var.name_prefix}-execution"
+  name               = "${var.name_prefix}-task-execution"
   description        = "jump: lets ECS pull the jumphost image and write its log stream"
   assume_role_policy = local.role_docs.trust
   tags               = local.tags
@@ -218,7 +218,7 @@ resource "aws_iam_role_policy" "task_exec" {
 resource "aws_iam_role_policy" "task_logging" {
   count = local.exec_logging ? 1 : 0
 
-  name   = "jump-ecs-exec-logging"
+  name   = "jump-session-logging"
   role   = aws_iam_role.task.id
   policy = local.role_docs.task_logging
 }
@@ -226,7 +226,7 @@ resource "aws_iam_role_policy" "task_logging" {
 resource "aws_iam_role_policy" "task_kms" {
   count = local.exec_kms ? 1 : 0
 
-  name   = "jump-ecs-exec-kms"
+  name   = "jump-session-kms"
   role   = aws_iam_role.task.id
   policy = local.role_docs.task_kms
 }

@@ -4,6 +4,7 @@ mod doctor;
 mod down;
 mod exec;
 mod forward;
+mod init;
 mod logs;
 mod ls;
 mod run;
@@ -113,6 +114,10 @@ async fn dispatch(ctx: &mut Context, command: Command) -> anyhow::Result<Exit> {
                 cluster,
             };
             let work = down::run(ctx.global.clone(), ctx.output, args);
+            ctx.supervised(work).await
+        }
+        Command::Init(args) => {
+            let work = init::run(ctx.global.clone(), ctx.output, *args);
             ctx.supervised(work).await
         }
         Command::Doctor(args) => {

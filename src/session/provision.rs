@@ -23,6 +23,8 @@ use serde_json::Value;
 use ssh_key::sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use crate::template::{self, Gap};
+
 use super::record::{TAG_CONTENT_HASH, TAG_EXPIRES, TAG_OWNER, TAG_OWNER_ID, TAG_SESSION};
 use super::wait::TaskFailed;
 use super::{task_id, SessionId};
@@ -128,7 +130,10 @@ pub fn render(
     values: &BTreeMap<&str, String>,
 ) -> Result<TaskDefinition, TemplateError> {
     let mut json: Value = serde_json::from_str(template)?;
-    substitute(&mut json, values)?;
+    template::fill(&mut json, values).map_err(|gap| match gap {
+        Gap::Unknown(name) | Gap::Unterminated(name) => TemplateError::Placeholder(name),
+    })?;
+    drop_empty(&mut json);
     // serde_json's map is ordered by key, so this serialisation is canonical.
     let canonical = serde_json::to_vec(&json)?;
     let content_hash = Sha256::digest(&canonical)
@@ -141,42 +146,16 @@ pub fn render(
     })
 }
 
-fn substitute(value: &mut Value, values: &BTreeMap<&str, String>) -> Result<(), TemplateError> {
+/// Placeholders left empty drop their key: an optional setting that is not set.
+fn drop_empty(value: &mut Value) {
     match value {
-        Value::String(s) => *s = fill(s, values)?,
-        Value::Array(items) => {
-            for item in items {
-                substitute(item, values)?;
-            }
-        }
+        Value::Array(items) => items.iter_mut().for_each(drop_empty),
         Value::Object(map) => {
-            for item in map.values_mut() {
-                substitute(item, values)?;
-            }
+            map.values_mut().for_each(drop_empty);
             map.retain(|_, v| v.as_str() != Some(""));
         }
         _ => {}
     }
-    Ok(())
-}
-
-fn fill(text: &str, values: &BTreeMap<&str, String>) -> Result<String, TemplateError> {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("{{") {
-        let end = rest[start..]
-            .find("}}")
-            .ok_or_else(|| TemplateError::Placeholder(rest[start..].to_string()))?;
-        let name = rest[start + 2..start + end].trim();
-        let value = values
-            .get(name)
-            .ok_or_else(|| TemplateError::Placeholder(name.to_string()))?;
-        out.push_str(&rest[..start]);
-        out.push_str(value);
-        rest = &rest[start + end + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
 }
 
 /// Renders the embedded task definition template for a plan.
@@ -480,15 +459,6 @@ mod tests {
             log_stream_name("jumphost", "arn:aws:ecs:r:1:task/c/0123abcd"),
             "jump/jumphost/0123abcd"
         );
-    }
-
-    #[test]
-    fn fill_substitutes_and_rejects_unknown() {
-        let values = BTreeMap::from([("a", "1".to_string()), ("b", "two".to_string())]);
-        assert_eq!(fill("x{{a}}y{{ b }}", &values).unwrap(), "x1ytwo");
-        assert_eq!(fill("plain", &values).unwrap(), "plain");
-        assert!(matches!(fill("{{c}}", &values), Err(TemplateError::Placeholder(p)) if p == "c"));
-        assert!(fill("{{a", &values).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod doctor;
 mod exec;
 mod faults;
 mod forward;
+mod init;
 mod run;
 mod signals;
 mod support;

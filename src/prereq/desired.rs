@@ -1,0 +1,468 @@
+//! What should exist once `jump init` has run: names, documents and settings, decided
+//! from the flags and from the few facts only AWS knows (partition and account, the
+//! default VPC and its subnets, the ARN behind a KMS alias).
+//!
+//! Everything else in init is a comparison against this, so it is plain data, built by
+//! a pure function that the unit tests can call without AWS.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use aws_sdk_ec2::types::Filter;
+use serde_json::Value;
+
+use super::input::Input;
+use super::policy::{self, Template, TemplateError};
+use crate::aws::{ApiError, Clients};
+use crate::exit::UsageError;
+
+/// Inline policy names init manages (and only these: other inline policies are left alone).
+pub const EXECUTION_POLICY: &str = "jump-execution";
+pub const EXEC_POLICY: &str = "jump-ecs-exec";
+pub const LOGGING_POLICY: &str = "jump-session-logging";
+pub const KMS_POLICY: &str = "jump-session-kms";
+
+const EXECUTION_ROLE_DESCRIPTION: &str =
+    "jump: lets ECS pull the jumphost image and write its log stream";
+const TASK_ROLE_DESCRIPTION: &str = "jump: the jumphost's own identity; ECS Exec channels only";
+
+/// The names of everything init manages for one `--name`; `--destroy` needs no more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    pub init_name: String,
+    pub cluster: String,
+    pub execution_role: String,
+    pub task_role: String,
+    /// The jumphosts' output.
+    pub log_group: String,
+    /// ECS Exec transcripts (with `--session-logging`), apart from `log_group` because
+    /// every jump user may read that one, and transcripts hold everything typed.
+    pub exec_log_group: String,
+    pub security_group: String,
+}
+
+impl Names {
+    pub fn new(input: &Input) -> Names {
+        let name = &input.name;
+        Names {
+            init_name: name.clone(),
+            cluster: input.cluster.clone(),
+            execution_role: format!("{name}-task-execution"),
+            task_role: format!("{name}-task"),
+            log_group: format!("/{name}/sessions"),
+            exec_log_group: format!("/{name}/exec"),
+            security_group: format!("{name}-jumphost"),
+        }
+    }
+}
+
+/// Where the resources live, for the ARNs inside the policy documents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub partition: String,
+    pub account: String,
+    pub region: String,
+}
+
+impl Account {
+    /// From the caller's ARN (`arn:PARTITION:sts::ACCOUNT:…`) and the clients' region.
+    pub fn from_caller(arn: &str, region: &str) -> anyhow::Result<Account> {
+        match arn.split(':').collect::<Vec<_>>().as_slice() {
+            ["arn", partition, _, _, account, ..]
+                if !partition.is_empty() && !account.is_empty() =>
+            {
+                Ok(Account {
+                    partition: partition.to_string(),
+                    account: account.to_string(),
+                    region: region.to_string(),
+                })
+            }
+            _ => anyhow::bail!("sts:GetCallerIdentity returned an ARN jump cannot read: {arn}"),
+        }
+    }
+
+    /// The ARN a role created without a path gets.
+    pub fn role_arn(&self, name: &str) -> String {
+        format!("arn:{}:iam::{}:role/{name}", self.partition, self.account)
+    }
+}
+
+/// The ECS Exec settings of a cluster that init manages. Neither set means ECS's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecSettings {
+    /// Transcripts go to this log group (`logging = OVERRIDE`).
+    pub log_group: Option<String>,
+    /// Sessions are encrypted with this KMS key.
+    pub kms_key: Option<String>,
+}
+
+impl ExecSettings {
+    pub fn is_default(&self) -> bool {
+        self.log_group.is_none() && self.kms_key.is_none()
+    }
+}
+
+impl fmt::Display for ExecSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = [
+            self.log_group
+                .as_ref()
+                .map(|g| format!("transcripts to {g}")),
+            self.kms_key.as_ref().map(|k| format!("encrypted with {k}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if parts.is_empty() {
+            write!(f, "ECS defaults")
+        } else {
+            write!(f, "{}", parts.join(", "))
+        }
+    }
+}
+
+/// A role as init wants it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoleSpec {
+    pub name: String,
+    pub description: &'static str,
+    pub trust: Value,
+    /// Every inline policy init manages on this role, wanted or not with these flags.
+    pub policies: Vec<PolicySpec>,
+}
+
+/// One inline policy init manages.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PolicySpec {
+    pub name: &'static str,
+    /// The template under `templates/` it comes from.
+    pub file: &'static str,
+    /// `None`: it must not exist (e.g. the logging policy without `--session-logging`).
+    pub document: Option<Value>,
+}
+
+impl PolicySpec {
+    fn new(
+        name: &'static str,
+        template: Template,
+        wanted: bool,
+        values: &BTreeMap<&str, String>,
+    ) -> Result<PolicySpec, TemplateError> {
+        Ok(PolicySpec {
+            name,
+            file: template.file,
+            document: if wanted {
+                Some(template.render(values)?)
+            } else {
+                None
+            },
+        })
+    }
+}
+
+/// Everything init should leave in place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    pub names: Names,
+    pub account: Account,
+    pub vpc: String,
+    pub subnets: Vec<String>,
+    pub retention_days: i32,
+    pub session_logging: bool,
+    pub exec: ExecSettings,
+    pub execution_role: RoleSpec,
+    pub task_role: RoleSpec,
+    pub image: String,
+    pub config: PathBuf,
+}
+
+impl Desired {
+    pub fn new(
+        input: &Input,
+        account: Account,
+        vpc: String,
+        subnets: Vec<String>,
+        kms_key_arn: Option<String>,
+    ) -> Result<Desired, TemplateError> {
+        let names = Names::new(input);
+        let mut values = BTreeMap::from([
+            ("partition", account.partition.clone()),
+            ("region", account.region.clone()),
+            ("account", account.account.clone()),
+            ("log_group", names.log_group.clone()),
+            ("exec_log_group", names.exec_log_group.clone()),
+        ]);
+        if let Some(arn) = &kms_key_arn {
+            values.insert("kms_key_arn", arn.clone());
+        }
+        let trust = policy::TRUST.render(&values)?;
+        let execution_role = RoleSpec {
+            name: names.execution_role.clone(),
+            description: EXECUTION_ROLE_DESCRIPTION,
+            trust: trust.clone(),
+            policies: vec![PolicySpec::new(
+                EXECUTION_POLICY,
+                policy::EXECUTION,
+                true,
+                &values,
+            )?],
+        };
+        let task_role = RoleSpec {
+            name: names.task_role.clone(),
+            description: TASK_ROLE_DESCRIPTION,
+            trust,
+            policies: vec![
+                PolicySpec::new(EXEC_POLICY, policy::TASK, true, &values)?,
+                PolicySpec::new(
+                    LOGGING_POLICY,
+                    policy::TASK_LOGGING,
+                    input.session_logging,
+                    &values,
+                )?,
+                PolicySpec::new(KMS_POLICY, policy::TASK_KMS, kms_key_arn.is_some(), &values)?,
+            ],
+        };
+        let exec = ExecSettings {
+            log_group: input.session_logging.then(|| names.exec_log_group.clone()),
+            kms_key: kms_key_arn,
+        };
+        Ok(Desired {
+            names,
+            account,
+            vpc,
+            subnets,
+            retention_days: input.retention_days,
+            session_logging: input.session_logging,
+            exec,
+            execution_role,
+            task_role,
+            image: input.image.clone(),
+            config: input.config.clone(),
+        })
+    }
+}
+
+/// Looks up what only AWS knows and builds the [`Desired`] state.
+pub async fn resolve(clients: &Clients, input: &Input) -> anyhow::Result<Desired> {
+    let account = Account::from_caller(&clients.caller_arn().await?, &clients.region)?;
+    let kms_key_arn = match &input.kms_key {
+        Some(key) => Some(key_arn(&clients.kms, key).await?),
+        None => None,
+    };
+    let vpc = match &input.vpc {
+        Some(vpc) => {
+            check_vpc(&clients.ec2, vpc).await?;
+            vpc.clone()
+        }
+        None => default_vpc(&clients.ec2, &clients.region).await?,
+    };
+    let subnets = match &input.subnets {
+        Some(subnets) => {
+            check_subnets(&clients.ec2, subnets, &vpc).await?;
+            subnets.clone()
+        }
+        None => vpc_subnets(&clients.ec2, &vpc).await?,
+    };
+    Ok(Desired::new(input, account, vpc, subnets, kms_key_arn)?)
+}
+
+/// The key's ARN: IAM matches `kms:Decrypt` against the key, never against an alias.
+async fn key_arn(kms: &aws_sdk_kms::Client, key: &str) -> anyhow::Result<String> {
+    let out = kms
+        .describe_key()
+        .key_id(key)
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("kms:DescribeKey", e))?;
+    let arn = out.key_metadata().and_then(|m| m.arn());
+    arn.map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("kms:DescribeKey returned no ARN for {key}"))
+}
+
+pub fn filter(name: &str, value: &str) -> Filter {
+    Filter::builder().name(name).values(value).build()
+}
+
+async fn check_vpc(ec2: &aws_sdk_ec2::Client, vpc: &str) -> anyhow::Result<()> {
+    let out = ec2
+        .describe_vpcs()
+        .vpc_ids(vpc)
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ec2:DescribeVpcs", e))?;
+    if out.vpcs().is_empty() {
+        return Err(UsageError(format!("--vpc {vpc}: there is no such VPC")).into());
+    }
+    Ok(())
+}
+
+async fn default_vpc(ec2: &aws_sdk_ec2::Client, region: &str) -> anyhow::Result<String> {
+    let out = ec2
+        .describe_vpcs()
+        .filters(filter("isDefault", "true"))
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ec2:DescribeVpcs", e))?;
+    out.vpcs()
+        .iter()
+        .find_map(|v| v.vpc_id())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            anyhow::Error::from(UsageError(format!(
+                "there is no default VPC in {region}: pass --vpc vpc-… (and --subnets to choose \
+                 its subnets)"
+            )))
+        })
+}
+
+async fn check_subnets(
+    ec2: &aws_sdk_ec2::Client,
+    subnets: &[String],
+    vpc: &str,
+) -> anyhow::Result<()> {
+    let out = ec2
+        .describe_subnets()
+        .set_subnet_ids(Some(subnets.to_vec()))
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ec2:DescribeSubnets", e))?;
+    for subnet in out.subnets() {
+        let other = subnet.vpc_id().unwrap_or_default();
+        if other != vpc {
+            return Err(UsageError(format!(
+                "subnet {} is in {other}, not in {vpc}: give --subnets of {vpc}, or --vpc {other}",
+                subnet.subnet_id().unwrap_or_default()
+            ))
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Every subnet of the VPC, sorted so the plan and jump.toml are stable.
+async fn vpc_subnets(ec2: &aws_sdk_ec2::Client, vpc: &str) -> anyhow::Result<Vec<String>> {
+    let mut subnets = Vec::new();
+    let mut token = None;
+    loop {
+        let out = ec2
+            .describe_subnets()
+            .filters(filter("vpc-id", vpc))
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| ApiError::from_sdk("ec2:DescribeSubnets", e))?;
+        subnets.extend(
+            out.subnets()
+                .iter()
+                .filter_map(|s| s.subnet_id())
+                .map(str::to_string),
+        );
+        match out.next_token() {
+            Some(next) if !next.is_empty() => token = Some(next.to_string()),
+            _ => break,
+        }
+    }
+    if subnets.is_empty() {
+        return Err(UsageError(format!(
+            "VPC {vpc} has no subnets: create one, or choose another VPC with --vpc"
+        ))
+        .into());
+    }
+    subnets.sort();
+    Ok(subnets)
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+
+    pub fn input(extra: impl FnOnce(&mut Input)) -> Input {
+        let mut input = Input {
+            name: "jump".into(),
+            cluster: "jump".into(),
+            vpc: None,
+            subnets: None,
+            retention_days: 30,
+            session_logging: false,
+            kms_key: None,
+            image: "img".into(),
+            config: PathBuf::from("jump.toml"),
+            existing_config: None,
+        };
+        extra(&mut input);
+        input
+    }
+
+    pub fn account() -> Account {
+        Account::from_caller("arn:aws:sts::123456789012:user/moto", "eu-west-1").unwrap()
+    }
+
+    pub fn desired(extra: impl FnOnce(&mut Input), kms: Option<&str>) -> Desired {
+        Desired::new(
+            &input(extra),
+            account(),
+            "vpc-0a".into(),
+            vec!["subnet-0a".into(), "subnet-0b".into()],
+            kms.map(str::to_string),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn account_comes_from_the_caller_arn() {
+        let account = Account::from_caller(
+            "arn:aws-cn:sts::111122223333:assumed-role/R/s",
+            "cn-north-1",
+        )
+        .unwrap();
+        assert_eq!(account.partition, "aws-cn");
+        assert_eq!(account.account, "111122223333");
+        assert_eq!(account.role_arn("x"), "arn:aws-cn:iam::111122223333:role/x");
+        assert!(Account::from_caller("garbage", "r").is_err());
+    }
+
+    #[test]
+    fn names_follow_the_prefix() {
+        let names = Names::new(&input(|i| i.name = "ops".into()));
+        assert_eq!(names.execution_role, "ops-task-execution");
+        assert_eq!(names.task_role, "ops-task");
+        assert_eq!(names.log_group, "/ops/sessions");
+        assert_eq!(names.exec_log_group, "/ops/exec");
+        assert_eq!(names.security_group, "ops-jumphost");
+        assert_eq!(names.cluster, "jump");
+    }
+
+    #[test]
+    fn flags_decide_the_task_role_policies_and_exec_settings() {
+        let plain = desired(|_| {}, None);
+        let wanted = |d: &Desired| -> Vec<&'static str> {
+            d.task_role
+                .policies
+                .iter()
+                .filter(|p| p.document.is_some())
+                .map(|p| p.name)
+                .collect()
+        };
+        assert_eq!(wanted(&plain), vec![EXEC_POLICY]);
+        assert!(plain.exec.is_default());
+        assert_eq!(plain.execution_role.policies[0].name, EXECUTION_POLICY);
+        let expected_task: Value =
+            serde_json::from_str(include_str!("../../templates/task-role-policy.json")).unwrap();
+        assert_eq!(
+            plain.task_role.policies[0].document.as_ref(),
+            Some(&expected_task)
+        );
+
+        let key = "arn:aws:kms:eu-west-1:123456789012:key/k";
+        let full = desired(|i| i.session_logging = true, Some(key));
+        assert_eq!(wanted(&full), vec![EXEC_POLICY, LOGGING_POLICY, KMS_POLICY]);
+        assert_eq!(full.exec.log_group.as_deref(), Some("/jump/exec"));
+        assert_eq!(full.exec.kms_key.as_deref(), Some(key));
+        assert_eq!(
+            full.exec.to_string(),
+            format!("transcripts to /jump/exec, encrypted with {key}")
+        );
+        assert_eq!(plain.exec.to_string(), "ECS defaults");
+    }
+}

@@ -1,0 +1,270 @@
+//! The flags of `jump init`, checked before anything touches AWS.
+//!
+//! Every name init derives from `--name` has to be acceptable to several services at
+//! once (IAM roles, a CloudWatch Logs group, a security group, and by default the ECS
+//! cluster), so a bad one is refused here with the rule that covers all of them, rather
+//! than by whichever API call happens to come first, halfway through creating things.
+
+use std::path::{Path, PathBuf};
+
+use crate::cli::InitArgs;
+use crate::exit::UsageError;
+use crate::plan::Layers;
+
+/// The retention periods (days) CloudWatch Logs accepts; PutRetentionPolicy refuses others.
+pub const RETENTION_DAYS: [i32; 22] = [
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+];
+
+/// The longest suffix init appends to `--name` for an IAM role.
+const LONGEST_ROLE_SUFFIX: &str = "-task-execution";
+
+/// IAM's limit on role names.
+const MAX_ROLE_NAME: usize = 64;
+
+/// ECS's limit on cluster names.
+const MAX_CLUSTER_NAME: usize = 255;
+
+/// The image written to jump.toml without `--image`: exec mode needs nothing but `sh`.
+pub const DEFAULT_IMAGE: &str = "public.ecr.aws/amazonlinux/amazonlinux:2023";
+
+/// What `jump init` was asked to do, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Input {
+    pub name: String,
+    pub cluster: String,
+    pub vpc: Option<String>,
+    /// Sorted, without duplicates.
+    pub subnets: Option<Vec<String>>,
+    pub retention_days: i32,
+    pub session_logging: bool,
+    pub kms_key: Option<String>,
+    pub image: String,
+    pub config: PathBuf,
+    /// The text of the config file as it is now, if there is one.
+    pub existing_config: Option<String>,
+}
+
+impl Input {
+    /// Validates the flags and reads the existing config file (for its `cluster`).
+    pub fn from_args(args: &InitArgs) -> anyhow::Result<Input> {
+        check_retention(args.log_retention_days)?;
+        check_name(&args.name)?;
+        let existing_config = read_existing(&args.config)?;
+        if !args.destroy {
+            check_config_dir(&args.config)?;
+        }
+        // The cluster an earlier init (or the user) put in jump.toml is the one to keep.
+        let from_file = match &existing_config {
+            Some(text) => {
+                let mut layers = Layers::default();
+                layers.apply_toml(text, &args.config)?;
+                layers.cluster().ok()
+            }
+            None => None,
+        };
+        let cluster = match args.cluster.clone().or(from_file) {
+            Some(cluster) => cluster_name(&cluster)?,
+            None => args.name.clone(),
+        };
+        let vpc = args
+            .vpc
+            .as_deref()
+            .map(|v| resource_id(v, "vpc-", "--vpc"))
+            .transpose()?;
+        let subnets = args.subnets.as_deref().map(subnet_list).transpose()?;
+        let kms_key = match args.kms_key.as_deref().map(str::trim) {
+            Some("") => return Err(UsageError("--kms-key must not be empty".into()).into()),
+            other => other.map(str::to_string),
+        };
+        let image = match args.image.as_deref().map(str::trim) {
+            Some("") => return Err(UsageError("--image must not be empty".into()).into()),
+            Some(image) => image.to_string(),
+            None => DEFAULT_IMAGE.to_string(),
+        };
+        Ok(Input {
+            name: args.name.clone(),
+            cluster,
+            vpc,
+            subnets,
+            retention_days: args.log_retention_days,
+            session_logging: args.session_logging,
+            kms_key,
+            image,
+            config: args.config.clone(),
+            existing_config,
+        })
+    }
+}
+
+pub fn check_retention(days: i32) -> Result<(), UsageError> {
+    if RETENTION_DAYS.contains(&days) {
+        return Ok(());
+    }
+    let allowed: Vec<String> = RETENTION_DAYS.iter().map(i32::to_string).collect();
+    Err(UsageError(format!(
+        "--log-retention-days {days} is not a retention period CloudWatch Logs accepts; use one of {}",
+        allowed.join(", ")
+    )))
+}
+
+/// Letters, digits, `-` and `_` are what IAM role names, log group names, security
+/// group names and ECS cluster names all accept.
+pub fn check_name(name: &str) -> Result<(), UsageError> {
+    let max = MAX_ROLE_NAME - LONGEST_ROLE_SUFFIX.len();
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if !name.is_empty() && name.len() <= max && name.chars().all(allowed) {
+        return Ok(());
+    }
+    Err(UsageError(format!(
+        "--name `{name}` cannot be used: it must be 1 to {max} letters, digits, `-` or `_` \
+         (it prefixes the IAM roles, e.g. `{name}{LONGEST_ROLE_SUFFIX}`, which IAM limits to \
+         {MAX_ROLE_NAME} characters, the log group and the security group, and names the \
+         cluster unless --cluster is given)"
+    )))
+}
+
+/// A cluster name, from a name or a cluster ARN (jump.toml may hold either).
+fn cluster_name(value: &str) -> Result<String, UsageError> {
+    let value = value.trim();
+    let name = if value.starts_with("arn:") {
+        value.rsplit('/').next().unwrap_or_default()
+    } else {
+        value
+    };
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    if !name.is_empty() && name.len() <= MAX_CLUSTER_NAME && name.chars().all(allowed) {
+        return Ok(name.to_string());
+    }
+    Err(UsageError(format!(
+        "`{value}` is not an ECS cluster name: up to {MAX_CLUSTER_NAME} letters, digits, `-` \
+         or `_` (from --cluster, or `cluster` in the config file)"
+    )))
+}
+
+/// An EC2 id such as `vpc-0abc…`: the prefix, then lowercase hex digits.
+fn resource_id(value: &str, prefix: &str, flag: &str) -> Result<String, UsageError> {
+    let value = value.trim();
+    let hex = value.strip_prefix(prefix).unwrap_or_default();
+    if !hex.is_empty()
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Ok(value.to_string());
+    }
+    Err(UsageError(format!(
+        "{flag}: `{value}` does not look like `{prefix}` followed by lowercase hex digits"
+    )))
+}
+
+fn subnet_list(text: &str) -> Result<Vec<String>, UsageError> {
+    let mut subnets = text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| resource_id(s, "subnet-", "--subnets"))
+        .collect::<Result<Vec<_>, _>>()?;
+    if subnets.is_empty() {
+        return Err(UsageError(
+            "--subnets is empty; give subnet ids, comma separated, or leave it out to use \
+             every subnet of the VPC"
+                .into(),
+        ));
+    }
+    subnets.sort();
+    subnets.dedup();
+    Ok(subnets)
+}
+
+fn read_existing(path: &Path) -> Result<Option<String>, UsageError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(UsageError(format!(
+            "cannot read the config file {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Refuses early when the config file could not be written after everything else was made.
+fn check_config_dir(path: &Path) -> Result<(), UsageError> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    if dir.is_dir() {
+        Ok(())
+    } else {
+        Err(UsageError(format!(
+            "--config {}: the directory {} does not exist",
+            path.display(),
+            dir.display()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retention_must_be_a_cloudwatch_period() {
+        for days in RETENTION_DAYS {
+            assert!(check_retention(days).is_ok(), "{days}");
+        }
+        for days in [0, -1, 13, 31, 3654] {
+            let err = check_retention(days).unwrap_err().0;
+            assert!(
+                err.contains(&format!("--log-retention-days {days} ")),
+                "{err}"
+            );
+            assert!(err.contains("1, 3, 5, 7, 14, 30"), "{err}");
+            assert!(err.ends_with("3288, 3653"), "{err}");
+        }
+    }
+
+    #[test]
+    fn names_must_suit_every_service() {
+        let longest = "a".repeat(49);
+        for good in ["jump", "team_a-jump", "J1", longest.as_str()] {
+            assert!(check_name(good).is_ok(), "{good}");
+        }
+        let too_long = "a".repeat(50);
+        for bad in ["", "bad name!", "a/b", "a.b", "x+y", "é", too_long.as_str()] {
+            let err = check_name(bad).unwrap_err().0;
+            assert!(err.contains("--name"), "{err}");
+            assert!(err.contains("1 to 49 letters, digits"), "{err}");
+        }
+    }
+
+    #[test]
+    fn clusters_may_be_given_as_arns() {
+        assert_eq!(cluster_name("platform").unwrap(), "platform");
+        assert_eq!(
+            cluster_name("arn:aws:ecs:eu-west-1:1:cluster/platform").unwrap(),
+            "platform"
+        );
+        assert!(cluster_name("not a cluster").is_err());
+        assert!(cluster_name("").is_err());
+    }
+
+    #[test]
+    fn ids_are_checked_and_subnets_sorted() {
+        assert_eq!(
+            resource_id("vpc-0a1b", "vpc-", "--vpc").unwrap(),
+            "vpc-0a1b"
+        );
+        assert!(resource_id("vpc-", "vpc-", "--vpc").is_err());
+        assert!(resource_id("vpc-XYZ", "vpc-", "--vpc").is_err());
+        assert!(resource_id("subnet-0a", "vpc-", "--vpc").is_err());
+        assert_eq!(
+            subnet_list("subnet-0b, subnet-0a,subnet-0b,").unwrap(),
+            vec!["subnet-0a", "subnet-0b"]
+        );
+        assert!(subnet_list(" , ").is_err());
+        assert!(subnet_list("subnet-0a,sg-1").is_err());
+    }
+}

@@ -1,0 +1,338 @@
+//! What exists now, looked up by the names init uses, and whether init made it.
+//!
+//! "Made by init" is decided by tags alone (`jump:managed-by = jump-init` and
+//! `jump:init-name = <name>`): a resource with the right name but without them belongs to
+//! someone else. Init may use it, but never changes or deletes it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_sdk_ecs::types::{
+    ClusterField, DesiredStatus, ExecuteCommandConfiguration, ExecuteCommandLogging,
+};
+use serde_json::Value;
+
+use super::desired::{filter, ExecSettings, Names};
+use super::policy::parse_document;
+use super::{is_missing, MANAGED_BY, TAG_INIT_NAME, TAG_MANAGED_BY};
+use crate::aws::{ApiError, Clients};
+
+/// Everything init looked at, as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Survey {
+    pub cluster: Option<ClusterState>,
+    /// By role name; only roles that exist.
+    pub roles: BTreeMap<String, RoleState>,
+    /// By log group name; only groups that exist.
+    pub log_groups: BTreeMap<String, LogGroupState>,
+    /// Security groups with init's name (in the VPC, when one was given).
+    pub security_groups: Vec<SecurityGroupState>,
+    /// The config file's text.
+    pub config: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterState {
+    pub managed: bool,
+    pub exec: ExecSettings,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoleState {
+    pub arn: String,
+    pub managed: bool,
+    pub trust: Option<Value>,
+    /// Every inline policy of the role, by name, with its document.
+    pub policies: BTreeMap<String, Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogGroupState {
+    pub managed: bool,
+    /// `None`: the group's events never expire.
+    pub retention_days: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecurityGroupState {
+    pub id: String,
+    pub vpc: String,
+    pub managed: bool,
+    pub inbound_rules: usize,
+}
+
+impl Survey {
+    /// Looks up every resource `names` stands for; the security group only in `vpc`
+    /// when one is given. `config` is the config file's text, read with the flags.
+    pub async fn take(
+        clients: &Clients,
+        names: &Names,
+        vpc: Option<&str>,
+        config: Option<String>,
+    ) -> anyhow::Result<Survey> {
+        let mut roles = BTreeMap::new();
+        for name in [&names.execution_role, &names.task_role] {
+            if let Some(state) = role(&clients.iam, name, &names.init_name).await? {
+                roles.insert(name.clone(), state);
+            }
+        }
+        let mut log_groups = BTreeMap::new();
+        for name in [&names.log_group, &names.exec_log_group] {
+            if let Some(state) = log_group(&clients.logs, name, &names.init_name).await? {
+                log_groups.insert(name.clone(), state);
+            }
+        }
+        Ok(Survey {
+            cluster: cluster(&clients.ecs, &names.cluster, &names.init_name).await?,
+            roles,
+            log_groups,
+            security_groups: security_groups(
+                &clients.ec2,
+                &names.security_group,
+                vpc,
+                &names.init_name,
+            )
+            .await?,
+            config,
+        })
+    }
+}
+
+/// True when the tags say init made the resource, for this `--name`.
+pub fn is_managed<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>, init_name: &str) -> bool {
+    let (mut by_init, mut this_name) = (false, false);
+    for (key, value) in tags {
+        by_init |= key == TAG_MANAGED_BY && value == MANAGED_BY;
+        this_name |= key == TAG_INIT_NAME && value == init_name;
+    }
+    by_init && this_name
+}
+
+async fn cluster(
+    ecs: &aws_sdk_ecs::Client,
+    name: &str,
+    init_name: &str,
+) -> anyhow::Result<Option<ClusterState>> {
+    let out = ecs
+        .describe_clusters()
+        .clusters(name)
+        .include(ClusterField::Tags)
+        .include(ClusterField::Configurations)
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ecs:DescribeClusters", e))?;
+    // A deleted cluster stays visible as INACTIVE for a while; it is gone all the same.
+    let Some(cluster) = out
+        .clusters()
+        .iter()
+        .find(|c| c.status() != Some("INACTIVE"))
+    else {
+        return Ok(None);
+    };
+    let tags = cluster
+        .tags()
+        .iter()
+        .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()));
+    let exec = cluster
+        .configuration()
+        .and_then(|c| c.execute_command_configuration())
+        .map(exec_settings)
+        .unwrap_or_default();
+    Ok(Some(ClusterState {
+        managed: is_managed(tags, init_name),
+        exec,
+    }))
+}
+
+fn exec_settings(config: &ExecuteCommandConfiguration) -> ExecSettings {
+    let log_group = match config.logging() {
+        Some(ExecuteCommandLogging::Override) => config
+            .log_configuration()
+            .and_then(|l| l.cloud_watch_log_group_name())
+            .map(str::to_string),
+        _ => None,
+    };
+    ExecSettings {
+        log_group,
+        kms_key: config
+            .kms_key_id()
+            .filter(|k| !k.is_empty())
+            .map(str::to_string),
+    }
+}
+
+/// Tasks that are running or about to: a cluster with any is not init's to delete.
+pub async fn running_tasks(ecs: &aws_sdk_ecs::Client, cluster: &str) -> anyhow::Result<usize> {
+    let out = ecs
+        .list_tasks()
+        .cluster(cluster)
+        .desired_status(DesiredStatus::Running)
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ecs:ListTasks", e))?;
+    Ok(out.task_arns().len())
+}
+
+async fn role(
+    iam: &aws_sdk_iam::Client,
+    name: &str,
+    init_name: &str,
+) -> anyhow::Result<Option<RoleState>> {
+    let out = match iam.get_role().role_name(name).send().await {
+        Ok(out) => out,
+        Err(e) => {
+            let err = ApiError::from_sdk("iam:GetRole", e);
+            return if is_missing(&err) {
+                Ok(None)
+            } else {
+                Err(err.into())
+            };
+        }
+    };
+    let Some(role) = out.role() else {
+        return Ok(None);
+    };
+    let tags = iam
+        .list_role_tags()
+        .role_name(name)
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("iam:ListRoleTags", e))?;
+    let managed = is_managed(tags.tags().iter().map(|t| (t.key(), t.value())), init_name);
+    let mut policies = BTreeMap::new();
+    for policy in inline_policy_names(iam, name).await? {
+        let out = iam
+            .get_role_policy()
+            .role_name(name)
+            .policy_name(&policy)
+            .send()
+            .await
+            .map_err(|e| ApiError::from_sdk("iam:GetRolePolicy", e))?;
+        policies.insert(policy, parse_document(out.policy_document()));
+    }
+    Ok(Some(RoleState {
+        arn: role.arn().to_string(),
+        managed,
+        trust: role.assume_role_policy_document().map(parse_document),
+        policies,
+    }))
+}
+
+async fn inline_policy_names(iam: &aws_sdk_iam::Client, role: &str) -> anyhow::Result<Vec<String>> {
+    let mut names = Vec::new();
+    let mut marker = None;
+    loop {
+        let out = iam
+            .list_role_policies()
+            .role_name(role)
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(|e| ApiError::from_sdk("iam:ListRolePolicies", e))?;
+        names.extend(out.policy_names().iter().cloned());
+        match out.marker() {
+            Some(next) if out.is_truncated() => marker = Some(next.to_string()),
+            _ => return Ok(names),
+        }
+    }
+}
+
+async fn log_group(
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    name: &str,
+    init_name: &str,
+) -> anyhow::Result<Option<LogGroupState>> {
+    let mut token = None;
+    loop {
+        let out = logs
+            .describe_log_groups()
+            .log_group_name_prefix(name)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| ApiError::from_sdk("logs:DescribeLogGroups", e))?;
+        let found = out
+            .log_groups()
+            .iter()
+            .find(|g| g.log_group_name() == Some(name));
+        if let Some(group) = found {
+            // `arn` ends in `:*` (the group's streams); tags belong to the group itself.
+            let arn = group
+                .log_group_arn()
+                .or(group.arn())
+                .map(|a| a.trim_end_matches(":*").to_string());
+            let tags = match arn {
+                Some(arn) => logs
+                    .list_tags_for_resource()
+                    .resource_arn(arn)
+                    .send()
+                    .await
+                    .map_err(|e| ApiError::from_sdk("logs:ListTagsForResource", e))?
+                    .tags()
+                    .cloned()
+                    .unwrap_or_default(),
+                None => HashMap::new(),
+            };
+            let tags = tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+            return Ok(Some(LogGroupState {
+                managed: is_managed(tags, init_name),
+                retention_days: group.retention_in_days(),
+            }));
+        }
+        match out.next_token() {
+            Some(next) if !next.is_empty() => token = Some(next.to_string()),
+            _ => return Ok(None),
+        }
+    }
+}
+
+async fn security_groups(
+    ec2: &aws_sdk_ec2::Client,
+    name: &str,
+    vpc: Option<&str>,
+    init_name: &str,
+) -> anyhow::Result<Vec<SecurityGroupState>> {
+    let mut request = ec2
+        .describe_security_groups()
+        .filters(filter("group-name", name));
+    if let Some(vpc) = vpc {
+        request = request.filters(filter("vpc-id", vpc));
+    }
+    let out = request
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ec2:DescribeSecurityGroups", e))?;
+    Ok(out
+        .security_groups()
+        .iter()
+        .filter_map(|group| {
+            let tags = group
+                .tags()
+                .iter()
+                .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default()));
+            Some(SecurityGroupState {
+                id: group.group_id()?.to_string(),
+                vpc: group.vpc_id().unwrap_or_default().to_string(),
+                managed: is_managed(tags, init_name),
+                inbound_rules: group.ip_permissions().len(),
+            })
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_tags_are_needed_to_count_as_init_made() {
+        let both = [(TAG_MANAGED_BY, MANAGED_BY), (TAG_INIT_NAME, "jump")];
+        assert!(is_managed(both, "jump"));
+        assert!(!is_managed(both, "other"));
+        assert!(!is_managed([(TAG_INIT_NAME, "jump")], "jump"));
+        assert!(!is_managed(
+            [(TAG_MANAGED_BY, "terraform"), (TAG_INIT_NAME, "jump")],
+            "jump"
+        ));
+        assert!(!is_managed(Vec::<(&str, &str)>::new(), "jump"));
+    }
+}

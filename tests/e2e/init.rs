@@ -1,0 +1,567 @@
+//! `jump init`: creates what jumphosts need, changes nothing the second time, and
+//! `--destroy` removes what it created and nothing else.
+//!
+//! The tests share one sandbox and run in parallel, so each gives init its own `--name`
+//! (derived from its world's unique cluster name) and its snapshots list only what is
+//! named after that world: other tests' roles, log groups and clusters come and go.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tempfile::TempDir;
+
+use crate::support::{expect_exit, repo, shared, stderr, stdout, World};
+
+/// One test's `jump init`: its world, name, network and config file.
+struct Init {
+    world: World<'static>,
+    name: String,
+    vpc: String,
+    subnets: String,
+    config: PathBuf,
+}
+
+impl Init {
+    /// What init creates in an empty account, as (resource, name) in its plan.
+    fn everything(&self) -> Vec<(&'static str, String)> {
+        let name = &self.name;
+        vec![
+            ("ecs cluster", name.clone()),
+            ("iam role", format!("{name}-task-execution")),
+            ("iam role", format!("{name}-task")),
+            ("logs group", format!("/{name}/sessions")),
+            ("ec2 security group", format!("{name}-jumphost")),
+            ("file", self.config.display().to_string()),
+        ]
+    }
+
+    fn new(label: &str) -> Init {
+        let world = World::new(shared(), label);
+        let subnets = world.sandbox_var("JUMP_SUBNETS").to_string();
+        let first = subnets.split(',').next().expect("a subnet").to_string();
+        let described = world
+            .sandbox
+            .aws(&["ec2", "describe-subnets", "--subnet-ids", &first]);
+        let vpc = described["Subnets"][0]["VpcId"]
+            .as_str()
+            .expect("the subnet's VPC")
+            .to_string();
+        Init {
+            name: format!("{}-init", world.cluster),
+            config: world.home.path().join("jump.toml"),
+            world,
+            vpc,
+            subnets,
+        }
+    }
+
+    /// `jump init` with this test's name, VPC, subnets and config file, then `extra`.
+    fn run(&self, extra: &[&str]) -> Output {
+        self.world
+            .jump()
+            .arg("init")
+            .args(["--name", &self.name, "--vpc", &self.vpc])
+            .args(["--subnets", &self.subnets, "--config"])
+            .arg(&self.config)
+            .args(extra)
+            .output()
+            .expect("jump runs")
+    }
+
+    /// The same with `--json`; it must succeed.
+    fn json(&self, extra: &[&str]) -> Value {
+        let out = self.run(&[extra, &["--json"]].concat());
+        assert!(
+            out.status.success(),
+            "jump init {extra:?}: {}",
+            stderr(&out)
+        );
+        serde_json::from_slice(&out.stdout).expect("jump init --json prints JSON")
+    }
+
+    fn aws(&self, args: &[&str]) -> Value {
+        self.world.sandbox.aws(args)
+    }
+
+    /// Everything named after this world: IAM roles, log groups, security groups of the
+    /// VPC and clusters that are not deleted (moto keeps listing deleted ones as INACTIVE).
+    fn snapshot(&self) -> Value {
+        let token = self.world.cluster.as_str();
+        let named = |items: &Value, field: &str| -> Vec<String> {
+            let mut names: Vec<String> = items
+                .as_array()
+                .expect("a list")
+                .iter()
+                .filter_map(|item| item[field].as_str())
+                .filter(|name| name.contains(token))
+                .map(str::to_string)
+                .collect();
+            names.sort();
+            names
+        };
+        let roles = named(&self.aws(&["iam", "list-roles"])["Roles"], "RoleName");
+        let log_groups = named(
+            &self.aws(&["logs", "describe-log-groups"])["logGroups"],
+            "logGroupName",
+        );
+        let vpc_filter = format!("Name=vpc-id,Values={}", self.vpc);
+        let groups = self.aws(&["ec2", "describe-security-groups", "--filters", &vpc_filter]);
+        let security_groups: Vec<String> = groups["SecurityGroups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| g["GroupName"].as_str().unwrap().contains(token))
+            .map(|g| format!("{} {}", g["GroupName"], g["GroupId"]))
+            .collect();
+        let listed = self.aws(&["ecs", "list-clusters"]);
+        let arns: Vec<&str> = listed["clusterArns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|arn| arn.contains(token))
+            .collect();
+        let mut clusters = Vec::new();
+        if !arns.is_empty() {
+            let mut args = vec!["ecs", "describe-clusters", "--clusters"];
+            args.extend(&arns);
+            let described = self.aws(&args);
+            for cluster in described["clusters"].as_array().unwrap() {
+                if cluster["status"] == "ACTIVE" {
+                    clusters.push(cluster["clusterName"].as_str().unwrap().to_string());
+                }
+            }
+            clusters.sort();
+        }
+        json!({
+            "roles": roles,
+            "log_groups": log_groups,
+            "security_groups": security_groups,
+            "clusters": clusters,
+        })
+    }
+
+    /// The jump.toml init wrote, parsed.
+    fn written_config(&self) -> toml::Table {
+        let text = std::fs::read_to_string(&self.config).expect("jump init wrote the config");
+        assert!(text.starts_with("# Written by `jump init`."), "{text}");
+        text.parse().expect("jump.toml is TOML")
+    }
+
+    fn retention(&self, group: &str) -> Value {
+        let out = self.aws(&[
+            "logs",
+            "describe-log-groups",
+            "--log-group-name-prefix",
+            group,
+        ]);
+        out["logGroups"][0]["retentionInDays"].clone()
+    }
+
+    fn assert_init_made(&self, tags: &BTreeMap<String, String>, what: &str) {
+        assert_eq!(
+            tags.get("jump:managed-by").map(String::as_str),
+            Some("jump-init"),
+            "{what}: {tags:?}"
+        );
+        assert_eq!(
+            tags.get("jump:init-name"),
+            Some(&self.name),
+            "{what}: {tags:?}"
+        );
+    }
+
+    fn cluster_tags(&self, cluster: &str) -> BTreeMap<String, String> {
+        let out = self.aws(&[
+            "ecs",
+            "describe-clusters",
+            "--clusters",
+            cluster,
+            "--include",
+            "TAGS",
+        ]);
+        tag_map(&out["clusters"][0]["tags"], "key", "value")
+    }
+}
+
+/// `[{Key: k, Value: v}, …]` (or lowercase) as a map.
+fn tag_map(list: &Value, key: &str, value: &str) -> BTreeMap<String, String> {
+    list.as_array()
+        .map(|tags| {
+            tags.iter()
+                .map(|t| {
+                    let text = |field: &str| t[field].as_str().unwrap_or_default().to_string();
+                    (text(key), text(value))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `(action, resource, name)` of every change in a `--json` report.
+fn changes(report: &Value) -> Vec<(String, String, String)> {
+    report["changes"]
+        .as_array()
+        .expect("a changes list")
+        .iter()
+        .map(|c| {
+            let text = |field: &str| c[field].as_str().expect(field).to_string();
+            (text("action"), text("resource"), text("name"))
+        })
+        .collect()
+}
+
+fn has(list: &[(String, String, String)], action: &str, resource: &str, name: &str) -> bool {
+    list.iter()
+        .any(|(a, r, n)| a == action && r == resource && n == name)
+}
+
+/// A policy document as the AWS CLI returns it: parsed already, or as JSON text.
+fn document(value: &Value) -> Value {
+    match value {
+        Value::String(text) => serde_json::from_str(text).expect("a JSON policy"),
+        other => other.clone(),
+    }
+}
+
+#[test]
+fn init_creates_what_up_needs_and_is_idempotent() {
+    let init = Init::new("init-create");
+    let name = init.name.clone();
+    let before = init.snapshot();
+
+    let report = init.json(&["--yes"]);
+    assert_eq!(report["applied"], true, "{report}");
+    assert_eq!(report["config"], init.config.display().to_string());
+    let made = changes(&report);
+    for (resource, what) in init.everything() {
+        assert!(
+            has(&made, "create", resource, &what),
+            "{resource} {what}: {made:?}"
+        );
+    }
+    assert!(
+        made.iter().all(|(action, _, _)| action == "create"),
+        "{made:?}"
+    );
+
+    // Everything is tagged as init's.
+    for role in [format!("{name}-task-execution"), format!("{name}-task")] {
+        let tags = init.aws(&["iam", "list-role-tags", "--role-name", &role]);
+        init.assert_init_made(&tag_map(&tags["Tags"], "Key", "Value"), &role);
+    }
+    let group = format!("/{name}/sessions");
+    let tags = init.aws(&["logs", "list-tags-log-group", "--log-group-name", &group]);
+    let tags: BTreeMap<String, String> = serde_json::from_value(tags["tags"].clone()).unwrap();
+    init.assert_init_made(&tags, &group);
+    init.assert_init_made(&init.cluster_tags(&name), "cluster");
+    assert_eq!(init.retention(&group), 30);
+
+    let toml = init.written_config();
+    assert_eq!(toml["cluster"].as_str(), Some(name.as_str()));
+    assert_eq!(toml["mode"].as_str(), Some("exec"));
+    assert_eq!(toml["log_group"].as_str(), Some(group.as_str()));
+    let sg = toml["security_groups"][0]
+        .as_str()
+        .expect("a security group")
+        .to_string();
+    let described = init.aws(&["ec2", "describe-security-groups", "--group-ids", &sg]);
+    let security_group = &described["SecurityGroups"][0];
+    init.assert_init_made(&tag_map(&security_group["Tags"], "Key", "Value"), &sg);
+    assert_eq!(
+        security_group["IpPermissions"],
+        json!([]),
+        "{security_group}"
+    );
+    assert_eq!(security_group["VpcId"], init.vpc.as_str());
+
+    // The task role may do exactly what templates/task-role-policy.json says.
+    let policy = init.aws(&[
+        "iam",
+        "get-role-policy",
+        "--role-name",
+        &format!("{name}-task"),
+        "--policy-name",
+        "jump-ecs-exec",
+    ]);
+    let template: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("templates/task-role-policy.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(document(&policy["PolicyDocument"]), template);
+    let policies = init.aws(&[
+        "iam",
+        "list-role-policies",
+        "--role-name",
+        &format!("{name}-task"),
+    ]);
+    assert_eq!(policies["PolicyNames"], json!(["jump-ecs-exec"]));
+
+    // The configuration works as it is: nothing from the environment helps.
+    let mut up = init.world.jump();
+    for (key, _) in &init.world.sandbox.env {
+        if key.starts_with("JUMP_") {
+            up.env_remove(key);
+        }
+    }
+    let out = up
+        .env_remove("JUMP_CLUSTER")
+        .env_remove("JUMP_IMAGE")
+        .args(["up", "--config"])
+        .arg(&init.config)
+        .args(["--", "true"])
+        .output()
+        .expect("jump runs");
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let running = init.aws(&[
+        "ecs",
+        "list-tasks",
+        "--cluster",
+        &name,
+        "--desired-status",
+        "RUNNING",
+    ]);
+    assert_eq!(running["taskArns"], json!([]), "tasks left running");
+    assert_eq!(
+        init.world.state_files(),
+        Vec::<PathBuf>::new(),
+        "local files left"
+    );
+    let stopped = init.aws(&[
+        "ecs",
+        "list-tasks",
+        "--cluster",
+        &name,
+        "--desired-status",
+        "STOPPED",
+    ]);
+    let task = stopped["taskArns"][0]
+        .as_str()
+        .expect("the session's task")
+        .to_string();
+    let task = wait_stopped(&init, &name, &task);
+    let definition = init.aws(&[
+        "ecs",
+        "describe-task-definition",
+        "--task-definition",
+        task["taskDefinitionArn"].as_str().unwrap(),
+    ]);
+    assert_eq!(
+        definition["taskDefinition"]["taskRoleArn"].as_str(),
+        toml["task_role"].as_str()
+    );
+
+    // Running it again changes nothing.
+    let again = init.json(&["--yes"]);
+    assert_eq!(again["changes"], json!([]), "{again}");
+    assert_eq!(again["applied"], false);
+    let out = init.run(&["--yes"]);
+    assert!(
+        stdout(&out).contains("No changes: everything jump init manages is in place."),
+        "{}",
+        stdout(&out)
+    );
+
+    // Destroy leaves the account as it was.
+    let destroyed = init.json(&["--destroy", "--yes"]);
+    assert_eq!(destroyed["applied"], true, "{destroyed}");
+    let removed = changes(&destroyed);
+    assert!(
+        removed.iter().all(|(action, _, _)| action == "delete"),
+        "{removed:?}"
+    );
+    assert!(has(&removed, "delete", "ecs cluster", &name), "{removed:?}");
+    assert_eq!(init.snapshot(), before);
+    assert!(!init.config.exists(), "jump.toml was left behind");
+    let again = init.json(&["--destroy", "--yes"]);
+    assert_eq!(again["changes"], json!([]), "{again}");
+}
+
+/// Waits until a task in `cluster` has stopped (its log group must not be recreated by
+/// the task's last log lines after destroy removed it).
+fn wait_stopped(init: &Init, cluster: &str, task: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = init.aws(&[
+            "ecs",
+            "describe-tasks",
+            "--cluster",
+            cluster,
+            "--tasks",
+            task,
+        ]);
+        let described = out["tasks"][0].clone();
+        if described["lastStatus"] == "STOPPED" {
+            return described;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "task {task} never stopped: {described}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn init_dry_run_changes_nothing() {
+    let init = Init::new("init-dry");
+    let name = init.name.clone();
+    let before = init.snapshot();
+
+    let report = init.json(&["--dry-run"]);
+    assert_eq!(report["applied"], false, "{report}");
+    let planned = changes(&report);
+    for (resource, what) in init.everything() {
+        assert!(
+            has(&planned, "create", resource, &what),
+            "{resource} {what}: {planned:?}"
+        );
+    }
+
+    let out = init.run(&["--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!("+ create  iam role {name}-task-execution")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "+ create  logs group /{name}/sessions: retention 30 days"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("Dry run: nothing was changed."), "{text}");
+
+    assert_eq!(init.snapshot(), before);
+    assert!(
+        !init.config.exists(),
+        "a dry run wrote {}",
+        init.config.display()
+    );
+}
+
+/// `jump` against an AWS endpoint that is a listener owned by the test: if `jump` made
+/// any call, the listener would see the connection.
+fn without_aws(args: &[&str]) -> (Output, TempDir) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let dir = TempDir::new().expect("temp dir");
+    let out = Command::new(env!("CARGO_BIN_EXE_jump"))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .env(
+            "AWS_ENDPOINT_URL",
+            format!("http://{}", listener.local_addr().unwrap()),
+        )
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "x")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .current_dir(dir.path())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("jump runs");
+    assert!(listener.accept().is_err(), "jump called AWS for {args:?}");
+    (out, dir)
+}
+
+#[test]
+fn init_refuses_bad_input_before_any_aws_call() {
+    let cases: [(&[&str], &str); 6] = [
+        (
+            &["init", "--yes", "--log-retention-days", "13"],
+            "1, 3, 5, 7, 14, 30, 60",
+        ),
+        (&["init", "--yes", "--name", "bad name!"], "--name"),
+        (&["init", "--yes", "--subnets", "subnet-0a,nope"], "nope"),
+        (&["init", "--yes", "--vpc", "my-vpc"], "--vpc"),
+        (&["init"], "--yes"),
+        (&["init", "--destroy"], "--yes"),
+    ];
+    for (args, needle) in cases {
+        let (out, dir) = without_aws(args);
+        expect_exit(&out, 2, needle);
+        assert!(
+            !dir.path().join("jump.toml").exists(),
+            "{args:?} wrote jump.toml"
+        );
+    }
+}
+
+#[test]
+fn init_updates_drift_and_destroy_keeps_what_it_did_not_create() {
+    let init = Init::new("init-drift");
+    let cluster = init.world.cluster.clone();
+    let before = init.snapshot();
+    assert_eq!(before["clusters"], json!([cluster.clone()]), "{before}");
+
+    let first = init.json(&["--cluster", &cluster, "--yes"]);
+    let made = changes(&first);
+    assert!(
+        !made
+            .iter()
+            .any(|(_, resource, _)| resource.starts_with("ecs cluster")),
+        "{made:?}"
+    );
+    assert!(
+        first["notes"]
+            .to_string()
+            .contains("not created by jump init"),
+        "{first}"
+    );
+    assert_eq!(
+        init.written_config()["cluster"].as_str(),
+        Some(cluster.as_str())
+    );
+
+    let group = format!("/{}/sessions", init.name);
+    init.aws(&[
+        "logs",
+        "put-retention-policy",
+        "--log-group-name",
+        &group,
+        "--retention-in-days",
+        "7",
+    ]);
+    // No --cluster: jump.toml says which.
+    let second = init.json(&["--yes"]);
+    assert_eq!(
+        changes(&second),
+        vec![(
+            "update".to_string(),
+            "logs retention".to_string(),
+            group.clone()
+        )],
+        "{second}"
+    );
+    assert_eq!(second["changes"][0]["detail"], "7 → 30 days");
+    assert_eq!(init.retention(&group), 30);
+    assert_eq!(init.json(&["--yes"])["changes"], json!([]));
+
+    let destroyed = init.json(&["--destroy", "--yes"]);
+    assert!(
+        destroyed["notes"].to_string().contains(&format!(
+            "kept ecs cluster {cluster} (not created by jump init)"
+        )),
+        "{destroyed}"
+    );
+    assert!(!has(
+        &changes(&destroyed),
+        "delete",
+        "ecs cluster",
+        &cluster
+    ));
+    assert_eq!(init.snapshot(), before);
+    let tags = init.cluster_tags(&cluster);
+    assert!(
+        !tags.contains_key("jump:managed-by"),
+        "init tagged a cluster it did not create: {tags:?}"
+    );
+    assert!(!init.config.exists());
+}
