@@ -79,9 +79,9 @@ async fn examine(
     let task_arn = match (session, &args.task, &args.service) {
         (Some(id), _, _) => Some(session_task(&clients.ecs, &cluster_name, &id).await?),
         (None, Some(task), _) => Some(task.clone()),
-        (None, None, Some(service)) => match newest_task(clients, &cluster_name, service).await? {
-            Some(arn) => Some(arn),
-            None => {
+        (None, None, Some(service)) => match newest_task(clients, &cluster_name, service).await {
+            Ok(Some(arn)) => Some(arn),
+            Ok(None) => {
                 report.add(Check::fail(
                     "service",
                     format!("service {service} has no running tasks in cluster {cluster_name}"),
@@ -89,6 +89,15 @@ async fn examine(
                 ));
                 return Ok(());
             }
+            Err(err) if err.code.as_deref() == Some("ServiceNotFoundException") => {
+                report.add(Check::fail(
+                    "service",
+                    format!("there is no service {service} in cluster {cluster_name}"),
+                    "check the name (aws ecs list-services) and the cluster",
+                ));
+                return Ok(());
+            }
+            Err(err) => return Err(err.into()),
         },
         (None, None, None) => None,
     };

@@ -154,6 +154,20 @@ fn configuration_checks_fail_and_pass() {
     assert_eq!(report["ok"], true);
     assert_eq!(status(&report, "network-route"), "PASS");
     assert_eq!(status(&report, "log-group"), "PASS");
+    assert_eq!(status(&report, "vpc-endpoints"), "WARN");
+    for name in ["logs", "ecr.api", "ecr.dkr", "s3"] {
+        let service = format!("com.amazonaws.{region}.{name}");
+        world.sandbox.aws(&[
+            "ec2",
+            "create-vpc-endpoint",
+            "--vpc-id",
+            &net.vpc,
+            "--service-name",
+            &service,
+        ]);
+    }
+    let (report, _) = doctor(&world, &settings);
+    assert_eq!(status(&report, "vpc-endpoints"), "PASS", "{report:#}");
 
     // The case: the task role may not open the data channel.
     world.sandbox.ctl(&[
@@ -217,6 +231,17 @@ fn configuration_checks_fail_and_pass() {
     assert_eq!(code, 1);
     assert_eq!(status(&report, "cluster"), "FAIL");
     assert_eq!(report["checks"].as_array().unwrap().len(), 2);
+
+    // No cluster configured anywhere: the configuration itself fails.
+    let out = world
+        .jump()
+        .args(["doctor", "--json"])
+        .env_remove("JUMP_CLUSTER")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status(&report, "config"), "FAIL");
 }
 
 #[test]
@@ -312,8 +337,8 @@ fn cluster_exec_settings_kms_and_session_logging() {
     assert_eq!(status(&report, "exec-kms-key"), "FAIL");
 }
 
-/// Registers a task definition from raw JSON and runs it, exec enabled or not.
-fn run_raw(world: &World, definition: &Value, exec: bool) -> String {
+/// Registers a task definition from raw JSON and runs it with `extra` run-task arguments.
+fn run_raw(world: &World, definition: &Value, extra: &[&str]) -> String {
     world.sandbox.aws(&[
         "ecs",
         "register-task-definition",
@@ -337,9 +362,7 @@ fn run_raw(world: &World, definition: &Value, exec: bool) -> String {
         "--network-configuration",
         &network,
     ];
-    if exec {
-        args.push("--enable-execute-command");
-    }
+    args.extend_from_slice(extra);
     let run = world.sandbox.aws(&args);
     run["tasks"][0]["taskArn"].as_str().unwrap().to_string()
 }
@@ -376,8 +399,8 @@ fn task_checks_fail_and_pass() {
                "environment": [{"name": "AWS_ACCESS_KEY_ID", "value": "AKIAEXAMPLE"}]}),
         Some("task"),
     );
-    let good_task = run_raw(&world, &good, true);
-    let bad_task = run_raw(&world, &bad, false);
+    let good_task = run_raw(&world, &good, &["--enable-execute-command"]);
+    let bad_task = run_raw(&world, &bad, &["--platform-version", "1.3.0"]);
     for task in [&good_task, &bad_task] {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while world.describe(task)["lastStatus"] != "RUNNING" {
@@ -416,6 +439,7 @@ fn task_checks_fail_and_pass() {
     let (report, code) = doctor(&world, &["--task", &bad_task]);
     assert_eq!(code, 1);
     for id in [
+        "platform-version",
         "exec-enabled",
         "exec-agent",
         "readonly-root",
@@ -443,4 +467,12 @@ fn task_checks_fail_and_pass() {
     for task in [good_task, bad_task] {
         world.stop_task(&task);
     }
+
+    // A task or a service that is not there.
+    let (report, code) = doctor(&world, &["--task", "0123456789abcdef0123456789abcdef"]);
+    assert_eq!(code, 1);
+    assert_eq!(status(&report, "task"), "FAIL");
+    let (report, code) = doctor(&world, &["--service", "nope"]);
+    assert_eq!(code, 1);
+    assert_eq!(status(&report, "service"), "FAIL");
 }

@@ -34,6 +34,8 @@ from .network import NetworkError
 
 ACCOUNT = DEFAULT_ACCOUNT_ID
 STOPPED = "STOPPED"
+# Linux Fargate platform versions a task may ask for, and what each runs as.
+PLATFORM_VERSIONS = {"LATEST": "1.4.0", "1.4.0": "1.4.0", "1.3.0": "1.3.0"}
 TASK_FAULT_KINDS = ("pull-error", "crash", "logger-error", "wrong-host-key")
 # (cpu units, allowed memory MiB) for Fargate, as documented by AWS.
 FARGATE_SIZES = {
@@ -148,6 +150,7 @@ class Task:
     stop_requested: threading.Event = field(default_factory=threading.Event)
     host_ns: str | None = None
     host_pid: int | None = None  # the main container process: the namespaces exec sessions enter
+    platform_version: str = "1.4.0"
 
     def set_status(self, status: str) -> None:
         self.last_status = status
@@ -168,7 +171,7 @@ class Task:
             "lastStatus": self.last_status,
             "desiredStatus": self.desired_status,
             "launchType": "FARGATE",
-            "platformVersion": "1.4.0",
+            "platformVersion": self.platform_version,
             "platformFamily": "Linux",
             "cpu": self.cpu,
             "memory": self.memory,
@@ -349,6 +352,8 @@ class TaskService:
         started_by = p.get("startedBy")
         if started_by and len(started_by) > 128:
             raise invalid("startedBy may be at most 128 characters.")
+        if p.get("platformVersion", "LATEST") not in PLATFORM_VERSIONS:
+            raise invalid(f"Platform version {p['platformVersion']} is not supported for Linux Fargate tasks.")
         self._check_overrides(taskdef, overrides)
         return Launch(cluster, taskdef, p, count, overrides, cpu, memory, subnets, groups, public, tags)
 
@@ -427,6 +432,7 @@ class TaskService:
             task_role=getattr(taskdef, "task_role_arn", None),
             main_override=by_name.get(main.name, {}),
             setup_error=setup_error,
+            platform_version=PLATFORM_VERSIONS[p.get("platformVersion", "LATEST")],
         )
         with self.lock:
             self.tasks[task_id] = task

@@ -92,6 +92,7 @@ def test_tags_on_task_arns(aws):
         ({"overrides": {"cpu": "256", "memory": "4096"}}, "InvalidParameterException", "No Fargate configuration"),
         ({"count": 11}, "InvalidParameterException", "count"),
         ({"overrides": {"containerOverrides": [{"name": "ghost"}]}}, "InvalidParameterException", "ghost"),
+        ({"platformVersion": "1.2.0"}, "InvalidParameterException", "Platform version 1.2.0"),
     ],
 )
 def test_run_task_validation(aws, change, code, fragment):
@@ -174,3 +175,16 @@ def test_a_reused_address_reaches_the_new_host_at_once(aws):
         aws.ecs.stop_task(cluster=aws.cluster, task=task["taskArn"])
     for task in others:
         aws.wait_for(task["taskArn"], "STOPPED")
+
+
+def test_platform_version_is_what_the_task_asked_for(aws):
+    """LATEST (or nothing) runs 1.4.0; an older version is reported as such, which checkers read."""
+    network = {"awsvpcConfiguration": {"subnets": aws.subnets, "securityGroups": aws.groups}}
+    versions = {}
+    for asked in (None, "1.3.0"):
+        extra = {"platformVersion": asked} if asked else {}
+        task = aws.ecs.run_task(cluster=aws.cluster, taskDefinition="jumphost", launchType="FARGATE",
+                                networkConfiguration=network, **extra)["tasks"][0]
+        versions[asked] = task["platformVersion"]
+        aws.ecs.stop_task(cluster=aws.cluster, task=task["taskArn"])
+    assert versions == {None: "1.4.0", "1.3.0": "1.3.0"}
