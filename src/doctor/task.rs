@@ -220,6 +220,7 @@ fn credentials_in_environment(task: Option<&Task>, containers: &[ContainerDefini
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::doctor::Status;
 
     #[test]
     fn platform_versions_compare_numerically() {
@@ -228,5 +229,12 @@ mod tests {
         assert!(parse_version("1.10.0").unwrap() >= (1, 4, 0));
         assert!(parse_version("1.3.0").unwrap() < (1, 4, 0));
         assert_eq!(parse_version("LATEST"), None);
+    }
+
+    #[test]
+    fn pid_mode_host_fails_task_warns_none_passes() {
+        assert_eq!(pid_mode(Some(&PidMode::Host)).status, Status::Fail);
+        assert_eq!(pid_mode(Some(&PidMode::Task)).status, Status::Warn);
+        assert_eq!(pid_mode(None).status, Status::Pass);
     }
 }

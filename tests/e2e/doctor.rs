@@ -384,11 +384,16 @@ fn task_checks_fail_and_pass() {
     let sandbox = shared();
     let world = World::new(sandbox, "doctor-task");
     let task_role = role(&world, &format!("{}-task", world.cluster));
+    let app_logs = format!("/{}/app", world.cluster);
+    sandbox.aws(&["logs", "create-log-group", "--log-group-name", &app_logs]);
     let good = definition(
         &format!("{}-good", world.cluster),
         &task_role,
         json!({"name": "app", "image": "app:1", "essential": true, "command": ["sleep", "600"],
-               "linuxParameters": {"initProcessEnabled": true}}),
+               "linuxParameters": {"initProcessEnabled": true},
+               "logConfiguration": {"logDriver": "awslogs", "options": {
+                   "awslogs-group": app_logs, "awslogs-region": world.sandbox_var("AWS_REGION"),
+                   "awslogs-stream-prefix": "app"}}}),
         None,
     );
     let bad = definition(
@@ -433,8 +438,13 @@ fn task_checks_fail_and_pass() {
     for id in task_checks {
         assert_eq!(status(&report, id), "PASS", "{id}: {report:#}");
     }
+    assert_eq!(status(&report, "log-group"), "PASS", "{report:#}");
     // The sandbox VPC is private with no endpoints: said, with the fix.
     assert_eq!(status(&report, "network-route"), "FAIL");
+    // The log group goes away under the running task (ECS may not create it again).
+    sandbox.aws(&["logs", "delete-log-group", "--log-group-name", &app_logs]);
+    let (report, _) = doctor(&world, &["--task", &good_task]);
+    assert_eq!(status(&report, "log-group"), "FAIL", "{report:#}");
 
     let (report, code) = doctor(&world, &["--task", &bad_task]);
     assert_eq!(code, 1);
