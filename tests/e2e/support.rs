@@ -261,7 +261,13 @@ impl<'a> World<'a> {
 
     /// Registers a Fargate task definition with these container definitions.
     pub fn register(&self, family: &str, containers: &Value) {
-        self.sandbox.aws(&[
+        self.register_with(family, containers, &[]);
+    }
+
+    /// [`World::register`] with more register-task-definition arguments; returns ECS's answer.
+    pub fn register_with(&self, family: &str, containers: &Value, extra: &[&str]) -> Value {
+        let containers = containers.to_string();
+        let mut args = vec![
             "ecs",
             "register-task-definition",
             "--family",
@@ -275,8 +281,10 @@ impl<'a> World<'a> {
             "--memory",
             "512",
             "--container-definitions",
-            &containers.to_string(),
-        ]);
+            &containers,
+        ];
+        args.extend_from_slice(extra);
+        self.sandbox.aws(&args)
     }
 
     /// Stops a task directly through ECS (one jump did not start).

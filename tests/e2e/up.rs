@@ -333,3 +333,61 @@ fn gc_reaps_expired_sessions_like_down_expired() {
         .success());
     world.assert_nothing_left();
 }
+
+/// A revision someone else registered in jump's family, with jump's content tag copied
+/// onto a different image and command, must not be run: jump registers its own.
+#[test]
+fn a_revision_with_a_copied_content_tag_is_not_trusted() {
+    let world = World::new(shared(), "poison");
+    let family = format!("poison-{}", world.cluster);
+    let first = world.run(&["up", "--mode", "exec", "--family", &family, "--", "true"]);
+    assert_eq!(first.status.code(), Some(0), "stderr: {}", stderr(&first));
+    let ours = world.sandbox.aws(&[
+        "ecs",
+        "describe-task-definition",
+        "--task-definition",
+        &family,
+        "--include",
+        "TAGS",
+    ]);
+    let hash = ours["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["key"] == "jump:content-hash")
+        .expect("jump tags its revision")["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut containers = ours["taskDefinition"]["containerDefinitions"].clone();
+    containers[0]["image"] = serde_json::json!("attacker/image:1");
+    containers[0]["command"] = serde_json::json!(["sh", "-c", "echo owned"]);
+    let tag = format!("key=jump:content-hash,value={hash}");
+    let poisoned = world.register_with(&family, &containers, &["--tags", &tag])["taskDefinition"]
+        ["taskDefinitionArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let second = world.run(&["up", "--mode", "exec", "--family", &family, "--", "true"]);
+    assert_eq!(second.status.code(), Some(0), "stderr: {}", stderr(&second));
+    for task in world.tasks("STOPPED") {
+        let used = world.describe(&task)["taskDefinitionArn"].clone();
+        assert_ne!(
+            used,
+            serde_json::json!(poisoned),
+            "jump ran the poisoned revision"
+        );
+    }
+    let latest = world.sandbox.aws(&[
+        "ecs",
+        "describe-task-definition",
+        "--task-definition",
+        &family,
+    ]);
+    assert_eq!(
+        latest["taskDefinition"]["containerDefinitions"][0]["image"],
+        world.image.as_str()
+    );
+    world.assert_nothing_left();
+}
