@@ -25,6 +25,9 @@ pub async fn run(global: GlobalArgs, output: Output, args: DoctorArgs) -> anyhow
     let layers = layers(args.config.as_deref(), &args.settings.pairs())?;
     let clients = Clients::new(global.profile.as_deref(), global.region.as_deref()).await?;
     let mut report = Report::default();
+    if let Some(program) = &global.ssm_plugin {
+        report.add(plugin_check(program));
+    }
     examine(&clients, &layers, &args, session, &mut report).await?;
     if output.json() {
         let mut value = serde_json::to_value(&report)?;
@@ -121,6 +124,27 @@ async fn examine(
     }
 }
 
+/// `--ssm-plugin` names a program that can be run (jump's own client needs nothing).
+fn plugin_check(program: &std::path::Path) -> Check {
+    use std::os::unix::fs::PermissionsExt as _;
+    match std::fs::metadata(program) {
+        Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => Check::pass(
+            "ssm-plugin",
+            format!("sessions go to the session-manager-plugin at {}", program.display()),
+        ),
+        Ok(_) => Check::fail(
+            "ssm-plugin",
+            format!("{} is not an executable file", program.display()),
+            "point --ssm-plugin (JUMP_SSM_PLUGIN) at the plugin binary, or drop it: jump needs no plugin",
+        ),
+        Err(err) => Check::fail(
+            "ssm-plugin",
+            format!("cannot use {}: {err}", program.display()),
+            "install AWS's session-manager-plugin there, or drop --ssm-plugin: jump needs no plugin",
+        ),
+    }
+}
+
 /// The newest running task of a service, exec-ready or not: the doctor says why not.
 async fn newest_task(
     clients: &Clients,
@@ -213,14 +237,19 @@ async fn examine_task(
     }
     let actions = ["ecs:ExecuteCommand", "ssm:StartSession"];
     report.add(identity::may(clients, principal, &actions, task_arn).await);
-    let placement = placement(clients, &found, &def).await;
+    let placement = placement(clients, &found, &def, exec.kms_key.is_some()).await;
     report.extend(network::checks(clients, &placement).await);
     report.extend(awslogs_group(clients, &def).await);
     Ok(())
 }
 
 /// The task's subnet, security groups and public IP, from its network interface.
-async fn placement(clients: &Clients, found: &Task, def: &TaskDefinition) -> Placement {
+async fn placement(
+    clients: &Clients,
+    found: &Task,
+    def: &TaskDefinition,
+    uses_kms: bool,
+) -> Placement {
     let detail = |name: &str| {
         found
             .attachments()
@@ -235,6 +264,7 @@ async fn placement(clients: &Clients, found: &Task, def: &TaskDefinition) -> Pla
         security_groups: Vec::new(),
         public_ip: false,
         uses_awslogs: awslogs(def).is_some(),
+        uses_kms,
     };
     if let Some(eni) = detail("networkInterfaceId") {
         if let Ok(out) = clients
@@ -335,6 +365,7 @@ async fn examine_config(
         security_groups: plan.security_groups.clone(),
         public_ip: plan.public,
         uses_awslogs: true,
+        uses_kms: exec.kms_key.is_some(),
     };
     report.extend(network::checks(clients, &placement).await);
     let what = "jumphost output, sshd log and host key";

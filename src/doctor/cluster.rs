@@ -12,6 +12,9 @@ pub struct ExecSettings {
     pub kms_key: Option<String>,
     /// The CloudWatch log group sessions are logged to, if any.
     pub log_group: Option<String>,
+    /// The S3 bucket sessions are logged to, if any, and whether uploads must be encrypted.
+    pub s3_bucket: Option<String>,
+    pub s3_encrypted: bool,
 }
 
 /// The cluster exists and is ACTIVE; its exec settings for the checks that follow.
@@ -61,13 +64,16 @@ pub async fn cluster(clients: &Clients, name: &str) -> (Check, Option<ExecSettin
     let exec = found
         .configuration()
         .and_then(|c| c.execute_command_configuration());
+    let logging = exec
+        .filter(|e| e.logging() == Some(&ExecuteCommandLogging::Override))
+        .and_then(|e| e.log_configuration());
     let settings = ExecSettings {
         kms_key: exec.and_then(|e| e.kms_key_id()).map(str::to_string),
-        log_group: exec
-            .filter(|e| e.logging() == Some(&ExecuteCommandLogging::Override))
-            .and_then(|e| e.log_configuration())
+        log_group: logging
             .and_then(|l| l.cloud_watch_log_group_name())
             .map(str::to_string),
+        s3_bucket: logging.and_then(|l| l.s3_bucket_name()).map(str::to_string),
+        s3_encrypted: logging.is_some_and(|l| l.s3_encryption_enabled()),
     };
     (
         Check::pass("cluster", format!("cluster {name} is ACTIVE")),

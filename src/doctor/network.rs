@@ -15,6 +15,8 @@ pub struct Placement {
     pub public_ip: bool,
     /// Whether the task logs through awslogs (so it needs the logs endpoint too).
     pub uses_awslogs: bool,
+    /// Whether sessions are KMS-encrypted (so the kms endpoint is needed too).
+    pub uses_kms: bool,
 }
 
 fn filter(name: &str, value: &str) -> Filter {
@@ -107,6 +109,9 @@ async fn route(clients: &Clients, placement: &Placement) -> Result<Vec<Check>, A
     if placement.uses_awslogs && !has("logs") {
         missing.push(service("logs"));
     }
+    if placement.uses_kms && !has("kms") {
+        missing.push(service("kms"));
+    }
     for name in ["ecr.api", "ecr.dkr", "s3"] {
         if !has(name) {
             missing.push(service(name));
@@ -118,7 +123,7 @@ async fn route(clients: &Clients, placement: &Placement) -> Result<Vec<Check>, A
         Check::warn(
             "vpc-endpoints",
             format!("without internet access, VPC {vpc} also lacks {}", missing.join(", ")),
-            "add those endpoints if the task logs to CloudWatch (logs) or pulls from ECR (ecr.api, ecr.dkr, and the s3 gateway)",
+            "add those endpoints: logs for CloudWatch logging, kms for encrypted sessions, ecr.api, ecr.dkr and the s3 gateway for ECR images (s3 also for session logs in S3)",
         )
     });
     Ok(checks)

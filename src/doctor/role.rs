@@ -39,6 +39,24 @@ pub async fn checks(clients: &Clients, role: &str, exec: &ExecSettings) -> Vec<C
             .await,
         );
     }
+    if let Some(bucket) = &exec.s3_bucket {
+        let mut actions = vec!["s3:PutObject"];
+        if exec.s3_encrypted {
+            actions.push("s3:GetEncryptionConfiguration");
+        }
+        checks.push(
+            simulate(
+                clients,
+                role,
+                "task-role-s3-logging",
+                &actions,
+                &format!("upload session logs to s3://{bucket}"),
+                "allow the task role s3:PutObject on the bucket's objects (and \
+                 s3:GetEncryptionConfiguration on the bucket when encryption is required)",
+            )
+            .await,
+        );
+    }
     if exec.kms_key.is_some() {
         checks.push(
             simulate(

@@ -262,6 +262,14 @@ fn credentials_and_caller_permissions() {
     assert_eq!(status(&report, "credentials"), "FAIL");
     assert_eq!(report["checks"].as_array().unwrap().len(), 1);
 
+    // --ssm-plugin must name something runnable; jump's own client needs nothing.
+    let plugin = crate::forward::PLUGIN;
+    let (report, _) = doctor(&world, &["--ssm-plugin", plugin]);
+    assert_eq!(status(&report, "ssm-plugin"), "PASS");
+    let (report, code) = doctor(&world, &["--ssm-plugin", "/nonexistent/plugin"]);
+    assert_eq!(code, 1);
+    assert_eq!(status(&report, "ssm-plugin"), "FAIL");
+
     let user = world.sibling("doctor-denied-user");
     let (report, _) = doctor(&user, &[]);
     assert_eq!(status(&report, "credentials"), "PASS");
@@ -294,7 +302,8 @@ fn cluster_exec_settings_kms_and_session_logging() {
     let cluster = format!("{}-kms", world.cluster);
     let logs = format!("/{cluster}/exec");
     let configuration = json!({"executeCommandConfiguration": {"kmsKeyId": key, "logging": "OVERRIDE",
-        "logConfiguration": {"cloudWatchLogGroupName": logs}}});
+        "logConfiguration": {"cloudWatchLogGroupName": logs, "s3BucketName": "session-logs",
+            "s3EncryptionEnabled": true}}});
     sandbox.aws(&[
         "ecs",
         "create-cluster",
@@ -316,6 +325,7 @@ fn cluster_exec_settings_kms_and_session_logging() {
     assert_eq!(status(&report, "exec-kms-key"), "PASS", "{report:#}");
     assert_eq!(status(&report, "task-role-kms"), "PASS");
     assert_eq!(status(&report, "task-role-logging"), "PASS");
+    assert_eq!(status(&report, "task-role-s3-logging"), "PASS");
     assert_eq!(status(&report, "exec-log-group"), "FAIL");
     sandbox.aws(&["logs", "create-log-group", "--log-group-name", &logs]);
     let (report, _) = doctor(&world, &settings);
@@ -325,6 +335,7 @@ fn cluster_exec_settings_kms_and_session_logging() {
         "deny",
         "kms:Decrypt",
         "logs:PutLogEvents",
+        "s3:GetEncryptionConfiguration",
         "--principal",
         &task_role,
     ]);
@@ -332,6 +343,12 @@ fn cluster_exec_settings_kms_and_session_logging() {
     assert_eq!(code, 1);
     assert_eq!(status(&report, "task-role-kms"), "FAIL");
     assert_eq!(status(&report, "task-role-logging"), "FAIL");
+    let s3 = check(&report, "task-role-s3-logging");
+    assert_eq!(s3["status"], "FAIL");
+    assert!(s3["summary"]
+        .as_str()
+        .unwrap()
+        .contains("s3:GetEncryptionConfiguration"));
     sandbox.aws(&["kms", "disable-key", "--key-id", &key]);
     let (report, _) = doctor(&world, &settings);
     assert_eq!(status(&report, "exec-kms-key"), "FAIL");
