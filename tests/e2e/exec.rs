@@ -334,50 +334,109 @@ fn kms_encrypted_sessions_work_and_failures_are_named() {
 #[test]
 fn interactive_shell_in_a_real_terminal() {
     let world = World::new(shared(), "exec-tty");
-    let socket = world.home.path().join("tmux.sock");
-    let tmux = |args: &[&str]| {
+    let term = Terminal::start(&world, "up --mode exec");
+    term.wait_for(":/#"); // the prompt (tmux trims its trailing space)
+    term.keys(&["echo typed-$((40+2))", "Enter"]);
+    term.wait_for("typed-42");
+    term.keys(&["stty size", "Enter"]);
+    term.wait_for("30 100");
+    term.tmux(&["resize-window", "-x", "120", "-y", "40"]);
+    std::thread::sleep(Duration::from_millis(500));
+    term.keys(&["stty size", "Enter"]);
+    term.wait_for("40 120");
+    term.keys(&["sleep 30", "Enter"]);
+    std::thread::sleep(Duration::from_millis(500));
+    term.keys(&["C-c"]);
+    term.keys(&["echo after-$((1+1))", "Enter"]);
+    term.wait_for("after-2");
+    term.keys(&["exit 9", "Enter"]);
+    let shown = term.wait_for("jump-exited-");
+    assert!(shown.contains("jump-exited-9"), "screen:\n{shown}");
+    drop(term);
+    world.assert_nothing_left();
+}
+
+/// With a terminal the official plugin owns it and reports no remote status: jump says so
+/// and exits with the plugin's own status, and still stops the task.
+#[test]
+fn the_official_plugin_in_a_terminal() {
+    let world = World::new(shared(), "exec-tty-plugin");
+    let command = format!(
+        "up --mode exec --ssm-plugin {} -- sh -c 'echo on-a-tty-$(tty >/dev/null && echo yes); exit 6'",
+        crate::forward::PLUGIN
+    );
+    let term = Terminal::start(&world, &command);
+    let shown = term.wait_for("jump-exited-");
+    assert!(shown.contains("on-a-tty-yes"), "screen:\n{shown}");
+    assert!(
+        shown.contains("does not report the remote exit status"),
+        "screen:\n{shown}"
+    );
+    assert!(shown.contains("jump-exited-0"), "screen:\n{shown}");
+    drop(term);
+    world.assert_nothing_left();
+}
+
+/// `jump ARGS` in a 100x30 tmux terminal of its own, for tests that need a real tty.
+struct Terminal {
+    socket: std::path::PathBuf,
+}
+
+impl Terminal {
+    fn start(world: &World, args: &str) -> Terminal {
+        let term = Terminal {
+            socket: world.home.path().join("tmux.sock"),
+        };
+        let env: Vec<String> = [
+            ("JUMP_CLUSTER", world.cluster.as_str()),
+            ("JUMP_IMAGE", world.image.as_str()),
+            ("JUMP_STATE_DIR", &world.state.path().display().to_string()),
+        ]
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .chain(world.sandbox.env.iter().map(|(k, v)| format!("{k}={v}")))
+        .collect();
+        let script = format!(
+            "env {} {} {args}; echo \"jump-exited-$?\"; sleep 60",
+            env.join(" "),
+            env!("CARGO_BIN_EXE_jump")
+        );
+        let started = term.tmux(&[
+            "new-session",
+            "-d",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            "sh",
+            "-c",
+            &script,
+        ]);
+        assert!(
+            started.status.success(),
+            "{}",
+            String::from_utf8_lossy(&started.stderr)
+        );
+        term
+    }
+
+    fn tmux(&self, args: &[&str]) -> std::process::Output {
         Command::new("tmux")
             .arg("-S")
-            .arg(&socket)
+            .arg(&self.socket)
             .args(args)
             .output()
             .expect("tmux runs")
-    };
-    let env: Vec<String> = [
-        ("JUMP_CLUSTER", world.cluster.as_str()),
-        ("JUMP_IMAGE", world.image.as_str()),
-        ("JUMP_STATE_DIR", &world.state.path().display().to_string()),
-    ]
-    .iter()
-    .map(|(k, v)| format!("{k}={v}"))
-    .chain(world.sandbox.env.iter().map(|(k, v)| format!("{k}={v}")))
-    .collect();
-    let script = format!(
-        "env {} {} up --mode exec; echo \"jump-exited-$?\"; sleep 60",
-        env.join(" "),
-        env!("CARGO_BIN_EXE_jump")
-    );
-    let started = tmux(&[
-        "new-session",
-        "-d",
-        "-x",
-        "100",
-        "-y",
-        "30",
-        "sh",
-        "-c",
-        &script,
-    ]);
-    assert!(
-        started.status.success(),
-        "{}",
-        String::from_utf8_lossy(&started.stderr)
-    );
-    let screen = || String::from_utf8_lossy(&tmux(&["capture-pane", "-p"]).stdout).into_owned();
-    let wait_for = |needle: &str| {
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p"]).stdout).into_owned()
+    }
+
+    fn wait_for(&self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let shown = screen();
+            let shown = self.screen();
             if shown.contains(needle) {
                 return shown;
             }
@@ -387,28 +446,17 @@ fn interactive_shell_in_a_real_terminal() {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-    };
-    let keys = |keys: &[&str]| assert!(tmux(&[&["send-keys"], keys].concat()).status.success());
+    }
 
-    wait_for(":/#"); // the prompt (tmux trims its trailing space)
-    keys(&["echo typed-$((40+2))", "Enter"]);
-    wait_for("typed-42");
-    keys(&["stty size", "Enter"]);
-    wait_for("30 100");
-    tmux(&["resize-window", "-x", "120", "-y", "40"]);
-    std::thread::sleep(Duration::from_millis(500));
-    keys(&["stty size", "Enter"]);
-    wait_for("40 120");
-    keys(&["sleep 30", "Enter"]);
-    std::thread::sleep(Duration::from_millis(500));
-    keys(&["C-c"]);
-    keys(&["echo after-$((1+1))", "Enter"]);
-    wait_for("after-2");
-    keys(&["exit 9", "Enter"]);
-    let shown = wait_for("jump-exited-");
-    assert!(shown.contains("jump-exited-9"), "screen:\n{shown}");
-    tmux(&["kill-server"]);
-    world.assert_nothing_left();
+    fn keys(&self, keys: &[&str]) {
+        assert!(self.tmux(&[&["send-keys"], keys].concat()).status.success());
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        self.tmux(&["kill-server"]);
+    }
 }
 
 /// Drop, duplicate and delay on the gateway's side: every byte arrives, in order.
