@@ -2,10 +2,10 @@
 //! the sandbox's independent agent-side gateway.
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{expect_exit, shared, stderr, stdout, Sandbox, World};
+use crate::support::{expect_exit, shared, stderr, stdout, Sandbox, Terminal, World};
 
 #[test]
 fn exec_mode_passes_output_and_exit_status_through() {
@@ -375,88 +375,6 @@ fn the_official_plugin_in_a_terminal() {
     assert!(shown.contains("jump-exited-0"), "screen:\n{shown}");
     drop(term);
     world.assert_nothing_left();
-}
-
-/// `jump ARGS` in a 100x30 tmux terminal of its own, for tests that need a real tty.
-struct Terminal {
-    socket: std::path::PathBuf,
-}
-
-impl Terminal {
-    fn start(world: &World, args: &str) -> Terminal {
-        let term = Terminal {
-            socket: world.home.path().join("tmux.sock"),
-        };
-        let env: Vec<String> = [
-            ("JUMP_CLUSTER", world.cluster.as_str()),
-            ("JUMP_IMAGE", world.image.as_str()),
-            ("JUMP_STATE_DIR", &world.state.path().display().to_string()),
-        ]
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .chain(world.sandbox.env.iter().map(|(k, v)| format!("{k}={v}")))
-        .collect();
-        let script = format!(
-            "env {} {} {args}; echo \"jump-exited-$?\"; sleep 60",
-            env.join(" "),
-            env!("CARGO_BIN_EXE_jump")
-        );
-        let started = term.tmux(&[
-            "new-session",
-            "-d",
-            "-x",
-            "100",
-            "-y",
-            "30",
-            "sh",
-            "-c",
-            &script,
-        ]);
-        assert!(
-            started.status.success(),
-            "{}",
-            String::from_utf8_lossy(&started.stderr)
-        );
-        term
-    }
-
-    fn tmux(&self, args: &[&str]) -> std::process::Output {
-        Command::new("tmux")
-            .arg("-S")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("tmux runs")
-    }
-
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p"]).stdout).into_owned()
-    }
-
-    fn wait_for(&self, needle: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let shown = self.screen();
-            if shown.contains(needle) {
-                return shown;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "never saw {needle:?}; screen:\n{shown}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        assert!(self.tmux(&[&["send-keys"], keys].concat()).status.success());
-    }
-}
-
-impl Drop for Terminal {
-    fn drop(&mut self) {
-        self.tmux(&["kill-server"]);
-    }
 }
 
 /// Drop, duplicate and delay on the gateway's side: every byte arrives, in order.

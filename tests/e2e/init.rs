@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
-use crate::support::{expect_exit, repo, shared, stderr, stdout, World};
+use crate::support::{expect_exit, repo, shared, stderr, stdout, Terminal, World};
 
 /// One test's `jump init`: its world, name, network and config file.
 struct Init {
@@ -564,4 +564,38 @@ fn init_updates_drift_and_destroy_keeps_what_it_did_not_create() {
         "init tagged a cluster it did not create: {tags:?}"
     );
     assert!(!init.config.exists());
+}
+
+/// On a terminal, init asks before changing anything: "n" changes nothing, "y" applies.
+#[test]
+fn init_asks_on_a_terminal() {
+    let init = Init::new("init-ask");
+    let before = init.snapshot();
+    let command = format!(
+        "init --name {} --vpc {} --subnets {} --config {}",
+        init.name,
+        init.vpc,
+        init.subnets,
+        init.config.display()
+    );
+    let term = Terminal::start(&init.world, &command);
+    term.wait_for("Apply these changes? [y/N]");
+    term.keys(&["n", "Enter"]);
+    let shown = term.wait_for("jump-exited-");
+    assert!(shown.contains("Nothing was changed."), "screen:\n{shown}");
+    assert!(shown.contains("jump-exited-0"), "screen:\n{shown}");
+    drop(term);
+    assert_eq!(init.snapshot(), before);
+    assert!(!init.config.exists());
+
+    let term = Terminal::start(&init.world, &command);
+    term.wait_for("Apply these changes? [y/N]");
+    term.keys(&["y", "Enter"]);
+    let shown = term.wait_for("jump-exited-");
+    assert!(shown.contains("Applied 8 change(s)."), "screen:\n{shown}");
+    drop(term);
+    assert!(init.config.exists());
+    let report = init.json(&["--destroy", "--yes"]);
+    assert_eq!(report["applied"], true, "{report}");
+    assert_eq!(init.snapshot(), before);
 }

@@ -454,3 +454,85 @@ pub fn stdout(out: &Output) -> String {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// `jump ARGS` in a 100x30 tmux terminal of its own, for tests that need a real tty.
+pub struct Terminal {
+    socket: PathBuf,
+}
+
+impl Terminal {
+    pub fn start(world: &World, args: &str) -> Terminal {
+        let term = Terminal {
+            socket: world.home.path().join("tmux.sock"),
+        };
+        let env: Vec<String> = [
+            ("JUMP_CLUSTER", world.cluster.as_str()),
+            ("JUMP_IMAGE", world.image.as_str()),
+            ("JUMP_STATE_DIR", &world.state.path().display().to_string()),
+        ]
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .chain(world.sandbox.env.iter().map(|(k, v)| format!("{k}={v}")))
+        .collect();
+        let script = format!(
+            "env {} {} {args}; echo \"jump-exited-$?\"; sleep 60",
+            env.join(" "),
+            env!("CARGO_BIN_EXE_jump")
+        );
+        let started = term.tmux(&[
+            "new-session",
+            "-d",
+            "-x",
+            "100",
+            "-y",
+            "30",
+            "sh",
+            "-c",
+            &script,
+        ]);
+        assert!(
+            started.status.success(),
+            "{}",
+            String::from_utf8_lossy(&started.stderr)
+        );
+        term
+    }
+
+    pub fn tmux(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux")
+            .arg("-S")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("tmux runs")
+    }
+
+    pub fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p"]).stdout).into_owned()
+    }
+
+    pub fn wait_for(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let shown = self.screen();
+            if shown.contains(needle) {
+                return shown;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never saw {needle:?}; screen:\n{shown}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn keys(&self, keys: &[&str]) {
+        assert!(self.tmux(&[&["send-keys"], keys].concat()).status.success());
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        self.tmux(&["kill-server"]);
+    }
+}
