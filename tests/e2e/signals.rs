@@ -37,17 +37,29 @@ fn finish(world: &World, child: Child, signal: i32) {
     world.assert_nothing_left();
 }
 
-/// Signal while the task is being waited for (PROVISIONING..ACTIVATING).
+/// Signal while the task is being waited for (PROVISIONING..ACTIVATING). jump reports each
+/// status as it sees it, so the signal goes at the first one, seconds before RUNNING
+/// (asking ECS ourselves through the AWS CLI was too slow on a loaded machine).
 fn during_wait(signal: i32, name: &str) {
     let world = World::new(slow(), name);
-    let child = world.spawn(&["up", "--", "true"], Stdio::null());
-    let arn = world.wait_for_task();
-    let status = world.describe(&arn)["lastStatus"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    assert_ne!(status, "RUNNING", "signal must land before RUNNING");
+    let mut child = world.spawn(&["up", "--", "true"], Stdio::null());
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("readable stderr");
+        let waiting = line.contains("task PROVISIONING") || line.contains("task PENDING");
+        seen.push(line);
+        if waiting {
+            break;
+        }
+    }
     send(&child, signal);
+    // Read to the end, so jump never writes into a closed pipe.
+    seen.extend(lines.map_while(Result::ok));
+    assert!(
+        !seen.iter().any(|l| l.contains("task RUNNING")),
+        "signal must land before RUNNING: {seen:#?}"
+    );
     finish(&world, child, signal);
 }
 
