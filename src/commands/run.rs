@@ -106,8 +106,9 @@ async fn one_off(
             network.ok_or_else(|| UsageError("no network configuration".into()))?,
         ),
     };
-    let container =
-        container_name(&clients.ecs, &task_definition, args.container.as_deref()).await?;
+    let chosen =
+        choose_container(&clients.ecs, &task_definition, args.container.as_deref()).await?;
+    let container = chosen.name.clone();
     let expires = SystemTime::now() + checked.ttl;
 
     // The keep-alive: the task lives for its TTL, whatever the image's own command was.
@@ -158,7 +159,8 @@ async fn one_off(
         cluster: &cluster,
         task_arn: &task_arn,
         container: &container,
-        log_group: "",
+        log_group: &chosen.log_group,
+        log_stream_prefix: &chosen.log_stream_prefix,
         public: false,
         exec_agent: true,
         timeout: WAIT,
@@ -205,12 +207,46 @@ async fn from_service(
     Ok((task_definition.to_string(), network))
 }
 
+/// The container commands run in, and where its awslogs driver writes (empty if it does
+/// not), so that a task that stops before the command runs is explained with its logs.
+struct Chosen {
+    name: String,
+    log_group: String,
+    log_stream_prefix: String,
+}
+
+impl Chosen {
+    fn from(container: &aws_sdk_ecs::types::ContainerDefinition) -> Option<Chosen> {
+        let options = container
+            .log_configuration()
+            .filter(|l| l.log_driver().as_str() == "awslogs")
+            .and_then(|l| l.options());
+        let option = |key: &str| {
+            options
+                .and_then(|o| o.get(key))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let prefix = option("awslogs-stream-prefix");
+        Some(Chosen {
+            name: container.name()?.to_string(),
+            // Without a stream prefix the stream name holds a container id we cannot know.
+            log_group: if prefix.is_empty() {
+                String::new()
+            } else {
+                option("awslogs-group")
+            },
+            log_stream_prefix: prefix,
+        })
+    }
+}
+
 /// The named container, or the task definition's first essential one.
-async fn container_name(
+async fn choose_container(
     ecs: &aws_sdk_ecs::Client,
     task_definition: &str,
     wanted: Option<&str>,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Chosen> {
     let out = ecs
         .describe_task_definition()
         .task_definition(task_definition)
@@ -221,19 +257,20 @@ async fn container_name(
         .task_definition()
         .map(|d| d.container_definitions())
         .unwrap_or_default();
+    let found = match wanted {
+        Some(name) => containers.iter().find(|c| c.name() == Some(name)),
+        None => containers.iter().find(|c| c.essential().unwrap_or(true)),
+    };
+    if let Some(chosen) = found.and_then(Chosen::from) {
+        return Ok(chosen);
+    }
     let names: Vec<&str> = containers.iter().filter_map(|c| c.name()).collect();
-    match wanted {
-        Some(name) if names.contains(&name) => Ok(name.to_string()),
-        Some(name) => Err(UsageError(format!(
+    Err(UsageError(match wanted {
+        Some(name) => format!(
             "no container {name} in {task_definition} (it has: {})",
             names.join(", ")
-        ))
-        .into()),
-        None => containers
-            .iter()
-            .find(|c| c.essential().unwrap_or(true))
-            .and_then(|c| c.name())
-            .map(str::to_string)
-            .ok_or_else(|| UsageError(format!("{task_definition} has no containers")).into()),
-    }
+        ),
+        None => format!("{task_definition} has no containers"),
+    })
+    .into())
 }

@@ -126,6 +126,7 @@ impl Session {
             task_arn: &task_arn,
             container: &plan.container_name,
             log_group: &plan.log_group,
+            log_stream_prefix: provision::LOG_STREAM_PREFIX,
             public: plan.public,
             exec_agent: exec_mode,
             timeout: remaining(deadline),

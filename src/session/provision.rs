@@ -117,9 +117,14 @@ pub fn template_values(plan: &Plan, region: &str) -> BTreeMap<&'static str, Stri
     ])
 }
 
-/// The CloudWatch Logs stream the awslogs driver writes a task's output to.
+/// The CloudWatch Logs stream the awslogs driver writes a jumphost's output to.
 pub fn log_stream_name(container: &str, task_arn: &str) -> String {
-    format!("{LOG_STREAM_PREFIX}/{container}/{}", task_id(task_arn))
+    awslogs_stream(LOG_STREAM_PREFIX, container, task_arn)
+}
+
+/// The stream name the awslogs driver uses with `awslogs-stream-prefix` = `prefix`.
+pub fn awslogs_stream(prefix: &str, container: &str, task_arn: &str) -> String {
+    format!("{prefix}/{container}/{}", task_id(task_arn))
 }
 
 /// Renders a template: placeholders in string values are substituted, and an object

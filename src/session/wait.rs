@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_ecs::types::Task;
 use thiserror::Error;
 
-use super::provision::log_stream_name;
+use super::provision::awslogs_stream;
 use crate::aws::{ApiError, Clients};
 
 /// How many log lines a stopped-task error shows.
@@ -85,7 +85,9 @@ impl fmt::Display for StoppedTask {
             write!(f, "\n  container exit code: {code}")?;
         }
         write!(f, "\n  task: {}", self.task_arn)?;
-        if self.logs.is_empty() {
+        if self.log_stream.is_empty() {
+            write!(f, "\n  (the container does not log to CloudWatch Logs)")?;
+        } else if self.logs.is_empty() {
             write!(f, "\n  (no log lines in {})", self.log_stream)?;
         } else {
             write!(f, "\n  last log lines from {}:", self.log_stream)?;
@@ -110,7 +112,10 @@ pub struct WaitSpec<'a> {
     pub cluster: &'a str,
     pub task_arn: &'a str,
     pub container: &'a str,
+    /// Where the container's awslogs driver writes: group and stream prefix. Empty when
+    /// it logs elsewhere, and then a stopped task's error carries no log lines.
     pub log_group: &'a str,
+    pub log_stream_prefix: &'a str,
     pub public: bool,
     /// Also wait for the ECS Exec agent (exec mode connects through it).
     pub exec_agent: bool,
@@ -252,15 +257,23 @@ pub async fn stopped_error(clients: &Clients, spec: &WaitSpec<'_>, task: &Task) 
         .iter()
         .find(|c| c.name() == Some(spec.container))
         .or_else(|| task.containers().first());
-    let log_stream = log_stream_name(spec.container, spec.task_arn);
-    let logs = recent_logs(&clients.logs, spec.log_group, &log_stream).await;
+    let log_stream = awslogs_stream(spec.log_stream_prefix, spec.container, spec.task_arn);
+    let logs = if spec.log_group.is_empty() {
+        Vec::new()
+    } else {
+        recent_logs(&clients.logs, spec.log_group, &log_stream).await
+    };
     TaskFailed::Stopped(Box::new(StoppedTask {
         task_arn: spec.task_arn.to_string(),
         stopped_reason: task.stopped_reason().map(str::to_string),
         stop_code: task.stop_code().map(|c| c.as_str().to_string()),
         container_reason: container.and_then(|c| c.reason()).map(str::to_string),
         exit_code: container.and_then(|c| c.exit_code()),
-        log_stream: format!("{}:{log_stream}", spec.log_group),
+        log_stream: if spec.log_group.is_empty() {
+            String::new()
+        } else {
+            format!("{}:{log_stream}", spec.log_group)
+        },
         logs,
     }))
 }

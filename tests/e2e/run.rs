@@ -225,3 +225,39 @@ fn a_task_role_that_cannot_open_exec_channels_is_named_with_what_it_lacks() {
     assert!(!err.contains("OpenControlChannel"), "{err}");
     world.assert_nothing_left();
 }
+
+/// A task that stops before the command can run is explained with the service container's
+/// own log stream (its awslogs group and prefix), not jump's.
+#[test]
+fn a_task_that_stops_early_points_at_its_own_log_stream() {
+    let world = World::new(shared(), "run-crash");
+    let family = format!("crashy-{}", world.cluster);
+    let group = format!("/{}/app", world.cluster);
+    let image = format!("crashy/{}:1", world.cluster);
+    world
+        .sandbox
+        .aws(&["logs", "create-log-group", "--log-group-name", &group]);
+    world.register(
+        &family,
+        &serde_json::json!([{
+            "name": "app", "image": image, "essential": true,
+            "logConfiguration": {"logDriver": "awslogs", "options": {
+                "awslogs-group": group, "awslogs-region": world.sandbox_var("AWS_REGION"),
+                "awslogs-stream-prefix": "svc"}},
+        }]),
+    );
+    world.sandbox.ctl(&[
+        "task-fault",
+        "crash",
+        "--image",
+        &image,
+        "--after",
+        "0",
+        "--exit-code",
+        "3",
+    ]);
+    let out = world.run(&["run", "--task-definition", &family, "--", "true"]);
+    expect_exit(&out, 75, &format!("{group}:svc/app/"));
+    expect_exit(&out, 75, "container exit code: 3");
+    world.assert_nothing_left();
+}
