@@ -5,7 +5,7 @@
 //! network) and stop only where nothing further could be learnt: without credentials
 //! there is nothing to ask, without a cluster no task to look at.
 
-use aws_sdk_ecs::types::{DesiredStatus, Task, TaskDefinition};
+use aws_sdk_ecs::types::{Task, TaskDefinition};
 
 use crate::aws::{ApiError, Clients};
 use crate::cli::{DoctorArgs, GlobalArgs};
@@ -15,7 +15,7 @@ use crate::exit::Exit;
 use crate::output::Output;
 use crate::plan::{Layers, Mode};
 use crate::session::record::session_task;
-use crate::session::wait::describe_task;
+use crate::session::wait::{describe_task, newest, service_tasks};
 use crate::session::SessionId;
 
 use super::layers;
@@ -151,34 +151,8 @@ async fn newest_task(
     cluster: &str,
     service: &str,
 ) -> Result<Option<String>, ApiError> {
-    let arns = clients
-        .ecs
-        .list_tasks()
-        .cluster(cluster)
-        .service_name(service)
-        .desired_status(DesiredStatus::Running)
-        .send()
-        .await
-        .map_err(|e| ApiError::from_sdk("ecs:ListTasks", e))?
-        .task_arns()
-        .to_vec();
-    if arns.is_empty() {
-        return Ok(None);
-    }
-    let tasks = clients
-        .ecs
-        .describe_tasks()
-        .cluster(cluster)
-        .set_tasks(Some(arns.into_iter().take(100).collect()))
-        .send()
-        .await
-        .map_err(|e| ApiError::from_sdk("ecs:DescribeTasks", e))?;
-    Ok(tasks
-        .tasks()
-        .iter()
-        .max_by_key(|t| t.started_at().map(|d| (d.secs(), d.subsec_nanos())))
-        .and_then(Task::task_arn)
-        .map(str::to_string))
+    let tasks = service_tasks(&clients.ecs, cluster, service).await?;
+    Ok(newest(&tasks).and_then(Task::task_arn).map(str::to_string))
 }
 
 async fn definition(clients: &Clients, arn: &str) -> Result<TaskDefinition, ApiError> {

@@ -4,15 +4,15 @@
 //! Unlike `jump ssh`, this needs no local key material, so it works from any machine
 //! for any session (or, with `--task` or `--service`, any exec-enabled task).
 
-use aws_sdk_ecs::types::{DesiredStatus, Task};
+use aws_sdk_ecs::types::Task;
 
-use crate::aws::{ApiError, Clients};
+use crate::aws::Clients;
 use crate::cli::{ExecArgs, GlobalArgs};
 use crate::connect::exec::{self, ExecTarget};
 use crate::exit::{Exit, UsageError};
 use crate::output::Output;
 use crate::session::record::session_task;
-use crate::session::wait::TaskFailed;
+use crate::session::wait::{exec_agent_running, newest, service_tasks, TaskFailed};
 use crate::session::SessionId;
 
 use super::cluster;
@@ -52,36 +52,19 @@ async fn service_task(
     service: &str,
     container: Option<&str>,
 ) -> anyhow::Result<String> {
-    let arns = ecs
-        .list_tasks()
-        .cluster(cluster)
-        .service_name(service)
-        .desired_status(DesiredStatus::Running)
-        .send()
-        .await
-        .map_err(|e| ApiError::from_sdk("ecs:ListTasks", e))?
-        .task_arns()
-        .to_vec();
-    if arns.is_empty() {
+    let tasks = service_tasks(ecs, cluster, service).await?;
+    if tasks.is_empty() {
         return Err(TaskFailed::Rejected {
             reason: format!("service {service} has no running tasks in cluster {cluster}"),
         }
         .into());
     }
-    let tasks = ecs
-        .describe_tasks()
-        .cluster(cluster)
-        .set_tasks(Some(arns.into_iter().take(100).collect()))
-        .send()
-        .await
-        .map_err(|e| ApiError::from_sdk("ecs:DescribeTasks", e))?
-        .tasks()
-        .to_vec();
-    let ready = tasks
-        .iter()
-        .filter(|t| exec_ready(t, container))
-        .max_by_key(|t| t.started_at().map(|d| (d.secs(), d.subsec_nanos())));
-    match ready.and_then(Task::task_arn) {
+    let ready = tasks.iter().filter(|t| {
+        t.last_status() == Some("RUNNING")
+            && t.enable_execute_command()
+            && exec_agent_running(t, container)
+    });
+    match newest(ready).and_then(Task::task_arn) {
         Some(arn) => Ok(arn.to_string()),
         None => {
             Err(TaskFailed::Rejected {
@@ -96,19 +79,4 @@ async fn service_task(
             .into())
         }
     }
-}
-
-fn exec_ready(task: &Task, container: Option<&str>) -> bool {
-    task.last_status() == Some("RUNNING")
-        && task.enable_execute_command()
-        && task
-            .containers()
-            .iter()
-            .filter(|c| container.is_none_or(|name| c.name() == Some(name)))
-            .any(|c| {
-                c.managed_agents().iter().any(|a| {
-                    a.name().map(|n| n.as_str()) == Some("ExecuteCommandAgent")
-                        && a.last_status() == Some("RUNNING")
-                })
-            })
 }

@@ -2,6 +2,8 @@
 
 use aws_sdk_ecs::types::{ContainerDefinition, LaunchType, PidMode, Task, TaskDefinition};
 
+use crate::session::wait::exec_agent_status;
+
 use super::Check;
 
 /// Environment variables that make the exec agent use static keys instead of the role.
@@ -65,12 +67,7 @@ fn agent(task: &Task, container: Option<&str>) -> Check {
         .iter()
         .filter(|c| container.is_none_or(|name| c.name() == Some(name)))
         .map(|c| {
-            let status = c
-                .managed_agents()
-                .iter()
-                .find(|a| a.name().map(|n| n.as_str()) == Some("ExecuteCommandAgent"))
-                .and_then(|a| a.last_status())
-                .unwrap_or("absent");
+            let status = exec_agent_status(c).unwrap_or("absent");
             (c.name().unwrap_or("?").to_string(), status.to_string())
         })
         .collect();
