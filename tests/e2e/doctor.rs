@@ -362,26 +362,7 @@ fn run_raw(world: &World, definition: &Value, extra: &[&str]) -> String {
         "--cli-input-json",
         &definition.to_string(),
     ]);
-    let network = format!(
-        "awsvpcConfiguration={{subnets=[{}]}}",
-        world.sandbox_var("JUMP_SUBNETS")
-    );
-    let family = definition["family"].as_str().unwrap();
-    let mut args = vec![
-        "ecs",
-        "run-task",
-        "--cluster",
-        &world.cluster,
-        "--task-definition",
-        family,
-        "--launch-type",
-        "FARGATE",
-        "--network-configuration",
-        &network,
-    ];
-    args.extend_from_slice(extra);
-    let run = world.sandbox.aws(&args);
-    run["tasks"][0]["taskArn"].as_str().unwrap().to_string()
+    world.run_registered(definition["family"].as_str().unwrap(), extra)
 }
 
 fn definition(family: &str, role: &str, container: Value, pid_mode: Option<&str>) -> Value {

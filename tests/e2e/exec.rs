@@ -1,7 +1,6 @@
 //! `jump exec` and `jump up --mode exec`: our own Session Manager client against
 //! the sandbox's independent agent-side gateway.
 
-use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -32,14 +31,7 @@ fn exec_mode_passes_output_and_exit_status_through() {
 fn piped_stdin_reaches_the_command_and_is_not_echoed() {
     let world = World::new(shared(), "exec-stdin");
     let args = ["up", "--mode", "exec", "--", "sh", "-c", "cat; exit 5"];
-    let mut child = world.spawn(&args, Stdio::piped());
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"one\ntwo\nthree")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = world.run_with_input(&args, b"one\ntwo\nthree");
     assert_eq!(out.status.code(), Some(5), "stderr: {}", stderr(&out));
     // Exactly the bytes sent: no echo, no CR/LF translation, the unterminated line kept.
     assert_eq!(stdout(&out), "one\ntwo\nthree");
@@ -119,26 +111,18 @@ fn exec_through_the_official_plugin_keeps_the_exit_status_in_ci() {
     let world = World::new(shared(), "exec-plugin")
         .with_env("JUMP_PLUGIN_STANDIN_LOG", log.path().to_str().unwrap());
     let plugin = crate::forward::PLUGIN;
-    let mut child = world
-        .jump()
-        .args([
-            "up",
-            "--mode",
-            "exec",
-            "--ssm-plugin",
-            plugin,
-            "--",
-            "sh",
-            "-c",
-            "read v; echo via-$v; exit 3",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(b"plugin\n").unwrap();
-    let out = child.wait_with_output().unwrap();
+    let args = [
+        "up",
+        "--mode",
+        "exec",
+        "--ssm-plugin",
+        plugin,
+        "--",
+        "sh",
+        "-c",
+        "read v; echo via-$v; exit 3",
+    ];
+    let out = world.run_with_input(&args, b"plugin\n");
     assert_eq!(out.status.code(), Some(3), "stderr: {}", stderr(&out));
     assert!(stdout(&out).contains("via-plugin"), "{}", stdout(&out));
     let text = std::fs::read_to_string(log.path()).unwrap();
@@ -276,24 +260,16 @@ fn kms_encrypted_sessions_work_and_failures_are_named() {
     assert_eq!(out.status.code(), Some(5), "stderr: {}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "sealed-42");
 
-    let mut piped = world
-        .jump()
-        .args([
-            "up",
-            "--mode",
-            "exec",
-            "--",
-            "sh",
-            "-c",
-            "read line; echo got-$line",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    piped.stdin.take().unwrap().write_all(b"typed\n").unwrap();
-    let out = piped.wait_with_output().unwrap();
+    let args = [
+        "up",
+        "--mode",
+        "exec",
+        "--",
+        "sh",
+        "-c",
+        "read line; echo got-$line",
+    ];
+    let out = world.run_with_input(&args, b"typed\n");
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "got-typed");
 

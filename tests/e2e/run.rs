@@ -1,6 +1,5 @@
 //! `jump run`: one-off tasks from a service's own task definition.
 
-use std::io::Write;
 use std::process::Stdio;
 
 use crate::support::{expect_exit, shared, stderr, stdout, World};
@@ -133,14 +132,7 @@ fn without_a_terminal_stdin_is_piped_and_the_status_returns() {
         "-c",
         "cat; echo $EXTRA; exit 3",
     ];
-    let mut child = world.spawn(&args, Stdio::piped());
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"from the pipe\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = world.run_with_input(&args, b"from the pipe\n");
     assert_eq!(out.status.code(), Some(3), "stderr: {}", stderr(&out));
     assert_eq!(stdout(&out), "from the pipe\nyes\n");
     world.assert_nothing_left();

@@ -7,7 +7,7 @@
 //! with `--stop-on-eof` and its stdin held here, so it ends with the test
 //! process however that process ends.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -237,11 +237,17 @@ impl<'a> World<'a> {
     /// new Fargate task definition with these container definitions; returns its ARN.
     pub fn run_task(&self, family: &str, containers: &Value) -> String {
         self.register(family, containers);
+        self.run_registered(family, &[])
+    }
+
+    /// Runs a task of a registered family in the default subnets, with `extra` run-task
+    /// arguments; returns its ARN.
+    pub fn run_registered(&self, family: &str, extra: &[&str]) -> String {
         let network = format!(
             "awsvpcConfiguration={{subnets=[{}]}}",
             self.sandbox_var("JUMP_SUBNETS")
         );
-        let run = self.sandbox.aws(&[
+        let mut args = vec![
             "ecs",
             "run-task",
             "--cluster",
@@ -252,7 +258,9 @@ impl<'a> World<'a> {
             "FARGATE",
             "--network-configuration",
             &network,
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let run = self.sandbox.aws(&args);
         run["tasks"][0]["taskArn"]
             .as_str()
             .expect("a task ARN")
@@ -325,6 +333,18 @@ impl<'a> World<'a> {
 
     pub fn run(&self, args: &[&str]) -> Output {
         self.jump().args(args).output().expect("jump runs")
+    }
+
+    /// `jump ARGS` with `input` piped to its stdin (then closed).
+    pub fn run_with_input(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = self.spawn(args, Stdio::piped());
+        child
+            .stdin
+            .take()
+            .expect("a stdin pipe")
+            .write_all(input)
+            .expect("jump reads its stdin");
+        child.wait_with_output().expect("jump exits")
     }
 
     pub fn json(&self, args: &[&str]) -> Value {
