@@ -278,6 +278,9 @@ pub struct InitArgs {
     /// Remove everything an earlier `jump init` created (with this --name), nothing else
     #[arg(long)]
     pub destroy: bool,
+    /// Replace a jump.toml that `jump init` did not write (otherwise init refuses to touch it)
+    #[arg(long, conflicts_with = "destroy")]
+    pub force: bool,
     /// Prefix of the names init gives its resources (roles, log group, security group)
     #[arg(long, value_name = "PREFIX", default_value = "jump")]
     pub name: String,
@@ -287,7 +290,8 @@ pub struct InitArgs {
     /// VPC for the security group and subnets (default: the account's default VPC)
     #[arg(long, value_name = "ID")]
     pub vpc: Option<String>,
-    /// Subnets for jumphosts, comma separated (default: every subnet of the VPC)
+    /// Subnets for jumphosts, comma separated, at most 16 (default: up to 16 subnets of the
+    /// VPC that have a way out, NAT-routed ones first)
     #[arg(long, value_name = "IDS")]
     pub subnets: Option<String>,
     /// Days CloudWatch keeps session logs (one of the periods CloudWatch Logs accepts)

@@ -4,6 +4,7 @@
 //! into an exit code; see [`exit::Exit`] for the table of codes. The lifecycle lives in
 //! `plan` → `session::provision` → `session::wait` → `connect` → `session::guard`.
 
+mod arn;
 mod aws;
 mod cli;
 mod commands;
@@ -13,11 +14,14 @@ mod exit;
 mod keys;
 mod output;
 mod plan;
+mod policy_sim;
 mod prereq;
+mod retry;
 mod session;
 mod signals;
 mod ssm;
 mod template;
+mod vpc;
 
 use std::process::ExitCode;
 use std::time::Duration;

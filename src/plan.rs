@@ -41,6 +41,10 @@ pub const KEYS: &[&str] = &[
     "forwards",
 ];
 
+/// RunTask's `awsvpcConfiguration` limits (ECS API reference, AwsVpcConfiguration).
+pub const MAX_SUBNETS: usize = 16;
+pub const MAX_GROUPS: usize = 5;
+
 const MIN_TTL: Duration = Duration::from_secs(60);
 const MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -93,8 +97,25 @@ pub enum PlanError {
         memory: u32,
         allowed: String,
     },
-    #[error("`cpu` must be one of 256, 512, 1024, 2048 or 4096 (got {0})")]
+    #[error("`cpu` must be one of 256, 512, 1024, 2048, 4096, 8192 or 16384 (got {0})")]
     Cpu(u32),
+    #[error(
+        "{count} {key} given ({origin}), but a Fargate task takes at most {max}; \
+         list fewer (one per availability zone is enough)"
+    )]
+    TooMany {
+        key: &'static str,
+        count: usize,
+        max: usize,
+        origin: Origin,
+    },
+    #[error(
+        "no `execution_role`: Fargate refuses a task definition that sends logs to CloudWatch \
+         (awslogs, which jump uses for the host key and `jump logs`) without an execution role; \
+         set --execution-role, JUMP_EXECUTION_ROLE or `execution_role` in jump.toml \
+         (`jump init` creates one; templates/execution-role-policy.json is its policy)"
+    )]
+    NoExecutionRole,
     #[error("`ttl` must be between 1m and 24h (got {0}); set it with --ttl, JUMP_TTL or `ttl` in jump.toml")]
     Ttl(String),
     #[error("`idle_timeout` ({idle}) must not exceed `ttl` ({ttl})")]
@@ -136,7 +157,8 @@ pub struct Plan {
     pub idle_timeout: Duration,
     pub log_group: String,
     pub task_role: Option<String>,
-    pub execution_role: Option<String>,
+    /// Required: jump's task definition logs through awslogs (see [`PlanError::NoExecutionRole`]).
+    pub execution_role: String,
     pub container_name: String,
     pub family: String,
     pub login_user: String,
@@ -288,8 +310,8 @@ impl Layers {
     /// Validates everything and produces the immutable [`Plan`].
     pub fn into_plan(self) -> Result<Plan, PlanError> {
         let cluster = self.cluster.ok_or_else(|| missing("cluster"))?;
-        let subnets = ids(self.subnets, "subnets", "subnet-")?;
-        let security_groups = ids(self.security_groups, "security_groups", "sg-")?;
+        let subnets = ids(self.subnets, "subnets", "subnet-", MAX_SUBNETS)?;
+        let security_groups = ids(self.security_groups, "security_groups", "sg-", MAX_GROUPS)?;
         let cpu = self.cpu.unwrap_or(256);
         let memory = self.memory.unwrap_or(512);
         check_cpu_memory(cpu, memory)?;
@@ -312,6 +334,10 @@ impl Layers {
         if wait_timeout.is_zero() {
             return Err(PlanError::Zero("wait_timeout"));
         }
+        // jump's task definition always logs through awslogs (the host key and `jump logs`
+        // travel that way), and Fargate refuses to register that without an execution role.
+        let execution_role =
+            arn(self.execution_role, "execution_role")?.ok_or(PlanError::NoExecutionRole)?;
         Ok(Plan {
             cluster,
             subnets,
@@ -328,7 +354,7 @@ impl Layers {
                 .log_group
                 .unwrap_or_else(|| "/jump/sessions".to_string()),
             task_role: arn(self.task_role, "task_role")?,
-            execution_role: arn(self.execution_role, "execution_role")?,
+            execution_role,
             container_name: self
                 .container_name
                 .unwrap_or_else(|| "jumphost".to_string()),
@@ -382,10 +408,19 @@ fn ids(
     value: Option<(Vec<String>, Origin)>,
     key: &'static str,
     prefix: &str,
+    max: usize,
 ) -> Result<Vec<String>, PlanError> {
     let (values, origin) = value.ok_or_else(|| missing(key))?;
     if values.is_empty() {
         return Err(missing(key));
+    }
+    if values.len() > max {
+        return Err(PlanError::TooMany {
+            key,
+            count: values.len(),
+            max,
+            origin,
+        });
     }
     for value in &values {
         let well_formed = value.strip_prefix(prefix).is_some_and(|hex| {
@@ -420,15 +455,17 @@ fn arn(value: Option<(String, Origin)>, key: &str) -> Result<Option<String>, Pla
 
 /// The memory sizes (MiB) Fargate accepts for a CPU size, or `None` for an invalid CPU.
 pub fn fargate_memory_options(cpu: u32) -> Option<Vec<u32>> {
-    let (low, high) = match cpu {
+    let (low, high, step) = match cpu {
         256 => return Some(vec![512, 1024, 2048]),
-        512 => (1024, 4096),
-        1024 => (2048, 8192),
-        2048 => (4096, 16384),
-        4096 => (8192, 30720),
+        512 => (1024, 4096, 1024),
+        1024 => (2048, 8192, 1024),
+        2048 => (4096, 16384, 1024),
+        4096 => (8192, 30720, 1024),
+        8192 => (16384, 61440, 4096),
+        16384 => (32768, 122880, 8192),
         _ => return None,
     };
-    Some((low..=high).step_by(1024).collect())
+    Some((low..=high).step_by(step).collect())
 }
 
 /// A task lifetime jump accepts: long enough to connect, short enough to be safe to forget.
@@ -453,9 +490,10 @@ pub fn check_cpu_memory(cpu: u32, memory: u32) -> Result<(), PlanError> {
             .join(", ")
     } else {
         format!(
-            "{} to {} in steps of 1024",
+            "{} to {} in steps of {}",
             options[0],
-            options[options.len() - 1]
+            options[options.len() - 1],
+            options[1] - options[0]
         )
     };
     Err(PlanError::CpuMemory {
@@ -582,7 +620,8 @@ mod tests {
         let mut layers = Layers::default();
         layers
             .apply_toml(
-                "cluster = \"c\"\nsubnets = [\"subnet-0a1b\"]\nsecurity_groups = [\"sg-12ef\"]\n",
+                "cluster = \"c\"\nsubnets = [\"subnet-0a1b\"]\nsecurity_groups = [\"sg-12ef\"]\n\
+                 execution_role = \"arn:aws:iam::1:role/e\"\n",
                 Path::new("/x/jump.toml"),
             )
             .unwrap();
@@ -683,6 +722,7 @@ mod tests {
         let flags = [
             ("subnets", "subnet-1".to_string()),
             ("security_groups", "sg-2".to_string()),
+            ("execution_role", "arn:aws:iam::1:role/e".to_string()),
         ];
         let layers = Layers::load(None, &dir.join("nested"), no_env, &flags).unwrap();
         let plan = layers.into_plan().unwrap();
@@ -789,10 +829,46 @@ mod tests {
             .to_string();
         assert!(err.contains("arn:"), "{err}");
         let plan = with(base(), "execution_role", "arn:aws:iam::1:role/x").unwrap();
-        assert_eq!(
-            plan.execution_role.as_deref(),
-            Some("arn:aws:iam::1:role/x")
+        assert_eq!(plan.execution_role, "arn:aws:iam::1:role/x");
+    }
+
+    #[test]
+    fn an_execution_role_is_required_because_jump_logs_through_awslogs() {
+        let mut layers = Layers::default();
+        layers
+            .apply_toml(
+                "cluster = \"c\"\nsubnets = [\"subnet-1\"]\nsecurity_groups = [\"sg-1\"]\n",
+                Path::new("jump.toml"),
+            )
+            .unwrap();
+        let err = layers.into_plan().unwrap_err().to_string();
+        assert!(
+            err.contains("execution_role") && err.contains("awslogs") && err.contains("jump init"),
+            "{err}"
         );
+    }
+
+    #[test]
+    fn at_most_sixteen_subnets_and_five_security_groups() {
+        let subnets = |n: usize| {
+            (1..=n)
+                .map(|i| format!("subnet-{i:x}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        assert!(with(base(), "subnets", &subnets(16)).is_ok());
+        let err = with(base(), "subnets", &subnets(17))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("17 subnets") && err.contains("at most 16") && err.contains("--subnets"),
+            "{err}"
+        );
+        let groups = (1..=6).map(|i| format!("sg-{i}")).collect::<Vec<_>>();
+        let err = with(base(), "security_groups", &groups.join(","))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at most 5"), "{err}");
     }
 
     #[test]

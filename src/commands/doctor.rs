@@ -9,12 +9,13 @@ use aws_sdk_ecs::types::{Task, TaskDefinition};
 
 use crate::aws::{ApiError, Clients};
 use crate::cli::{DoctorArgs, GlobalArgs};
+use crate::doctor::identity::Caller;
 use crate::doctor::network::Placement;
 use crate::doctor::{cluster, identity, logs, network, role, task, Check, Report};
 use crate::exit::Exit;
 use crate::output::Output;
 use crate::plan::{Layers, Mode};
-use crate::session::record::session_task;
+use crate::session::record::{session_task, TAG_OWNER_ID};
 use crate::session::wait::{describe_task, newest, service_tasks};
 use crate::session::SessionId;
 
@@ -73,7 +74,7 @@ async fn examine(
     };
     let principal = identity::principal(clients, &caller).await;
     if let Some(key) = &exec.kms_key {
-        report.add(cluster::kms_key(clients, key, &principal).await);
+        report.add(cluster::kms_key(clients, key, &principal, &caller).await);
     }
     if let Some(group) = &exec.log_group {
         let what = "ECS Exec session logs";
@@ -106,19 +107,11 @@ async fn examine(
     };
     match task_arn {
         Some(arn) => {
-            examine_task(
-                clients,
-                &cluster_name,
-                &arn,
-                args,
-                &exec,
-                &principal,
-                report,
-            )
-            .await
+            let who = (&caller, principal.as_str());
+            examine_task(clients, &cluster_name, &arn, args, &exec, who, report).await
         }
         None => {
-            examine_config(clients, layers, &exec, &principal, report).await;
+            examine_config(clients, layers, &exec, (&caller, &principal), report).await;
             Ok(())
         }
     }
@@ -177,7 +170,7 @@ async fn examine_task(
     task_arn: &str,
     args: &DoctorArgs,
     exec: &cluster::ExecSettings,
-    principal: &str,
+    (caller, principal): (&Caller, &str),
     report: &mut Report,
 ) -> anyhow::Result<()> {
     let Some(found) = describe_task(&clients.ecs, cluster, task_arn).await? else {
@@ -209,8 +202,16 @@ async fn examine_task(
             "give the task definition a taskRoleArn with templates/task-role-policy.json",
         )),
     }
-    let actions = ["ecs:ExecuteCommand", "ssm:StartSession"];
-    report.add(identity::may(clients, principal, &actions, task_arn).await);
+    if let Some(account) = caller.account(&clients.region) {
+        let owner = found
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some(TAG_OWNER_ID))
+            .and_then(|t| t.value());
+        let questions =
+            identity::session_questions(&account, cluster, Some(task_arn), owner, caller);
+        report.add(identity::may(clients, principal, &questions).await);
+    }
     let placement = placement(clients, &found, &def, exec.kms_key.is_some()).await;
     report.extend(network::checks(clients, &placement).await);
     report.extend(awslogs_group(clients, &def).await);
@@ -297,7 +298,7 @@ async fn examine_config(
     clients: &Clients,
     layers: &Layers,
     exec: &cluster::ExecSettings,
-    principal: &str,
+    (caller, principal): (&Caller, &str),
     report: &mut Report,
 ) {
     let plan = match layers.clone().into_plan() {
@@ -323,17 +324,27 @@ async fn examine_config(
             "set `task_role` in jump.toml to a role with templates/task-role-policy.json (`jump init` creates one)",
         )),
     }
-    if let Some(role_arn) = &plan.execution_role {
-        report.add(execution_role(clients, role_arn).await);
+    report.add(execution_role(clients, &plan.execution_role).await);
+    report.extend(role::execution_checks(clients, &plan.execution_role, &plan.log_group).await);
+    if let Some(account) = caller.account(&clients.region) {
+        let roles: Vec<&str> = [
+            Some(plan.execution_role.as_str()),
+            plan.task_role.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let mut questions =
+            identity::launch_questions(&account, &plan.cluster, &plan.family, &roles, caller);
+        questions.extend(identity::session_questions(
+            &account,
+            &plan.cluster,
+            None,
+            Some(&caller.user_id),
+            caller,
+        ));
+        report.add(identity::may(clients, principal, &questions).await);
     }
-    let actions = [
-        "ecs:RunTask",
-        "ecs:StopTask",
-        "ecs:DescribeTasks",
-        "ecs:ExecuteCommand",
-        "ssm:StartSession",
-    ];
-    report.add(identity::may(clients, principal, &actions, "*").await);
     let placement = Placement {
         subnets: plan.subnets.clone(),
         security_groups: plan.security_groups.clone(),

@@ -19,7 +19,7 @@ use crate::exit::{Exit, UsageError};
 use crate::keys::SessionDir;
 use crate::plan::{check_cpu_memory, check_ttl, parse_duration};
 use crate::session::guard::Guard;
-use crate::session::provision::{session_tags, started_task, tag, STARTED_BY};
+use crate::session::provision::{session_tags, start_task, tag, STARTED_BY};
 use crate::session::wait::{self, WaitSpec};
 use crate::session::SessionId;
 
@@ -145,30 +145,25 @@ async fn one_off(
     for (key, value) in session_tags(&owner, &caller.user_id, &id, expires) {
         request = request.tags(tag(key, &value));
     }
-    let task_arn = guard
-        .launch(async move {
-            let out = request
-                .send()
-                .await
-                .map_err(|e| ApiError::from_sdk("ecs:RunTask", e))?;
-            started_task(&out)
+    let attempt = || async {
+        let task_arn = guard.launch(start_task(request.clone())).await?;
+        let spec = WaitSpec {
+            cluster: &cluster,
+            task_arn: &task_arn,
+            container: &container,
+            log_group: &chosen.log_group,
+            log_stream_prefix: &chosen.log_stream_prefix,
+            public: false,
+            exec_agent: true,
+            timeout: WAIT,
+        };
+        wait::wait_running(&clients, &spec, |status| {
+            tracing::info!(status, "one-off task")
         })
         .await?;
-
-    let spec = WaitSpec {
-        cluster: &cluster,
-        task_arn: &task_arn,
-        container: &container,
-        log_group: &chosen.log_group,
-        log_stream_prefix: &chosen.log_stream_prefix,
-        public: false,
-        exec_agent: true,
-        timeout: WAIT,
+        Ok(task_arn)
     };
-    wait::wait_running(&clients, &spec, |status| {
-        tracing::info!(status, "one-off task")
-    })
-    .await?;
+    let task_arn = wait::until_roles_assumable(attempt, |note| tracing::warn!("{note}")).await?;
     let target = ExecTarget {
         cluster: cluster.clone(),
         task_arn,

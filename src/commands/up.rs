@@ -108,33 +108,29 @@ impl Session {
             Some(self.dir.generate_keypair(&self.id)?)
         };
         let expires = SystemTime::now() + plan.ttl;
-        progress.stage("starting the task");
-        let task_arn = self
-            .launch(
-                definition_arn,
-                owner.clone(),
-                caller.user_id,
-                authorized_key,
-                expires,
-            )
+        let attempt = || async {
+            progress.stage("starting the task");
+            let task_arn = self
+                .launch(
+                    definition_arn.clone(),
+                    owner.clone(),
+                    caller.user_id.clone(),
+                    authorized_key.clone(),
+                    expires,
+                )
+                .await?;
+            tracing::info!(task_arn, session = %self.id, "task started");
+            let spec = self.wait_spec(&task_arn, Instant::now() + plan.wait_timeout);
+            let endpoint = wait::wait_running(&self.clients, &spec, |status| {
+                progress.stage(&format!("task {status}"))
+            })
             .await?;
-        tracing::info!(task_arn, session = %self.id, "task started");
-
-        let deadline = Instant::now() + plan.wait_timeout;
-        let spec = WaitSpec {
-            cluster: &plan.cluster,
-            task_arn: &task_arn,
-            container: &plan.container_name,
-            log_group: &plan.log_group,
-            log_stream_prefix: provision::LOG_STREAM_PREFIX,
-            public: plan.public,
-            exec_agent: exec_mode,
-            timeout: remaining(deadline),
+            Ok((task_arn, endpoint))
         };
-        let endpoint = wait::wait_running(&self.clients, &spec, |status| {
-            progress.stage(&format!("task {status}"))
-        })
-        .await?;
+        let (task_arn, endpoint) =
+            wait::until_roles_assumable(attempt, |note| progress.stage(note)).await?;
+        let deadline = Instant::now() + plan.wait_timeout;
+        let spec = self.wait_spec(&task_arn, deadline);
         let host = endpoint
             .public_ip
             .clone()
@@ -216,6 +212,20 @@ impl Session {
             After::Forward(specs) => {
                 forward::forward_all(&self.clients, &target, specs, self.output).await
             }
+        }
+    }
+
+    fn wait_spec<'a>(&'a self, task_arn: &'a str, deadline: Instant) -> WaitSpec<'a> {
+        let plan = &self.plan;
+        WaitSpec {
+            cluster: &plan.cluster,
+            task_arn,
+            container: &plan.container_name,
+            log_group: &plan.log_group,
+            log_stream_prefix: provision::LOG_STREAM_PREFIX,
+            public: plan.public,
+            exec_agent: plan.mode == Mode::Exec,
+            timeout: remaining(deadline),
         }
     }
 

@@ -28,6 +28,7 @@ use tokio::io::AsyncReadExt;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::aws::{ApiError, Clients};
+use crate::connect::agent::{self, Agent};
 use crate::connect::exec_access::diagnose;
 use crate::connect::plugin;
 use crate::connect::ssh::{remote_command, shell_quote};
@@ -42,6 +43,17 @@ pub struct ExecTarget {
     pub cluster: String,
     pub task_arn: String,
     pub container: Option<String>,
+}
+
+impl ExecTarget {
+    /// The exec agent this target's sessions go to.
+    pub fn agent(&self) -> Agent<'_> {
+        Agent {
+            cluster: &self.cluster,
+            task_arn: &self.task_arn,
+            container: self.container.as_deref(),
+        }
+    }
 }
 
 /// The session ended without telling us how. Exit code 76.
@@ -299,7 +311,11 @@ pub async fn run(clients: &Clients, target: &ExecTarget, words: &[String]) -> an
     let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let nonce = crate::session::SessionId::random().to_string();
     let command = wrapped_command(&nonce, words, terminal);
-    let opened = match execute_command(&clients.ecs, target, &command).await {
+    let opened = agent::when_reachable(clients, target.agent(), || {
+        execute_command(&clients.ecs, target, &command)
+    })
+    .await;
+    let opened = match opened {
         Ok(session) => session,
         Err(err) => return Err(explain(clients, target, err).await),
     };

@@ -5,10 +5,10 @@
 //! cause is the task role, so we ask IAM's policy simulator which of the four
 //! `ssmmessages` actions the role is denied, and name them.
 
-use aws_sdk_iam::types::PolicyEvaluationDecisionType;
 use thiserror::Error;
 
-use crate::aws::{ApiError, Clients};
+use crate::aws::Clients;
+use crate::policy_sim::{denied, Question};
 use crate::session::wait::describe_task;
 
 /// What the task role needs for ECS Exec's control and data channels.
@@ -61,7 +61,7 @@ pub async fn diagnose(clients: &Clients, cluster: &str, task_arn: &str) -> Optio
             task: task_arn.to_string(),
         });
     };
-    let missing = denied_actions(&clients.iam, &role, &CHANNEL_ACTIONS, None)
+    let missing = denied(&clients.iam, &role, &Question::new(&CHANNEL_ACTIONS, "*"))
         .await
         .ok()?;
     (!missing.is_empty()).then(|| AccessError::Denied {
@@ -79,28 +79,4 @@ pub async fn task_definition_role(ecs: &aws_sdk_ecs::Client, arn: &str) -> Optio
         .await
         .ok()?;
     out.task_definition()?.task_role_arn().map(str::to_string)
-}
-
-/// Which of `actions` IAM's policy simulator says `principal` may not call (on
-/// `resource`, or any resource).
-pub async fn denied_actions(
-    iam: &aws_sdk_iam::Client,
-    principal: &str,
-    actions: &[&str],
-    resource: Option<&str>,
-) -> Result<Vec<String>, ApiError> {
-    let out = iam
-        .simulate_principal_policy()
-        .policy_source_arn(principal)
-        .set_action_names(Some(actions.iter().map(|a| a.to_string()).collect()))
-        .set_resource_arns(resource.map(|r| vec![r.to_string()]))
-        .send()
-        .await
-        .map_err(|e| ApiError::from_sdk("iam:SimulatePrincipalPolicy", e))?;
-    Ok(out
-        .evaluation_results()
-        .iter()
-        .filter(|r| r.eval_decision() != &PolicyEvaluationDecisionType::Allowed)
-        .map(|r| r.eval_action_name().to_string())
-        .collect())
 }

@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::aws::{ApiError, Clients};
+use crate::connect::agent::{self, Agent};
 use crate::connect::exec::{ssm_target, ExecTarget};
 use crate::connect::plugin::{Handoff, Listening};
 use crate::exit::Exit;
@@ -163,8 +164,21 @@ struct Started {
     token: String,
 }
 
-/// SSM StartSession for a port session to `target` (`ecs:<cluster>_<task-id>_<runtime-id>`).
+/// SSM StartSession for a port session to `target` (`ecs:<cluster>_<task-id>_<runtime-id>`,
+/// the SSM name of `agent`), once the agent is reachable.
 async fn start_session(
+    clients: &Clients,
+    agent: Agent<'_>,
+    target: &str,
+    remote: &Resolved,
+) -> anyhow::Result<Started> {
+    agent::when_reachable(clients, agent, || {
+        start_session_once(&clients.ssm, target, remote)
+    })
+    .await
+}
+
+async fn start_session_once(
     ssm: &aws_sdk_ssm::Client,
     target: &str,
     remote: &Resolved,
@@ -202,11 +216,12 @@ fn parameters(remote: &Resolved) -> std::collections::HashMap<String, Vec<String
 
 /// Opens the port session to `target` over our own data channel.
 pub async fn open(
-    ssm: &aws_sdk_ssm::Client,
+    clients: &Clients,
+    agent: Agent<'_>,
     target: &str,
     remote: &Resolved,
 ) -> anyhow::Result<(Mux, tokio::task::JoinHandle<Option<Event>>)> {
-    let started = start_session(ssm, target, remote).await?;
+    let started = start_session(clients, agent, target, remote).await?;
     let mut channel = Channel::connect(&started.url, &started.token, None)
         .await
         .map_err(|e| ForwardError::Handshake(e.to_string()))?;
@@ -336,14 +351,14 @@ pub async fn forward_all(
         let local = listener.local_addr()?;
         let serve_it = match &clients.ssm_plugin {
             None => {
-                let (mux, session) = open(&clients.ssm, &target, &remote).await?;
+                let (mux, session) = open(clients, task.agent(), &target, &remote).await?;
                 serve(listener, mux, session).boxed()
             }
             Some(program) => {
                 // The plugin listens itself: free the port (chosen by us if it was 0).
                 drop(listener);
                 remote.local_port = local.port();
-                let started = start_session(&clients.ssm, &target, &remote).await?;
+                let started = start_session(clients, task.agent(), &target, &remote).await?;
                 let handoff = Handoff {
                     session: serde_json::json!({
                         "SessionId": started.session_id,

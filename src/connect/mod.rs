@@ -1,6 +1,7 @@
 //! Connecting to a running jumphost: ssh (the system OpenSSH client) or ECS Exec
 //! (our own Session Manager client).
 
+pub mod agent;
 pub mod exec;
 pub mod exec_access;
 pub mod forward;

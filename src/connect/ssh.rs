@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use thiserror::Error;
 use tokio::net::TcpStream;
 
-use crate::session::wait::Backoff;
+use crate::retry::Backoff;
 use crate::signals::ChildPid;
 
 /// ssh's own exit status for connection and protocol failures.

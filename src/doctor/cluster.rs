@@ -4,7 +4,9 @@ use aws_sdk_ecs::types::{ClusterField, ExecuteCommandLogging};
 
 use crate::aws::{ApiError, Clients};
 
+use super::identity::Caller;
 use super::Check;
+use crate::policy_sim::Question;
 
 /// What the cluster's ECS Exec configuration asks of sessions.
 #[derive(Debug, Default)]
@@ -83,7 +85,7 @@ pub async fn cluster(clients: &Clients, name: &str) -> (Check, Option<ExecSettin
 
 /// An encrypting cluster's key exists, is enabled, and the caller may generate data
 /// keys with it (the client's half of an encrypted session).
-pub async fn kms_key(clients: &Clients, key: &str, caller: &str) -> Check {
+pub async fn kms_key(clients: &Clients, key: &str, principal: &str, caller: &Caller) -> Check {
     let described = clients.kms.describe_key().key_id(key).send().await;
     let metadata = match described {
         Ok(out) => out.key_metadata().cloned(),
@@ -113,7 +115,8 @@ pub async fn kms_key(clients: &Clients, key: &str, caller: &str) -> Check {
         );
     }
     let arn = metadata.arn().unwrap_or(key);
-    let mut check = super::identity::may(clients, caller, &["kms:GenerateDataKey"], arn).await;
+    let question = Question::new(&["kms:GenerateDataKey"], arn).with_all(&caller.context());
+    let mut check = super::identity::may(clients, principal, &[question]).await;
     check.id = "exec-kms-key";
     if check.status == super::Status::Pass {
         check.summary =

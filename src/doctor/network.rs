@@ -2,9 +2,10 @@
 //! internet gateway plus a public IP), or interface VPC endpoints; and security-group
 //! egress on 443 either way.
 
-use aws_sdk_ec2::types::{Filter, IpPermission, RouteTable};
+use aws_sdk_ec2::types::IpPermission;
 
 use crate::aws::{ApiError, Clients};
+use crate::vpc;
 
 use super::Check;
 
@@ -17,10 +18,6 @@ pub struct Placement {
     pub uses_awslogs: bool,
     /// Whether sessions are KMS-encrypted (so the kms endpoint is needed too).
     pub uses_kms: bool,
-}
-
-fn filter(name: &str, value: &str) -> Filter {
-    Filter::builder().name(name).values(value).build()
 }
 
 pub async fn checks(clients: &Clients, placement: &Placement) -> Vec<Check> {
@@ -60,11 +57,8 @@ async fn route(clients: &Clients, placement: &Placement) -> Result<Vec<Check>, A
             subnet.vpc_id().unwrap_or("?"),
         );
         vpc = Some(vpc_id.to_string());
-        let table = route_table(clients, id, vpc_id).await?;
-        if !table
-            .as_ref()
-            .is_some_and(|t| reaches_internet(t, placement.public_ip))
-        {
+        let way = vpc::way_out(&clients.ec2, id, vpc_id).await?;
+        if !way.reaches_internet(placement.public_ip) {
             offline.push(id.to_string());
         }
     }
@@ -81,8 +75,8 @@ async fn route(clients: &Clients, placement: &Placement) -> Result<Vec<Check>, A
             "every subnet routes to the internet (Session Manager is reachable)",
         )]);
     }
-    let endpoints = endpoints(clients, &vpc).await?;
-    let service = |name: &str| format!("com.amazonaws.{}.{name}", clients.region);
+    let endpoints = vpc::endpoints(&clients.ec2, &vpc).await?;
+    let service = |name: &str| vpc::endpoint_service(&clients.region, name);
     let has = |name: &str| endpoints.contains(&service(name));
     let mut checks = Vec::new();
     if has("ssmmessages") {
@@ -127,57 +121,6 @@ async fn route(clients: &Clients, placement: &Placement) -> Result<Vec<Check>, A
         )
     });
     Ok(checks)
-}
-
-/// The subnet's own route table, else the VPC's main one.
-async fn route_table(
-    clients: &Clients,
-    subnet: &str,
-    vpc: &str,
-) -> Result<Option<RouteTable>, ApiError> {
-    for filters in [
-        vec![filter("association.subnet-id", subnet)],
-        vec![filter("vpc-id", vpc), filter("association.main", "true")],
-    ] {
-        let out = clients
-            .ec2
-            .describe_route_tables()
-            .set_filters(Some(filters))
-            .send()
-            .await
-            .map_err(|e| ApiError::from_sdk("ec2:DescribeRouteTables", e))?;
-        if let Some(table) = out.route_tables().first() {
-            return Ok(Some(table.clone()));
-        }
-    }
-    Ok(None)
-}
-
-fn reaches_internet(table: &RouteTable, public_ip: bool) -> bool {
-    table.routes().iter().any(|r| {
-        r.destination_cidr_block() == Some("0.0.0.0/0")
-            && (r.nat_gateway_id().is_some()
-                || (public_ip && r.gateway_id().is_some_and(|g| g.starts_with("igw-"))))
-    })
-}
-
-async fn endpoints(clients: &Clients, vpc: &str) -> Result<Vec<String>, ApiError> {
-    let out = clients
-        .ec2
-        .describe_vpc_endpoints()
-        .filters(filter("vpc-id", vpc))
-        .send()
-        .await
-        .map_err(|e| ApiError::from_sdk("ec2:DescribeVpcEndpoints", e))?;
-    Ok(out
-        .vpc_endpoints()
-        .iter()
-        .filter(|e| {
-            e.state()
-                .is_none_or(|s| s.as_str().eq_ignore_ascii_case("available"))
-        })
-        .filter_map(|e| e.service_name().map(str::to_string))
-        .collect())
 }
 
 async fn egress(clients: &Clients, groups: &[String]) -> Check {
@@ -241,31 +184,7 @@ fn allows_443(rule: &IpPermission) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_ec2::types::{IpRange, Route};
-
-    fn table(routes: Vec<Route>) -> RouteTable {
-        RouteTable::builder().set_routes(Some(routes)).build()
-    }
-
-    #[test]
-    fn internet_means_nat_or_gateway_with_public_ip() {
-        let igw = Route::builder()
-            .destination_cidr_block("0.0.0.0/0")
-            .gateway_id("igw-1")
-            .build();
-        let nat = Route::builder()
-            .destination_cidr_block("0.0.0.0/0")
-            .nat_gateway_id("nat-1")
-            .build();
-        let local = Route::builder()
-            .destination_cidr_block("10.0.0.0/16")
-            .gateway_id("local")
-            .build();
-        assert!(reaches_internet(&table(vec![local.clone(), nat]), false));
-        assert!(reaches_internet(&table(vec![igw.clone()]), true));
-        assert!(!reaches_internet(&table(vec![igw]), false));
-        assert!(!reaches_internet(&table(vec![local]), true));
-    }
+    use aws_sdk_ec2::types::IpRange;
 
     #[test]
     fn egress_rules_that_cover_443() {

@@ -223,9 +223,11 @@ pub fn init_plan(desired: &Desired, survey: &Survey) -> Plan {
     });
     cluster(&mut plan, desired, survey.cluster.as_ref());
     let security_group = security_group(&mut plan, desired, &survey.security_groups);
+    plan.notes.extend(desired.network.notes.iter().cloned());
     let values = ConfigValues {
         cluster: names.cluster.clone(),
-        subnets: desired.subnets.clone(),
+        subnets: desired.network.subnets.clone(),
+        public: desired.network.public,
         security_group,
         image: desired.image.clone(),
         log_group: names.log_group.clone(),

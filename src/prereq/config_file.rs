@@ -20,7 +20,8 @@ const EXPLANATION: &str = "\
 # cluster          the ECS cluster jumphosts run in
 # subnets          where a jumphost's network interface goes
 # security_groups  init's security group: no inbound rules, all outbound
-# public           false: no public IP; jumphosts are reached through ECS Exec
+# public           true only where the subnets' one way out is an internet gateway;
+#                  jumphosts are reached through ECS Exec either way (nothing connects in)
 # mode             \"exec\": ECS Exec only, no sshd and no keys (nothing may connect in)
 # image            the jumphost image; exec mode works with any image that has sh
 # log_group        the jumphosts' output, kept for init's retention period
@@ -37,6 +38,9 @@ const NEW_SECURITY_GROUP: &str = "(new security group)";
 pub struct ConfigValues {
     pub cluster: String,
     pub subnets: Vec<String>,
+    /// Whether jumphosts get a public IP: when the subnets' only way out is an internet
+    /// gateway.
+    pub public: bool,
     /// `None` until init has created its security group.
     pub security_group: Option<String>,
     pub image: String,
@@ -63,7 +67,7 @@ impl ConfigValues {
                 Value::Array(self.subnets.iter().map(|s| text(s)).collect()),
             ),
             ("security_groups", Value::Array(vec![text(security_group)])),
-            ("public", Value::Boolean(false)),
+            ("public", Value::Boolean(self.public)),
             ("mode", text("exec")),
             ("image", text(&self.image)),
             ("log_group", text(&self.log_group)),
@@ -128,6 +132,7 @@ mod tests {
         ConfigValues {
             cluster: "jump".into(),
             subnets: vec!["subnet-0a".into(), "subnet-0b".into()],
+            public: false,
             security_group: Some("sg-0c".into()),
             image: "public.ecr.aws/amazonlinux/amazonlinux:2023".into(),
             log_group: "/jump/sessions".into(),
@@ -184,8 +189,8 @@ mod tests {
         assert_eq!(plan.ttl, Duration::from_secs(3600));
         assert_eq!(plan.log_group, "/jump/sessions");
         assert_eq!(
-            plan.execution_role.as_deref(),
-            Some("arn:aws:iam::123456789012:role/jump-task-execution")
+            plan.execution_role,
+            "arn:aws:iam::123456789012:role/jump-task-execution"
         );
     }
 

@@ -9,10 +9,13 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
-use aws_sdk_ec2::types::Filter;
+use crate::vpc::filter;
 use serde_json::Value;
 
+pub use crate::arn::Account;
+
 use super::input::Input;
+use super::network::{self, Network};
 use super::policy::{self, Template, TemplateError};
 use crate::aws::{ApiError, Clients};
 use crate::exit::UsageError;
@@ -54,37 +57,6 @@ impl Names {
             exec_log_group: format!("/{name}/exec"),
             security_group: format!("{name}-jumphost"),
         }
-    }
-}
-
-/// Where the resources live, for the ARNs inside the policy documents.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
-    pub partition: String,
-    pub account: String,
-    pub region: String,
-}
-
-impl Account {
-    /// From the caller's ARN (`arn:PARTITION:sts::ACCOUNT:…`) and the clients' region.
-    pub fn from_caller(arn: &str, region: &str) -> anyhow::Result<Account> {
-        match arn.split(':').collect::<Vec<_>>().as_slice() {
-            ["arn", partition, _, _, account, ..]
-                if !partition.is_empty() && !account.is_empty() =>
-            {
-                Ok(Account {
-                    partition: partition.to_string(),
-                    account: account.to_string(),
-                    region: region.to_string(),
-                })
-            }
-            _ => anyhow::bail!("sts:GetCallerIdentity returned an ARN jump cannot read: {arn}"),
-        }
-    }
-
-    /// The ARN a role created without a path gets.
-    pub fn role_arn(&self, name: &str) -> String {
-        format!("arn:{}:iam::{}:role/{name}", self.partition, self.account)
     }
 }
 
@@ -167,7 +139,7 @@ pub struct Desired {
     pub names: Names,
     pub account: Account,
     pub vpc: String,
-    pub subnets: Vec<String>,
+    pub network: Network,
     pub retention_days: i32,
     pub session_logging: bool,
     pub exec: ExecSettings,
@@ -182,7 +154,7 @@ impl Desired {
         input: &Input,
         account: Account,
         vpc: String,
-        subnets: Vec<String>,
+        network: Network,
         kms_key_arn: Option<String>,
     ) -> Result<Desired, TemplateError> {
         let names = Names::new(input);
@@ -231,7 +203,7 @@ impl Desired {
             names,
             account,
             vpc,
-            subnets,
+            network,
             retention_days: input.retention_days,
             session_logging: input.session_logging,
             exec,
@@ -257,14 +229,10 @@ pub async fn resolve(clients: &Clients, input: &Input) -> anyhow::Result<Desired
         }
         None => default_vpc(&clients.ec2, &clients.region).await?,
     };
-    let subnets = match &input.subnets {
-        Some(subnets) => {
-            check_subnets(&clients.ec2, subnets, &vpc).await?;
-            subnets.clone()
-        }
-        None => vpc_subnets(&clients.ec2, &vpc).await?,
-    };
-    Ok(Desired::new(input, account, vpc, subnets, kms_key_arn)?)
+    let candidates = network::candidates(&clients.ec2, &vpc, input.subnets.as_deref()).await?;
+    let ssm_endpoint = network::has_ssm_endpoint(&clients.ec2, &vpc, &clients.region).await?;
+    let network = network::choose(&candidates, input.subnets.is_some(), &vpc, ssm_endpoint)?;
+    Ok(Desired::new(input, account, vpc, network, kms_key_arn)?)
 }
 
 /// The key's ARN: IAM matches `kms:Decrypt` against the key, never against an alias.
@@ -278,10 +246,6 @@ async fn key_arn(kms: &aws_sdk_kms::Client, key: &str) -> anyhow::Result<String>
     let arn = out.key_metadata().and_then(|m| m.arn());
     arn.map(str::to_string)
         .ok_or_else(|| anyhow::anyhow!("kms:DescribeKey returned no ARN for {key}"))
-}
-
-pub fn filter(name: &str, value: &str) -> Filter {
-    Filter::builder().name(name).values(value).build()
 }
 
 async fn check_vpc(ec2: &aws_sdk_ec2::Client, vpc: &str) -> anyhow::Result<()> {
@@ -316,63 +280,6 @@ async fn default_vpc(ec2: &aws_sdk_ec2::Client, region: &str) -> anyhow::Result<
         })
 }
 
-async fn check_subnets(
-    ec2: &aws_sdk_ec2::Client,
-    subnets: &[String],
-    vpc: &str,
-) -> anyhow::Result<()> {
-    let out = ec2
-        .describe_subnets()
-        .set_subnet_ids(Some(subnets.to_vec()))
-        .send()
-        .await
-        .map_err(|e| ApiError::from_sdk("ec2:DescribeSubnets", e))?;
-    for subnet in out.subnets() {
-        let other = subnet.vpc_id().unwrap_or_default();
-        if other != vpc {
-            return Err(UsageError(format!(
-                "subnet {} is in {other}, not in {vpc}: give --subnets of {vpc}, or --vpc {other}",
-                subnet.subnet_id().unwrap_or_default()
-            ))
-            .into());
-        }
-    }
-    Ok(())
-}
-
-/// Every subnet of the VPC, sorted so the plan and jump.toml are stable.
-async fn vpc_subnets(ec2: &aws_sdk_ec2::Client, vpc: &str) -> anyhow::Result<Vec<String>> {
-    let mut subnets = Vec::new();
-    let mut token = None;
-    loop {
-        let out = ec2
-            .describe_subnets()
-            .filters(filter("vpc-id", vpc))
-            .set_next_token(token)
-            .send()
-            .await
-            .map_err(|e| ApiError::from_sdk("ec2:DescribeSubnets", e))?;
-        subnets.extend(
-            out.subnets()
-                .iter()
-                .filter_map(|s| s.subnet_id())
-                .map(str::to_string),
-        );
-        match out.next_token() {
-            Some(next) if !next.is_empty() => token = Some(next.to_string()),
-            _ => break,
-        }
-    }
-    if subnets.is_empty() {
-        return Err(UsageError(format!(
-            "VPC {vpc} has no subnets: create one, or choose another VPC with --vpc"
-        ))
-        .into());
-    }
-    subnets.sort();
-    Ok(subnets)
-}
-
 #[cfg(test)]
 pub mod tests {
     use super::*;
@@ -403,23 +310,14 @@ pub mod tests {
             &input(extra),
             account(),
             "vpc-0a".into(),
-            vec!["subnet-0a".into(), "subnet-0b".into()],
+            Network {
+                subnets: vec!["subnet-0a".into(), "subnet-0b".into()],
+                public: false,
+                notes: Vec::new(),
+            },
             kms.map(str::to_string),
         )
         .unwrap()
-    }
-
-    #[test]
-    fn account_comes_from_the_caller_arn() {
-        let account = Account::from_caller(
-            "arn:aws-cn:sts::111122223333:assumed-role/R/s",
-            "cn-north-1",
-        )
-        .unwrap();
-        assert_eq!(account.partition, "aws-cn");
-        assert_eq!(account.account, "111122223333");
-        assert_eq!(account.role_arn("x"), "arn:aws-cn:iam::111122223333:role/x");
-        assert!(Account::from_caller("garbage", "r").is_err());
     }
 
     #[test]

@@ -7,9 +7,10 @@
 
 use std::path::{Path, PathBuf};
 
+use super::config_file::{written_by_init, HEADER};
 use crate::cli::InitArgs;
 use crate::exit::UsageError;
-use crate::plan::Layers;
+use crate::plan::{Layers, MAX_SUBNETS};
 
 /// The retention periods (days) CloudWatch Logs accepts; PutRetentionPolicy refuses others.
 pub const RETENTION_DAYS: [i32; 22] = [
@@ -54,6 +55,9 @@ impl Input {
         let existing_config = read_existing(&args.config)?;
         if !args.destroy {
             check_config_dir(&args.config)?;
+            if let Some(text) = &existing_config {
+                check_ours(text, &args.config, args.force)?;
+            }
         }
         // The cluster an earlier init (or the user) put in jump.toml is the one to keep.
         let from_file = match &existing_config {
@@ -175,7 +179,27 @@ fn subnet_list(text: &str) -> Result<Vec<String>, UsageError> {
     }
     subnets.sort();
     subnets.dedup();
+    if subnets.len() > MAX_SUBNETS {
+        return Err(UsageError(format!(
+            "--subnets names {} subnets; a Fargate task takes at most {MAX_SUBNETS} (one per \
+             availability zone is enough)",
+            subnets.len()
+        )));
+    }
     Ok(subnets)
+}
+
+/// A jump.toml someone wrote by hand is theirs: init replaces it only with --force.
+fn check_ours(text: &str, path: &Path, force: bool) -> Result<(), UsageError> {
+    if force || written_by_init(text) {
+        return Ok(());
+    }
+    Err(UsageError(format!(
+        "{} exists and jump init did not write it (its first line is not `{HEADER}`), so init \
+         leaves it alone: pass --force to replace it (the plan shows what changes first), or \
+         --config PATH to write another file",
+        path.display()
+    )))
 }
 
 fn read_existing(path: &Path) -> Result<Option<String>, UsageError> {
@@ -266,5 +290,22 @@ mod tests {
         );
         assert!(subnet_list(" , ").is_err());
         assert!(subnet_list("subnet-0a,sg-1").is_err());
+        let seventeen: Vec<String> = (0..17).map(|i| format!("subnet-{i:x}")).collect();
+        let err = subnet_list(&seventeen.join(",")).unwrap_err().0;
+        assert!(
+            err.contains("17 subnets") && err.contains("at most 16"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_hand_written_config_is_replaced_only_with_force() {
+        let path = Path::new("jump.toml");
+        let err = check_ours("cluster = \"mine\"\n", path, false)
+            .unwrap_err()
+            .0;
+        assert!(err.contains("--force") && err.contains("--config"), "{err}");
+        assert!(check_ours("cluster = \"mine\"\n", path, true).is_ok());
+        assert!(check_ours(&format!("{HEADER}\ncluster = \"c\"\n"), path, false).is_ok());
     }
 }

@@ -18,6 +18,7 @@ mod change;
 mod config_file;
 mod desired;
 mod input;
+mod network;
 mod policy;
 mod survey;
 

@@ -11,10 +11,11 @@ use aws_sdk_ecs::types::{
 };
 use serde_json::Value;
 
-use super::desired::{filter, ExecSettings, Names};
+use super::desired::{ExecSettings, Names};
 use super::policy::parse_document;
 use super::{is_missing, MANAGED_BY, TAG_INIT_NAME, TAG_MANAGED_BY};
 use crate::aws::{ApiError, Clients};
+use crate::vpc::filter;
 
 /// Everything init looked at, as it is.
 #[derive(Debug, Clone, Default, PartialEq)]

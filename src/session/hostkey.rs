@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 use ssh_key::PublicKey;
 use thiserror::Error;
 
-use super::wait::Backoff;
 use crate::aws::ApiError;
 use crate::keys::{parse_host_key_line, BadHostKey};
+use crate::retry::Backoff;
 
 /// The host key could not be obtained. Exit code 76.
 #[derive(Debug, Error)]

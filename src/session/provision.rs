@@ -10,8 +10,9 @@
 //! container environment overrides (nothing secret: the private key stays local).
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
+use aws_sdk_ecs::operation::run_task::builders::RunTaskFluentBuilder;
 use aws_sdk_ecs::operation::run_task::RunTaskOutput;
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, Compatibility, ContainerDefinition, ContainerOverride,
@@ -29,10 +30,17 @@ use super::record::{TAG_CONTENT_HASH, TAG_EXPIRES, TAG_OWNER, TAG_OWNER_ID, TAG_
 use super::wait::TaskFailed;
 use super::{task_id, SessionId};
 use crate::aws::ApiError;
-use crate::plan::Plan;
+use crate::plan::{Mode, Plan};
+use crate::retry::{self, Backoff};
 
 /// The task definition template, with `{{name}}` placeholders.
 const TASKDEF_TEMPLATE: &str = include_str!("../../templates/taskdef.json");
+
+/// What an exec-mode jumphost runs, whatever its image: `sh -c` this script. On ECS an
+/// image runs its own ENTRYPOINT/CMD unless the task definition says otherwise, and a
+/// stock image's is a shell that exits at once without a terminal (or a server that
+/// never ends by itself); this keeps the task up, and ends it at its TTL and when idle.
+const EXEC_WATCHDOG: &str = include_str!("../../templates/exec-watchdog.sh");
 
 /// Marks tasks started by jump; `ListTasks` filters on it.
 pub const STARTED_BY: &str = "jump";
@@ -82,6 +90,10 @@ pub struct ContainerSpec {
     #[serde(default)]
     pub port_mappings: Vec<PortSpec>,
     pub log_configuration: LogSpec,
+    #[serde(default)]
+    pub entry_point: Vec<String>,
+    #[serde(default)]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -105,10 +117,7 @@ pub fn template_values(plan: &Plan, region: &str) -> BTreeMap<&'static str, Stri
         ("cpu", plan.cpu.to_string()),
         ("memory", plan.memory.to_string()),
         ("task_role", plan.task_role.clone().unwrap_or_default()),
-        (
-            "execution_role",
-            plan.execution_role.clone().unwrap_or_default(),
-        ),
+        ("execution_role", plan.execution_role.clone()),
         ("container_name", plan.container_name.clone()),
         ("image", plan.image.clone()),
         ("log_group", plan.log_group.clone()),
@@ -127,18 +136,19 @@ pub fn awslogs_stream(prefix: &str, container: &str, task_arn: &str) -> String {
     format!("{prefix}/{container}/{}", task_id(task_arn))
 }
 
-/// Renders a template: placeholders in string values are substituted, and an object
+/// Fills a template: placeholders in string values are substituted, and an object
 /// member whose value renders to the empty string is dropped (that is how optional
 /// fields such as `taskRoleArn` disappear when unset).
-pub fn render(
-    template: &str,
-    values: &BTreeMap<&str, String>,
-) -> Result<TaskDefinition, TemplateError> {
+fn filled(template: &str, values: &BTreeMap<&str, String>) -> Result<Value, TemplateError> {
     let mut json: Value = serde_json::from_str(template)?;
     template::fill(&mut json, values).map_err(|gap| match gap {
         Gap::Unknown(name) | Gap::Unterminated(name) => TemplateError::Placeholder(name),
     })?;
     drop_empty(&mut json);
+    Ok(json)
+}
+
+fn hashed(json: Value) -> Result<TaskDefinition, TemplateError> {
     // serde_json's map is ordered by key, so this serialisation is canonical.
     let canonical = serde_json::to_vec(&json)?;
     let content_hash = Sha256::digest(&canonical)
@@ -163,9 +173,22 @@ fn drop_empty(value: &mut Value) {
     }
 }
 
-/// Renders the embedded task definition template for a plan.
+/// Renders the embedded task definition template for a plan. In exec mode every
+/// container runs jump's watchdog instead of its image's own command.
 pub fn task_definition(plan: &Plan, region: &str) -> Result<TaskDefinition, TemplateError> {
-    render(TASKDEF_TEMPLATE, &template_values(plan, region))
+    let mut json = filled(TASKDEF_TEMPLATE, &template_values(plan, region))?;
+    if plan.mode == Mode::Exec {
+        let containers = json
+            .get_mut("containerDefinitions")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten();
+        for container in containers.filter_map(Value::as_object_mut) {
+            container.insert("entryPoint".into(), serde_json::json!(["sh", "-c"]));
+            container.insert("command".into(), serde_json::json!([EXEC_WATCHDOG]));
+        }
+    }
+    hashed(json)
 }
 
 /// Returns the ARN of a task definition revision with this content, registering a new
@@ -211,8 +234,8 @@ pub async fn ensure_task_definition(
 }
 
 /// Whether a registered revision is exactly what `spec` describes: every field jump sets
-/// is equal, and none of the fields that could change what runs (command, environment,
-/// secrets, volumes, privileges, namespaces, user) is set.
+/// (entry point and command included) is equal, and none of the other fields that could
+/// change what runs (environment, secrets, volumes, privileges, namespaces, user) is set.
 fn matches_spec(spec: &TaskDefinitionSpec, found: &aws_sdk_ecs::types::TaskDefinition) -> bool {
     let task_level = found.cpu() == Some(spec.cpu.as_str())
         && found.memory() == Some(spec.memory.as_str())
@@ -258,8 +281,8 @@ fn container_matches(spec: &ContainerSpec, found: &ContainerDefinition) -> bool 
         && found.essential().unwrap_or(true) == spec.essential
         && log
         && ports
-        && found.entry_point().is_empty()
-        && found.command().is_empty()
+        && found.entry_point() == spec.entry_point
+        && found.command() == spec.command
         && found.environment().is_empty()
         && found.environment_files().is_empty()
         && found.secrets().is_empty()
@@ -325,12 +348,15 @@ fn container_definition(spec: &ContainerSpec) -> Result<ContainerDefinition, Tem
                 .build()
         })
         .collect();
+    let given = |words: &[String]| (!words.is_empty()).then(|| words.to_vec());
     Ok(ContainerDefinition::builder()
         .name(&spec.name)
         .image(&spec.image)
         .essential(spec.essential)
         .set_port_mappings(Some(ports))
         .log_configuration(log)
+        .set_entry_point(given(&spec.entry_point))
+        .set_command(given(&spec.command))
         .build())
 }
 
@@ -394,11 +420,19 @@ pub fn session_tags(
     ]
 }
 
+/// How long RunTask is retried while ECS reports capacity or ENI shortages.
+const RUN_TASK_BUDGET: Duration = Duration::from_secs(60);
+
 /// The started task's ARN, or ECS's reasons for not starting one.
-pub fn started_task(out: &RunTaskOutput) -> anyhow::Result<String> {
+pub fn started_task(out: &RunTaskOutput) -> Result<String, TaskFailed> {
     if let Some(arn) = out.tasks().first().and_then(|t| t.task_arn()) {
         return Ok(arn.to_string());
     }
+    let reasons: Vec<&str> = out
+        .failures()
+        .iter()
+        .map(|f| f.reason().unwrap_or("unknown reason"))
+        .collect();
     let reason = out
         .failures()
         .iter()
@@ -411,7 +445,38 @@ pub fn started_task(out: &RunTaskOutput) -> anyhow::Result<String> {
         })
         .collect::<Vec<_>>()
         .join("; ");
-    Err(TaskFailed::Rejected { reason }.into())
+    if !reasons.is_empty() && reasons.iter().all(|r| is_passing_shortage(r)) {
+        return Err(TaskFailed::Shortage { reason });
+    }
+    Err(TaskFailed::Rejected { reason })
+}
+
+/// Failure reasons that say "not now" rather than "not like this" (ECS API failure
+/// reasons): Fargate out of capacity in the zone, or short of ENIs or other resources.
+fn is_passing_shortage(reason: &str) -> bool {
+    reason.starts_with("RESOURCE:") || reason.contains("Capacity is unavailable")
+}
+
+/// Sends a RunTask request and returns the task's ARN, retrying with backoff (bounded)
+/// while ECS answers with a passing shortage. The one place jump calls RunTask.
+pub async fn start_task(request: RunTaskFluentBuilder) -> anyhow::Result<String> {
+    retry::until_settled(
+        RUN_TASK_BUDGET,
+        Backoff::settling(),
+        || {
+            let request = request.clone();
+            async move {
+                let out = request
+                    .send()
+                    .await
+                    .map_err(|e| ApiError::from_sdk("ecs:RunTask", e))?;
+                Ok(started_task(&out)?)
+            }
+        },
+        |err| matches!(err.downcast_ref(), Some(TaskFailed::Shortage { .. })),
+        |err| tracing::warn!("{err}; retrying"),
+    )
+    .await
 }
 
 /// Starts the task and returns its ARN.
@@ -452,11 +517,7 @@ pub async fn run_task(ecs: &aws_sdk_ecs::Client, launch: &Launch<'_>) -> anyhow:
     for (key, value) in launch.tags() {
         request = request.tags(tag(key, &value));
     }
-    let out = request
-        .send()
-        .await
-        .map_err(|e| ApiError::from_sdk("ecs:RunTask", e))?;
-    started_task(&out)
+    start_task(request).await
 }
 
 #[cfg(test)]
@@ -470,7 +531,10 @@ mod tests {
         let mut layers = Layers::default();
         layers
             .apply_toml(
-                &format!("cluster = \"c\"\nsubnets = [\"subnet-1\"]\nsecurity_groups = [\"sg-1\"]\n{extra}"),
+                &format!(
+                    "cluster = \"c\"\nsubnets = [\"subnet-1\"]\nsecurity_groups = [\"sg-1\"]\n\
+                     execution_role = \"arn:aws:iam::1:role/e\"\n{extra}"
+                ),
                 std::path::Path::new("jump.toml"),
             )
             .unwrap();
@@ -486,10 +550,14 @@ mod tests {
         assert_eq!(spec.network_mode, "awsvpc");
         assert_eq!(spec.requires_compatibilities, vec!["FARGATE"]);
         assert_eq!(spec.task_role_arn, None);
-        assert_eq!(spec.execution_role_arn, None);
+        assert_eq!(
+            spec.execution_role_arn.as_deref(),
+            Some("arn:aws:iam::1:role/e")
+        );
         let container = &spec.container_definitions[0];
         assert_eq!(container.name, "jumphost");
         assert_eq!(container.image, "jump/jumphost:latest");
+        assert!(container.entry_point.is_empty() && container.command.is_empty());
         assert_eq!(container.port_mappings[0].container_port, 22);
         let options = &container.log_configuration.options;
         assert_eq!(container.log_configuration.log_driver, "awslogs");
@@ -501,22 +569,45 @@ mod tests {
     }
 
     #[test]
-    fn optional_roles_appear_when_set() {
-        let def = task_definition(
-            &plan(
-                "task_role = \"arn:aws:iam::1:role/t\"\nexecution_role = \"arn:aws:iam::1:role/e\"",
-            ),
-            "us-east-1",
-        )
-        .unwrap();
+    fn the_task_role_appears_when_set() {
+        let def =
+            task_definition(&plan("task_role = \"arn:aws:iam::1:role/t\""), "us-east-1").unwrap();
         assert_eq!(
             def.spec.task_role_arn.as_deref(),
             Some("arn:aws:iam::1:role/t")
         );
-        assert_eq!(
-            def.spec.execution_role_arn.as_deref(),
-            Some("arn:aws:iam::1:role/e")
+    }
+
+    #[test]
+    fn exec_mode_runs_the_watchdog_whatever_the_image_runs() {
+        let exec = task_definition(&plan("mode = \"exec\""), "us-east-1").unwrap();
+        let container = &exec.spec.container_definitions[0];
+        assert_eq!(container.entry_point, ["sh", "-c"]);
+        assert_eq!(container.command, [EXEC_WATCHDOG]);
+        assert!(
+            EXEC_WATCHDOG.contains("JUMP_TTL_SECONDS")
+                && EXEC_WATCHDOG.contains("JUMP_IDLE_SECONDS")
         );
+        // The script is its own command line (`sh -c TEXT`): spelling the session worker's
+        // name in it would make the watchdog count itself as a session, and never idle.
+        assert!(!EXEC_WATCHDOG.contains("ssm-session-worker"));
+        let ssh = task_definition(&plan(""), "us-east-1").unwrap();
+        assert_ne!(exec.content_hash, ssh.content_hash);
+
+        let revision = |spec: &TaskDefinitionSpec| {
+            aws_sdk_ecs::types::TaskDefinition::builder()
+                .cpu(&spec.cpu)
+                .memory(&spec.memory)
+                .network_mode(NetworkMode::from(spec.network_mode.as_str()))
+                .set_execution_role_arn(spec.execution_role_arn.clone())
+                .container_definitions(
+                    container_definition(&spec.container_definitions[0]).unwrap(),
+                )
+                .build()
+        };
+        assert!(matches_spec(&exec.spec, &revision(&exec.spec)));
+        assert!(!matches_spec(&exec.spec, &revision(&ssh.spec)));
+        assert!(!matches_spec(&ssh.spec, &revision(&exec.spec)));
     }
 
     #[test]

@@ -159,6 +159,10 @@ pub async fn session_task(
 }
 
 /// All tasks in `cluster` started by jump that have not been asked to stop.
+///
+/// ECS takes `startedBy` only as the sole filter ("cannot specify startedBy with other
+/// arguments"); it then lists tasks whose desired status is RUNNING, and the describe
+/// step drops any that were asked to stop in between.
 pub async fn list_remote(
     ecs: &aws_sdk_ecs::Client,
     cluster: &str,
@@ -170,7 +174,6 @@ pub async fn list_remote(
             .list_tasks()
             .cluster(cluster)
             .started_by(STARTED_BY)
-            .desired_status(DesiredStatus::Running)
             .set_next_token(next)
             .send()
             .await
@@ -191,7 +194,12 @@ pub async fn list_remote(
             .send()
             .await
             .map_err(|e| ApiError::from_sdk("ecs:DescribeTasks", e))?;
-        sessions.extend(out.tasks().iter().filter_map(RemoteSession::from_task));
+        sessions.extend(
+            out.tasks()
+                .iter()
+                .filter(|t| t.desired_status() == Some(DesiredStatus::Running.as_str()))
+                .filter_map(RemoteSession::from_task),
+        );
     }
     sessions.sort_by_key(|s| s.created);
     Ok(sessions)

@@ -9,44 +9,23 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use aws_sdk_ecs::types::{Container, DesiredStatus, Task};
+use aws_sdk_ecs::types::{Container, DesiredStatus, Task, TaskField};
 use thiserror::Error;
 
 use super::provision::awslogs_stream;
 use crate::aws::{ApiError, Clients};
+use crate::retry::{self, Backoff};
 
 /// How many log lines a stopped-task error shows.
 const TAIL_LINES: i32 = 20;
-
-/// A poll interval that starts short and grows geometrically to a ceiling.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    current: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    /// The schedule used for all polling in a session: 250 ms, ×1.5, at most 2 s.
-    pub fn polling() -> Self {
-        Backoff {
-            current: Duration::from_millis(250),
-            max: Duration::from_secs(2),
-        }
-    }
-
-    /// The delay to wait now; the following one will be 1.5 times longer, up to the max.
-    pub fn next_delay(&mut self) -> Duration {
-        let delay = self.current;
-        self.current = (self.current * 3 / 2).min(self.max);
-        delay
-    }
-}
 
 /// The task did not become usable. Exit code 75.
 #[derive(Debug, Error)]
 pub enum TaskFailed {
     #[error("ECS refused to start the task: {reason}")]
     Rejected { reason: String },
+    #[error("ECS could not start the task for now, and still could not after a minute of retries: {reason}")]
+    Shortage { reason: String },
     #[error("the task did not reach RUNNING within {} (last status: {last_status})", humantime::format_duration(*.waited))]
     Timeout {
         waited: Duration,
@@ -54,6 +33,39 @@ pub enum TaskFailed {
     },
     #[error("{0}")]
     Stopped(Box<StoppedTask>),
+}
+
+/// How long a task is started again while ECS cannot assume its roles yet.
+const ROLE_SETTLE: Duration = Duration::from_secs(45);
+
+/// Runs `launch` (start a task and wait for it) again, bounded, while the task stops
+/// because ECS "was unable to assume the role": what a role created seconds ago looks
+/// like while IAM propagates it (as right after `jump init`). `note` hears each retry.
+pub async fn until_roles_assumable<T, Fut>(
+    launch: impl FnMut() -> Fut,
+    mut note: impl FnMut(&str),
+) -> anyhow::Result<T>
+where
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    retry::until_settled(
+        ROLE_SETTLE,
+        Backoff::settling(),
+        launch,
+        |err| {
+            matches!(
+                err.downcast_ref::<TaskFailed>(),
+                Some(TaskFailed::Stopped(stopped)) if stopped
+                    .stopped_reason
+                    .as_deref()
+                    .is_some_and(|r| r.contains("unable to assume the role"))
+            )
+        },
+        |_| {
+            note("ECS cannot assume the task's roles yet (a new IAM role takes a few seconds); starting again")
+        },
+    )
+    .await
 }
 
 /// Everything known about a task that stopped when it should have been running.
@@ -153,6 +165,7 @@ pub async fn describe_task(
         .describe_tasks()
         .cluster(cluster)
         .tasks(task_arn)
+        .include(TaskField::Tags)
         .send()
         .await
         .map_err(|e| ApiError::from_sdk("ecs:DescribeTasks", e))?;
@@ -356,13 +369,6 @@ mod tests {
     use aws_sdk_ecs::types::{Attachment, Container, KeyValuePair, NetworkInterface};
 
     use super::*;
-
-    #[test]
-    fn backoff_grows_to_ceiling() {
-        let mut backoff = Backoff::polling();
-        let delays: Vec<u128> = (0..8).map(|_| backoff.next_delay().as_millis()).collect();
-        assert_eq!(delays, vec![250, 375, 562, 843, 1265, 1898, 2000, 2000]);
-    }
 
     fn detail(name: &str, value: &str) -> KeyValuePair {
         KeyValuePair::builder().name(name).value(value).build()

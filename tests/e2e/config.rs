@@ -54,10 +54,14 @@ impl NoAws {
     }
 }
 
-const GOOD: [(&str, &str); 3] = [
+const GOOD: [(&str, &str); 4] = [
     ("JUMP_CLUSTER", "c"),
     ("JUMP_SUBNETS", "subnet-0abc"),
     ("JUMP_SECURITY_GROUPS", "sg-0abc"),
+    (
+        "JUMP_EXECUTION_ROLE",
+        "arn:aws:iam::123456789012:role/jump-task-execution",
+    ),
 ];
 
 /// A usage error (exit 2) that says what is wrong.
@@ -106,6 +110,33 @@ fn invalid_values_are_refused_whatever_their_source() {
     let mut env = GOOD.to_vec();
     env.push(("JUMP_SECURITY_GROUPS", "nope"));
     refused(&t.jump(&["up", "--", "true"], &env), "nope");
+}
+
+/// Fargate refuses awslogs without an execution role, at RegisterTaskDefinition; jump
+/// says so first, with the fix, and never gets that far.
+#[test]
+fn no_execution_role_is_refused_with_the_fix() {
+    let t = NoAws::new();
+    let out = t.jump(&["up", "--", "true"], &GOOD[..3]);
+    refused(&out, "execution_role");
+    refused(&out, "jump init");
+}
+
+/// RunTask takes at most 16 subnets and 5 security groups.
+#[test]
+fn more_subnets_or_security_groups_than_a_task_takes_are_refused() {
+    let t = NoAws::new();
+    let subnets: Vec<String> = (0..17).map(|i| format!("subnet-{i:x}")).collect();
+    let flag = ["--subnets", &subnets.join(",")];
+    refused(
+        &t.jump(&[&["up"], &flag[..], &["--", "true"]].concat(), &GOOD),
+        "at most 16",
+    );
+    let groups = "sg-1,sg-2,sg-3,sg-4,sg-5,sg-6";
+    refused(
+        &t.jump(&["up", "--security-groups", groups, "--", "true"], &GOOD),
+        "at most 5",
+    );
 }
 
 #[test]

@@ -5,11 +5,23 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{shared, stderr, World};
+use crate::support::{policy, shared, stderr, World, SERVER};
 
 /// `jump doctor --json ARGS`: the report and the exit code.
 fn doctor(world: &World, args: &[&str]) -> (Value, i32) {
-    let out = world.run(&[&["doctor", "--json"], args].concat());
+    doctor_without(world, args, &[])
+}
+
+/// [`doctor`] with these variables taken out of the environment.
+fn doctor_without(world: &World, args: &[&str], unset: &[&str]) -> (Value, i32) {
+    let mut cmd = world.jump();
+    for key in unset {
+        cmd.env_remove(key);
+    }
+    let out = cmd
+        .args([&["doctor", "--json"], args].concat())
+        .output()
+        .expect("jump runs");
     let report = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("doctor prints JSON ({e}); stderr: {}", stderr(&out)));
     (report, out.status.code().unwrap_or(-1))
@@ -28,18 +40,21 @@ fn status<'r>(report: &'r Value, id: &str) -> &'r str {
     check(report, id)["status"].as_str().unwrap()
 }
 
-fn role(world: &World, name: &str) -> String {
-    let trust = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-        "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}]});
-    let created = world.sandbox.aws(&[
-        "iam",
-        "create-role",
-        "--role-name",
-        name,
-        "--assume-role-policy-document",
-        &trust.to_string(),
-    ]);
-    created["Role"]["Arn"].as_str().unwrap().to_string()
+/// A task role with templates/task-role-policy.json: the four ECS Exec channels.
+fn task_role(world: &World, name: &str) -> String {
+    world.assumable_role(name, &[("ecs-exec", policy("task-role-policy.json", &[]))])
+}
+
+/// The policies of templates/ filled with `values` (partition, region, account are the
+/// sandbox's).
+fn filled(template: &str, world: &World, values: &[(&str, &str)]) -> String {
+    let region = world.sandbox_var("AWS_REGION");
+    let base = [
+        ("partition", "aws"),
+        ("region", region),
+        ("account", "123456789012"),
+    ];
+    policy(template, &[&base[..], values].concat())
 }
 
 /// A VPC, subnet and security group of the test's own.
@@ -88,10 +103,18 @@ fn own_network(world: &World, octet: u8) -> Net {
 fn configuration_checks_fail_and_pass() {
     let sandbox = shared();
     let world = World::new(sandbox, "doctor-config");
-    let task_role = role(&world, &format!("{}-task", world.cluster));
-    let execution_role = role(&world, &format!("{}-exec", world.cluster));
-    let net = own_network(&world, 77);
+    let task_role = task_role(&world, &format!("{}-task", world.cluster));
     let group_name = format!("/{}/sessions", world.cluster);
+    let execution = filled(
+        "execution-role-policy.json",
+        &world,
+        &[("log_group", &group_name)],
+    );
+    let execution_role = world.role(
+        &format!("{}-exec", world.cluster),
+        &[("execution", execution)],
+    );
+    let net = own_network(&world, 77);
     let settings = [
         "--mode",
         "exec",
@@ -117,6 +140,7 @@ fn configuration_checks_fail_and_pass() {
         "task-role",
         "task-role-channels",
         "execution-role",
+        "execution-role-logs",
         "caller-permissions",
         "egress-443",
     ] {
@@ -209,7 +233,7 @@ fn configuration_checks_fail_and_pass() {
     assert_eq!(status(&report, "egress-443"), "FAIL");
 
     // Exec mode without a task role; an execution role that does not exist.
-    let (report, code) = doctor(
+    let (report, code) = doctor_without(
         &world,
         &[
             "--mode",
@@ -221,6 +245,7 @@ fn configuration_checks_fail_and_pass() {
             "--security-groups",
             &net.group,
         ],
+        &["JUMP_TASK_ROLE"],
     );
     assert_eq!(code, 1);
     assert_eq!(status(&report, "task-role"), "FAIL");
@@ -270,10 +295,43 @@ fn credentials_and_caller_permissions() {
     assert_eq!(code, 1);
     assert_eq!(status(&report, "ssm-plugin"), "FAIL");
 
+    // A user without any policy may do nothing, and the check names what it lacks.
     let user = world.sibling("doctor-denied-user");
-    let (report, _) = doctor(&user, &[]);
+    let (report, code) = doctor(&user, &[]);
+    assert_eq!(code, 1);
     assert_eq!(status(&report, "credentials"), "PASS");
-    assert_eq!(status(&report, "caller-permissions"), "PASS");
+    let caller = check(&report, "caller-permissions");
+    assert_eq!(caller["status"], "FAIL", "{report:#}");
+    let summary = caller["summary"].as_str().unwrap();
+    assert!(summary.contains("ecs:RunTask on arn:aws:ecs:"), "{summary}");
+    assert!(summary.contains("iam:PassRole"), "{summary}");
+
+    // templates/user-policy.json, filled for this cluster, is exactly enough: IAM's
+    // simulator is asked with the ARNs and condition keys of the real calls.
+    let mut values = world.template_values();
+    values.retain(|(k, _)| !["partition", "region", "account"].contains(k));
+    let values: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let document = filled("user-policy.json", &world, &values);
+    let name = format!("{}-user-policy", world.cluster);
+    let created = sandbox.aws(&[
+        "iam",
+        "create-policy",
+        "--policy-name",
+        &name,
+        "--policy-document",
+        &document,
+    ]);
+    let policy_arn = created["Policy"]["Arn"].as_str().unwrap();
+    sandbox.aws(&[
+        "iam",
+        "attach-user-policy",
+        "--user-name",
+        "doctor-denied-user",
+        "--policy-arn",
+        policy_arn,
+    ]);
+    let (report, _) = doctor(&user, &[]);
+    assert_eq!(status(&report, "caller-permissions"), "PASS", "{report:#}");
     sandbox.ctl(&[
         "deny",
         "ecs:ExecuteCommand",
@@ -294,13 +352,38 @@ fn credentials_and_caller_permissions() {
 fn cluster_exec_settings_kms_and_session_logging() {
     let sandbox = shared();
     let world = World::new(sandbox, "doctor-kms");
-    let task_role = role(&world, &format!("{}-task", world.cluster));
-    let key = sandbox.aws(&["kms", "create-key"])["KeyMetadata"]["KeyId"]
+    let created = sandbox.aws(&["kms", "create-key"]);
+    let key = created["KeyMetadata"]["KeyId"]
         .as_str()
         .unwrap()
         .to_string();
+    let key_arn = created["KeyMetadata"]["Arn"].as_str().unwrap().to_string();
     let cluster = format!("{}-kms", world.cluster);
     let logs = format!("/{cluster}/exec");
+    // The task role of `jump init --session-logging --kms-key`, plus the S3 upload that
+    // templates/ leave to the user (the bucket is theirs).
+    let s3 = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::session-logs/*"},
+        {"Effect": "Allow", "Action": "s3:GetEncryptionConfiguration", "Resource": "arn:aws:s3:::session-logs"}]});
+    let task_role = world.role(
+        &format!("{}-task", world.cluster),
+        &[
+            ("ecs-exec", policy("task-role-policy.json", &[])),
+            (
+                "logging",
+                filled(
+                    "task-role-logging-policy.json",
+                    &world,
+                    &[("exec_log_group", &logs)],
+                ),
+            ),
+            (
+                "kms",
+                policy("task-role-kms-policy.json", &[("kms_key_arn", &key_arn)]),
+            ),
+            ("s3", s3.to_string()),
+        ],
+    );
     let configuration = json!({"executeCommandConfiguration": {"kmsKeyId": key, "logging": "OVERRIDE",
         "logConfiguration": {"cloudWatchLogGroupName": logs, "s3BucketName": "session-logs",
             "s3EncryptionEnabled": true}}});
@@ -355,7 +438,10 @@ fn cluster_exec_settings_kms_and_session_logging() {
 }
 
 /// Registers a task definition from raw JSON and runs it with `extra` run-task arguments.
+/// Fargate needs the execution role for awslogs; the sandbox's is the account's.
 fn run_raw(world: &World, definition: &Value, extra: &[&str]) -> String {
+    let mut definition = definition.clone();
+    definition["executionRoleArn"] = json!(world.sandbox_var("JUMP_EXECUTION_ROLE"));
     world.sandbox.aws(&[
         "ecs",
         "register-task-definition",
@@ -381,9 +467,10 @@ fn definition(family: &str, role: &str, container: Value, pid_mode: Option<&str>
 fn task_checks_fail_and_pass() {
     let sandbox = shared();
     let world = World::new(sandbox, "doctor-task");
-    let task_role = role(&world, &format!("{}-task", world.cluster));
+    let task_role = task_role(&world, &format!("{}-task", world.cluster));
     let app_logs = format!("/{}/app", world.cluster);
     sandbox.aws(&["logs", "create-log-group", "--log-group-name", &app_logs]);
+    sandbox.image("app:1", SERVER);
     let good = definition(
         &format!("{}-good", world.cluster),
         &task_role,
@@ -437,8 +524,8 @@ fn task_checks_fail_and_pass() {
         assert_eq!(status(&report, id), "PASS", "{id}: {report:#}");
     }
     assert_eq!(status(&report, "log-group"), "PASS", "{report:#}");
-    // The sandbox VPC is private with no endpoints: said, with the fix.
-    assert_eq!(status(&report, "network-route"), "FAIL");
+    // The sandbox's subnets are private, routed through a NAT gateway.
+    assert_eq!(status(&report, "network-route"), "PASS", "{report:#}");
     // The log group goes away under the running task (ECS may not create it again).
     sandbox.aws(&["logs", "delete-log-group", "--log-group-name", &app_logs]);
     let (report, _) = doctor(&world, &["--task", &good_task]);

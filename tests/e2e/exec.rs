@@ -4,7 +4,9 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{expect_exit, shared, stderr, stdout, Sandbox, Terminal, World};
+use crate::support::{
+    expect_exit, policy, shared, stderr, stdout, Sandbox, Terminal, World, SERVER,
+};
 
 #[test]
 fn exec_mode_passes_output_and_exit_status_through() {
@@ -93,6 +95,7 @@ fn exec_into_an_ssh_session_and_refusals() {
 fn exec_into_a_task_without_exec_enabled_is_a_clear_aws_error() {
     let world = World::new(shared(), "exec-disabled");
     let family = format!("plain-{}", world.cluster);
+    world.sandbox.image("app:1", SERVER);
     let arn = world.run_task(
         &family,
         &serde_json::json!([{ "name": "app", "image": "app:1" }]),
@@ -143,6 +146,7 @@ fn exec_through_the_official_plugin_keeps_the_exit_status_in_ci() {
 fn exec_into_a_service_task() {
     let world = World::new(shared(), "exec-service");
     let family = format!("svc-{}", world.cluster);
+    world.sandbox.image("app:1", SERVER);
     world.register(
         &family,
         &serde_json::json!([{ "name": "app", "image": "app:1", "command": ["sleep", "600"] }]),
@@ -239,6 +243,12 @@ fn kms_encrypted_sessions_work_and_failures_are_named() {
         .as_str()
         .unwrap()
         .to_string();
+    let key_arn = world
+        .sandbox
+        .aws(&["kms", "describe-key", "--key-id", &key])["KeyMetadata"]["Arn"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let configuration = serde_json::json!({"executeCommandConfiguration": {"kmsKeyId": key}});
     world.sandbox.aws(&[
         "ecs",
@@ -248,10 +258,19 @@ fn kms_encrypted_sessions_work_and_failures_are_named() {
         "--configuration",
         &configuration.to_string(),
     ]);
+    // The task role of templates/: the channels, and kms:Decrypt on this cluster's key.
+    let channels = ("ecs-exec", policy("task-role-policy.json", &[]));
+    let decrypt = policy("task-role-kms-policy.json", &[("kms_key_arn", &key_arn)]);
+    let role = world.role(
+        &format!("{}-task", world.cluster),
+        &[channels.clone(), ("kms", decrypt)],
+    );
     let out = world.run(&[
         "up",
         "--mode",
         "exec",
+        "--task-role",
+        &role,
         "--",
         "sh",
         "-c",
@@ -264,6 +283,8 @@ fn kms_encrypted_sessions_work_and_failures_are_named() {
         "up",
         "--mode",
         "exec",
+        "--task-role",
+        &role,
         "--",
         "sh",
         "-c",
@@ -273,22 +294,18 @@ fn kms_encrypted_sessions_work_and_failures_are_named() {
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "got-typed");
 
-    // The task role may not decrypt the data key: the agent says so and jump passes it on.
-    let role = world.sandbox.aws(&[
-        "iam",
-        "create-role",
-        "--role-name",
-        &format!("{}-task", world.cluster),
-        "--assume-role-policy-document",
-        r#"{"Version":"2012-10-17","Statement":[]}"#,
-    ])["Role"]["Arn"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    world
-        .sandbox
-        .ctl(&["deny", "kms:Decrypt", "--principal", &role]);
-    let out = world.run(&["up", "--mode", "exec", "--task-role", &role, "--", "true"]);
+    // A task role without the key policy may not decrypt the data key: the agent says so
+    // and jump passes it on.
+    let without_key = world.role(&format!("{}-nokey", world.cluster), &[channels]);
+    let out = world.run(&[
+        "up",
+        "--mode",
+        "exec",
+        "--task-role",
+        &without_key,
+        "--",
+        "true",
+    ]);
     expect_exit(&out, 76, "kms:Decrypt");
 
     // We may not generate a data key: named, with the doctor checks that explain it.
@@ -300,7 +317,7 @@ fn kms_encrypted_sessions_work_and_failures_are_named() {
         "--count",
         "1",
     ]);
-    let out = world.run(&["up", "--mode", "exec", "--", "true"]);
+    let out = world.run(&["up", "--mode", "exec", "--task-role", &role, "--", "true"]);
     expect_exit(&out, 76, "session encryption failed");
     expect_exit(&out, 76, "exec-kms-key");
     world.assert_nothing_left();
@@ -409,5 +426,91 @@ fn a_killed_channel_is_reported_at_once() {
         started.elapsed()
     );
     expect_exit(&out, 76, "data channel");
+    world.assert_nothing_left();
+}
+
+/// Exec mode on a stock image whose own CMD is a shell that exits at once without a
+/// terminal (on Fargate that stops the task before anyone connects): jump's watchdog is
+/// the task's command, so the session works, and a task nobody uses ends by itself.
+#[test]
+fn exec_mode_works_on_a_stock_image_and_the_task_ends_itself() {
+    let world = World::new(shared(), "exec-stock");
+    let stock = "public.ecr.aws/amazonlinux/amazonlinux:2023";
+    let out = world.run(&[
+        "up",
+        "--mode",
+        "exec",
+        "--image",
+        stock,
+        "--",
+        "sh",
+        "-c",
+        "echo stock; exit 4",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "stock");
+
+    // Detached and never used: the watchdog ends it after the idle timeout, no client needed.
+    let session = world.json(&[
+        "up",
+        "--mode",
+        "exec",
+        "--image",
+        stock,
+        "--idle-timeout",
+        "2s",
+        "--detach",
+        "--json",
+    ]);
+    let arn = session["task_arn"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let task = loop {
+        let task = world.describe(&arn);
+        if task["lastStatus"] == "STOPPED" {
+            break task;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the idle task never ended: {task}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(task["stopCode"], "EssentialContainerExited", "{task}");
+    assert_eq!(task["containers"][0]["exitCode"], 0, "{task}");
+    // The watchdog said why, in the task's log stream (the session is gone from `jump logs`).
+    let task_id = task["taskArn"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap();
+    let events = world.sandbox.aws(&[
+        "logs",
+        "get-log-events",
+        "--log-group-name",
+        "/jump/sessions",
+        "--log-stream-name",
+        &format!("jump/jumphost/{task_id}"),
+    ]);
+    let said = events["events"].to_string();
+    assert!(said.contains("no session for 2s"), "{said}");
+    // What is left is this machine's record of the session, which `down` clears.
+    let down = world.run(&["down", session["session"].as_str().unwrap()]);
+    assert!(down.status.success(), "{}", stderr(&down));
+    world.assert_nothing_left();
+}
+
+/// ECS reports the exec agent RUNNING a few seconds before Session Manager can reach it
+/// (ExecuteCommand answers TargetNotConnectedException meanwhile): `jump exec` right
+/// after `jump up --detach` waits that out instead of failing.
+#[test]
+fn exec_right_after_the_agent_starts_waits_for_it_to_connect() {
+    let world = World::new(shared(), "exec-settle");
+    let session = world.json(&["up", "--mode", "exec", "--detach", "--json"]);
+    let id = session["session"].as_str().unwrap();
+    let out = world.run(&["-v", "exec", id, "--", "echo", "reached"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "reached");
+    assert!(world.run(&["down", id]).status.success());
     world.assert_nothing_left();
 }

@@ -7,10 +7,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::support::{expect_exit, shared, stderr, Sandbox, World};
+use crate::support::{expect_exit, shared, stderr, Sandbox, World, SERVER};
 
 /// A PostgreSQL-backed RDS instance in the shared sandbox.
-fn database() -> &'static str {
+pub fn database() -> &'static str {
     static DB: OnceLock<()> = OnceLock::new();
     DB.get_or_init(|| {
         shared().aws(&[
@@ -209,6 +209,7 @@ fn echo_task(world: &World) -> (String, String) {
     let server = "use IO::Socket::INET; use Socket; $s=IO::Socket::INET->new(LocalPort=>7000,Listen=>16,ReuseAddr=>1) or die; \
                   while($c=$s->accept){ if(!fork){ setsockopt($c,IPPROTO_TCP,TCP_NODELAY,1); \
                   while(sysread($c,$b,65536)){ syswrite($c,$b) } exit } }";
+    world.sandbox.image("echo:1", SERVER);
     let definition = serde_json::json!([{ "name": "echo", "image": "echo:1", "command": ["perl", "-e", server] }]);
     let arn = world.run_task(&family, &definition);
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -302,15 +302,9 @@ fn init_creates_what_up_needs_and_is_idempotent() {
     assert_eq!(policies["PolicyNames"], json!(["jump-ecs-exec"]));
 
     // The configuration works as it is: nothing from the environment helps.
-    let mut up = init.world.jump();
-    for (key, _) in &init.world.sandbox.env {
-        if key.starts_with("JUMP_") {
-            up.env_remove(key);
-        }
-    }
-    let out = up
-        .env_remove("JUMP_CLUSTER")
-        .env_remove("JUMP_IMAGE")
+    let out = init
+        .world
+        .jump_with_only_config()
         .args(["up", "--config"])
         .arg(&init.config)
         .args(["--", "true"])
@@ -473,13 +467,16 @@ fn without_aws(args: &[&str]) -> (Output, TempDir) {
 
 #[test]
 fn init_refuses_bad_input_before_any_aws_call() {
-    let cases: [(&[&str], &str); 6] = [
+    let seventeen: Vec<String> = (0..17).map(|i| format!("subnet-{i:x}")).collect();
+    let seventeen = seventeen.join(",");
+    let cases: [(&[&str], &str); 7] = [
         (
             &["init", "--yes", "--log-retention-days", "13"],
             "1, 3, 5, 7, 14, 30, 60",
         ),
         (&["init", "--yes", "--name", "bad name!"], "--name"),
         (&["init", "--yes", "--subnets", "subnet-0a,nope"], "nope"),
+        (&["init", "--yes", "--subnets", &seventeen], "at most 16"),
         (&["init", "--yes", "--vpc", "my-vpc"], "--vpc"),
         (&["init"], "--yes"),
         (&["init", "--destroy"], "--yes"),
@@ -598,4 +595,145 @@ fn init_asks_on_a_terminal() {
     let report = init.json(&["--destroy", "--yes"]);
     assert_eq!(report["applied"], true, "{report}");
     assert_eq!(init.snapshot(), before);
+}
+
+/// `jump doctor` right after `jump init` (plain, with session logging, with a KMS key)
+/// finds nothing wrong: init's roles carry the templates' policies, and doctor asks IAM
+/// about them with the ARNs and condition keys of the real calls.
+#[test]
+fn doctor_finds_nothing_wrong_after_init() {
+    let key = shared().aws(&["kms", "create-key"])["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let variants: [(&str, &[&str]); 3] = [
+        ("init-doctor", &[]),
+        ("init-doctor-logs", &["--session-logging"]),
+        ("init-doctor-kms", &["--kms-key", &key]),
+    ];
+    for (label, flags) in variants {
+        let init = Init::new(label);
+        let report = init.json(&[&["--yes"], flags].concat());
+        assert_eq!(report["applied"], true, "{report}");
+        let out = init
+            .world
+            .jump_with_only_config()
+            .args(["doctor", "--json", "--config"])
+            .arg(&init.config)
+            .output()
+            .expect("jump runs");
+        let doctor: Value = serde_json::from_slice(&out.stdout).expect("doctor prints JSON");
+        let failed: Vec<&Value> = doctor["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["status"] == "FAIL")
+            .collect();
+        assert!(failed.is_empty(), "{label}: {failed:#?}");
+        assert_eq!(out.status.code(), Some(0), "{label}: {doctor:#}");
+        let checks: Vec<&str> = doctor["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["id"].as_str())
+            .collect();
+        for id in [
+            "task-role-channels",
+            "execution-role-logs",
+            "caller-permissions",
+        ] {
+            assert!(checks.contains(&id), "{label}: no {id} in {checks:?}");
+        }
+        if flags.contains(&"--kms-key") {
+            assert!(checks.contains(&"task-role-kms"), "{checks:?}");
+        }
+        if flags.contains(&"--session-logging") {
+            assert!(checks.contains(&"task-role-logging"), "{checks:?}");
+        }
+        let report = init.json(&["--destroy", "--yes"]);
+        assert_eq!(report["applied"], true, "{report}");
+    }
+}
+
+/// A jump.toml somebody wrote is theirs: init refuses to touch it, and says how
+/// (`--force`, or `--config` elsewhere); with `--force` the plan shows the update.
+#[test]
+fn init_leaves_a_hand_written_jump_toml_alone_unless_forced() {
+    let init = Init::new("init-mine");
+    let mine = "cluster = \"platform\"\nsubnets = [\"subnet-0a\"]\n";
+    std::fs::write(&init.config, mine).unwrap();
+    let before = init.snapshot();
+    let out = init.run(&["--yes"]);
+    expect_exit(&out, 2, "--force");
+    assert_eq!(std::fs::read_to_string(&init.config).unwrap(), mine);
+    assert_eq!(init.snapshot(), before);
+
+    let report = init.json(&["--force", "--dry-run"]);
+    assert!(
+        has(
+            &changes(&report),
+            "update",
+            "file",
+            &init.config.display().to_string()
+        ),
+        "{report}"
+    );
+    assert_eq!(std::fs::read_to_string(&init.config).unwrap(), mine);
+}
+
+/// In the default VPC, whose subnets reach the internet only through an internet
+/// gateway, init gives jumphosts a public IP (or they could not pull their image or
+/// reach Session Manager), its doctor agrees, and a session works.
+#[test]
+fn init_in_the_default_vpc_gives_jumphosts_a_public_ip() {
+    let world = World::new(shared(), "init-default");
+    let name = format!("{}-init", world.cluster);
+    let config = world.home.path().join("jump.toml");
+    let out = world
+        .jump()
+        .args(["init", "--yes", "--json", "--name", &name, "--config"])
+        .arg(&config)
+        .output()
+        .expect("jump runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("public = true"), "{notes}");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let toml: toml::Table = text.parse().unwrap();
+    assert_eq!(toml["public"].as_bool(), Some(true), "{text}");
+    let subnets = toml["subnets"].as_array().unwrap();
+    assert!(!subnets.is_empty() && subnets.len() <= 16, "{text}");
+
+    let doctor = world
+        .jump_with_only_config()
+        .args(["doctor", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .expect("jump runs");
+    let checks: Value = serde_json::from_slice(&doctor.stdout).unwrap();
+    let route = checks["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "network-route")
+        .expect("a network-route check");
+    assert_eq!(route["status"], "PASS", "{checks:#}");
+
+    let out = world
+        .jump_with_only_config()
+        .args(["up", "--config"])
+        .arg(&config)
+        .args(["--", "sh", "-c", "echo from-the-default-vpc"])
+        .output()
+        .expect("jump runs");
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert!(stdout(&out).contains("from-the-default-vpc"));
+    let out = world
+        .jump()
+        .args(["init", "--destroy", "--yes", "--name", &name, "--config"])
+        .arg(&config)
+        .output()
+        .expect("jump runs");
+    assert!(out.status.success(), "{}", stderr(&out));
 }

@@ -9,6 +9,7 @@ mod forward;
 mod init;
 mod run;
 mod signals;
+mod smoke;
 mod support;
 mod up;
 mod workflows;

@@ -2,17 +2,20 @@
 
 use std::process::Stdio;
 
-use crate::support::{expect_exit, shared, stderr, stdout, World};
+use crate::support::{expect_exit, policy, shared, stderr, stdout, World, SERVER};
 
 /// A service `web` with its own command, environment, subnet and security group.
-fn web_service(world: &World) -> (String, String, String) {
+pub fn web_service(world: &World) -> (String, String, String) {
     let family = format!("web-{}", world.cluster);
+    world.sandbox.image("registry.example/web:1.2.3", SERVER);
     let definition = serde_json::json!([{
         "name": "web", "image": "registry.example/web:1.2.3", "essential": true,
         "command": ["sh", "-c", "echo serving; sleep 3600"],
         "environment": [{ "name": "APP_ENV", "value": "production" }],
     }]);
-    world.register(&family, &definition);
+    // ECS Exec needs a task role allowed the four ssmmessages channels.
+    let role = world.sandbox_var("JUMP_TASK_ROLE");
+    world.register_with(&family, &definition, &["--task-role-arn", role]);
     let subnet = world
         .sandbox_var("JUMP_SUBNETS")
         .split(',')
@@ -180,17 +183,10 @@ fn run_refuses_bad_input_before_any_task() {
 fn a_task_role_that_cannot_open_exec_channels_is_named_with_what_it_lacks() {
     let world = World::new(shared(), "run-role");
     web_service(&world);
+    // A role made just now with templates/task-role-policy.json, then denied two of its
+    // four channels: jump waits until ECS can assume it, then names exactly those two.
     let name = format!("no-exec-{}", world.cluster);
-    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-    let created = world.sandbox.aws(&[
-        "iam",
-        "create-role",
-        "--role-name",
-        &name,
-        "--assume-role-policy-document",
-        trust,
-    ]);
-    let role = created["Role"]["Arn"].as_str().unwrap().to_string();
+    let role = world.role(&name, &[("ecs-exec", policy("task-role-policy.json", &[]))]);
     world.sandbox.ctl(&[
         "deny",
         "ssmmessages:CreateDataChannel",
@@ -226,6 +222,7 @@ fn a_task_that_stops_early_points_at_its_own_log_stream() {
     let family = format!("crashy-{}", world.cluster);
     let group = format!("/{}/app", world.cluster);
     let image = format!("crashy/{}:1", world.cluster);
+    world.sandbox.image(&image, SERVER);
     world
         .sandbox
         .aws(&["logs", "create-log-group", "--log-group-name", &group]);

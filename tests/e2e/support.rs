@@ -17,6 +17,27 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
+/// A policy from `templates/`, with its `{{placeholders}}` filled from `values` (every
+/// one of them: a placeholder left over fails the test, as it would fail IAM).
+pub fn policy(template: &str, values: &[(&str, &str)]) -> String {
+    let mut text = std::fs::read_to_string(repo().join("templates").join(template))
+        .unwrap_or_else(|e| panic!("templates/{template}: {e}"));
+    for (key, value) in values {
+        text = text.replace(&format!("{{{{{key}}}}}"), value);
+    }
+    assert!(
+        !text.contains("{{"),
+        "unfilled placeholder in {template}: {text}"
+    );
+    text
+}
+
+/// A trust policy that lets ECS tasks assume a role.
+pub const ECS_TASKS_TRUST: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+
+/// The CMD of a test image that plays a service: a long-running process.
+pub const SERVER: &[&str] = &["sleep", "3600"];
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -76,6 +97,14 @@ impl Sandbox {
         cmd.envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         cmd
+    }
+
+    /// Declares a test image to the sandbox's catalogue: what it runs when a task
+    /// definition does not say (its ENTRYPOINT is empty, its CMD is `cmd`). Images the
+    /// catalogue does not know cannot be pulled, as on ECS.
+    pub fn image(&self, name: &str, cmd: &[&str]) {
+        let cmd = serde_json::to_string(cmd).expect("JSON");
+        self.ctl(&["image", name, "--entrypoint", "[]", "--cmd", &cmd]);
     }
 
     /// `tests/sandbox/ctl ARGS`: faults, timing, denials. Returns what it printed.
@@ -168,7 +197,9 @@ impl<'a> World<'a> {
         sandbox.aws(&["ecs", "create-cluster", "--cluster-name", &cluster]);
         World {
             sandbox,
-            image: format!("jump/jumphost-{cluster}:latest"),
+            // jump's own image (the sandbox knows it by its repository name, `jumphost`),
+            // under a per-test registry path so task faults can be scoped to one test.
+            image: format!("jump-{cluster}/jumphost:latest"),
             cluster,
             state: TempDir::new().expect("temp dir"),
             home: TempDir::new().expect("temp dir"),
@@ -212,6 +243,72 @@ impl<'a> World<'a> {
         .acting_as(user)
     }
 
+    /// A role ECS tasks may assume, with these inline policies (name, document); returns
+    /// its ARN. New, so ECS cannot assume it for the first seconds (IAM propagation).
+    pub fn role(&self, name: &str, policies: &[(&str, String)]) -> String {
+        let aws = |args: &[&str]| self.sandbox.aws(args);
+        let created = aws(&[
+            "iam",
+            "create-role",
+            "--role-name",
+            name,
+            "--assume-role-policy-document",
+            ECS_TASKS_TRUST,
+        ]);
+        for (policy_name, document) in policies {
+            aws(&[
+                "iam",
+                "put-role-policy",
+                "--role-name",
+                name,
+                "--policy-name",
+                policy_name,
+                "--policy-document",
+                document,
+            ]);
+        }
+        created["Role"]["Arn"]
+            .as_str()
+            .expect("a role ARN")
+            .to_string()
+    }
+
+    /// [`World::role`], returned once ECS can assume it: for tests that start tasks with
+    /// it directly (jump itself waits out IAM propagation; the AWS CLI does not). The
+    /// sandbox's propagation delay is a known deadline from the role's CreateDate.
+    pub fn assumable_role(&self, name: &str, policies: &[(&str, String)]) -> String {
+        let arn = self.role(name, policies);
+        let timing: Value =
+            serde_json::from_str(&self.sandbox.ctl(&["timing"])).expect("ctl timing prints JSON");
+        let delay = timing["iam_propagation"].as_f64().expect("iam_propagation");
+        let role = self.sandbox.aws(&["iam", "get-role", "--role-name", name]);
+        let created = role["Role"]["CreateDate"].as_str().expect("CreateDate");
+        let created = humantime::parse_rfc3339_weak(&created[..19]).expect("an RFC 3339 date");
+        // CreateDate read to the second: one more second covers the fraction.
+        let ready = created + Duration::from_secs_f64(delay) + Duration::from_secs(1);
+        if let Ok(wait) = ready.duration_since(std::time::SystemTime::now()) {
+            std::thread::sleep(wait);
+        }
+        arn
+    }
+
+    /// The values the templates' placeholders take for this world.
+    pub fn template_values(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("partition", "aws".into()),
+            ("region", self.sandbox_var("AWS_REGION").into()),
+            ("account", "123456789012".into()),
+            ("cluster", self.cluster.clone()),
+            ("family", "jump-jumphost".into()),
+            ("log_group", "/jump/sessions".into()),
+            ("task_role", self.sandbox_var("JUMP_TASK_ROLE").into()),
+            (
+                "execution_role",
+                self.sandbox_var("JUMP_EXECUTION_ROLE").into(),
+            ),
+        ]
+    }
+
     /// A value from the sandbox's environment (the default subnets, security group, ...).
     pub fn sandbox_var(&self, key: &str) -> &str {
         let found = self.sandbox.env.iter().find(|(k, _)| k == key);
@@ -230,6 +327,19 @@ impl<'a> World<'a> {
             .envs(self.extra.iter().map(|(k, v)| (k, v)))
             .current_dir(self.home.path())
             .stdin(Stdio::null());
+        cmd
+    }
+
+    /// `jump` without any of the sandbox's `JUMP_*` settings or the world's cluster and
+    /// image: a configuration file then works as it is, or not at all.
+    pub fn jump_with_only_config(&self) -> Command {
+        let mut cmd = self.jump();
+        for (key, _) in &self.sandbox.env {
+            if key.starts_with("JUMP_") {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.env_remove("JUMP_CLUSTER").env_remove("JUMP_IMAGE");
         cmd
     }
 
@@ -288,6 +398,8 @@ impl<'a> World<'a> {
             "256",
             "--memory",
             "512",
+            "--execution-role-arn",
+            self.sandbox_var("JUMP_EXECUTION_ROLE"),
             "--container-definitions",
             &containers,
         ];

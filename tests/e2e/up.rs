@@ -1,6 +1,6 @@
 //! `jump up`, `ssh`, `ls`, `down` against the shared sandbox.
 
-use crate::support::{shared, stderr, stdout, World};
+use crate::support::{expect_exit, shared, stderr, stdout, World};
 
 #[test]
 fn command_output_and_exit_status_pass_through_and_nothing_is_left() {
@@ -163,6 +163,54 @@ fn image_that_cannot_be_pulled_is_a_clear_task_failure() {
     world.assert_nothing_left();
 }
 
+/// No registry has the image: the task stops as on Fargate, and jump says why.
+#[test]
+fn an_image_no_registry_has_is_a_clear_task_failure() {
+    let world = World::new(shared(), "no-image");
+    let out = world.run(&["up", "--image", "example.invalid/nothing:1", "--", "true"]);
+    expect_exit(&out, 75, "CannotPullContainerError");
+    expect_exit(&out, 75, "example.invalid/nothing:1");
+    world.assert_nothing_left();
+}
+
+/// RunTask answers "not now" (Fargate capacity, ENIs) instead of a task: jump retries
+/// with backoff, says so, and the session goes ahead.
+#[test]
+fn capacity_shortages_are_retried_until_a_task_starts() {
+    let world = World::new(shared(), "capacity");
+    let image = world.image.clone();
+    world
+        .sandbox
+        .ctl(&["run-failure", "capacity", "--count", "2", "--image", &image]);
+    world
+        .sandbox
+        .ctl(&["run-failure", "eni", "--count", "1", "--image", &image]);
+    let out = world.run(&["up", "--", "echo", "started"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "started");
+    let err = stderr(&out);
+    assert!(
+        err.contains("Capacity is unavailable") && err.contains("retrying"),
+        "{err}"
+    );
+    assert!(err.contains("RESOURCE:ENI"), "{err}");
+    world.assert_nothing_left();
+}
+
+/// Fargate's largest sizes: 8 and 16 vCPU.
+#[test]
+fn the_largest_fargate_sizes_are_accepted() {
+    let world = World::new(shared(), "large");
+    let out = world.run(&["up", "--cpu", "16384", "--memory", "32768", "--", "true"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let task = world.describe(&world.tasks("STOPPED")[0]);
+    assert_eq!(
+        (&task["cpu"], &task["memory"]),
+        (&"16384".into(), &"32768".into())
+    );
+    world.assert_nothing_left();
+}
+
 #[test]
 fn a_host_key_that_does_not_match_the_log_is_refused() {
     let world = World::new(shared(), "hostkey");
@@ -202,9 +250,21 @@ fn task_crashing_during_the_session_is_reported() {
 fn the_example_jump_toml_is_a_working_configuration() {
     let world = World::new(shared(), "example");
     let config = crate::support::repo().join("examples/jump.toml");
+    // The example's execution role, made just now: jump waits until ECS can assume it.
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    world.sandbox.aws(&[
+        "iam",
+        "create-role",
+        "--role-name",
+        "jump-execution",
+        "--assume-role-policy-document",
+        trust,
+    ]);
     let out = world
         .jump()
         .env_remove("JUMP_IMAGE")
+        .env_remove("JUMP_EXECUTION_ROLE")
+        .env_remove("JUMP_TASK_ROLE")
         .args(["up", "--config"])
         .arg(&config)
         .args([
@@ -239,6 +299,11 @@ fn the_example_jump_toml_is_a_working_configuration() {
     assert_eq!(
         definition["taskDefinition"]["executionRoleArn"],
         "arn:aws:iam::123456789012:role/jump-execution"
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("ECS cannot assume the task's roles yet"),
+        "{err}"
     );
     world.assert_nothing_left();
 }

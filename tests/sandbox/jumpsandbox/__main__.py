@@ -24,19 +24,34 @@ def ctl(args) -> int:
         body = {"kind": args.kind, "count": args.count, "after": args.after, "exit_code": args.exit_code}
         if args.image:
             body["image"] = args.image
+    elif args.what == "run-failure":
+        route = "run-failures"
+        body = {"kind": args.kind, "count": args.count}
+        if args.image:
+            body["image"] = args.image
+    elif args.what == "image":
+        route = "images"
+        try:
+            body = {"name": args.name, "entrypoint": json.loads(args.entrypoint), "cmd": json.loads(args.cmd)}
+        except ValueError as err:
+            print(f"ctl: --entrypoint and --cmd take JSON lists: {err}", file=sys.stderr)
+            return 2
+    elif args.what == "images":
+        method, route, body = "GET", "images", None
     elif args.what == "gateway-fault":
         route = "gateway-faults"
         body = {k: v for k, v in vars(args).items()
                 if k in ("drop", "duplicate", "delay", "delay_ms", "kill_after", "seed") and v is not None}
     elif args.what == "timing":
-        body = {k: v for k, v in (("step", args.step), ("stop_grace", args.stop_grace)) if v is not None}
+        fields = ("step", "stop_grace", "agent_connect", "iam_propagation")
+        body = {k: getattr(args, k) for k in fields if getattr(args, k) is not None}
     elif args.what == "deny":
         route = "iam/deny"
         body = {"actions": args.actions, "principal": args.principal}
     elif args.what == "clear":
-        for route in ("faults", "task-faults", "iam/deny", "gateway-faults"):
+        for route in ("faults", "task-faults", "run-failures", "iam/deny", "gateway-faults"):
             _call(endpoint, "DELETE", route, None)
-        print("cleared API faults, task faults, gateway faults and IAM denials")
+        print("cleared API faults, task faults, run failures, gateway faults and IAM denials")
         return 0
     elif args.what in ("health", "hosts", "faults"):
         method, body = "GET", None
@@ -85,6 +100,15 @@ def main() -> int:
     t.add_argument("--image", help="only tasks whose image contains this")
     t.add_argument("--after", type=float, default=1.0, help="crash: seconds after RUNNING")
     t.add_argument("--exit-code", type=int, default=1, help="crash: the container's exit code")
+    r = what.add_parser("run-failure", help="make the next COUNT RunTask calls place no task (failures)")
+    r.add_argument("kind", choices=["capacity", "eni"])
+    r.add_argument("--count", type=int, default=1)
+    r.add_argument("--image", help="only RunTask calls whose first container's image contains this")
+    i = what.add_parser("image", help="add an image tasks can run: what its ENTRYPOINT and CMD are")
+    i.add_argument("name", help="image reference; without a tag, every tag of the repository")
+    i.add_argument("--entrypoint", default="[]", help='JSON list, e.g. \'["/bin/sh", "-c"]\'')
+    i.add_argument("--cmd", default="[]", help='JSON list, e.g. \'["sleep", "600"]\'')
+    what.add_parser("images", help="list the images tests added")
     g = what.add_parser("gateway-fault", help="faults for new exec and port-forwarding sessions")
     g.add_argument("--drop", type=float, help="probability that a message is lost (then retransmitted)")
     g.add_argument("--duplicate", type=float, help="probability that a message is sent twice")
@@ -92,9 +116,11 @@ def main() -> int:
     g.add_argument("--delay-ms", type=int, help="how long a held-back message waits (default 50)")
     g.add_argument("--kill-after", type=float, help="abort the connection this many seconds into a session")
     g.add_argument("--seed", type=int, help="random seed (default 1)")
-    tm = what.add_parser("timing", help="change lifecycle step and stop grace (seconds)")
-    tm.add_argument("--step", type=float)
-    tm.add_argument("--stop-grace", type=float)
+    tm = what.add_parser("timing", help="change lifecycle delays (seconds)")
+    tm.add_argument("--step", type=float, help="each task lifecycle step")
+    tm.add_argument("--stop-grace", type=float, help="SIGTERM to SIGKILL on StopTask")
+    tm.add_argument("--agent-connect", type=float, help="exec agent RUNNING to sessions accepted")
+    tm.add_argument("--iam-propagation", type=float, help="CreateRole to the role being assumable")
     d = what.add_parser("deny", help="make SimulatePrincipalPolicy deny these actions")
     d.add_argument("actions", nargs="+")
     d.add_argument("--principal", help="only for principals whose ARN contains this")

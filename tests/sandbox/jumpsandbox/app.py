@@ -2,7 +2,8 @@
 
 Every request passes here before moto. In order: the control API
 (``/_sandbox/...``), injected faults, the actions the sandbox answers itself
-(ECS tasks, IAM policy simulation), then moto, with hooks after RDS instance
+(ECS tasks, IAM policy simulation), RegisterTaskDefinition's Fargate checks
+(taskdefs.py), then moto, with hooks after RDS instance
 creation and deletion so the data plane follows, and around ECS service
 actions so that services run sandbox tasks.
 
@@ -13,14 +14,19 @@ Control API (JSON over HTTP on the same port; ``tests/sandbox/ctl`` wraps it):
   DELETE /_sandbox/faults
   POST   /_sandbox/task-faults  {"kind": "pull-error"|"crash"|"logger-error"|"wrong-host-key", "count"?, "image"?, "after"?, "exit_code"?}
   DELETE /_sandbox/task-faults
+  POST   /_sandbox/run-failures {"kind": "capacity"|"eni", "count"?, "image"?}
+  DELETE /_sandbox/run-failures
+  POST   /_sandbox/images       {"name", "entrypoint"?, "cmd"?}   -> an image tasks can run
+  GET    /_sandbox/images                      -> the images tests registered
   POST   /_sandbox/gateway-faults {"drop"?, "duplicate"?, "delay"?, "delay_ms"?, "kill_after"?, "seed"?}
   DELETE /_sandbox/gateway-faults
-  POST   /_sandbox/timing       {"step"?, "stop_grace"?}
+  POST   /_sandbox/timing       {"step"?, "stop_grace"?, "agent_connect"?, "iam_propagation"?}
   POST   /_sandbox/iam/deny     {"actions": [...], "principal"?}
   DELETE /_sandbox/iam/deny
   GET    /_sandbox/hosts                       -> the data plane's tasks and namespaces
 """
 
+import io
 import json
 import sys
 import threading
@@ -28,8 +34,9 @@ from dataclasses import asdict, dataclass
 
 from .awsproto import AwsError, error_response, json_response, preset_error, read_request, xml_response
 from .ecs_services import ACTIONS as SERVICE_ACTIONS
-from .ecs_tasks import TASK_FAULT_KINDS, TaskFault
+from .ecs_tasks import RUN_FAILURES, TASK_FAULT_KINDS, RunFailure, TaskFault
 from .gateway import GatewayFaults
+from .taskdefs import check_registration
 
 
 @dataclass
@@ -126,6 +133,8 @@ class SandboxApp:
                     return json_response(start_response, body)
             if request.service == "iam" and request.action == "SimulatePrincipalPolicy":
                 return xml_response(start_response, self.simulator.simulate(request.raw_query))
+            if request.service == "ecs" and request.action == "RegisterTaskDefinition":
+                _replace_body(environ, check_registration(request.params))
         except AwsError as err:
             return error_response(start_response, request.service, err)
         except MotoRefused as refusal:
@@ -211,6 +220,23 @@ class SandboxApp:
                 with self.tasks.lock:
                     self.tasks.faults.clear()
                 return {"cleared": True}
+        if route == "run-failures":
+            if method == "POST":
+                if spec["kind"] not in RUN_FAILURES:
+                    raise ValueError(f"unknown run failure kind {spec['kind']!r}")
+                failure = RunFailure(spec["kind"], int(spec.get("count", 1)), spec.get("image"))
+                with self.tasks.lock:
+                    self.tasks.run_failures.append(failure)
+                return {"added": asdict(failure)}
+            if method == "DELETE":
+                with self.tasks.lock:
+                    self.tasks.run_failures.clear()
+                return {"cleared": True}
+        if route == "images":
+            if method == "POST":
+                return {"added": self.tasks.images.register(spec["name"], spec.get("entrypoint", []), spec.get("cmd", []))}
+            if method == "GET":
+                return {"images": self.tasks.images.listing()}
         if route == "gateway-faults":
             gateway = self.sessions.gateway
             if method == "POST":
@@ -221,8 +247,9 @@ class SandboxApp:
         if (method, route) == ("POST", "timing"):
             if "step" in spec:
                 self.tasks.timing.step = float(spec["step"])
-            if "stop_grace" in spec:
-                self.tasks.timing.stop_grace = float(spec["stop_grace"])
+            for name in ("stop_grace", "agent_connect", "iam_propagation"):
+                if name in spec:
+                    setattr(self.tasks.timing, name, float(spec[name]))
             return asdict(self.tasks.timing)
         if route == "iam/deny":
             if method == "POST":
@@ -246,3 +273,10 @@ class SandboxApp:
         data = json.dumps(body).encode()
         start_response(f"{status} {'OK' if status == 200 else 'Error'}", [("Content-Type", "application/json")])
         return [data]
+
+
+def _replace_body(environ, params: dict) -> None:
+    """Hands moto PARAMS instead of the JSON body the client sent."""
+    body = json.dumps(params).encode()
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["CONTENT_LENGTH"] = str(len(body))

@@ -133,9 +133,3 @@ def task_environment(region: str, container_env: dict) -> dict:
     env.update(container_env)
     return env
 
-
-def container_argv(definition: dict, command: list[str] | None) -> list[str]:
-    """What the container runs: its entryPoint, or the jumphost entrypoint, plus command."""
-    entry = definition.get("entryPoint") or ["/bin/sh", str(ENTRYPOINT)]
-    cmd = command if command is not None else (definition.get("command") or [])
-    return [*entry, *cmd]

@@ -12,7 +12,9 @@ service's tasks stop.
 Scheduling follows one rule, as ECS's scheduler does: whenever a service
 changes, and whenever one of its tasks starts stopping, start the missing
 tasks and stop the surplus. Scaling, deletion and replacing a task that died
-all come from that rule.
+all come from that rule. Like ECS's, the scheduler backs off while tasks keep
+failing to start (an image that cannot be pulled, a role ECS cannot assume
+yet), instead of starting one every few steps.
 """
 
 import secrets
@@ -28,6 +30,7 @@ STARTING = ("PROVISIONING", "PENDING", "ACTIVATING")
 # CreateService fields that say how each task runs, named as RunTask names them.
 UPDATABLE = ("taskDefinition", "networkConfiguration", "enableExecuteCommand", "capacityProviderStrategy")
 LAUNCH_FIELDS = (*UPDATABLE, "launchType")
+MAX_BACKOFF_STEPS = 32  # lifecycle steps between attempts, at most, after repeated start failures
 
 
 @dataclass
@@ -158,8 +161,25 @@ class ServiceScheduler:
         if not task.group.startswith("service:"):
             return
         service = self._get(task.region, task.cluster_name, task.group[len("service:") :])
-        if service is not None and service.owns(task):
+        if service is None or not service.owns(task):
+            return
+        failures = self._start_failures(service)
+        if failures:
+            delay = min(2**failures, MAX_BACKOFF_STEPS) * self.tasks.timing.step
+            timer = threading.Timer(delay, self._reconcile, args=(service,))
+            timer.daemon = True
+            timer.start()
+        else:
             self._reconcile(service)
+
+    def _start_failures(self, service: Service) -> int:
+        """How many of the service's latest tasks in a row failed to start."""
+        count = 0
+        for task in sorted(self._tasks_of(service), key=lambda t: t.created_at, reverse=True):
+            if task.stop_code != "TaskFailedToStart":
+                break
+            count += 1
+        return count
 
     def _tasks_of(self, service: Service) -> list:
         with self.tasks.lock:

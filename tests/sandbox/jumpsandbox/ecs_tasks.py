@@ -11,14 +11,22 @@ their tasks through the same model (ecs_services.py).
 
 Each task has one lifecycle thread that walks it through the states ECS
 reports, with configurable delays, and that starts and ends the task's real
-host in the data plane.
+host in the data plane. On the way it fails the task where ECS would: a role
+ECS cannot assume (unknown, not trusting ecs-tasks.amazonaws.com, or created
+too recently for IAM to have propagated it), an image its subnet gives it no
+way to pull (see routes.py), an image no registry has (see images.py), a
+container Docker cannot start. A task whose subnet reaches no `ssmmessages`
+endpoint runs, but its exec agent never connects (``ssm_reachable``).
 """
 
 import base64
+import datetime
 import ipaddress
 import json
 import random
+import re
 import secrets
+import shutil
 import threading
 import time
 import uuid
@@ -27,30 +35,110 @@ from dataclasses import dataclass, field
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ec2.models import ec2_backends
 from moto.ecs.models import ecs_backends
+from moto.iam.models import iam_backends
 
 from .awsproto import AwsError
-from .dataplane import ForgedHostKey, HostProcess, LogSink, container_argv, task_environment
+from .dataplane import ForgedHostKey, HostProcess, LogSink, task_environment
+from .images import Catalogue, container_argv, pull_error
 from .network import NetworkError
+from .routes import pull_failure, reach
+from .taskdefs import FARGATE_SIZES, no_fargate_size
 
 ACCOUNT = DEFAULT_ACCOUNT_ID
 STOPPED = "STOPPED"
 # Linux Fargate platform versions a task may ask for, and what each runs as.
 PLATFORM_VERSIONS = {"LATEST": "1.4.0", "1.4.0": "1.4.0", "1.3.0": "1.3.0"}
 TASK_FAULT_KINDS = ("pull-error", "crash", "logger-error", "wrong-host-key")
-# (cpu units, allowed memory MiB) for Fargate, as documented by AWS.
-FARGATE_SIZES = {
-    256: [512, 1024, 2048],
-    512: list(range(1024, 4097, 1024)),
-    1024: list(range(2048, 8193, 1024)),
-    2048: list(range(4096, 16385, 1024)),
-    4096: list(range(8192, 30721, 1024)),
-    8192: list(range(16384, 61441, 4096)),
-    16384: list(range(32768, 122881, 8192)),
+# RunTask `failures` reasons (ECS developer guide, "API failure reasons"; the capacity text as
+# ECS returns it for Fargate, where the failure carries no ARN).
+RUN_FAILURES = {
+    "capacity": "Capacity is unavailable at this time. Please try again later or in a different availability zone",
+    "eni": "RESOURCE:ENI",
 }
+# awsvpcConfiguration limits (ECS API reference, AwsVpcConfiguration).
+MAX_SUBNETS = 16
+MAX_SECURITY_GROUPS = 5
+STARTED_BY = re.compile(r"^[A-Za-z0-9_/-]{1,128}$")
+# ListTasks filters that startedBy excludes: "it must be the only filter that you use".
+LIST_FILTERS = ("family", "desiredStatus", "serviceName", "containerInstance", "launchType")
+ECS_TASKS_PRINCIPAL = "ecs-tasks.amazonaws.com"
 
 
 def invalid(message: str) -> AwsError:
     return AwsError("InvalidParameterException", message)
+
+
+def check_tags(tags: list) -> None:
+    """ECS's tag rules (API reference, Tag): 50 at most, key 1-128 and value 0-256 characters, no aws: keys."""
+    if len(tags) > 50:
+        raise invalid("Tags can have at most 50 items.")
+    for tag in tags:
+        key, value = tag.get("key") or "", tag.get("value") or ""
+        if not 1 <= len(key) <= 128 or len(value) > 256:
+            raise invalid(f"Tag {key[:128]!r} is invalid: keys have 1 to 128 characters, values at most 256.")
+        if key.lower().startswith("aws:"):
+            raise invalid("Tag keys may not begin with the reserved prefix aws:.")
+
+
+def unassumable_role(arn: str, propagation: float) -> bool:
+    """True if ECS could not assume this role now: unknown, not trusting ECS tasks, or too new.
+
+    IAM is eventually consistent: a role is assumable only some seconds after CreateRole.
+    """
+    try:
+        role = iam_backends[ACCOUNT]["global"].get_role_by_arn(arn)
+    except Exception:
+        return True
+    age = (datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - role.create_date).total_seconds()
+    return age < propagation or not trusts_ecs_tasks(role.assume_role_policy_document)
+
+
+def trusts_ecs_tasks(document) -> bool:
+    """Whether a trust policy lets ecs-tasks.amazonaws.com call sts:AssumeRole (conditions are not evaluated)."""
+    try:
+        policy = json.loads(document) if isinstance(document, str) else document
+    except ValueError:
+        return False
+    statements = policy.get("Statement") or []
+    if isinstance(statements, dict):
+        statements = [statements]
+
+    def matches(statement) -> bool:
+        actions = statement.get("Action") or []
+        actions = [actions] if isinstance(actions, str) else actions
+        if not any(a in ("sts:AssumeRole", "sts:*", "*") for a in actions):
+            return False
+        principal = statement.get("Principal") or {}
+        if principal == "*":
+            return True
+        services = principal.get("Service") or [] if isinstance(principal, dict) else []
+        services = [services] if isinstance(services, str) else services
+        return ECS_TASKS_PRINCIPAL in services
+
+    effects = [s.get("Effect") for s in statements if isinstance(s, dict) and matches(s)]
+    return "Allow" in effects and "Deny" not in effects
+
+
+def start_error(argv: list[str], path: str) -> str | None:
+    """Docker's refusal to start a container with this argv, if it would refuse (wording as runc reports it)."""
+    if not argv:
+        return "CannotStartContainerError: Error response from daemon: No command specified"
+    if shutil.which(argv[0], path=path) is not None:
+        return None
+    why = f"stat {argv[0]}: no such file or directory" if "/" in argv[0] else "executable file not found in $PATH"
+    return (
+        "CannotStartContainerError: Error response from daemon: failed to create task for container: failed to "
+        "create shim task: OCI runtime create failed: runc create failed: unable to start container process: "
+        f'exec: "{argv[0]}": {why}: unknown'
+    )
+
+
+def assume_role_failure(arn: str) -> str:
+    return (
+        f"ECS was unable to assume the role '{arn}' that was provided for this task. Please verify that the role "
+        "being passed has the proper trust relationship and permissions and that your IAM user has permissions to "
+        "pass this role."
+    )
 
 
 @dataclass
@@ -59,6 +147,11 @@ class Timing:
 
     step: float = 1.0  # each of PROVISIONING, PENDING, ACTIVATING and each stop phase
     stop_grace: float = 3.0  # SIGTERM to SIGKILL, like the container stopTimeout
+    # The exec agent reports RUNNING this long before sessions can reach it; meanwhile
+    # ExecuteCommand and StartSession answer TargetNotConnectedException (containers-roadmap#187).
+    agent_connect: float = 3.0
+    # A role is assumable by ECS only this long after CreateRole (IAM is eventually consistent).
+    iam_propagation: float = 5.0
 
 
 @dataclass
@@ -68,6 +161,15 @@ class TaskFault:
     image: str | None = None
     after: float = 1.0
     exit_code: int = 1
+
+
+@dataclass
+class RunFailure:
+    """The next COUNT RunTask calls place no task and answer this reason in `failures`."""
+
+    kind: str  # one of RUN_FAILURES
+    count: int = 1
+    image: str | None = None
 
 
 @dataclass
@@ -129,6 +231,7 @@ class Task:
     log_config: dict | None
     fault: TaskFault | None
     task_role: str | None
+    execution_role: str | None
     created_at: float = field(default_factory=time.time)
     last_status: str = "PROVISIONING"
     desired_status: str = "RUNNING"
@@ -145,6 +248,9 @@ class Task:
     stopped_reason: str | None = None
     agent_status: str = "PENDING"
     agent_started_at: float | None = None
+    # Whether the exec agent can reach ssmmessages from the task's subnet (routes.py); decided
+    # at the pull step. Without it ExecuteCommand and StartSession never find the agent connected.
+    ssm_reachable: bool = True
     main_override: dict = field(default_factory=dict)  # containerOverrides entry of the main container
     setup_error: str | None = None  # why the data plane cannot host this task, if it cannot
     stop_requested: threading.Event = field(default_factory=threading.Event)
@@ -244,9 +350,11 @@ class TaskService:
         self.network = network
         self.state_dir = state_dir
         self.timing = timing
+        self.images = Catalogue()
         self.tasks: dict[str, Task] = {}
         self.order: list[str] = []
         self.faults: list[TaskFault] = []
+        self.run_failures: list[RunFailure] = []
         self.lock = threading.RLock()
         self.threads: list[threading.Thread] = []
         self.stop_hooks: list = []  # called with a task as it starts stopping
@@ -257,7 +365,7 @@ class TaskService:
 
     def handle(self, action: str, region: str, params: dict) -> dict | None:
         handler = {
-            "RunTask": self.run_task,
+            "RunTask": self._run_task_call,
             "DescribeTasks": self.describe_tasks,
             "ListTasks": self.list_tasks,
             "StopTask": self.stop_task,
@@ -280,10 +388,29 @@ class TaskService:
             raise AwsError("ClusterNotFoundException", "Cluster not found.")
         return cluster
 
-    def run_task(self, region: str, p: dict) -> dict:
+    def _run_task_call(self, region: str, p: dict) -> dict:
+        """RunTask from a client: valid requests may still place nothing (injected run failures)."""
         launch = self.plan(region, p)
+        failure = self._take_run_failure(launch.taskdef.container_definitions[0].get("image", ""))
+        if failure is not None:
+            return {"tasks": [], "failures": [{"reason": RUN_FAILURES[failure.kind]}]}
+        return self._started(region, launch)
+
+    def run_task(self, region: str, p: dict) -> dict:
+        return self._started(region, self.plan(region, p))
+
+    def _started(self, region: str, launch: Launch) -> dict:
         created = [self._create(region, launch) for _ in range(launch.count)]
         return {"tasks": [t.to_json(include_tags=True) for t in created], "failures": []}
+
+    def _take_run_failure(self, image: str) -> RunFailure | None:
+        with self.lock:
+            for failure in self.run_failures:
+                if failure.count > 0 and (failure.image is None or failure.image in image):
+                    failure.count -= 1
+                    self.run_failures = [f for f in self.run_failures if f.count > 0]
+                    return failure
+        return None
 
     def plan(self, region: str, p: dict) -> Launch:
         """Validates a RunTask request as ECS does, before anything is created.
@@ -314,13 +441,18 @@ class TaskService:
         if not cpu or not memory:
             raise invalid("Fargate requires that 'cpu' and 'memory' be defined at the task level.")
         if not cpu.isdigit() or not memory.isdigit() or int(memory) not in FARGATE_SIZES.get(int(cpu), []):
-            raise invalid(f"No Fargate configuration exists for given values: {cpu} CPU, {memory} memory.")
+            raise invalid(no_fargate_size(cpu, memory))
         vpc_config = (p.get("networkConfiguration") or {}).get("awsvpcConfiguration")
         if not vpc_config:
             raise invalid("Network Configuration must be provided when networkMode 'awsvpc' is specified.")
         subnet_ids = vpc_config.get("subnets") or []
         if not subnet_ids:
             raise invalid("subnets can not be empty.")
+        if len(subnet_ids) > MAX_SUBNETS:
+            raise invalid(f"subnets can have at most {MAX_SUBNETS} items.")
+        if len(vpc_config.get("securityGroups") or []) > MAX_SECURITY_GROUPS:
+            # Best guess at the wording, by analogy with the subnets message.
+            raise invalid(f"securityGroups can have at most {MAX_SECURITY_GROUPS} items.")
         subnets = []
         for sid in subnet_ids:
             try:
@@ -344,14 +476,16 @@ class TaskService:
             groups = [default.id] if default else []
         public = vpc_config.get("assignPublicIp", "DISABLED") == "ENABLED"
         tags = list(p.get("tags") or [])
-        if len(tags) > 50 or any(t.get("key", "").startswith("aws:") for t in tags):
-            raise invalid("Tags are invalid: at most 50, and keys may not begin with aws:.")
+        check_tags(tags)
         propagate = p.get("propagateTags")
         if propagate == "TASK_DEFINITION":
             tags = [t for t in taskdef.tags if t["key"] not in {x["key"] for x in tags}] + tags
         started_by = p.get("startedBy")
-        if started_by and len(started_by) > 128:
-            raise invalid("startedBy may be at most 128 characters.")
+        if started_by is not None and not STARTED_BY.match(started_by):
+            raise invalid(
+                "startedBy may have up to 128 letters (uppercase and lowercase), numbers, hyphens (-), "
+                "forward slashes (/) and underscores (_)."
+            )
         if p.get("platformVersion", "LATEST") not in PLATFORM_VERSIONS:
             raise invalid(f"Platform version {p['platformVersion']} is not supported for Linux Fargate tasks.")
         self._check_overrides(taskdef, overrides)
@@ -429,7 +563,8 @@ class TaskService:
             vpc_gateway=gateway or "",
             log_config=main.definition.get("logConfiguration"),
             fault=fault,
-            task_role=getattr(taskdef, "task_role_arn", None),
+            task_role=overrides.get("taskRoleArn") or getattr(taskdef, "task_role_arn", None),
+            execution_role=overrides.get("executionRoleArn") or getattr(taskdef, "execution_role_arn", None),
             main_override=by_name.get(main.name, {}),
             setup_error=setup_error,
             platform_version=PLATFORM_VERSIONS[p.get("platformVersion", "LATEST")],
@@ -499,6 +634,8 @@ class TaskService:
 
     def list_tasks(self, region: str, p: dict) -> dict:
         cluster = self._cluster(region, p.get("cluster"))
+        if p.get("startedBy") and any(p.get(name) for name in LIST_FILTERS):
+            raise invalid("cannot specify startedBy with other arguments")
         desired = p.get("desiredStatus", "RUNNING")
         if desired not in ("RUNNING", "PENDING", STOPPED):
             raise invalid("desiredStatus must be RUNNING, PENDING or STOPPED.")
@@ -518,6 +655,8 @@ class TaskService:
                 and (not p.get("family") or t.family == p["family"])
                 and (not p.get("startedBy") or t.started_by == p["startedBy"])
                 and (not service or t.group == f"service:{service}")
+                and p.get("launchType", "FARGATE") == "FARGATE"
+                and not p.get("containerInstance")  # Fargate tasks have none
             ]
         start = 0
         if p.get("nextToken"):
@@ -534,6 +673,9 @@ class TaskService:
     def stop_task(self, region: str, p: dict) -> dict:
         cluster = self._cluster(region, p.get("cluster"))
         ref = p.get("task") or ""
+        if len(p.get("reason") or "") > 255:
+            # "Up to 255 characters are allowed in this message" (API reference); the wording is a guess.
+            raise invalid("reason can have at most 255 characters.")
         with self.lock:
             task = self._find(region, cluster.name, ref)
             if task is None:
@@ -558,6 +700,7 @@ class TaskService:
         return task
 
     def tag_resource(self, region: str, p: dict) -> dict:
+        check_tags(p.get("tags") or [])
         with self.lock:
             task = self._task_by_arn(region, p["resourceArn"])
             new = {t["key"]: t["value"] for t in p.get("tags") or []}
@@ -595,6 +738,10 @@ class TaskService:
     def _start(self, task: Task):
         if self._pause(task):
             return None
+        for role in (task.execution_role, task.task_role):
+            if role and unassumable_role(role, self.timing.iam_propagation):
+                self._fail_start(task, "TaskFailedToStart", assume_role_failure(role))
+                return None
         with self.lock:
             task.set_status("PENDING")
             task.attachment_status = "ATTACHED"
@@ -603,12 +750,27 @@ class TaskService:
             return None
         main = task.containers[0]
         if task.fault and task.fault.kind == "pull-error":
-            self._fail_start(
-                task,
-                "TaskFailedToStart",
-                f"CannotPullContainerError: pull image manifest has been retried 7 time(s): failed to resolve ref "
-                f"{main.image}: not found",
-            )
+            self._fail_start(task, "TaskFailedToStart", pull_error(main.image))
+            return None
+        ec2 = ec2_backends[ACCOUNT][task.region]
+        network = reach(ec2, ec2.get_subnet(task.subnet_id), task.public_ip is not None, task.region)
+        task.ssm_reachable = network.reaches("ssmmessages")
+        for container in task.containers:
+            unreachable = pull_failure(network, container.image, task.region)
+            if unreachable:
+                # Registry auth fails for the whole task; a pull, for its container.
+                blamed = container if unreachable.startswith("CannotPullContainerError") else None
+                self._fail_start(task, "TaskFailedToStart", unreachable, blamed)
+                return None
+        for container in task.containers:
+            if self.images.resolve(container.image) is None:
+                self._fail_start(task, "TaskFailedToStart", pull_error(container.image), container)
+                return None
+        argv = container_argv(self.images.resolve(main.image), main.definition, task.main_override.get("command"))
+        env = self._environment(task)
+        unstartable = start_error(argv, env["PATH"])
+        if unstartable:
+            self._fail_start(task, "TaskFailedToStart", unstartable, main)
             return None
         if task.setup_error:
             self._fail_start(task, "TaskFailedToStart", f"ResourceInitializationError: {task.setup_error}")
@@ -621,7 +783,7 @@ class TaskService:
         with self.lock:
             task.pull_stopped_at = time.time()
             task.set_status("ACTIVATING")
-        host = self._launch(task, sink)
+        host = self._launch(task, sink, argv, env)
         if self._pause(task):
             return host
         with self.lock:
@@ -662,19 +824,21 @@ class TaskService:
             )
             return None
 
-    def _launch(self, task: Task, sink) -> HostProcess:
+    def _environment(self, task: Task) -> dict:
+        """The main container's environment: the task definition's, merged with the overrides."""
+        main = task.containers[0]
+        env = {e["name"]: e["value"] for e in main.definition.get("environment") or []}
+        env.update({e["name"]: e["value"] for e in task.main_override.get("environment") or []})
+        env.setdefault("JUMP_RUNTIME_DIR", str(self._runtime_dir(task) / "run"))
+        return task_environment(task.region, env)
+
+    def _launch(self, task: Task, sink, argv: list[str], env: dict) -> HostProcess:
         addresses = [(task.private_ip, task.prefixlen)]
         if task.public_ip:
             addresses.append((task.public_ip, self.network.public_net.prefixlen))
         hostname = task.private_dns.split(".")[0]
         task.host_ns = self.network.add_host(task.id[:12], addresses, task.vpc_gateway, hostname)
-        main = task.containers[0]
-        env = {e["name"]: e["value"] for e in main.definition.get("environment") or []}
-        env.update({e["name"]: e["value"] for e in task.main_override.get("environment") or []})
-        runtime = self._runtime_dir(task)
-        env.setdefault("JUMP_RUNTIME_DIR", str(runtime / "run"))
-        argv = container_argv(main.definition, task.main_override.get("command"))
-        host = HostProcess(task.host_ns, hostname, argv, task_environment(task.region, env), sink, runtime / "output.log")
+        host = HostProcess(task.host_ns, hostname, argv, env, sink, self._runtime_dir(task) / "output.log")
         task.host_pid = host.proc.pid
         return host
 
@@ -708,14 +872,15 @@ class TaskService:
                 task.stopped_reason = reason
                 task.version += 1
 
-    def _fail_start(self, task: Task, code: str, reason: str) -> None:
+    def _fail_start(self, task: Task, code: str, reason: str, container: Container | None = None) -> None:
+        """The task stops before RUNNING; the reason goes on CONTAINER if one is to blame, else on all."""
         with self.lock:
             if task.desired_status == STOPPED and task.stop_code:
                 return
             task.desired_status = STOPPED
             task.stop_code = code
             task.stopped_reason = reason
-            for c in task.containers:
+            for c in [container] if container else task.containers:
                 c.reason = reason
             task.version += 1
 

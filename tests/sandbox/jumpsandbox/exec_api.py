@@ -5,6 +5,18 @@ enabled, the container exists, the task role may open the data channel) and
 registers a session with the message gateway, whose ``ws://`` URL goes back to
 the client exactly where AWS puts its ``wss://`` one.
 
+The agent is not reachable the moment ECS reports it RUNNING: "It can take a
+few seconds for the SSM Agent to be healthy and connected even after the
+process has gone to RUNNING" (AWS, containers-roadmap#187). For
+``timing.agent_connect`` seconds after that, ExecuteCommand answers
+TargetNotConnectedException and StartSession TargetNotConnected, so clients
+must retry as they must on AWS.
+
+StartSession resolves its document as SSM does: the parameters take the
+document's defaults, and the document's properties, filled in, are what the
+agent receives and hands to the client in its handshake (the official plugin
+reads its local port from there, not from the request it was given).
+
 On a cluster whose executeCommandConfiguration names a KMS key, the session
 carries that key and the task role, so that the gateway can run the agent's
 side of KMS encryption: Decrypt of the client's data key, with moto's KMS
@@ -12,6 +24,7 @@ backend, only if the policy simulator lets the task role call kms:Decrypt.
 The ExecuteCommand response is the same either way, as on AWS.
 """
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -30,7 +43,38 @@ DATA_CHANNEL_ACTIONS = [
     "ssmmessages:OpenControlChannel",
     "ssmmessages:OpenDataChannel",
 ]
-PORT_DOCUMENTS = ("AWS-StartPortForwardingSessionToRemoteHost", "AWS-StartPortForwardingSession")
+INTERNAL_ERROR = "The execute command failed due to an internal error. Try again later."
+NOT_ENABLED = (
+    "The execute command failed because execute command was not enabled when the task was run "
+    "or the execute command agent isn't running. Wait and try again or run a new task with "
+    "execute command enabled and try again."
+)
+# The AWS-owned port forwarding documents: each parameter's default (None: required) and the
+# properties the agent gets, with {{ name }} filled in from the parameters.
+PORT_DOCUMENTS = {
+    "AWS-StartPortForwardingSession": (
+        {"portNumber": "80", "localPortNumber": "0"},
+        {"portNumber": "{{ portNumber }}", "type": "LocalPortForwarding", "localPortNumber": "{{ localPortNumber }}"},
+    ),
+    "AWS-StartPortForwardingSessionToRemoteHost": (
+        {"host": None, "portNumber": "80", "localPortNumber": "0"},
+        {"portNumber": "{{ portNumber }}", "type": "LocalPortForwarding", "localPortNumber": "{{ localPortNumber }}",
+         "host": "{{ host }}"},
+    ),
+}
+SHELL_DOCUMENTS = ("", "SSM-SessionManagerRunShell")  # no DocumentName: the default shell
+COMMAND_DOCUMENTS = {"AWS-StartInteractiveCommand": ({"command": None}, {})}  # what ECS Exec runs
+# The documents' allowedPattern for each parameter: ports 1-65535 (0, "any free port", for the
+# local one), and a host without shell metacharacters.
+_MORE_DIGITS = r"|[1-9][0-9]{1,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$"
+PATTERNS = {
+    "portNumber": r"^([1-9]" + _MORE_DIGITS,
+    "localPortNumber": r"^([0-9]" + _MORE_DIGITS,
+    "host": r"""^[^,$^&\(\)!;'"<>\`{}\[\]\|#=]{3,}$""",
+}
+DOCUMENT_NAME = re.compile(r"^[a-zA-Z0-9_\-.:/]{3,128}$")  # DocumentARN in the SSM API model
+TARGET_MAX, SESSION_ID_MAX = 400, 96
+TASK_ID_LENGTHS = (32, 36)  # new-style hex ids, old-style UUIDs
 
 
 @dataclass
@@ -46,8 +90,15 @@ class TaskKms:
     task_id: str
     simulator: PolicySimulator
 
+    def key_arn(self) -> str:
+        """IAM judges kms:Decrypt on the key's ARN, whatever name the cluster used for it."""
+        try:
+            return kms_backends[ACCOUNT][self.region].describe_key(self.key_id).arn
+        except JsonRESTError:
+            return self.key_id
+
     def decrypt(self, blob: bytes, context: dict[str, str]) -> bytes:
-        if self.role and self.simulator.decision(self.role, "kms:Decrypt") != "allowed":
+        if self.role and self.simulator.decision(self.role, "kms:Decrypt", self.key_arn()) != "allowed":
             caller = f"arn:aws:sts::{ACCOUNT}:assumed-role/{self.role.split('/')[-1]}/{self.task_id}"
             raise KmsError(
                 f"AccessDeniedException: User: {caller} is not authorized to perform: kms:Decrypt on resource: "
@@ -73,12 +124,17 @@ class SessionApi:
         if not p.get("interactive"):
             raise invalid("Interactive is the only mode supported currently.")
         cluster = self.tasks._cluster(region, p.get("cluster"))
-        task = self.tasks._find(region, cluster.name, p.get("task") or "")
+        ref = p.get("task") or ""
+        if len(ref.split("/")[-1]) not in TASK_ID_LENGTHS:
+            # ECS's words for a task id that is neither kind (aws-samples ecsher#56).
+            raise invalid("task length should be one of [32,36]")
+        task = self.tasks._find(region, cluster.name, ref)
         if task is None:
             raise invalid("The specified task was not found.")
         container = self._container(task, p.get("container"))
         self._check_reachable(task)
-        spec = self._spec(task, "ecs", kind="command", command=p.get("command") or "", kms=self._kms(cluster, task))
+        spec = self._spec(task, container, "ecs", kind="command", command=p.get("command") or "",
+                          kms=self._kms(cluster, task))
         return {
             "clusterArn": task.cluster_arn,
             "containerArn": container.arn,
@@ -96,8 +152,10 @@ class SessionApi:
         if action == "StartSession":
             return self._start_session(region, p)
         if action == "TerminateSession":
-            self.gateway.terminate(p.get("SessionId", ""))
-            return {"SessionId": p.get("SessionId", "")}
+            session_id = p.get("SessionId") or ""
+            _check_length("sessionId", session_id, SESSION_ID_MAX)
+            self.gateway.terminate(session_id)
+            return {"SessionId": session_id}
         if action == "DescribeSessions":
             state = p.get("State")
             if state not in ("Active", "History"):
@@ -111,18 +169,33 @@ class SessionApi:
         return None
 
     def _start_session(self, region: str, p: dict) -> dict:
-        target = p.get("Target", "")
-        document = p.get("DocumentName", "")
-        if document not in PORT_DOCUMENTS:
-            raise AwsError("ValidationException", f"The sandbox supports port forwarding documents only, not {document!r}")
-        task = self._task_for_target(region, target)
-        params = p.get("Parameters") or {}
-        try:
-            port = int((params.get("portNumber") or [""])[0])
-        except ValueError:
-            raise AwsError("ValidationException", "portNumber must be a number") from None
-        host = (params.get("host") or ["localhost"])[0] if document == PORT_DOCUMENTS[0] else "127.0.0.1"
-        spec = self._spec(task, "ssm", kind="port", host=host, port=port)
+        target = p.get("Target") or ""
+        _check_length("target", target, TARGET_MAX)
+        document = p.get("DocumentName") or ""
+        if document and not DOCUMENT_NAME.match(document):
+            raise AwsError(
+                "ValidationException",
+                f"1 validation error detected: Value '{document}' at 'documentName' failed to satisfy constraint: "
+                f"Member must satisfy regular expression pattern: {DOCUMENT_NAME.pattern}",
+            )
+        params = {key: values[0] if isinstance(values, list) and values else values
+                  for key, values in (p.get("Parameters") or {}).items()}
+        if document in PORT_DOCUMENTS:
+            _, properties = _resolve(document, *PORT_DOCUMENTS[document], params)
+            # Without a host the agent dials the port on the target itself.
+            kind = dict(kind="port", host=properties.get("host", "127.0.0.1"), port=int(properties["portNumber"]),
+                        properties=properties)
+        elif document in SHELL_DOCUMENTS:
+            kind = dict(kind="command", command="")
+        elif document in COMMAND_DOCUMENTS:
+            values, _ = _resolve(document, *COMMAND_DOCUMENTS[document], params)
+            kind = dict(kind="command", command=values["command"])
+        elif document.startswith(("AWS-", "SSM-")):
+            raise AwsError("ValidationException", f"The sandbox does not emulate the document {document}")
+        else:
+            raise AwsError("InvalidDocument", f"Document with name {document} does not exist.")
+        task, container = self._task_for_target(region, target)
+        spec = self._spec(task, container, "ssm", **kind)
         return {
             "SessionId": spec.session_id,
             "TokenValue": spec.token,
@@ -130,18 +203,20 @@ class SessionApi:
         }
 
     def _task_for_target(self, region: str, target: str):
+        """SSM names no reason: an unknown, malformed or unreachable target is "not connected"."""
         not_connected = AwsError("TargetNotConnected", f"{target} is not connected.")
         if not target.startswith("ecs:") or target.count("_") < 2:
-            raise AwsError("ValidationException", f"Target {target!r} is not of the form ecs:<cluster>_<task-id>_<runtime-id>")
+            raise not_connected
         cluster, task_id, runtime_id = target[4:].rsplit("_", 2)
         task = self.tasks._find(region, cluster, task_id)
-        if task is None or not any(c.runtime_id == runtime_id for c in task.containers):
+        container = next((c for c in task.containers if c.runtime_id == runtime_id), None) if task else None
+        if container is None:
             raise not_connected
         try:
             self._check_reachable(task)
         except AwsError:
             raise not_connected from None
-        return task
+        return task, container
 
     @staticmethod
     def _container(task, name: str | None):
@@ -156,17 +231,14 @@ class SessionApi:
 
     def _check_reachable(self, task) -> None:
         if not task.exec_enabled or task.agent_status != "RUNNING" or task.last_status != "RUNNING" or not task.host_pid:
-            raise invalid(
-                "The execute command failed because execute command was not enabled when the task was run "
-                "or the execute command agent isn't running. Wait and try again or run a new task with "
-                "execute command enabled and try again."
-            )
+            raise invalid(NOT_ENABLED)
+        if time.time() < (task.agent_started_at or 0) + self.tasks.timing.agent_connect:
+            raise AwsError("TargetNotConnectedException", INTERNAL_ERROR)  # the agent is still registering
+        if not task.ssm_reachable:  # no route or endpoint to ssmmessages from its subnet (routes.py)
+            raise AwsError("TargetNotConnectedException", INTERNAL_ERROR)
         role = _task_role(task)
         if role and any(self.simulator.decision(role, action) != "allowed" for action in DATA_CHANNEL_ACTIONS):
-            raise AwsError(
-                "TargetNotConnectedException",
-                "The execute command failed due to an internal error. Try again later.",
-            )
+            raise AwsError("TargetNotConnectedException", INTERNAL_ERROR)
 
     def _kms(self, cluster, task) -> TaskKms | None:
         """The key in the cluster's executeCommandConfiguration encrypts every exec session on its tasks."""
@@ -175,14 +247,14 @@ class SessionApi:
             return None
         return TaskKms(settings["kmsKeyId"], task.region, _task_role(task), task.id, self.simulator)
 
-    def _spec(self, task, prefix: str, **kind) -> SessionSpec:
+    def _spec(self, task, container, prefix: str, **kind) -> SessionSpec:
         spec = SessionSpec(
             session_id=new_session_id(prefix),
             token=new_token(),
             task_pid=task.host_pid,
             namespace=task.host_ns,
             hosts_file=str(NETNS_ETC / task.host_ns / "hosts"),
-            target=f"ecs:{task.cluster_name}_{task.id}_{task.containers[0].runtime_id}",
+            target=f"ecs:{task.cluster_name}_{task.id}_{container.runtime_id}",
             created=time.time(),
             **kind,
         )
@@ -192,3 +264,35 @@ class SessionApi:
 
 def _task_role(task) -> str:
     return task.overrides.get("taskRoleArn") or task.task_role or ""
+
+
+def _check_length(member: str, value: str, most: int) -> None:
+    """The SSM API model's length limits, which AWS checks on its side whatever the SDK does."""
+    if not 1 <= len(value) <= most:
+        constraint = "greater than or equal to 1" if not value else f"less than or equal to {most}"
+        raise AwsError(
+            "ValidationException",
+            f"1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: "
+            f"Member must have length {constraint}",
+        )
+
+
+def _resolve(document: str, defaults: dict, template: dict, params: dict) -> tuple[dict, dict]:
+    """The parameters with their defaults, and the document's properties filled in with them.
+
+    A value that does not match its allowedPattern is refused in SSM's words; the wording
+    for a missing or an undefined parameter is a best guess.
+    """
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise AwsError("InvalidParameters", f"Parameter(s) {unknown} not defined in document {document}")
+    values = {}
+    for name, default in defaults.items():
+        value = params.get(name, default)
+        if value is None or value == "":
+            raise AwsError("InvalidParameters", f"Parameter {name} is required by document {document}")
+        if name in PATTERNS and not re.match(PATTERNS[name], str(value)):
+            raise AwsError("InvalidParameters", f'Parameter "{name}" has value "{value}" not matching "{PATTERNS[name]}".')
+        values[name] = str(value)
+    properties = {key: re.sub(r"\{\{ *(\w+) *\}\}", lambda m: values[m.group(1)], text) for key, text in template.items()}
+    return values, properties

@@ -128,6 +128,7 @@ class SessionSpec:
     host: str = ""
     port: int = 0
     target: str = ""  # ecs:<cluster>_<task-id>_<runtime-id>, as SSM names it
+    properties: dict | None = None  # a port session's document properties, filled in by StartSession
     kms: SessionKms | None = None  # set when the cluster encrypts exec sessions
     created: float = field(default_factory=time.time)
     status: str = "Connected"
@@ -288,7 +289,7 @@ class AgentSession:
             if isinstance(raw, str):
                 continue
             try:
-                msg = f.decode(raw)
+                msg = f.decode(raw, check_digest=False)  # the agent never checks a client's digest
             except f.FrameError:
                 continue
             if msg.message_type == f.ACK:
@@ -539,16 +540,16 @@ class AgentSession:
     # ---- port forwarding -----------------------------------------------
 
     async def _port(self) -> None:
+        """The handshake hands the client the document's properties, as the agent's port plugin does.
+
+        They travel as a Go map, so their keys are sorted. The official plugin takes
+        ``localPortNumber`` from here to choose the port it listens on.
+        """
         request = {
             "AgentVersion": AGENT_VERSION,
             "RequestedClientActions": [{
                 "ActionType": "SessionType",
-                "ActionParameters": {
-                    "SessionType": "Port",
-                    "Properties": {
-                        "portNumber": str(self.spec.port), "type": "LocalPortForwarding", "host": self.spec.host,
-                    },
-                },
+                "ActionParameters": {"SessionType": "Port", "Properties": dict(sorted(self.spec.properties.items()))},
             }],
         }
         await self.send_data(f.P_HANDSHAKE_REQUEST, json.dumps(request).encode())

@@ -4,6 +4,18 @@ jump can hand a session to the official plugin, invoked as the AWS CLI does:
 
     PLUGIN SESSION_JSON REGION StartSession PROFILE REQUEST_JSON ENDPOINT
 
+SESSION_JSON may instead name an environment variable starting
+``AWS_SSM_START_SESSION_RESPONSE`` that holds it (AWS CLI ``ssm start-session``
+does that with plugins newer than 1.2.497.0, to keep the token out of argv);
+with no arguments at all the plugin only says it is installed (AWS CLI
+``ecs execute-command`` runs it so before calling ExecuteCommand).
+
+As in the official plugin, the agent decides what the session is: a
+HandshakeRequest whose SessionType is ``Port`` makes it a port forwarding
+session listening on the ``localPortNumber`` the handshake's properties carry
+(any free port when absent or 0), whatever the request JSON says; output
+without a handshake makes it a shell.
+
 No official plugin can be installed where jump is built, so this client of the
 data channel plays it, written from shared/ssm-protocol.md and independent of
 the gateway (the agent side) and of jump. It checks its arguments as strictly
@@ -13,11 +25,12 @@ forwarded, local port forwarding over smux v1, and exit status 0 whenever the
 agent closes the channel, whatever the remote command's status was (the
 official plugin's known flaw, which jump's fallback documents).
 
-Where it differs: refused arguments, no arguments included, are a message on
-stderr and exit status 1 (the official plugin mostly prints them on stdout and
-exits 0); it offers no KMS encryption (the handshake answers every action but
-SessionType as unsupported), no port forwarding without smux, no reconnection;
-and a connection lost without channel_closed is exit status 1.
+Where it differs: refused arguments are a message on stderr and exit status 1
+(the official plugin mostly prints them on stdout and exits 0); it offers no
+KMS encryption (the handshake answers every action but SessionType as
+unsupported), no port forwarding without smux, no standard-stream port
+sessions (AWS-StartSSHSession), no reconnection; and a connection lost
+without channel_closed, or a session it cannot play, is exit status 1.
 
 ``JUMP_PLUGIN_STANDIN_LOG``, if set, names a file that gets one JSON line per
 invocation, ``{"argv": [...]}``, so tests can check what jump passed.
@@ -44,7 +57,11 @@ from . import ssmframe as f
 
 VERSION = "1.2.694.0"  # what the handshake reports; >= 1.1.70, so the agent multiplexes port sessions
 PORT_DOCUMENTS = ("AWS-StartPortForwardingSession", "AWS-StartPortForwardingSessionToRemoteHost")
-ACTION_SUCCESS, ACTION_UNSUPPORTED = 1, 3
+ACTION_SUCCESS, ACTION_FAILED, ACTION_UNSUPPORTED = 1, 2, 3
+RESPONSE_ENV = "AWS_SSM_START_SESSION_RESPONSE"
+INSTALLED = "\nThe Session Manager plugin was installed successfully. Use the AWS CLI to start a session.\n\n"
+SHELL_TYPES = ("Standard_Stream", "InteractiveCommands", "NonInteractiveCommands")
+PORT_TYPE = "Port"
 CHUNK = 1024  # the official plugin's largest payload per message
 RTO = 0.2  # seconds before the oldest unacknowledged message is sent again
 TERMINATE_WAIT = 2.0  # seconds to let the agent take the TerminateSession flag
@@ -61,6 +78,10 @@ class ChannelLost(Exception):
     """The connection ended without the agent closing the channel."""
 
 
+class Unsupported(Exception):
+    """A session the agent started that the stand-in cannot play."""
+
+
 @dataclass
 class Invocation:
     """What a session needs of the arguments; the region, profile and endpoint are only checked."""
@@ -68,8 +89,6 @@ class Invocation:
     session_id: str
     stream_url: str
     token: str
-    document: str  # "" for a shell (ECS Exec)
-    parameters: dict  # the request's Parameters, first values, keys lower-cased
 
 
 def parse(args: list[str]) -> Invocation:
@@ -80,6 +99,10 @@ def parse(args: list[str]) -> Invocation:
     session_json, region, operation, _profile, request_json, endpoint = args
     if operation != "StartSession":
         raise Refused(f"Invalid Operation {operation!r}: the only operation is StartSession")
+    if session_json.startswith(RESPONSE_ENV):
+        if session_json not in os.environ:
+            raise Refused(f"argument 1 names the environment variable {session_json}, which is not set")
+        session_json = os.environ.pop(session_json)  # the official plugin unsets it once read
     session = _json_object(session_json, "the session (argument 1)")
     fields = {key: session.get(key.lower()) for key in ("SessionId", "StreamUrl", "TokenValue")}
     for key, value in fields.items():
@@ -94,12 +117,9 @@ def parse(args: list[str]) -> Invocation:
     document = request.get("documentname") or ""
     if document and document not in PORT_DOCUMENTS:
         raise Refused(f"the stand-in plays shells and port forwarding only, not {document!r}")
-    parameters = {key.lower(): _first(value) for key, value in (request.get("parameters") or {}).items()}
-    if document and not parameters.get("localportnumber", "0").isdigit():
-        raise Refused(f"localPortNumber is {parameters['localportnumber']!r}")
     if not endpoint.startswith(("http://", "https://")):
         raise Refused(f"the endpoint (argument 6) is {endpoint!r}, not a URL")
-    return Invocation(fields["SessionId"], fields["StreamUrl"], fields["TokenValue"], document, parameters)
+    return Invocation(fields["SessionId"], fields["StreamUrl"], fields["TokenValue"])
 
 
 def _json_object(text: str, what: str) -> dict:
@@ -111,11 +131,6 @@ def _json_object(text: str, what: str) -> dict:
     if not isinstance(value, dict):
         raise Refused(f"{what} is not a JSON object")
     return {key.lower(): item for key, item in value.items()}
-
-
-def _first(value) -> str:
-    """StartSession parameters are lists of strings."""
-    return str(value[0]) if isinstance(value, list) and value else str(value)
 
 
 def say(text: str) -> None:
@@ -132,13 +147,15 @@ class DataChannel:
 
     def __init__(self, ws):
         self.ws = ws
-        self.on_payload = lambda msg: None  # each in-order agent message that is not handshake
+        self.pending: list[f.Message] = []  # agent messages that came before a session took them
+        self.on_payload = self.pending.append  # each in-order agent message that is not handshake
         self.out_seq = 0
         self.unacked: dict[int, list] = {}  # seq -> [frame, last sent]
         self.expected = 0
         self.early: dict[int, f.Message] = {}
         self.outbox: asyncio.Queue = asyncio.Queue()
         self.started = asyncio.Event()  # the session type is known: handshake complete, or first output
+        self.session_type = ""  # from the handshake's SessionType action; a shell if there is none
         self.properties: dict = {}  # the SessionType action's Properties
         self.closed_output: str | None = None
 
@@ -151,6 +168,13 @@ class DataChannel:
         }
         await ws.send(json.dumps(opening))
         return cls(ws)
+
+    def attach(self, handler) -> None:
+        """Hands the session its payloads: those that came early first, then each as it comes."""
+        for msg in self.pending:
+            handler(msg)
+        self.pending.clear()
+        self.on_payload = handler
 
     def send(self, payload_type: int, payload: bytes) -> None:
         """Queues numbered input messages; Output is cut into pieces as the official plugin cuts it."""
@@ -226,8 +250,9 @@ class DataChannel:
                 say(message + "\n")
             self.started.set()
         else:
-            if msg.payload_type == f.P_OUTPUT:
-                self.started.set()  # an agent without handshake: a shell
+            if msg.payload_type == f.P_OUTPUT and not self.session_type:
+                self.session_type = SHELL_TYPES[0]  # an agent without handshake: a shell
+                self.started.set()
             self.on_payload(msg)
 
     def _answer_handshake(self, request: dict) -> None:
@@ -235,7 +260,15 @@ class DataChannel:
         for action in request.get("RequestedClientActions") or []:
             kind = action.get("ActionType")
             if kind == "SessionType":
-                self.properties = (action.get("ActionParameters") or {}).get("Properties") or {}
+                parameters = action.get("ActionParameters") or {}
+                session_type = parameters.get("SessionType") or ""
+                if session_type not in (*SHELL_TYPES, PORT_TYPE):
+                    error = f"Unknown session type {session_type}"
+                    processed.append({"ActionType": kind, "ActionStatus": ACTION_FAILED, "Error": error})
+                    errors.append(error)
+                    continue
+                self.session_type = PORT_TYPE if session_type == PORT_TYPE else SHELL_TYPES[0]
+                self.properties = parameters.get("Properties") or {}
                 processed.append({"ActionType": kind, "ActionStatus": ACTION_SUCCESS})
             else:
                 error = f"Unsupported action {kind}"
@@ -248,16 +281,12 @@ class DataChannel:
 # ---- shells ---------------------------------------------------------------
 
 
-async def shell_session(inv: Invocation, channel: DataChannel) -> str:
+async def shell_session(inv: Invocation, channel: DataChannel, runner: asyncio.Task) -> str:
     """Output to stdout, stdin and the terminal's size and control keys to the agent."""
-    channel.on_payload = _show
-    runner = asyncio.create_task(channel.run())
+    channel.attach(_show)
     loop = asyncio.get_running_loop()
     for sig, byte in CONTROL_BYTES.items():
         loop.add_signal_handler(sig, channel.send, f.P_OUTPUT, byte)
-    await _first_done(runner, channel.started)
-    if runner.done():
-        return runner.result()
     size = _terminal_size()
     channel.send(f.P_SIZE, json.dumps(size).encode())
 
@@ -374,28 +403,27 @@ class MuxClient:
                 writer.close()  # accept() then sees the end and answers with FIN
 
 
-async def port_session(inv: Invocation, channel: DataChannel) -> str:
-    """Listens on 127.0.0.1 once the handshake is done; SIGINT or SIGTERM terminates the session."""
+async def port_session(inv: Invocation, channel: DataChannel, runner: asyncio.Task) -> str:
+    """Listens where the handshake says; SIGINT or SIGTERM terminates the session.
+
+    The port is the handshake's ``localPortNumber`` (0 or none: any free port), on
+    ``$SSM_PLUGIN_LOCAL_HOST`` or else 127.0.0.1, where the official plugin's
+    ``localhost`` listener lands.
+    """
+    if channel.properties.get("type") != "LocalPortForwarding":
+        raise Unsupported(f"the stand-in forwards local ports only, not a {channel.properties.get('type')!r} session")
     mux = MuxClient(channel, inv.session_id)
-    channel.on_payload = mux.receive
-    runner = asyncio.create_task(channel.run())
+    channel.attach(mux.receive)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await _first_done(runner, channel.started, stop)
-    if runner.done():
-        return runner.result()
-    server = None
-    if not stop.is_set():
-        # The official plugin reads the local port from the handshake; the request has it too.
-        port = channel.properties.get("localPortNumber") or inv.parameters.get("localportnumber") or "0"
-        server = await asyncio.start_server(mux.accept, "127.0.0.1", int(port))
-        say(f"Port {server.sockets[0].getsockname()[1]} opened for sessionId {inv.session_id}.\n")
-        say("Waiting for connections...\n")
-        await _first_done(runner, stop)
-    if server is not None:
-        server.close()
+    port = int(channel.properties.get("localPortNumber") or 0)
+    server = await asyncio.start_server(mux.accept, os.environ.get("SSM_PLUGIN_LOCAL_HOST") or "127.0.0.1", port)
+    say(f"Port {server.sockets[0].getsockname()[1]} opened for sessionId {inv.session_id}.\n")
+    say("Waiting for connections...\n")
+    await _first_done(runner, stop)
+    server.close()
     if runner.done():
         return runner.result()
     say("Terminate signal received, exiting.\n")
@@ -421,11 +449,20 @@ async def start(inv: Invocation) -> int:
     except (OSError, InvalidHandshake, InvalidURI) as err:
         print(f"session-manager-plugin: cannot open the data channel: {err}", file=sys.stderr)
         return 1
-    session = port_session if inv.document else shell_session
+    runner = asyncio.create_task(channel.run())
     try:
-        output = await session(inv, channel)
+        await _first_done(runner, channel.started)
+        if runner.done():
+            output = runner.result()
+        else:
+            session = port_session if channel.session_type == PORT_TYPE else shell_session
+            output = await session(inv, channel, runner)
     except ChannelLost as err:
         print(f"session-manager-plugin: {err}", file=sys.stderr)
+        return 1
+    except Unsupported as err:
+        print(f"session-manager-plugin: {err}", file=sys.stderr)
+        await channel.terminate(runner)
         return 1
     if output:
         say(f"\n\nSessionId: {inv.session_id} : {output}\n\n")
@@ -444,6 +481,9 @@ def _log(args: list[str]) -> None:
 def main() -> int:
     args = sys.argv[1:]
     _log(args)
+    if not args:
+        say(INSTALLED)
+        return 0
     if args == ["--version"]:
         print(VERSION)
         return 0

@@ -5,6 +5,8 @@ written before any namespace or link exists, so that whatever a crash leaves
 behind is always attributable and removed by the next start or by ``clean``.
 """
 
+import datetime
+import json
 import os
 import random
 import secrets
@@ -16,6 +18,7 @@ from pathlib import Path
 os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
 
 import boto3  # noqa: E402
+from moto.iam.models import iam_backends  # noqa: E402
 from moto.moto_server.werkzeug_app import (  # noqa: E402
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -41,6 +44,9 @@ from .network import (  # noqa: E402
 from .rds import Databases  # noqa: E402
 
 REGION = "us-east-1"
+TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
+ACCOUNT = "123456789012"
+LOG_GROUP = "/jump/sessions"
 
 
 class QuietHandler(MotoRequestHandler):
@@ -64,14 +70,101 @@ def _bootstrap(endpoint: str, vpc_net) -> dict:
     ecs = session.client("ecs", endpoint_url=endpoint)
     vpc = ec2.create_vpc(CidrBlock=str(vpc_net))["Vpc"]["VpcId"]
     ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+    blocks = list(vpc_net.subnets(new_prefix=24))
     subnets = []
     for index, zone in ((1, "a"), (2, "b")):
-        cidr = str(list(vpc_net.subnets(new_prefix=24))[index])
-        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=cidr, AvailabilityZone=f"{REGION}{zone}")
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock=str(blocks[index]), AvailabilityZone=f"{REGION}{zone}")
         subnets.append(subnet["Subnet"]["SubnetId"])
+    _bootstrap_routes(ec2, vpc, str(blocks[0]), subnets)
+    _default_vpc_internet(ec2)
     group = ec2.create_security_group(GroupName="jump-sandbox", Description="jump sandbox jumphosts", VpcId=vpc)
     ecs.create_cluster(clusterName=CLUSTER)
-    return {"vpc": vpc, "subnets": subnets, "security_group": group["GroupId"]}
+    roles = _bootstrap_roles(session.client("iam", endpoint_url=endpoint))
+    return {"vpc": vpc, "subnets": subnets, "security_group": group["GroupId"], **roles}
+
+
+def _named(kind: str, name: str) -> list:
+    return [{"ResourceType": kind, "Tags": [{"Key": "Name", "Value": name}]}]
+
+
+def _internet_gateway(ec2, vpc: str, name: str | None = None) -> str:
+    igw = ec2.create_internet_gateway(TagSpecifications=_named("internet-gateway", name) if name else [])
+    igw_id = igw["InternetGateway"]["InternetGatewayId"]
+    ec2.attach_internet_gateway(InternetGatewayId=igw_id, VpcId=vpc)
+    return igw_id
+
+
+def _bootstrap_routes(ec2, vpc: str, public_cidr: str, private_subnets: list) -> None:
+    """The usual layout of a VPC for private tasks: a public subnet routed to an internet
+    gateway, holding a NAT gateway, and a route table sending the private subnets through it.
+
+    The main table keeps only its local route, so a subnet added later is isolated until
+    someone routes it (routes.py decides what that means for its tasks).
+    """
+    public = ec2.create_subnet(VpcId=vpc, CidrBlock=public_cidr, AvailabilityZone=f"{REGION}a",
+                               TagSpecifications=_named("subnet", "jump-sandbox-public"))["Subnet"]["SubnetId"]
+    igw = _internet_gateway(ec2, vpc, "jump-sandbox")
+    public_table = ec2.create_route_table(VpcId=vpc, TagSpecifications=_named("route-table", "jump-sandbox-public"))
+    public_table = public_table["RouteTable"]["RouteTableId"]
+    ec2.create_route(RouteTableId=public_table, DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
+    ec2.associate_route_table(RouteTableId=public_table, SubnetId=public)
+    address = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    nat = ec2.create_nat_gateway(SubnetId=public, AllocationId=address,
+                                 TagSpecifications=_named("natgateway", "jump-sandbox"))["NatGateway"]["NatGatewayId"]
+    private_table = ec2.create_route_table(VpcId=vpc, TagSpecifications=_named("route-table", "jump-sandbox-private"))
+    private_table = private_table["RouteTable"]["RouteTableId"]
+    ec2.create_route(RouteTableId=private_table, DestinationCidrBlock="0.0.0.0/0", NatGatewayId=nat)
+    for subnet in private_subnets:
+        ec2.associate_route_table(RouteTableId=private_table, SubnetId=subnet)
+
+
+def _default_vpc_internet(ec2) -> None:
+    """What a real account's default VPC has and moto's lacks: an internet gateway, and a
+    0.0.0.0/0 route to it in the main route table, the only table its default subnets use."""
+    default = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    igw = _internet_gateway(ec2, default)
+    main = ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [default]},
+                                              {"Name": "association.main", "Values": ["true"]}])
+    ec2.create_route(RouteTableId=main["RouteTables"][0]["RouteTableId"], DestinationCidrBlock="0.0.0.0/0",
+                     GatewayId=igw)
+
+
+def _template(name: str) -> str:
+    """A policy from templates/, filled for the sandbox's account, as `jump init` fills it."""
+    text = (TEMPLATES / name).read_text()
+    for key, value in {"partition": "aws", "region": REGION, "account": ACCOUNT, "log_group": LOG_GROUP}.items():
+        text = text.replace("{{" + key + "}}", value)
+    json.loads(text)  # a template that no longer parses must fail the start, loudly
+    return text
+
+
+def _bootstrap_roles(iam) -> dict:
+    """The task and execution roles an account prepared for jump has (what `jump init` makes).
+
+    They model roles that existed long before the sandbox started, so IAM propagation
+    (a role is unusable for a few seconds after CreateRole) does not apply to them.
+    """
+    trust = _template("ecs-tasks-trust-policy.json")
+    arns = {}
+    for key, name, policy in (
+        ("task_role", "jump-sandbox-task", "task-role-policy.json"),
+        ("execution_role", "jump-sandbox-task-execution", "execution-role-policy.json"),
+    ):
+        arns[key] = iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+        iam.put_role_policy(RoleName=name, PolicyName="jump", PolicyDocument=_template(policy))
+    backdate_roles(arns.values())
+    # The caller (moto's default credentials are user/moto) is the account's administrator.
+    iam.create_user(UserName="moto")
+    iam.attach_user_policy(UserName="moto", PolicyArn="arn:aws:iam::aws:policy/AdministratorAccess")
+    return arns
+
+
+def backdate_roles(arns) -> None:
+    """Marks roles as created an hour ago: long propagated, like those of a real account."""
+    backend = iam_backends[ACCOUNT]["global"]
+    for arn in arns:
+        role = backend.get_role_by_arn(arn)
+        role.create_date = role.create_date - datetime.timedelta(hours=1)
 
 
 def start(port: int, env_file: str | None, step: float, stop_on_eof: bool = False) -> None:
@@ -126,6 +219,8 @@ def start(port: int, env_file: str | None, step: float, stop_on_eof: bool = Fals
             "JUMP_CLUSTER": CLUSTER,
             "JUMP_SUBNETS": ",".join(created["subnets"]),
             "JUMP_SECURITY_GROUPS": created["security_group"],
+            "JUMP_TASK_ROLE": created["task_role"],
+            "JUMP_EXECUTION_ROLE": created["execution_role"],
             "JUMP_SANDBOX_INSTANCE": instance,
         }
         lines = "".join(f"{key}={value}\n" for key, value in env.items())

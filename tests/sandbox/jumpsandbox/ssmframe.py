@@ -65,7 +65,11 @@ class FrameError(ValueError):
     pass
 
 
-def decode(data: bytes) -> Message:
+def decode(data: bytes, check_digest: bool = True) -> Message:
+    """Reads one message as the official plugin does; the agent checks less (no digest).
+
+    Both refuse a message without CreatedDate, except the gateway's publication notices.
+    """
     if len(data) < HEADER_LENGTH + 4:
         raise FrameError(f"frame of {len(data)} bytes is shorter than a header")
     (header_length, mtype, _schema, created, seq, flags, raw_id, digest, ptype) = struct.unpack(
@@ -77,10 +81,15 @@ def decode(data: bytes) -> Message:
     payload = data[HEADER_LENGTH + 4 : HEADER_LENGTH + 4 + length]
     if len(payload) != length:
         raise FrameError(f"payload of {len(payload)} bytes, header says {length}")
-    if hashlib.sha256(payload).digest() != digest:
+    message_type = mtype.decode("ascii", "replace").strip(" \x00")
+    if message_type in (START_PUBLICATION, PAUSE_PUBLICATION):
+        check_digest = False
+    elif created == 0:
+        raise FrameError("CreatedDate is missing")
+    if check_digest and length and hashlib.sha256(payload).digest() != digest:
         raise FrameError("payload digest mismatch")
     message_id = uuid.UUID(bytes=raw_id[8:] + raw_id[:8])
-    return Message(mtype.decode("ascii", "replace").strip(" \x00"), seq, flags, message_id, ptype, payload, created)
+    return Message(message_type, seq, flags, message_id, ptype, payload, created)
 
 
 def data_message(seq: int, payload_type: int, payload: bytes) -> Message:

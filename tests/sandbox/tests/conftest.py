@@ -1,9 +1,12 @@
 """Shared fixtures: one sandbox for the session, boto3 clients, task helpers."""
 
+import datetime
+import json
 import os
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import boto3
@@ -12,6 +15,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from jumpsandbox.harness import Sandbox  # noqa: E402
+
+ECS_TASKS_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}],
+}
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +41,25 @@ class Aws:
         self.subnets = env["JUMP_SUBNETS"].split(",")
         self.groups = env["JUMP_SECURITY_GROUPS"].split(",")
 
+    def timing(self) -> dict:
+        """The sandbox's lifecycle delays (POST /_sandbox/timing with no change answers them)."""
+        request = urllib.request.Request(f"{self.env['AWS_ENDPOINT_URL']}/_sandbox/timing", data=b"{}", method="POST")
+        request.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def role(self, name: str, trust: dict = ECS_TASKS_TRUST) -> str:
+        """A role ECS can assume: created if missing, then waited for as IAM propagates it."""
+        try:
+            role = self.iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]
+        except self.iam.exceptions.EntityAlreadyExistsException:
+            role = self.iam.get_role(RoleName=name)["Role"]
+        ready = role["CreateDate"] + datetime.timedelta(seconds=self.timing()["iam_propagation"])
+        remaining = (ready - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+        if remaining > 0:
+            time.sleep(remaining + 0.05)  # a known deadline: nothing to poll for
+        return role["Arn"]
+
     def register(self, family="jumphost", **container) -> str:
         definition = {
             "name": "jumphost",
@@ -52,6 +79,7 @@ class Aws:
         out = self.ecs.register_task_definition(
             family=family, requiresCompatibilities=["FARGATE"], networkMode="awsvpc",
             cpu="256", memory="512", containerDefinitions=[definition],
+            executionRoleArn=self.env["JUMP_EXECUTION_ROLE"],  # awslogs on Fargate needs one
             tags=[{"key": "team", "value": "platform"}],
         )
         return out["taskDefinition"]["taskDefinitionArn"]

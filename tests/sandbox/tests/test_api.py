@@ -11,6 +11,16 @@ def error_of(call, **kwargs):
     return info.value.response["Error"]
 
 
+def routed_vpc(aws, cidr: str) -> str:
+    """A new VPC whose main route table leads to an internet gateway (tasks there need a public IP)."""
+    vpc = aws.ec2.create_vpc(CidrBlock=cidr)["Vpc"]["VpcId"]
+    igw = aws.ec2.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    aws.ec2.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc)
+    main = aws.ec2.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["RouteTables"][0]
+    aws.ec2.create_route(RouteTableId=main["RouteTableId"], DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
+    return vpc
+
+
 def test_list_tasks_defaults_to_running_and_paginates(aws):
     arns = [aws.run(startedBy="paging")["taskArn"] for _ in range(3)]
     listed, token = [], None
@@ -26,8 +36,10 @@ def test_list_tasks_defaults_to_running_and_paginates(aws):
     aws.ecs.stop_task(cluster=aws.cluster, task=arns[0])
     running = aws.ecs.list_tasks(cluster=aws.cluster, startedBy="paging")["taskArns"]
     assert running == arns[1:]
-    stopped = aws.ecs.list_tasks(cluster=aws.cluster, startedBy="paging", desiredStatus="STOPPED")["taskArns"]
-    assert stopped == arns[:1]
+    # startedBy is a filter of its own: stopped tasks are listed by status, then picked out.
+    pages = aws.ecs.get_paginator("list_tasks").paginate(cluster=aws.cluster, desiredStatus="STOPPED")
+    stopped = [arn for page in pages for arn in page["taskArns"]]
+    assert [arn for arn in stopped if arn in arns] == arns[:1]
     for arn in arns[1:]:
         aws.ecs.stop_task(cluster=aws.cluster, task=arn)
 
@@ -115,11 +127,11 @@ def test_run_task_without_network_configuration(aws):
 
 
 def test_runs_in_any_vpc_including_one_without_dns_hostnames(aws):
-    vpc = aws.ec2.create_vpc(CidrBlock="10.199.0.0/16")["Vpc"]["VpcId"]
+    vpc = routed_vpc(aws, "10.199.0.0/16")
     subnet = aws.ec2.create_subnet(VpcId=vpc, CidrBlock="10.199.7.0/24")["Subnet"]["SubnetId"]
     arn = aws.ecs.run_task(
         cluster=aws.cluster, taskDefinition="jumphost", launchType="FARGATE",
-        networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet]}},
+        networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "assignPublicIp": "ENABLED"}},
     )["tasks"][0]["taskArn"]
     running, _ = aws.wait_for(arn, "RUNNING")
     details = {d["name"]: d["value"] for d in running["attachments"][0]["details"]}
@@ -133,14 +145,14 @@ def test_a_reused_address_reaches_the_new_host_at_once(aws):
     import socket
     import time
 
-    vpc = aws.ec2.create_vpc(CidrBlock="10.198.0.0/16")["Vpc"]["VpcId"]
+    vpc = routed_vpc(aws, "10.198.0.0/16")
     subnet = aws.ec2.create_subnet(VpcId=vpc, CidrBlock="10.198.0.0/28")["Subnet"]["SubnetId"]  # 11 usable
     keys = {"name": "JUMP_AUTHORIZED_KEYS", "value": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFakeFakeFakeFakeFakeFakeFakeFake x"}
 
     def run(count):
         return aws.ecs.run_task(
             cluster=aws.cluster, taskDefinition="jumphost", launchType="FARGATE", count=count,
-            networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet]}},
+            networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "assignPublicIp": "ENABLED"}},
             overrides={"containerOverrides": [{"name": "jumphost", "environment": [keys]}]},
         )["tasks"]
 

@@ -116,13 +116,16 @@ def test_crash_after_start(sandbox, aws):
     assert stopped["containers"][0]["exitCode"] == 139
 
 
-def test_simulate_principal_policy_allows_by_default_and_denies_on_request(sandbox, aws):
+def test_simulate_principal_policy_follows_the_role_policy_and_denies_on_request(sandbox, aws):
     role = aws.iam.create_role(RoleName="jump-task", AssumeRolePolicyDocument=json.dumps({
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"},
                        "Action": "sts:AssumeRole"}],
     }))["Role"]["Arn"]
     actions = ["ssmmessages:CreateControlChannel", "ssmmessages:OpenDataChannel"]
+    aws.iam.put_role_policy(RoleName="jump-task", PolicyName="exec", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}],
+    }))
 
     def decisions():
         out = aws.iam.simulate_principal_policy(PolicySourceArn=role, ActionNames=actions)

@@ -80,14 +80,47 @@ class Client:
         return data
 
 
+NOT_CONNECTED = ("TargetNotConnectedException", "TargetNotConnected")
+
+
+def until_connected(call, timeout: float = 20):
+    """CALL's answer once the task's exec agent has connected, retrying as a client must on AWS.
+
+    For a few seconds after the agent reports RUNNING, ECS answers TargetNotConnectedException
+    and SSM TargetNotConnected.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except botocore.exceptions.ClientError as err:
+            if err.response["Error"]["Code"] not in NOT_CONNECTED or time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
+
+
+def exec_role(aws, name: str, *actions: str) -> str:
+    """A task role ECS can assume, allowed to open the exec agent's channels and ACTIONS."""
+    arn = aws.role(name)
+    channels = ["ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
+                "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"]
+    aws.iam.put_role_policy(RoleName=name, PolicyName="exec", PolicyDocument=json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": channels + list(actions), "Resource": "*"}],
+    }))
+    return arn
+
+
 def exec_task(aws, env=None):
     task = aws.run(env=env, enableExecuteCommand=True)
     running, _ = aws.wait_for(task["taskArn"], "RUNNING")
     return running
 
 
-def execute(aws, task, command):
-    return aws.ecs.execute_command(cluster=aws.cluster, task=task["taskArn"], command=command, interactive=True)["session"]
+def execute(aws, task, command, cluster=None):
+    """ExecuteCommand's session, retried until the agent has connected."""
+    return until_connected(lambda: aws.ecs.execute_command(
+        cluster=cluster or aws.cluster, task=task["taskArn"], command=command, interactive=True))["session"]
 
 
 def exec_session(aws, command, env=None) -> tuple[dict, Client]:
@@ -224,21 +257,25 @@ def test_execute_command_preconditions(aws):
     with pytest.raises(botocore.exceptions.ClientError) as info:
         aws.ecs.execute_command(cluster=aws.cluster, task="0" * 32, command="sh", interactive=True)
     assert info.value.response["Error"]["Code"] == "InvalidParameterException"
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        aws.ecs.execute_command(cluster=aws.cluster, task="not-a-task", command="sh", interactive=True)
+    assert info.value.response["Error"]["Message"] == "task length should be one of [32,36]"
     aws.ecs.stop_task(cluster=aws.cluster, task=plain["taskArn"])
 
 
 def test_task_role_without_data_channel_permission(sandbox, aws):
-    role = "arn:aws:iam::123456789012:role/no-ssmmessages"
+    role = exec_role(aws, "no-ssmmessages")
     aws.ecs.register_task_definition(
         family="norole", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256", memory="512",
         taskRoleArn=role, containerDefinitions=[{"name": "jumphost", "image": "jump/jumphost:latest"}],
     )
     task = aws.run(family="norole", enableExecuteCommand=True)
     aws.wait_for(task["taskArn"], "RUNNING")
+    execute(aws, task, "/bin/sh")  # the agent has connected
     ctl(sandbox, "deny", "ssmmessages:OpenDataChannel", "--principal", "role/no-ssmmessages")
     try:
         with pytest.raises(botocore.exceptions.ClientError) as info:
-            execute(aws, task, "/bin/sh")
+            aws.ecs.execute_command(cluster=aws.cluster, task=task["taskArn"], command="/bin/sh", interactive=True)
         assert info.value.response["Error"]["Code"] == "TargetNotConnectedException"
     finally:
         ctl(sandbox, "clear")
@@ -267,10 +304,14 @@ class Streams:
         return cmd, sid, data
 
 
+def target_of(aws, task) -> str:
+    return f"ecs:{aws.cluster}_{task['taskArn'].split('/')[-1]}_{task['containers'][0]['runtimeId']}"
+
+
 def port_session(aws, task, host, port, version="1.2.0.0"):
-    target = f"ecs:{aws.cluster}_{task['taskArn'].split('/')[-1]}_{task['containers'][0]['runtimeId']}"
-    out = aws.ssm.start_session(Target=target, DocumentName="AWS-StartPortForwardingSessionToRemoteHost",
-                                Parameters={"host": [host], "portNumber": [str(port)], "localPortNumber": ["0"]})
+    out = until_connected(lambda: aws.ssm.start_session(
+        Target=target_of(aws, task), DocumentName="AWS-StartPortForwardingSessionToRemoteHost",
+        Parameters={"host": [host], "portNumber": [str(port)], "localPortNumber": ["0"]}))
     client = Client(out["StreamUrl"], out["TokenValue"], version=version)
     request = json.loads(client.next().payload)
     action = request["RequestedClientActions"][0]
@@ -340,9 +381,10 @@ def test_unreachable_port_fails_only_its_stream(aws, database):
 def test_start_session_needs_a_connected_target(aws):
     plain = aws.run()
     running, _ = aws.wait_for(plain["taskArn"], "RUNNING")
-    with pytest.raises(botocore.exceptions.ClientError) as info:
-        port_session(aws, running, "localhost", 22)
-    assert info.value.response["Error"]["Code"] == "TargetNotConnected"
+    for target in (target_of(aws, running), "ecs:no-such-target", "i-0123456789abcdef0"):
+        with pytest.raises(botocore.exceptions.ClientError) as info:
+            aws.ssm.start_session(Target=target, DocumentName="AWS-StartPortForwardingSession")
+        assert info.value.response["Error"] == {"Code": "TargetNotConnected", "Message": f"{target} is not connected."}
     aws.ecs.stop_task(cluster=aws.cluster, task=plain["taskArn"])
 
 

@@ -15,7 +15,7 @@ import pytest
 from conftest import ctl
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from jumpsandbox import ssmframe as f
-from test_gateway import Client
+from test_gateway import Client, exec_role, until_connected
 
 KMS_CLUSTER = "jump-kms"
 TASK_ROLE = "arn:aws:iam::123456789012:role/jump-kms-task"
@@ -35,6 +35,7 @@ def key_arn(aws, kms):
     aws.ecs.create_cluster(clusterName=KMS_CLUSTER, configuration={
         "executeCommandConfiguration": {"kmsKeyId": arn, "logging": "DEFAULT"},
     })
+    assert exec_role(aws, TASK_ROLE.split("/")[-1], "kms:Decrypt") == TASK_ROLE
     aws.ecs.register_task_definition(
         family="kmsrole", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256", memory="512",
         taskRoleArn=TASK_ROLE, containerDefinitions=[{"name": "jumphost", "image": "jump/jumphost:latest"}],
@@ -70,7 +71,8 @@ class Sealed:
 
 
 def start(aws, task, command) -> tuple[dict, str, Client]:
-    session = aws.ecs.execute_command(cluster=KMS_CLUSTER, task=task["taskArn"], command=command, interactive=True)
+    session = until_connected(lambda: aws.ecs.execute_command(
+        cluster=KMS_CLUSTER, task=task["taskArn"], command=command, interactive=True))
     target = f"ecs:{KMS_CLUSTER}_{task['taskArn'].split('/')[-1]}_{task['containers'][0]['runtimeId']}"
     return session, target, Client(session["session"]["streamUrl"], session["session"]["tokenValue"])
 
@@ -240,16 +242,17 @@ def test_undecryptable_input_ends_the_session(aws, kms, kms_task):
 
 def test_port_sessions_and_plain_clusters_are_not_encrypted(aws, kms_task):
     target = f"ecs:{KMS_CLUSTER}_{kms_task['taskArn'].split('/')[-1]}_{kms_task['containers'][0]['runtimeId']}"
-    out = aws.ssm.start_session(Target=target, DocumentName="AWS-StartPortForwardingSession",
-                                Parameters={"portNumber": ["22"], "localPortNumber": ["0"]})
+    out = until_connected(lambda: aws.ssm.start_session(
+        Target=target, DocumentName="AWS-StartPortForwardingSession",
+        Parameters={"portNumber": ["22"], "localPortNumber": ["0"]}))
     client = Client(out["StreamUrl"], out["TokenValue"])
     actions = [a["ActionType"] for a in handshake_request(client)["RequestedClientActions"]]
     assert actions == ["SessionType"]
     aws.ssm.terminate_session(SessionId=out["SessionId"])
     plain = aws.run(enableExecuteCommand=True)  # the default cluster has no key
     task, _ = aws.wait_for(plain["taskArn"], "RUNNING")
-    session = aws.ecs.execute_command(cluster=aws.cluster, task=task["taskArn"], command="sh -c 'echo plain-$((1+1))'",
-                                      interactive=True)["session"]
+    session = until_connected(lambda: aws.ecs.execute_command(
+        cluster=aws.cluster, task=task["taskArn"], command="sh -c 'echo plain-$((1+1))'", interactive=True))["session"]
     client = Client(session["streamUrl"], session["tokenValue"])
     first = client.next()
     assert first.payload_type == f.P_OUTPUT

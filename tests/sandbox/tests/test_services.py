@@ -7,7 +7,7 @@ import botocore.exceptions
 import pytest
 from conftest import Aws, ctl, namespaces
 from jumpsandbox.harness import Sandbox
-from test_gateway import Client
+from test_gateway import Client, until_connected
 from test_hygiene import objects_of
 
 
@@ -72,9 +72,9 @@ def test_a_service_runs_scales_replaces_and_deletes_its_tasks(sandbox, aws):
     assert service["deployments"][0]["id"] == deployment
     assert service["taskDefinition"] == tasks[0]["taskDefinitionArn"]
 
-    session = aws.ecs.execute_command(
+    session = until_connected(lambda: aws.ecs.execute_command(
         cluster=aws.cluster, task=tasks[0]["taskArn"], command="sh -c 'echo $((6*7)); hostname'", interactive=True,
-    )["session"]
+    ))["session"]
     out = Client(session["streamUrl"], session["tokenValue"]).drain().decode()
     assert "42" in out and "ip-10-" in out
 

@@ -1,0 +1,106 @@
+//! The ARNs jump names in IAM questions and policy documents, built in one place.
+//!
+//! IAM matches a statement's `Resource` against the ARN of what a call touches, so a
+//! simulation with the wrong ARN (or none: IAM then uses `*`, which a statement scoped to
+//! one log group never matches) answers a different question than the real call asks.
+
+/// Where the resources live: partition, account and region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub partition: String,
+    pub account: String,
+    pub region: String,
+}
+
+impl Account {
+    /// From the caller's ARN (`arn:PARTITION:sts::ACCOUNT:…`) and the clients' region.
+    pub fn from_caller(arn: &str, region: &str) -> anyhow::Result<Account> {
+        match arn.split(':').collect::<Vec<_>>().as_slice() {
+            ["arn", partition, _, _, account, ..]
+                if !partition.is_empty() && !account.is_empty() =>
+            {
+                Ok(Account {
+                    partition: partition.to_string(),
+                    account: account.to_string(),
+                    region: region.to_string(),
+                })
+            }
+            _ => anyhow::bail!("sts:GetCallerIdentity returned an ARN jump cannot read: {arn}"),
+        }
+    }
+
+    fn regional(&self, service: &str, rest: &str) -> String {
+        format!(
+            "arn:{}:{service}:{}:{}:{rest}",
+            self.partition, self.region, self.account
+        )
+    }
+
+    /// The ARN a role created without a path gets.
+    pub fn role_arn(&self, name: &str) -> String {
+        format!("arn:{}:iam::{}:role/{name}", self.partition, self.account)
+    }
+
+    pub fn cluster(&self, name: &str) -> String {
+        self.regional("ecs", &format!("cluster/{name}"))
+    }
+
+    /// A task of `cluster` (a made-up id stands for "any task jump would start").
+    pub fn task(&self, cluster: &str, id: &str) -> String {
+        self.regional("ecs", &format!("task/{cluster}/{id}"))
+    }
+
+    pub fn task_definition(&self, family: &str, revision: u32) -> String {
+        self.regional("ecs", &format!("task-definition/{family}:{revision}"))
+    }
+
+    /// A stream of a log group: what PutLogEvents and GetLogEvents are authorised on.
+    pub fn log_stream(&self, group: &str, stream: &str) -> String {
+        self.regional("logs", &format!("log-group:{group}:log-stream:{stream}"))
+    }
+
+    /// An AWS-owned SSM document (no account in its ARN).
+    pub fn aws_document(&self, name: &str) -> String {
+        format!(
+            "arn:{}:ssm:{}::document/{name}",
+            self.partition, self.region
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_comes_from_the_caller_arn() {
+        let account = Account::from_caller(
+            "arn:aws-cn:sts::111122223333:assumed-role/R/s",
+            "cn-north-1",
+        )
+        .unwrap();
+        assert_eq!(account.partition, "aws-cn");
+        assert_eq!(account.account, "111122223333");
+        assert_eq!(account.role_arn("x"), "arn:aws-cn:iam::111122223333:role/x");
+        assert!(Account::from_caller("garbage", "r").is_err());
+    }
+
+    #[test]
+    fn arns_follow_each_service_s_format() {
+        let a = Account::from_caller("arn:aws:sts::1:user/u", "eu-west-1").unwrap();
+        assert_eq!(a.cluster("c"), "arn:aws:ecs:eu-west-1:1:cluster/c");
+        assert_eq!(a.task("c", "abc"), "arn:aws:ecs:eu-west-1:1:task/c/abc");
+        assert_eq!(
+            a.task_definition("jump-jumphost", 3),
+            "arn:aws:ecs:eu-west-1:1:task-definition/jump-jumphost:3"
+        );
+        assert_eq!(
+            a.log_stream("/jump/sessions", "jump/x"),
+            "arn:aws:logs:eu-west-1:1:log-group:/jump/sessions:log-stream:jump/x"
+        );
+        assert_eq!(
+            a.aws_document("AWS-StartPortForwardingSession"),
+            "arn:aws:ssm:eu-west-1::document/AWS-StartPortForwardingSession"
+        );
+    }
+}
