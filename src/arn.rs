@@ -1,8 +1,11 @@
-//! The ARNs jump names in IAM questions and policy documents, built in one place.
+//! The ARNs jump names in IAM questions and policy documents, built (or, for a KMS key
+//! named by alias or id, looked up) in one place.
 //!
 //! IAM matches a statement's `Resource` against the ARN of what a call touches, so a
 //! simulation with the wrong ARN (or none: IAM then uses `*`, which a statement scoped to
 //! one log group never matches) answers a different question than the real call asks.
+
+use crate::aws::ApiError;
 
 /// Where the resources live: partition, account and region.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,8 +16,9 @@ pub struct Account {
 }
 
 impl Account {
-    /// From the caller's ARN (`arn:PARTITION:sts::ACCOUNT:…`) and the clients' region.
-    pub fn from_caller(arn: &str, region: &str) -> anyhow::Result<Account> {
+    /// From any ARN of the account (the caller's `arn:PARTITION:sts::ACCOUNT:…`, a
+    /// role's) and the clients' region.
+    pub fn from_arn(arn: &str, region: &str) -> anyhow::Result<Account> {
         match arn.split(':').collect::<Vec<_>>().as_slice() {
             ["arn", partition, _, _, account, ..]
                 if !partition.is_empty() && !account.is_empty() =>
@@ -25,7 +29,7 @@ impl Account {
                     region: region.to_string(),
                 })
             }
-            _ => anyhow::bail!("sts:GetCallerIdentity returned an ARN jump cannot read: {arn}"),
+            _ => anyhow::bail!("jump cannot read the account of the ARN {arn}"),
         }
     }
 
@@ -59,6 +63,11 @@ impl Account {
         self.regional("logs", &format!("log-group:{group}:log-stream:{stream}"))
     }
 
+    /// The log group itself (CreateLogGroup).
+    pub fn log_group(&self, group: &str) -> String {
+        self.regional("logs", &format!("log-group:{group}"))
+    }
+
     /// An AWS-owned SSM document (no account in its ARN).
     pub fn aws_document(&self, name: &str) -> String {
         format!(
@@ -68,13 +77,30 @@ impl Account {
     }
 }
 
+/// The key's ARN: IAM matches `kms:Decrypt` and `kms:GenerateDataKey` against the key,
+/// never against an alias or a bare id.
+pub async fn key_arn(kms: &aws_sdk_kms::Client, key: &str) -> anyhow::Result<String> {
+    if key.starts_with("arn:") && key.contains(":key/") {
+        return Ok(key.to_string());
+    }
+    let out = kms
+        .describe_key()
+        .key_id(key)
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("kms:DescribeKey", e))?;
+    let arn = out.key_metadata().and_then(|m| m.arn());
+    arn.map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("kms:DescribeKey returned no ARN for {key}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn account_comes_from_the_caller_arn() {
-        let account = Account::from_caller(
+        let account = Account::from_arn(
             "arn:aws-cn:sts::111122223333:assumed-role/R/s",
             "cn-north-1",
         )
@@ -82,12 +108,12 @@ mod tests {
         assert_eq!(account.partition, "aws-cn");
         assert_eq!(account.account, "111122223333");
         assert_eq!(account.role_arn("x"), "arn:aws-cn:iam::111122223333:role/x");
-        assert!(Account::from_caller("garbage", "r").is_err());
+        assert!(Account::from_arn("garbage", "r").is_err());
     }
 
     #[test]
     fn arns_follow_each_service_s_format() {
-        let a = Account::from_caller("arn:aws:sts::1:user/u", "eu-west-1").unwrap();
+        let a = Account::from_arn("arn:aws:sts::1:user/u", "eu-west-1").unwrap();
         assert_eq!(a.cluster("c"), "arn:aws:ecs:eu-west-1:1:cluster/c");
         assert_eq!(a.task("c", "abc"), "arn:aws:ecs:eu-west-1:1:task/c/abc");
         assert_eq!(

@@ -116,6 +116,12 @@ pub enum PlanError {
          (`jump init` creates one; templates/execution-role-policy.json is its policy)"
     )]
     NoExecutionRole,
+    #[error(
+        "exec mode reaches the jumphost through ECS Exec, which needs a task role: set \
+         --task-role, JUMP_TASK_ROLE or `task_role` in jump.toml to a role with \
+         templates/task-role-policy.json (`jump init` creates one), or use --mode ssh"
+    )]
+    ExecWithoutTaskRole,
     #[error("`ttl` must be between 1m and 24h (got {0}); set it with --ttl, JUMP_TTL or `ttl` in jump.toml")]
     Ttl(String),
     #[error("`idle_timeout` ({idle}) must not exceed `ttl` ({ttl})")]
@@ -307,6 +313,20 @@ impl Layers {
         self.cluster.clone().ok_or_else(|| missing("cluster"))
     }
 
+    /// Subnets and security groups alone, validated as for a plan: for a task that is not
+    /// jump's own (`jump run --task-definition`), which needs nothing else of jump.toml.
+    pub fn network(&self) -> Result<(Vec<String>, Vec<String>), PlanError> {
+        Ok((
+            ids(self.subnets.clone(), "subnets", "subnet-", MAX_SUBNETS)?,
+            ids(
+                self.security_groups.clone(),
+                "security_groups",
+                "sg-",
+                MAX_GROUPS,
+            )?,
+        ))
+    }
+
     /// Validates everything and produces the immutable [`Plan`].
     pub fn into_plan(self) -> Result<Plan, PlanError> {
         let cluster = self.cluster.ok_or_else(|| missing("cluster"))?;
@@ -338,6 +358,11 @@ impl Layers {
         // travel that way), and Fargate refuses to register that without an execution role.
         let execution_role =
             arn(self.execution_role, "execution_role")?.ok_or(PlanError::NoExecutionRole)?;
+        let task_role = arn(self.task_role, "task_role")?;
+        let mode = self.mode.unwrap_or_default();
+        if mode == Mode::Exec && task_role.is_none() {
+            return Err(PlanError::ExecWithoutTaskRole);
+        }
         Ok(Plan {
             cluster,
             subnets,
@@ -353,7 +378,7 @@ impl Layers {
             log_group: self
                 .log_group
                 .unwrap_or_else(|| "/jump/sessions".to_string()),
-            task_role: arn(self.task_role, "task_role")?,
+            task_role,
             execution_role,
             container_name: self
                 .container_name
@@ -361,7 +386,7 @@ impl Layers {
             family: self.family.unwrap_or_else(|| "jump-jumphost".to_string()),
             login_user: self.login_user.unwrap_or_else(|| "jump".to_string()),
             wait_timeout,
-            mode: self.mode.unwrap_or_default(),
+            mode,
         })
     }
 }
@@ -846,6 +871,24 @@ mod tests {
             err.contains("execution_role") && err.contains("awslogs") && err.contains("jump init"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn exec_mode_needs_a_task_role_for_ecs_exec() {
+        let err = with(base(), "mode", "exec").unwrap_err().to_string();
+        assert!(
+            err.contains("task_role") && err.contains("--mode ssh"),
+            "{err}"
+        );
+        let mut layers = base();
+        layers
+            .set(
+                "task_role",
+                Raw::Text("arn:aws:iam::1:role/t"),
+                &Origin::Flag("--task-role".into()),
+            )
+            .unwrap();
+        assert_eq!(with(layers, "mode", "exec").unwrap().mode, Mode::Exec);
     }
 
     #[test]

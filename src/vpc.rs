@@ -7,7 +7,7 @@
 //! route through an internet gateway only. `jump doctor` judges a configuration by this,
 //! and `jump init` picks subnets and `public` by it.
 
-use aws_sdk_ec2::types::{Filter, RouteTable};
+use aws_sdk_ec2::types::{Filter, RouteState, RouteTable};
 
 use crate::aws::ApiError;
 
@@ -18,7 +18,10 @@ pub enum WayOut {
     Nat,
     /// An internet gateway route only: works for tasks with a public IP.
     InternetGateway,
-    /// No default route (VPC endpoints are the only way to AWS).
+    /// A default route to something else (a transit gateway, a NAT instance, a peering
+    /// or a firewall): it may well reach the internet, but jump cannot tell from here.
+    Elsewhere,
+    /// No usable default route (VPC endpoints are the only way to AWS).
     None,
 }
 
@@ -27,23 +30,29 @@ impl WayOut {
         let default_routes = table
             .into_iter()
             .flat_map(|t| t.routes())
-            .filter(|r| r.destination_cidr_block() == Some("0.0.0.0/0"));
+            .filter(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
+            .filter(|r| r.state() != Some(&RouteState::Blackhole));
         let mut way = WayOut::None;
         for route in default_routes {
             if route.nat_gateway_id().is_some() {
                 return WayOut::Nat;
             }
-            if route.gateway_id().is_some_and(|g| g.starts_with("igw-")) {
-                way = WayOut::InternetGateway;
-            }
+            way = match route.gateway_id() {
+                Some(g) if g.starts_with("igw-") => WayOut::InternetGateway,
+                Some("local") => way,
+                _ if way == WayOut::None => WayOut::Elsewhere,
+                _ => way,
+            };
         }
         way
     }
 
-    /// Whether a task with (or without) a public IP reaches the internet this way.
+    /// Whether a task with (or without) a public IP reaches the internet this way, as
+    /// far as the route table tells ([`WayOut::Elsewhere`] is given the benefit of the
+    /// doubt; callers say they could not tell).
     pub fn reaches_internet(self, public_ip: bool) -> bool {
         match self {
-            WayOut::Nat => true,
+            WayOut::Nat | WayOut::Elsewhere => true,
             WayOut::InternetGateway => public_ip,
             WayOut::None => false,
         }
@@ -133,9 +142,22 @@ mod tests {
         assert_eq!(igw_subnet, WayOut::InternetGateway);
         assert!(igw_subnet.reaches_internet(true));
         assert!(!igw_subnet.reaches_internet(false));
-        let isolated = WayOut::of(Some(&table(vec![local])));
+        let isolated = WayOut::of(Some(&table(vec![local.clone()])));
         assert_eq!(isolated, WayOut::None);
         assert!(!isolated.reaches_internet(true));
         assert_eq!(WayOut::of(None), WayOut::None);
+        let dead_nat = Route::builder()
+            .destination_cidr_block("0.0.0.0/0")
+            .nat_gateway_id("nat-2")
+            .state(RouteState::Blackhole)
+            .build();
+        assert_eq!(WayOut::of(Some(&table(vec![dead_nat]))), WayOut::None);
+        let transit = Route::builder()
+            .destination_cidr_block("0.0.0.0/0")
+            .transit_gateway_id("tgw-1")
+            .build();
+        let hub = WayOut::of(Some(&table(vec![local, transit])));
+        assert_eq!(hub, WayOut::Elsewhere);
+        assert!(hub.reaches_internet(false));
     }
 }

@@ -14,8 +14,8 @@ use crate::doctor::network::Placement;
 use crate::doctor::{cluster, identity, logs, network, role, task, Check, Report};
 use crate::exit::Exit;
 use crate::output::Output;
-use crate::plan::{Layers, Mode};
-use crate::session::record::{session_task, TAG_OWNER_ID};
+use crate::plan::Layers;
+use crate::session::record::session_task;
 use crate::session::wait::{describe_task, newest, service_tasks};
 use crate::session::SessionId;
 
@@ -202,16 +202,7 @@ async fn examine_task(
             "give the task definition a taskRoleArn with templates/task-role-policy.json",
         )),
     }
-    if let Some(account) = caller.account(&clients.region) {
-        let owner = found
-            .tags()
-            .iter()
-            .find(|t| t.key() == Some(TAG_OWNER_ID))
-            .and_then(|t| t.value());
-        let questions =
-            identity::session_questions(&account, cluster, Some(task_arn), owner, caller);
-        report.add(identity::may(clients, principal, &questions).await);
-    }
+    report.add(identity::may_reach(clients, principal, cluster, &found, caller).await);
     let placement = placement(clients, &found, &def, exec.kms_key.is_some()).await;
     report.extend(network::checks(clients, &placement).await);
     report.extend(awslogs_group(clients, &def).await);
@@ -312,39 +303,21 @@ async fn examine_config(
             return;
         }
     };
-    match (&plan.task_role, plan.mode) {
-        (Some(role_arn), _) => {
-            report.add(Check::pass("task-role", format!("jumphosts run as {role_arn}")));
+    // The plan refuses exec mode without a task role, so no role here means ssh mode.
+    match &plan.task_role {
+        Some(role_arn) => {
+            report.add(Check::pass(
+                "task-role",
+                format!("jumphosts run as {role_arn}"),
+            ));
             report.extend(role::checks(clients, role_arn, exec).await);
         }
-        (None, Mode::Ssh) => report.add(Check::pass("task-role", "ssh mode needs no task role")),
-        (None, Mode::Exec) => report.add(Check::fail(
-            "task-role",
-            "exec mode needs a task role, and none is configured",
-            "set `task_role` in jump.toml to a role with templates/task-role-policy.json (`jump init` creates one)",
-        )),
+        None => report.add(Check::pass("task-role", "ssh mode needs no task role")),
     }
     report.add(execution_role(clients, &plan.execution_role).await);
-    report.extend(role::execution_checks(clients, &plan.execution_role, &plan.log_group).await);
-    if let Some(account) = caller.account(&clients.region) {
-        let roles: Vec<&str> = [
-            Some(plan.execution_role.as_str()),
-            plan.task_role.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        let mut questions =
-            identity::launch_questions(&account, &plan.cluster, &plan.family, &roles, caller);
-        questions.extend(identity::session_questions(
-            &account,
-            &plan.cluster,
-            None,
-            Some(&caller.user_id),
-            caller,
-        ));
-        report.add(identity::may(clients, principal, &questions).await);
-    }
+    let logs = (&plan.log_group, &plan.container_name);
+    report.add(role::execution_checks(clients, &plan.execution_role, logs.0, logs.1).await);
+    report.add(identity::may_use(clients, principal, &plan, caller).await);
     let placement = Placement {
         subnets: plan.subnets.clone(),
         security_groups: plan.security_groups.clone(),

@@ -61,11 +61,11 @@ fn check(args: &RunArgs) -> anyhow::Result<Checked> {
     let network = match args.service {
         Some(_) => None,
         None => {
-            let plan = layers(args.config.as_deref(), &[])?.into_plan()?;
+            let (subnets, groups) = layers(args.config.as_deref(), &[])?.network()?;
             Some(
                 AwsVpcConfiguration::builder()
-                    .set_subnets(Some(plan.subnets))
-                    .set_security_groups(Some(plan.security_groups))
+                    .set_subnets(Some(subnets))
+                    .set_security_groups(Some(groups))
                     .build()?,
             )
         }
@@ -106,8 +106,13 @@ async fn one_off(
             network.ok_or_else(|| UsageError("no network configuration".into()))?,
         ),
     };
-    let chosen =
-        choose_container(&clients.ecs, &task_definition, args.container.as_deref()).await?;
+    let chosen = choose_container(
+        &clients.ecs,
+        &task_definition,
+        args.container.as_deref(),
+        args.task_role.as_deref(),
+    )
+    .await?;
     let container = chosen.name.clone();
     let expires = SystemTime::now() + checked.ttl;
 
@@ -146,7 +151,7 @@ async fn one_off(
         request = request.tags(tag(key, &value));
     }
     let attempt = || async {
-        let task_arn = guard.launch(start_task(request.clone())).await?;
+        let task_arn = start_task(&guard, &request).await?;
         let spec = WaitSpec {
             cluster: &cluster,
             task_arn: &task_arn,
@@ -241,6 +246,7 @@ async fn choose_container(
     ecs: &aws_sdk_ecs::Client,
     task_definition: &str,
     wanted: Option<&str>,
+    task_role: Option<&str>,
 ) -> anyhow::Result<Chosen> {
     let out = ecs
         .describe_task_definition()
@@ -248,6 +254,16 @@ async fn choose_container(
         .send()
         .await
         .map_err(|e| ApiError::from_sdk("ecs:DescribeTaskDefinition", e))?;
+    // ECS refuses RunTask with ECS Exec on a task without a task role; say so first.
+    let role = task_role.or(out.task_definition().and_then(|d| d.task_role_arn()));
+    if role.is_none() {
+        return Err(UsageError(format!(
+            "{task_definition} has no task role, and jump run reaches its task through ECS \
+             Exec, which needs one: pass --task-role ARN (a role with \
+             templates/task-role-policy.json), or give the task definition a taskRoleArn"
+        ))
+        .into());
+    }
     let containers = out
         .task_definition()
         .map(|d| d.container_definitions())

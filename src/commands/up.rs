@@ -108,19 +108,21 @@ impl Session {
             Some(self.dir.generate_keypair(&self.id)?)
         };
         let expires = SystemTime::now() + plan.ttl;
+        // One budget for the whole wait, however many times the task has to be started.
+        let deadline = Instant::now() + plan.wait_timeout;
         let attempt = || async {
             progress.stage("starting the task");
             let task_arn = self
                 .launch(
-                    definition_arn.clone(),
-                    owner.clone(),
-                    caller.user_id.clone(),
-                    authorized_key.clone(),
+                    &definition_arn,
+                    &owner,
+                    &caller.user_id,
+                    authorized_key.as_deref(),
                     expires,
                 )
                 .await?;
             tracing::info!(task_arn, session = %self.id, "task started");
-            let spec = self.wait_spec(&task_arn, Instant::now() + plan.wait_timeout);
+            let spec = self.wait_spec(&task_arn, deadline);
             let endpoint = wait::wait_running(&self.clients, &spec, |status| {
                 progress.stage(&format!("task {status}"))
             })
@@ -129,7 +131,6 @@ impl Session {
         };
         let (task_arn, endpoint) =
             wait::until_roles_assumable(attempt, |note| progress.stage(note)).await?;
-        let deadline = Instant::now() + plan.wait_timeout;
         let spec = self.wait_spec(&task_arn, deadline);
         let host = endpoint
             .public_ip
@@ -232,29 +233,22 @@ impl Session {
     /// Calls RunTask through the guard, so the task is owned even if we are cancelled.
     async fn launch(
         &self,
-        definition_arn: String,
-        owner: String,
-        owner_id: String,
-        authorized_key: Option<String>,
+        definition_arn: &str,
+        owner: &str,
+        owner_id: &str,
+        authorized_key: Option<&str>,
         expires: SystemTime,
     ) -> anyhow::Result<String> {
-        let ecs = self.clients.ecs.clone();
-        let plan = self.plan.clone();
-        let id = self.id.clone();
-        self.guard
-            .launch(async move {
-                let launch = Launch {
-                    plan: &plan,
-                    task_definition_arn: &definition_arn,
-                    session: &id,
-                    owner: &owner,
-                    owner_id: &owner_id,
-                    authorized_key: authorized_key.as_deref(),
-                    expires,
-                };
-                provision::run_task(&ecs, &launch).await
-            })
-            .await
+        let launch = Launch {
+            plan: &self.plan,
+            task_definition_arn: definition_arn,
+            session: &self.id,
+            owner,
+            owner_id,
+            authorized_key,
+            expires,
+        };
+        provision::run_task(&self.clients.ecs, &self.guard, &launch).await
     }
 
     /// A missing host key is often a task that died after starting; say so if it did.

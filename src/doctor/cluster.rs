@@ -16,6 +16,8 @@ pub struct ExecSettings {
     pub log_group: Option<String>,
     /// The S3 bucket sessions are logged to, if any, and whether uploads must be encrypted.
     pub s3_bucket: Option<String>,
+    /// The key prefix session logs get in the bucket, if any.
+    pub s3_prefix: Option<String>,
     pub s3_encrypted: bool,
 }
 
@@ -75,6 +77,10 @@ pub async fn cluster(clients: &Clients, name: &str) -> (Check, Option<ExecSettin
             .and_then(|l| l.cloud_watch_log_group_name())
             .map(str::to_string),
         s3_bucket: logging.and_then(|l| l.s3_bucket_name()).map(str::to_string),
+        s3_prefix: logging
+            .and_then(|l| l.s3_key_prefix())
+            .filter(|p| !p.is_empty())
+            .map(str::to_string),
         s3_encrypted: logging.is_some_and(|l| l.s3_encryption_enabled()),
     };
     (

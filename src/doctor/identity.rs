@@ -2,7 +2,10 @@
 
 use crate::arn::Account;
 use crate::aws::Clients;
+use crate::plan::Plan;
 use crate::policy_sim::{denied, Context, Question};
+use crate::session::provision::{awslogs_stream, LOG_STREAM_PREFIX};
+use crate::session::record::{TAG_CONTENT_HASH, TAG_EXPIRES, TAG_OWNER, TAG_OWNER_ID, TAG_SESSION};
 
 use super::Check;
 
@@ -21,7 +24,7 @@ impl Caller {
     }
 
     pub fn account(&self, region: &str) -> Option<Account> {
-        Account::from_caller(&self.arn, region).ok()
+        Account::from_arn(&self.arn, region).ok()
     }
 }
 
@@ -117,7 +120,7 @@ const ANY_TASK: &str = "0123456789abcdef0123456789abcdef";
 
 /// The questions of everything a session in `cluster` asks on one task: describe, stop,
 /// exec and port sessions, each with the owner tag the task carries (`owner_id`).
-pub fn session_questions(
+fn session_questions(
     account: &Account,
     cluster: &str,
     task_arn: Option<&str>,
@@ -128,8 +131,14 @@ pub fn session_questions(
     let mut on_task = caller.context();
     on_task.push(Context::string("ecs:cluster", &account.cluster(cluster)));
     if let Some(owner) = owner_id {
-        on_task.push(Context::string("ecs:ResourceTag/jump:owner-id", owner));
-        on_task.push(Context::string("aws:ResourceTag/jump:owner-id", owner));
+        on_task.push(Context::string(
+            &format!("ecs:ResourceTag/{TAG_OWNER_ID}"),
+            owner,
+        ));
+        on_task.push(Context::string(
+            &format!("aws:ResourceTag/{TAG_OWNER_ID}"),
+            owner,
+        ));
     }
     let document = account.aws_document("AWS-StartPortForwardingSessionToRemoteHost");
     vec![
@@ -149,41 +158,52 @@ pub fn session_questions(
     ]
 }
 
-/// The questions of starting a session: RunTask of jump's family tagged with the
-/// caller's id, tagging on create, listing the cluster's tasks, passing the roles.
-pub fn launch_questions(
-    account: &Account,
-    cluster: &str,
-    family: &str,
-    roles: &[&str],
-    caller: &Caller,
-) -> Vec<Question<'static>> {
+/// The questions of starting a session: registering and describing jump's family,
+/// RunTask of it tagged with the caller's id, tagging on create, listing the cluster's
+/// tasks, passing the roles, reading the host key from the log stream, the data channel.
+fn launch_questions(account: &Account, plan: &Plan, caller: &Caller) -> Vec<Question<'static>> {
     let tags = Context::list(
         "aws:TagKeys",
-        &[
-            "jump:owner",
-            "jump:owner-id",
-            "jump:session",
-            "jump:expires",
-        ],
+        &[TAG_OWNER, TAG_OWNER_ID, TAG_SESSION, TAG_EXPIRES],
     );
     let mut request = caller.context();
     request.extend([
-        Context::string("ecs:cluster", &account.cluster(cluster)),
-        Context::string("aws:RequestTag/jump:owner-id", &caller.user_id),
+        Context::string("ecs:cluster", &account.cluster(&plan.cluster)),
+        Context::string(&format!("aws:RequestTag/{TAG_OWNER_ID}"), &caller.user_id),
         tags,
     ]);
+    // Any revision stands for the family's latest: the user policy allows `family:*`.
+    let definition = account.task_definition(&plan.family, 1);
+    let stream = account.log_stream(
+        &plan.log_group,
+        &awslogs_stream(LOG_STREAM_PREFIX, &plan.container_name, ANY_TASK),
+    );
     let mut questions = vec![
-        // Any revision stands for the family's latest: the user policy allows `family:*`.
-        Question::new(&["ecs:RunTask"], account.task_definition(family, 1)).with_all(&request),
-        Question::new(&["ecs:TagResource"], account.task(cluster, ANY_TASK))
+        Question::new(&["ecs:DescribeTaskDefinition"], "*").with_all(&caller.context()),
+        Question::new(&["ecs:RegisterTaskDefinition"], definition.clone())
+            .with_all(&caller.context()),
+        Question::new(&["ecs:TagResource"], definition.clone())
+            .with_all(&caller.context())
+            .with(Context::list("aws:TagKeys", &[TAG_CONTENT_HASH]))
+            .with(Context::string(
+                "ecs:CreateAction",
+                "RegisterTaskDefinition",
+            )),
+        Question::new(&["ecs:RunTask"], definition).with_all(&request),
+        Question::new(&["ecs:TagResource"], account.task(&plan.cluster, ANY_TASK))
             .with_all(&request)
             .with(Context::string("ecs:CreateAction", "RunTask")),
         Question::new(&["ecs:ListTasks"], "*").with_all(&request),
+        Question::new(&["logs:GetLogEvents"], stream).with_all(&caller.context()),
+        Question::new(&["ssmmessages:OpenDataChannel"], "*").with_all(&caller.context()),
     ];
-    for role in roles {
+    let roles = [
+        Some(plan.execution_role.as_str()),
+        plan.task_role.as_deref(),
+    ];
+    for role in roles.into_iter().flatten() {
         questions.push(
-            Question::new(&["iam:PassRole"], *role)
+            Question::new(&["iam:PassRole"], role)
                 .with_all(&caller.context())
                 .with(Context::string(
                     "iam:PassedToService",
@@ -191,5 +211,59 @@ pub fn launch_questions(
                 )),
         );
     }
+    questions.extend(session_questions(
+        account,
+        &plan.cluster,
+        None,
+        Some(&caller.user_id),
+        caller,
+    ));
     questions
+}
+
+/// The caller may start and use sessions as `plan` describes (one check), or WARN when
+/// the caller's account cannot be read from its ARN.
+pub async fn may_use(clients: &Clients, principal: &str, plan: &Plan, caller: &Caller) -> Check {
+    match caller.account(&clients.region) {
+        Some(account) => {
+            may(
+                clients,
+                principal,
+                &launch_questions(&account, plan, caller),
+            )
+            .await
+        }
+        None => cannot_tell(caller),
+    }
+}
+
+/// The caller may reach this running task (one check).
+pub async fn may_reach(
+    clients: &Clients,
+    principal: &str,
+    cluster: &str,
+    task: &aws_sdk_ecs::types::Task,
+    caller: &Caller,
+) -> Check {
+    let Some(account) = caller.account(&clients.region) else {
+        return cannot_tell(caller);
+    };
+    let owner = task
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some(TAG_OWNER_ID))
+        .and_then(|t| t.value());
+    let questions = session_questions(&account, cluster, task.task_arn(), owner, caller);
+    may(clients, principal, &questions).await
+}
+
+fn cannot_tell(caller: &Caller) -> Check {
+    Check::warn(
+        "caller-permissions",
+        format!(
+            "cannot tell the account of {}, so your permissions were not checked",
+            caller.arn
+        ),
+        "report this: STS returned a caller ARN jump cannot read",
+    )
 }

@@ -50,6 +50,7 @@ async fn route(clients: &Clients, placement: &Placement) -> Result<Vec<Check>, A
         .await
         .map_err(|e| ApiError::from_sdk("ec2:DescribeSubnets", e))?;
     let mut offline = Vec::new();
+    let mut elsewhere = Vec::new();
     let mut vpc = None;
     for subnet in subnets.subnets() {
         let (id, vpc_id) = (
@@ -58,7 +59,9 @@ async fn route(clients: &Clients, placement: &Placement) -> Result<Vec<Check>, A
         );
         vpc = Some(vpc_id.to_string());
         let way = vpc::way_out(&clients.ec2, id, vpc_id).await?;
-        if !way.reaches_internet(placement.public_ip) {
+        if way == vpc::WayOut::Elsewhere {
+            elsewhere.push(id.to_string());
+        } else if !way.reaches_internet(placement.public_ip) {
             offline.push(id.to_string());
         }
     }
@@ -69,6 +72,18 @@ async fn route(clients: &Clients, placement: &Placement) -> Result<Vec<Check>, A
             "fix `subnets` in jump.toml",
         )]);
     };
+    if offline.is_empty() && !elsewhere.is_empty() {
+        return Ok(vec![Check::warn(
+            "network-route",
+            format!(
+                "subnets {} route 0.0.0.0/0 to something other than a NAT or internet gateway \
+                 (a transit gateway, a NAT instance, a firewall): jump cannot tell whether that \
+                 reaches Session Manager",
+                elsewhere.join(", ")
+            ),
+            "make sure it reaches the internet on 443, or add an ssmmessages VPC endpoint",
+        )]);
+    }
     if offline.is_empty() {
         return Ok(vec![Check::pass(
             "network-route",

@@ -1,32 +1,37 @@
 //! The task role: the identity the exec agent inside the task uses to open its channels,
 //! write session logs and decrypt the session key.
 
-use crate::arn::Account;
+use crate::arn::{key_arn, Account};
 use crate::aws::Clients;
 use crate::connect::exec_access::CHANNEL_ACTIONS;
 use crate::policy_sim::{denied, Question};
+use crate::session::provision::{awslogs_stream, LOG_STREAM_PREFIX};
 
 use super::cluster::ExecSettings;
 use super::Check;
 
 /// A stream name standing for "the streams the agent will create".
 const ANY_STREAM: &str = "ecs-execute-command-0123456789abcdef";
+/// A task id standing for "any task jump starts".
+const ANY_TASK_ID: &str = "0123456789abcdef0123456789abcdef";
 
 /// Every permission the exec agent needs, given the cluster's settings, each asked on
 /// the resource the agent's call touches.
 pub async fn checks(clients: &Clients, role: &str, exec: &ExecSettings) -> Vec<Check> {
-    let account = Account::from_caller(role, &clients.region).ok();
-    let mut checks = vec![
-        simulate(
-            clients,
-            ("task role", role),
-            "task-role-channels",
-            &[Question::new(&CHANNEL_ACTIONS, "*")],
-            "open ECS Exec's control and data channels",
-            "add templates/task-role-policy.json to the task role",
-        )
-        .await,
-    ];
+    let account = Account::from_arn(role, &clients.region).ok();
+    let mut checks = Vec::new();
+    if account.is_none() && (exec.log_group.is_some() || exec.s3_bucket.is_some()) {
+        checks.push(unreadable(role, "task-role-logging"));
+    }
+    checks.extend([simulate(
+        clients,
+        ("task role", role),
+        "task-role-channels",
+        &[Question::new(&CHANNEL_ACTIONS, "*")],
+        "open ECS Exec's control and data channels",
+        "add templates/task-role-policy.json to the task role",
+    )
+    .await]);
     if let (Some(group), Some(account)) = (&exec.log_group, &account) {
         let stream = account.log_stream(group, ANY_STREAM);
         checks.push(
@@ -46,9 +51,13 @@ pub async fn checks(clients: &Clients, role: &str, exec: &ExecSettings) -> Vec<C
     }
     if let (Some(bucket), Some(account)) = (&exec.s3_bucket, &account) {
         let bucket_arn = format!("arn:{}:s3:::{bucket}", account.partition);
+        let prefix = exec
+            .s3_prefix
+            .as_deref()
+            .map_or(String::new(), |p| format!("{p}/"));
         let mut questions = vec![Question::new(
             &["s3:PutObject"],
-            format!("{bucket_arn}/{ANY_STREAM}.log"),
+            format!("{bucket_arn}/{prefix}{ANY_STREAM}.log"),
         )];
         if exec.s3_encrypted {
             questions.push(Question::new(
@@ -70,7 +79,9 @@ pub async fn checks(clients: &Clients, role: &str, exec: &ExecSettings) -> Vec<C
         );
     }
     if let Some(key) = &exec.kms_key {
-        let key_arn = key_arn(clients, key).await;
+        let key_arn = key_arn(&clients.kms, key)
+            .await
+            .unwrap_or_else(|_| key.clone());
         checks.push(
             simulate(
                 clients,
@@ -86,39 +97,45 @@ pub async fn checks(clients: &Clients, role: &str, exec: &ExecSettings) -> Vec<C
     checks
 }
 
-/// What the execution role needs for jump's task definition: writing the awslogs stream.
-pub async fn execution_checks(clients: &Clients, role: &str, log_group: &str) -> Option<Check> {
-    let account = Account::from_caller(role, &clients.region).ok()?;
-    let stream = account.log_stream(log_group, "jump/jumphost/0123456789abcdef");
-    Some(
-        simulate(
-            clients,
-            ("execution role", role),
-            "execution-role-logs",
-            &[Question::new(
-                &["logs:CreateLogStream", "logs:PutLogEvents"],
-                stream,
-            )],
-            &format!("write the jumphosts' output to {log_group}"),
-            "add templates/execution-role-policy.json to the execution role",
-        )
-        .await,
+/// What the execution role needs for jump's task definition: creating the log group if
+/// it is missing (`awslogs-create-group`) and writing the container's stream.
+pub async fn execution_checks(
+    clients: &Clients,
+    role: &str,
+    log_group: &str,
+    container: &str,
+) -> Check {
+    let Ok(account) = Account::from_arn(role, &clients.region) else {
+        return unreadable(role, "execution-role-logs");
+    };
+    let task = format!("task/c/{ANY_TASK_ID}");
+    let stream = account.log_stream(
+        log_group,
+        &awslogs_stream(LOG_STREAM_PREFIX, container, &task),
+    );
+    simulate(
+        clients,
+        ("execution role", role),
+        "execution-role-logs",
+        &[
+            Question::new(&["logs:CreateLogGroup"], account.log_group(log_group)),
+            Question::new(&["logs:CreateLogStream", "logs:PutLogEvents"], stream),
+        ],
+        &format!("write the jumphosts' output to {log_group}"),
+        "add templates/execution-role-policy.json to the execution role",
     )
+    .await
 }
 
-/// IAM matches kms:Decrypt against the key's ARN, never an alias or a bare id.
-async fn key_arn(clients: &Clients, key: &str) -> String {
-    if key.starts_with("arn:") && key.contains(":key/") {
-        return key.to_string();
-    }
-    match clients.kms.describe_key().key_id(key).send().await {
-        Ok(out) => out
-            .key_metadata()
-            .and_then(|m| m.arn())
-            .unwrap_or(key)
-            .to_string(),
-        Err(_) => key.to_string(),
-    }
+/// A role ARN the account cannot be read from: its resource-scoped checks cannot be asked.
+fn unreadable(role: &str, id: &'static str) -> Check {
+    Check::warn(
+        id,
+        format!(
+            "cannot tell the account of {role}, so its permissions on resources were not checked"
+        ),
+        "give the role as a full ARN (arn:aws:iam::ACCOUNT:role/NAME)",
+    )
 }
 
 async fn simulate(

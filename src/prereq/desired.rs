@@ -12,11 +12,10 @@ use std::path::PathBuf;
 use crate::vpc::filter;
 use serde_json::Value;
 
-pub use crate::arn::Account;
-
 use super::input::Input;
 use super::network::{self, Network};
 use super::policy::{self, Template, TemplateError};
+use crate::arn::{key_arn, Account};
 use crate::aws::{ApiError, Clients};
 use crate::exit::UsageError;
 
@@ -217,7 +216,7 @@ impl Desired {
 
 /// Looks up what only AWS knows and builds the [`Desired`] state.
 pub async fn resolve(clients: &Clients, input: &Input) -> anyhow::Result<Desired> {
-    let account = Account::from_caller(&clients.caller_arn().await?, &clients.region)?;
+    let account = Account::from_arn(&clients.caller_arn().await?, &clients.region)?;
     let kms_key_arn = match &input.kms_key {
         Some(key) => Some(key_arn(&clients.kms, key).await?),
         None => None,
@@ -230,22 +229,9 @@ pub async fn resolve(clients: &Clients, input: &Input) -> anyhow::Result<Desired
         None => default_vpc(&clients.ec2, &clients.region).await?,
     };
     let candidates = network::candidates(&clients.ec2, &vpc, input.subnets.as_deref()).await?;
-    let ssm_endpoint = network::has_ssm_endpoint(&clients.ec2, &vpc, &clients.region).await?;
-    let network = network::choose(&candidates, input.subnets.is_some(), &vpc, ssm_endpoint)?;
+    let endpoints = network::endpoints(&clients.ec2, &vpc, &clients.region, &input.image).await?;
+    let network = network::choose(&candidates, input.subnets.is_some(), &vpc, &endpoints)?;
     Ok(Desired::new(input, account, vpc, network, kms_key_arn)?)
-}
-
-/// The key's ARN: IAM matches `kms:Decrypt` against the key, never against an alias.
-async fn key_arn(kms: &aws_sdk_kms::Client, key: &str) -> anyhow::Result<String> {
-    let out = kms
-        .describe_key()
-        .key_id(key)
-        .send()
-        .await
-        .map_err(|e| ApiError::from_sdk("kms:DescribeKey", e))?;
-    let arn = out.key_metadata().and_then(|m| m.arn());
-    arn.map(str::to_string)
-        .ok_or_else(|| anyhow::anyhow!("kms:DescribeKey returned no ARN for {key}"))
 }
 
 async fn check_vpc(ec2: &aws_sdk_ec2::Client, vpc: &str) -> anyhow::Result<()> {
@@ -302,7 +288,7 @@ pub mod tests {
     }
 
     pub fn account() -> Account {
-        Account::from_caller("arn:aws:sts::123456789012:user/moto", "eu-west-1").unwrap()
+        Account::from_arn("arn:aws:sts::123456789012:user/moto", "eu-west-1").unwrap()
     }
 
     pub fn desired(extra: impl FnOnce(&mut Input), kms: Option<&str>) -> Desired {

@@ -4,8 +4,11 @@
 //! a NAT gateway a private address is enough; in one routed only through an internet
 //! gateway (every default-VPC subnet) the task needs a public IP, which is safe for
 //! init's jumphosts: exec mode runs no server, and init's security group lets nothing
-//! in. A subnet with no way out works only through an ssmmessages VPC endpoint. RunTask
-//! takes at most 16 subnets, so a larger VPC gets 16, spread over its zones.
+//! in. A subnet with no way out works only through VPC endpoints: `ssmmessages` for the
+//! agent, `logs` for awslogs, and `ecr.api`, `ecr.dkr` and `s3` for an image from the
+//! region's ECR (a public image cannot be pulled there at all). A default route to
+//! something else (a transit gateway, a NAT instance) is taken to lead out, with a note.
+//! RunTask takes at most 16 subnets, so a larger VPC gets 16, spread over its zones.
 
 use std::collections::BTreeMap;
 
@@ -30,24 +33,38 @@ pub struct Network {
     pub notes: Vec<String>,
 }
 
+/// Whether a subnet without a way out would still work: what the VPC's endpoints and
+/// the image allow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoints {
+    /// Every endpoint a jumphost needs, and an image from the region's ECR.
+    Suffice,
+    /// What is missing, said the way the refusal says it.
+    Lack(String),
+}
+
 /// Decides the network from the candidates. `explicit`: the user named the subnets, so
 /// all of them are used (or init refuses); otherwise init picks.
 pub fn choose(
     candidates: &[Candidate],
     explicit: bool,
     vpc: &str,
-    ssm_endpoint: bool,
+    endpoints: &Endpoints,
 ) -> Result<Network, UsageError> {
+    let endpoints_suffice = *endpoints == Endpoints::Suffice;
     let stranded: Vec<&str> = candidates
         .iter()
-        .filter(|c| c.way == WayOut::None && !ssm_endpoint)
+        .filter(|c| c.way == WayOut::None && !endpoints_suffice)
         .map(|c| c.id.as_str())
         .collect();
+    let lack = match endpoints {
+        Endpoints::Lack(what) => what.as_str(),
+        Endpoints::Suffice => "",
+    };
     let no_way = |ids: &[&str]| {
         format!(
-            "{} {} no route out of VPC {vpc} (no NAT gateway or internet gateway route) and the \
-             VPC has no ssmmessages endpoint: a jumphost there could neither pull its image nor \
-             be reached through ECS Exec",
+            "{} {} no route out of VPC {vpc} (no NAT gateway or internet gateway route), and {lack}: \
+             a jumphost there could neither pull its image nor be reached through ECS Exec",
             if ids.len() == 1 { "subnet" } else { "subnets" },
             ids.join(", ") + if ids.len() == 1 { " has" } else { " have" },
         )
@@ -65,6 +82,7 @@ pub fn choose(
         if public {
             notes.push(public_note(candidates, WayOut::InternetGateway));
         }
+        notes.extend(elsewhere_note(candidates));
         return Ok(Network {
             subnets: candidates.iter().map(|c| c.id.clone()).collect(),
             public,
@@ -73,10 +91,12 @@ pub fn choose(
     }
     let of =
         |way: WayOut| -> Vec<&Candidate> { candidates.iter().filter(|c| c.way == way).collect() };
-    let (chosen, public) = match (of(WayOut::Nat), of(WayOut::InternetGateway)) {
-        (nat, _) if !nat.is_empty() => (nat, false),
+    let private = |way: WayOut| matches!(way, WayOut::Nat | WayOut::Elsewhere);
+    let routed: Vec<&Candidate> = candidates.iter().filter(|c| private(c.way)).collect();
+    let (chosen, public) = match (routed, of(WayOut::InternetGateway)) {
+        (routed, _) if !routed.is_empty() => (routed, false),
         (_, igw) if !igw.is_empty() => (igw, true),
-        _ if ssm_endpoint => (of(WayOut::None), false),
+        _ if endpoints_suffice => (of(WayOut::None), false),
         _ => {
             let all: Vec<&str> = candidates.iter().map(|c| c.id.as_str()).collect();
             return Err(UsageError(format!(
@@ -90,6 +110,8 @@ pub fn choose(
     if public {
         notes.push(public_note(candidates, WayOut::InternetGateway));
     }
+    let chosen_ones: Vec<Candidate> = chosen.iter().map(|c| (*c).clone()).collect();
+    notes.extend(elsewhere_note(&chosen_ones));
     let left_out = candidates.len() - chosen.len();
     if left_out > 0 {
         notes.push(format!(
@@ -129,6 +151,22 @@ fn public_note(candidates: &[Candidate], way: WayOut) -> String {
          lets nothing in",
         ids.join(", ")
     )
+}
+
+fn elsewhere_note(candidates: &[Candidate]) -> Option<String> {
+    let ids: Vec<&str> = candidates
+        .iter()
+        .filter(|c| c.way == WayOut::Elsewhere)
+        .map(|c| c.id.as_str())
+        .collect();
+    (!ids.is_empty()).then(|| {
+        format!(
+            "{} route 0.0.0.0/0 to something other than a NAT or internet gateway (a transit \
+             gateway, a NAT instance): init takes it to reach the internet; `jump doctor` \
+             cannot tell either",
+            ids.join(", ")
+        )
+    })
 }
 
 /// At most `max` subnets, taken round-robin over their zones, sorted by id.
@@ -206,19 +244,71 @@ pub async fn candidates(
     Ok(found)
 }
 
-/// Whether `vpc` has an interface endpoint for Session Manager's messages.
-pub async fn has_ssm_endpoint(
+/// Whether `vpc`'s endpoints (and `image`) would carry a jumphost in a subnet without a
+/// way out.
+pub async fn endpoints(
     ec2: &aws_sdk_ec2::Client,
     vpc: &str,
     region: &str,
-) -> Result<bool, ApiError> {
-    let wanted = vpc::endpoint_service(region, "ssmmessages");
-    Ok(vpc::endpoints(ec2, vpc).await?.contains(&wanted))
+    image: &str,
+) -> Result<Endpoints, ApiError> {
+    let have = vpc::endpoints(ec2, vpc).await?;
+    Ok(judge_endpoints(&have, region, image))
+}
+
+fn judge_endpoints(have: &[String], region: &str, image: &str) -> Endpoints {
+    let missing: Vec<String> = ["ssmmessages", "logs", "ecr.api", "ecr.dkr", "s3"]
+        .iter()
+        .map(|name| vpc::endpoint_service(region, name))
+        .filter(|service| !have.contains(service))
+        .collect();
+    let from_ecr = image.contains(&format!(".dkr.ecr.{region}.amazonaws.com/"));
+    match (missing.is_empty(), from_ecr) {
+        (true, true) => Endpoints::Suffice,
+        (true, false) => Endpoints::Lack(format!(
+            "the image {image} is not in this region's ECR, which is all VPC endpoints can reach"
+        )),
+        (false, _) => Endpoints::Lack(format!("the VPC has no {} endpoint", missing.join(", "))),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn none() -> Endpoints {
+        Endpoints::Lack("the VPC has no ssmmessages endpoint".into())
+    }
+
+    #[test]
+    fn endpoints_carry_a_jumphost_only_with_all_five_and_an_image_from_the_region_s_ecr() {
+        let region = "eu-west-1";
+        let all: Vec<String> = ["ssmmessages", "logs", "ecr.api", "ecr.dkr", "s3"]
+            .iter()
+            .map(|n| vpc::endpoint_service(region, n))
+            .collect();
+        let ecr = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/jumphost:1";
+        assert_eq!(judge_endpoints(&all, region, ecr), Endpoints::Suffice);
+        let public = judge_endpoints(&all, region, "public.ecr.aws/amazonlinux/amazonlinux:2023");
+        assert!(
+            matches!(public, Endpoints::Lack(ref why) if why.contains("not in this region's ECR"))
+        );
+        let without_logs = judge_endpoints(&all[..1], region, ecr);
+        assert!(matches!(without_logs, Endpoints::Lack(ref why) if why.contains("logs")));
+    }
+
+    #[test]
+    fn a_route_to_a_transit_gateway_counts_as_a_way_out_with_a_note() {
+        let hub = [subnet("subnet-a", "a", WayOut::Elsewhere)];
+        let chosen = choose(&hub, false, "vpc-1", &none()).unwrap();
+        assert_eq!(chosen.subnets, ["subnet-a"]);
+        assert!(!chosen.public);
+        assert!(
+            chosen.notes.iter().any(|n| n.contains("transit")),
+            "{:?}",
+            chosen.notes
+        );
+    }
 
     fn subnet(id: &str, zone: &str, way: WayOut) -> Candidate {
         Candidate {
@@ -234,7 +324,7 @@ mod tests {
             subnet("subnet-a", "a", WayOut::InternetGateway),
             subnet("subnet-b", "b", WayOut::InternetGateway),
         ];
-        let chosen = choose(&igw, false, "vpc-1", false).unwrap();
+        let chosen = choose(&igw, false, "vpc-1", &none()).unwrap();
         assert_eq!(chosen.subnets, ["subnet-a", "subnet-b"]);
         assert!(chosen.public);
         assert!(
@@ -251,7 +341,7 @@ mod tests {
             subnet("subnet-b", "a", WayOut::Nat),
             subnet("subnet-c", "b", WayOut::None),
         ];
-        let chosen = choose(&mixed, false, "vpc-1", false).unwrap();
+        let chosen = choose(&mixed, false, "vpc-1", &none()).unwrap();
         assert_eq!(chosen.subnets, ["subnet-b"]);
         assert!(!chosen.public);
         assert!(chosen.notes.iter().any(|n| n.contains("left out 2")));
@@ -260,11 +350,11 @@ mod tests {
     #[test]
     fn no_way_out_is_refused_with_the_reason_unless_an_endpoint_reaches_session_manager() {
         let isolated = [subnet("subnet-a", "a", WayOut::None)];
-        let err = choose(&isolated, false, "vpc-1", false).unwrap_err().0;
+        let err = choose(&isolated, false, "vpc-1", &none()).unwrap_err().0;
         assert!(err.contains("no route out") && err.contains("NAT"), "{err}");
-        let err = choose(&isolated, true, "vpc-1", false).unwrap_err().0;
+        let err = choose(&isolated, true, "vpc-1", &none()).unwrap_err().0;
         assert!(err.contains("subnet-a has no route out"), "{err}");
-        let via_endpoint = choose(&isolated, false, "vpc-1", true).unwrap();
+        let via_endpoint = choose(&isolated, false, "vpc-1", &Endpoints::Suffice).unwrap();
         assert_eq!(via_endpoint.subnets, ["subnet-a"]);
         assert!(!via_endpoint.public);
     }
@@ -275,7 +365,7 @@ mod tests {
             subnet("subnet-a", "a", WayOut::Nat),
             subnet("subnet-b", "b", WayOut::InternetGateway),
         ];
-        let chosen = choose(&named, true, "vpc-1", false).unwrap();
+        let chosen = choose(&named, true, "vpc-1", &none()).unwrap();
         assert_eq!(chosen.subnets, ["subnet-a", "subnet-b"]);
         assert!(chosen.public);
     }
@@ -291,7 +381,7 @@ mod tests {
                 )
             })
             .collect();
-        let chosen = choose(&many, false, "vpc-1", false).unwrap();
+        let chosen = choose(&many, false, "vpc-1", &none()).unwrap();
         assert_eq!(chosen.subnets.len(), MAX_SUBNETS);
         let in_b = chosen
             .subnets

@@ -26,6 +26,7 @@ use thiserror::Error;
 
 use crate::template::{self, Gap};
 
+use super::guard::Guard;
 use super::record::{TAG_CONTENT_HASH, TAG_EXPIRES, TAG_OWNER, TAG_OWNER_ID, TAG_SESSION};
 use super::wait::TaskFailed;
 use super::{task_id, SessionId};
@@ -424,7 +425,7 @@ pub fn session_tags(
 const RUN_TASK_BUDGET: Duration = Duration::from_secs(60);
 
 /// The started task's ARN, or ECS's reasons for not starting one.
-pub fn started_task(out: &RunTaskOutput) -> Result<String, TaskFailed> {
+fn started_task(out: &RunTaskOutput) -> Result<String, TaskFailed> {
     if let Some(arn) = out.tasks().first().and_then(|t| t.task_arn()) {
         return Ok(arn.to_string());
     }
@@ -458,20 +459,22 @@ fn is_passing_shortage(reason: &str) -> bool {
 }
 
 /// Sends a RunTask request and returns the task's ARN, retrying with backoff (bounded)
-/// while ECS answers with a passing shortage. The one place jump calls RunTask.
-pub async fn start_task(request: RunTaskFluentBuilder) -> anyhow::Result<String> {
+/// while ECS answers with a passing shortage. The one place jump calls RunTask. Each
+/// call goes through the guard on its own, so the guard owns whatever it starts, and a
+/// session that is being torn down starts nothing more (the guard refuses).
+pub async fn start_task(guard: &Guard, request: &RunTaskFluentBuilder) -> anyhow::Result<String> {
     retry::until_settled(
         RUN_TASK_BUDGET,
         Backoff::settling(),
         || {
             let request = request.clone();
-            async move {
+            guard.launch(async move {
                 let out = request
                     .send()
                     .await
                     .map_err(|e| ApiError::from_sdk("ecs:RunTask", e))?;
                 Ok(started_task(&out)?)
-            }
+            })
         },
         |err| matches!(err.downcast_ref(), Some(TaskFailed::Shortage { .. })),
         |err| tracing::warn!("{err}; retrying"),
@@ -479,8 +482,12 @@ pub async fn start_task(request: RunTaskFluentBuilder) -> anyhow::Result<String>
     .await
 }
 
-/// Starts the task and returns its ARN.
-pub async fn run_task(ecs: &aws_sdk_ecs::Client, launch: &Launch<'_>) -> anyhow::Result<String> {
+/// Starts the task through the guard and returns its ARN.
+pub async fn run_task(
+    ecs: &aws_sdk_ecs::Client,
+    guard: &Guard,
+    launch: &Launch<'_>,
+) -> anyhow::Result<String> {
     let plan = launch.plan;
     let vpc = AwsVpcConfiguration::builder()
         .set_subnets(Some(plan.subnets.clone()))
@@ -502,7 +509,8 @@ pub async fn run_task(ecs: &aws_sdk_ecs::Client, launch: &Launch<'_>) -> anyhow:
         .task_definition(launch.task_definition_arn)
         .launch_type(LaunchType::Fargate)
         .count(1)
-        .enable_execute_command(true)
+        // ECS refuses ECS Exec without a task role; ssh mode may run without one.
+        .enable_execute_command(plan.task_role.is_some())
         .started_by(STARTED_BY)
         .network_configuration(
             NetworkConfiguration::builder()
@@ -517,7 +525,7 @@ pub async fn run_task(ecs: &aws_sdk_ecs::Client, launch: &Launch<'_>) -> anyhow:
     for (key, value) in launch.tags() {
         request = request.tags(tag(key, &value));
     }
-    start_task(request).await
+    start_task(guard, &request).await
 }
 
 #[cfg(test)]
@@ -580,7 +588,11 @@ mod tests {
 
     #[test]
     fn exec_mode_runs_the_watchdog_whatever_the_image_runs() {
-        let exec = task_definition(&plan("mode = \"exec\""), "us-east-1").unwrap();
+        let exec = task_definition(
+            &plan("mode = \"exec\"\ntask_role = \"arn:aws:iam::1:role/t\""),
+            "us-east-1",
+        )
+        .unwrap();
         let container = &exec.spec.container_definitions[0];
         assert_eq!(container.entry_point, ["sh", "-c"]);
         assert_eq!(container.command, [EXEC_WATCHDOG]);
@@ -591,7 +603,9 @@ mod tests {
         // The script is its own command line (`sh -c TEXT`): spelling the session worker's
         // name in it would make the watchdog count itself as a session, and never idle.
         assert!(!EXEC_WATCHDOG.contains("ssm-session-worker"));
-        let ssh = task_definition(&plan(""), "us-east-1").unwrap();
+        // The same settings in ssh mode: only the entry point and command differ.
+        let ssh =
+            task_definition(&plan("task_role = \"arn:aws:iam::1:role/t\""), "us-east-1").unwrap();
         assert_ne!(exec.content_hash, ssh.content_hash);
 
         let revision = |spec: &TaskDefinitionSpec| {
@@ -599,6 +613,7 @@ mod tests {
                 .cpu(&spec.cpu)
                 .memory(&spec.memory)
                 .network_mode(NetworkMode::from(spec.network_mode.as_str()))
+                .set_task_role_arn(spec.task_role_arn.clone())
                 .set_execution_role_arn(spec.execution_role_arn.clone())
                 .container_definitions(
                     container_definition(&spec.container_definitions[0]).unwrap(),

@@ -24,7 +24,10 @@ const TAIL_LINES: i32 = 20;
 pub enum TaskFailed {
     #[error("ECS refused to start the task: {reason}")]
     Rejected { reason: String },
-    #[error("ECS could not start the task for now, and still could not after a minute of retries: {reason}")]
+    #[error(
+        "ECS cannot start the task for now: {reason} (jump retries this for a minute; if it \
+         persists, add subnets in other availability zones, or try again later)"
+    )]
     Shortage { reason: String },
     #[error("the task did not reach RUNNING within {} (last status: {last_status})", humantime::format_duration(*.waited))]
     Timeout {
@@ -41,6 +44,11 @@ const ROLE_SETTLE: Duration = Duration::from_secs(45);
 /// Runs `launch` (start a task and wait for it) again, bounded, while the task stops
 /// because ECS "was unable to assume the role": what a role created seconds ago looks
 /// like while IAM propagates it (as right after `jump init`). `note` hears each retry.
+///
+/// A relaunch happens only once the previous task has STOPPED (that is what the error
+/// says), so the guard, which owns one task at a time, never loses a running one. The
+/// same words also mean a role whose trust policy does not let ECS tasks in, which no
+/// wait cures: the final error says to check that.
 pub async fn until_roles_assumable<T, Fut>(
     launch: impl FnMut() -> Fut,
     mut note: impl FnMut(&str),
@@ -48,24 +56,31 @@ pub async fn until_roles_assumable<T, Fut>(
 where
     Fut: std::future::Future<Output = anyhow::Result<T>>,
 {
-    retry::until_settled(
-        ROLE_SETTLE,
-        Backoff::settling(),
-        launch,
-        |err| {
-            matches!(
-                err.downcast_ref::<TaskFailed>(),
-                Some(TaskFailed::Stopped(stopped)) if stopped
-                    .stopped_reason
-                    .as_deref()
-                    .is_some_and(|r| r.contains("unable to assume the role"))
-            )
-        },
-        |_| {
-            note("ECS cannot assume the task's roles yet (a new IAM role takes a few seconds); starting again")
-        },
-    )
+    retry::until_settled(ROLE_SETTLE, Backoff::settling(), launch, role_not_assumable, |_| {
+        note("ECS cannot assume the task's roles yet (a new IAM role takes a few seconds); starting again")
+    })
     .await
+    .map_err(|err| {
+        if role_not_assumable(&err) {
+            err.context(
+                "ECS still could not assume the task's roles after 45 s: if they are not brand \
+                 new, check that their trust policy lets ecs-tasks.amazonaws.com assume them \
+                 (templates/ecs-tasks-trust-policy.json) and that you may pass them (iam:PassRole)",
+            )
+        } else {
+            err
+        }
+    })
+}
+
+fn role_not_assumable(err: &anyhow::Error) -> bool {
+    matches!(
+        err.downcast_ref::<TaskFailed>(),
+        Some(TaskFailed::Stopped(stopped)) if stopped
+            .stopped_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("unable to assume the role"))
+    )
 }
 
 /// Everything known about a task that stopped when it should have been running.

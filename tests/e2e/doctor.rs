@@ -232,14 +232,12 @@ fn configuration_checks_fail_and_pass() {
     let (report, _) = doctor(&world, &settings);
     assert_eq!(status(&report, "egress-443"), "FAIL");
 
-    // Exec mode without a task role; an execution role that does not exist.
+    // Exec mode without a task role is a configuration error (ECS Exec needs one).
     let (report, code) = doctor_without(
         &world,
         &[
             "--mode",
             "exec",
-            "--execution-role",
-            "arn:aws:iam::123456789012:role/nope",
             "--subnets",
             &net.subnet,
             "--security-groups",
@@ -248,7 +246,26 @@ fn configuration_checks_fail_and_pass() {
         &["JUMP_TASK_ROLE"],
     );
     assert_eq!(code, 1);
-    assert_eq!(status(&report, "task-role"), "FAIL");
+    let config = check(&report, "config");
+    assert_eq!(config["status"], "FAIL");
+    assert!(
+        config["summary"].as_str().unwrap().contains("task_role"),
+        "{config}"
+    );
+
+    // An execution role that does not exist.
+    let (report, code) = doctor(
+        &world,
+        &[
+            "--execution-role",
+            "arn:aws:iam::123456789012:role/nope",
+            "--subnets",
+            &net.subnet,
+            "--security-groups",
+            &net.group,
+        ],
+    );
+    assert_eq!(code, 1);
     assert_eq!(status(&report, "execution-role"), "FAIL");
 
     // A cluster that does not exist stops the checks there.

@@ -147,9 +147,10 @@ fn exec_into_a_service_task() {
     let world = World::new(shared(), "exec-service");
     let family = format!("svc-{}", world.cluster);
     world.sandbox.image("app:1", SERVER);
-    world.register(
+    world.register_with(
         &family,
         &serde_json::json!([{ "name": "app", "image": "app:1", "command": ["sleep", "600"] }]),
+        &["--task-role-arn", world.sandbox_var("JUMP_TASK_ROLE")],
     );
     let network = format!(
         "awsvpcConfiguration={{subnets=[{}],securityGroups=[{}]}}",

@@ -683,7 +683,9 @@ fn init_leaves_a_hand_written_jump_toml_alone_unless_forced() {
 
 /// In the default VPC, whose subnets reach the internet only through an internet
 /// gateway, init gives jumphosts a public IP (or they could not pull their image or
-/// reach Session Manager), its doctor agrees, and a session works.
+/// reach Session Manager), and its doctor agrees. (No session is started there: the
+/// default VPC's 172.31.0.0/16 may be in use on the test machine, and the sandbox hosts
+/// tasks only in ranges that are free.)
 #[test]
 fn init_in_the_default_vpc_gives_jumphosts_a_public_ip() {
     let world = World::new(shared(), "init-default");
@@ -720,15 +722,6 @@ fn init_in_the_default_vpc_gives_jumphosts_a_public_ip() {
         .expect("a network-route check");
     assert_eq!(route["status"], "PASS", "{checks:#}");
 
-    let out = world
-        .jump_with_only_config()
-        .args(["up", "--config"])
-        .arg(&config)
-        .args(["--", "sh", "-c", "echo from-the-default-vpc"])
-        .output()
-        .expect("jump runs");
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
-    assert!(stdout(&out).contains("from-the-default-vpc"));
     let out = world
         .jump()
         .args(["init", "--destroy", "--yes", "--name", &name, "--config"])

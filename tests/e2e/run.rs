@@ -226,7 +226,7 @@ fn a_task_that_stops_early_points_at_its_own_log_stream() {
     world
         .sandbox
         .aws(&["logs", "create-log-group", "--log-group-name", &group]);
-    world.register(
+    world.register_with(
         &family,
         &serde_json::json!([{
             "name": "app", "image": image, "essential": true,
@@ -234,6 +234,7 @@ fn a_task_that_stops_early_points_at_its_own_log_stream() {
                 "awslogs-group": group, "awslogs-region": world.sandbox_var("AWS_REGION"),
                 "awslogs-stream-prefix": "svc"}},
         }]),
+        &["--task-role-arn", world.sandbox_var("JUMP_TASK_ROLE")],
     );
     world.sandbox.ctl(&[
         "task-fault",

@@ -2,8 +2,9 @@
 
 Every request passes here before moto. In order: the control API
 (``/_sandbox/...``), injected faults, the actions the sandbox answers itself
-(ECS tasks, IAM policy simulation), RegisterTaskDefinition's Fargate checks
-(taskdefs.py), then moto, with hooks after RDS instance
+(ECS tasks, IAM policy simulation), what AWS refuses before acting
+(validation.py: IAM, CloudWatch Logs, ECS clusters, RDS) and
+RegisterTaskDefinition's Fargate checks (taskdefs.py), then moto, with hooks after RDS instance
 creation and deletion so the data plane follows, and around ECS service
 actions so that services run sandbox tasks.
 
@@ -37,6 +38,7 @@ from .ecs_services import ACTIONS as SERVICE_ACTIONS
 from .ecs_tasks import RUN_FAILURES, TASK_FAULT_KINDS, RunFailure, TaskFault
 from .gateway import GatewayFaults
 from .taskdefs import check_registration
+from .validation import check_request
 
 
 @dataclass
@@ -133,6 +135,7 @@ class SandboxApp:
                     return json_response(start_response, body)
             if request.service == "iam" and request.action == "SimulatePrincipalPolicy":
                 return xml_response(start_response, self.simulator.simulate(request.raw_query))
+            check_request(request.service, request.action, request.region, request.params, request.raw_query)
             if request.service == "ecs" and request.action == "RegisterTaskDefinition":
                 _replace_body(environ, check_registration(request.params))
         except AwsError as err:

@@ -92,7 +92,7 @@ class ServiceScheduler:
             launch["propagateTags"] = "TASK_DEFINITION"
         elif p.get("propagateTags") == "SERVICE":
             launch["tags"] = p.get("tags") or []
-        launch = self._validated(region, launch)
+        launch = self._validated(region, launch, "CreateService")
         body = moto()
         service = Service(region, cluster, name, int(p.get("desiredCount") or 0), deployment, launch)
         with self.lock:
@@ -109,7 +109,8 @@ class ServiceScheduler:
             return moto()
         if not service.active:
             raise AwsError("ServiceNotActiveException", "Service was not ACTIVE.")
-        launch = self._validated(region, service.launch | {key: p[key] for key in UPDATABLE if key in p})
+        changed = {key: p[key] for key in UPDATABLE if key in p}
+        launch = self._validated(region, service.launch | changed, "UpdateService")
         body = moto()
         with self.lock:
             service.launch = launch
@@ -131,9 +132,9 @@ class ServiceScheduler:
             body["service"] = self._patch(region, body["service"])
         return body
 
-    def _validated(self, region: str, launch: dict) -> dict:
+    def _validated(self, region: str, launch: dict, action: str) -> dict:
         """Refuses what RunTask would refuse; pins the task definition to the revision it names now."""
-        plan = self.tasks.plan(region, launch)
+        plan = self.tasks.plan(region, launch, action)
         return launch | {"taskDefinition": plan.taskdef.arn}
 
     # ---- scheduling ------------------------------------------------------

@@ -43,6 +43,7 @@ from .images import Catalogue, container_argv, pull_error
 from .network import NetworkError
 from .routes import pull_failure, reach
 from .taskdefs import FARGATE_SIZES, no_fargate_size
+from .validation import exec_role_error
 
 ACCOUNT = DEFAULT_ACCOUNT_ID
 STOPPED = "STOPPED"
@@ -412,11 +413,12 @@ class TaskService:
                     return failure
         return None
 
-    def plan(self, region: str, p: dict) -> Launch:
+    def plan(self, region: str, p: dict, caller: str = "RunTask") -> Launch:
         """Validates a RunTask request as ECS does, before anything is created.
 
-        Services call it too: CreateService must fail on what RunTask would refuse,
-        rather than create a service whose tasks can never start.
+        Services call it too (CALLER names the action, for ECS's wording): CreateService
+        must fail on what RunTask would refuse, rather than create a service whose tasks
+        can never start.
         """
         cluster = self._cluster(region, p.get("cluster"))
         backend = ecs_backends[ACCOUNT][region]
@@ -489,6 +491,10 @@ class TaskService:
         if p.get("platformVersion", "LATEST") not in PLATFORM_VERSIONS:
             raise invalid(f"Platform version {p['platformVersion']} is not supported for Linux Fargate tasks.")
         self._check_overrides(taskdef, overrides)
+        if p.get("enableExecuteCommand"):
+            refusal = exec_role_error(caller, taskdef, overrides)
+            if refusal is not None:
+                raise refusal
         return Launch(cluster, taskdef, p, count, overrides, cpu, memory, subnets, groups, public, tags)
 
     @staticmethod

@@ -81,7 +81,7 @@ TASK_ID_LENGTHS = (32, 36)  # new-style hex ids, old-style UUIDs
 class TaskKms:
     """KMS as the agent in a task reaches it: the cluster's key, and the task role's permissions.
 
-    A task without a role is not checked, as for the ssmmessages actions.
+    Every exec task has a role: RunTask refuses exec without one, as ECS does.
     """
 
     key_id: str
@@ -98,7 +98,7 @@ class TaskKms:
             return self.key_id
 
     def decrypt(self, blob: bytes, context: dict[str, str]) -> bytes:
-        if self.role and self.simulator.decision(self.role, "kms:Decrypt", self.key_arn()) != "allowed":
+        if self.simulator.decision(self.role, "kms:Decrypt", self.key_arn()) != "allowed":
             caller = f"arn:aws:sts::{ACCOUNT}:assumed-role/{self.role.split('/')[-1]}/{self.task_id}"
             raise KmsError(
                 f"AccessDeniedException: User: {caller} is not authorized to perform: kms:Decrypt on resource: "
@@ -237,7 +237,7 @@ class SessionApi:
         if not task.ssm_reachable:  # no route or endpoint to ssmmessages from its subnet (routes.py)
             raise AwsError("TargetNotConnectedException", INTERNAL_ERROR)
         role = _task_role(task)
-        if role and any(self.simulator.decision(role, action) != "allowed" for action in DATA_CHANNEL_ACTIONS):
+        if any(self.simulator.decision(role, action) != "allowed" for action in DATA_CHANNEL_ACTIONS):
             raise AwsError("TargetNotConnectedException", INTERNAL_ERROR)
 
     def _kms(self, cluster, task) -> TaskKms | None:

@@ -61,6 +61,7 @@ class Aws:
         return role["Arn"]
 
     def register(self, family="jumphost", **container) -> str:
+        """A Fargate task definition with the account's task role, which ECS Exec needs."""
         definition = {
             "name": "jumphost",
             "image": "jump/jumphost:latest",
@@ -80,6 +81,7 @@ class Aws:
             family=family, requiresCompatibilities=["FARGATE"], networkMode="awsvpc",
             cpu="256", memory="512", containerDefinitions=[definition],
             executionRoleArn=self.env["JUMP_EXECUTION_ROLE"],  # awslogs on Fargate needs one
+            taskRoleArn=self.env["JUMP_TASK_ROLE"],
             tags=[{"key": "team", "value": "platform"}],
         )
         return out["taskDefinition"]["taskDefinitionArn"]
