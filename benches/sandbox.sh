@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the benchmark scripts (sourced, not run): the jump binary to measure and
 # a sandbox that lives as long as the calling script.
 #
@@ -16,7 +17,11 @@ work=$(mktemp -d)
 exec 9> >(tests/sandbox/start --env-file "$work/env" --step "${sandbox_step:-1.0}" --stop-on-eof > "$work/sandbox.log" 2>&1)
 for _ in $(seq 600); do [ -f "$work/env" ] && break; sleep 0.1; done
 [ -f "$work/env" ] || { cat "$work/sandbox.log" >&2; exit 1; }
-set -a; . "$work/env"; set +a
+set -a
+# Written by tests/sandbox/start at run time, so not for shellcheck to follow.
+# shellcheck source=/dev/null
+. "$work/env"
+set +a
 export JUMP_STATE_DIR="$work/state"
 
 stop_sandbox() { exec 9>&-; wait; rm -rf "$work"; }

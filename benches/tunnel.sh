@@ -18,6 +18,7 @@ aws() { tests/sandbox/.venv/bin/aws --endpoint-url "$AWS_ENDPOINT_URL" --output 
 
 aws rds create-db-instance --db-instance-identifier bench --engine postgres --db-instance-class db.t3.micro \
     --master-username app --master-user-password bench-secret --db-name bench --allocated-storage 20 > /dev/null
+# shellcheck disable=SC2016 # Perl source: its $ are Perl's
 server='use IO::Socket::INET; use Socket; $s=IO::Socket::INET->new(LocalPort=>7000,Listen=>16,ReuseAddr=>1) or die; while($c=$s->accept){ if(!fork){ setsockopt($c,IPPROTO_TCP,TCP_NODELAY,1); while(sysread($c,$b,65536)){ syswrite($c,$b) } exit } }'
 aws ecs register-task-definition --family echo --requires-compatibilities FARGATE --network-mode awsvpc --cpu 256 \
     --memory 512 --container-definitions "$("$py" -c 'import json,sys; print(json.dumps([{"name":"echo","image":"echo:1","command":["perl","-e",sys.argv[1]]}]))' "$server")" > /dev/null

@@ -18,7 +18,11 @@ trap 'exec 9>&-; wait; rm -rf "$work"' EXIT
 exec 9> >(exec tests/sandbox/start --env-file "$work/sandbox.env" --stop-on-eof > "$work/sandbox.log" 2>&1)
 for _ in $(seq 600); do [ -f "$work/sandbox.env" ] && break; sleep 0.1; done
 [ -f "$work/sandbox.env" ] || { cat "$work/sandbox.log" >&2; exit 1; }
-set -a; . "$work/sandbox.env"; set +a
+set -a
+# Written by tests/sandbox/start at run time, so not for shellcheck to follow.
+# shellcheck source=/dev/null
+. "$work/sandbox.env"
+set +a
 export JUMP_STATE_DIR="$work/state"
 
 bold='' plain=''
@@ -26,6 +30,7 @@ if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then bold=$'\033[1m' plain=$'\033[0m'; fi
 step() { printf '\n%s$ %s%s\n' "$bold" "$*" "$plain"; }
 step "jump up -- sh -c 'echo hello from \$(hostname), inside the VPC; exit 3'"
 status=0
+# shellcheck disable=SC2016 # $(hostname) is for the remote shell to expand
 "$jump" up -- sh -c 'echo hello from $(hostname), inside the VPC; exit 3' || status=$?
 echo "(jump exited with $status: the remote command's status)"
 [ "$status" -eq 3 ]

@@ -15,7 +15,7 @@ for value in "$ttl" "$idle" "$interval"; do
         '' | *[!0-9]*) log "error: JUMP_TTL_SECONDS, JUMP_IDLE_SECONDS and JUMP_WATCH_INTERVAL must be whole numbers"; exit 78 ;;
     esac
 done
-[ "$ttl" -gt 0 ] && [ "$interval" -gt 0 ] || { log "error: the TTL and the interval must be positive"; exit 78; }
+{ [ "$ttl" -gt 0 ] && [ "$interval" -gt 0 ]; } || { log "error: the TTL and the interval must be positive"; exit 78; }
 trap 'log "received SIGTERM"; exit 143' TERM
 trap 'exit 130' INT
 trap 'exit 129' HUP
@@ -28,6 +28,7 @@ sessions() {
         # Another task's process (the sandbox shares one process table) is not a session;
         # a link this user may not read (the agent runs as root) is given the benefit.
         if [ -e "$p/ns/net" ]; then
+            # shellcheck disable=SC3013 # -ef: every sh this runs on has it (see the top)
             [ "$p/ns/net" -ef /proc/$$/ns/net ] || continue
         fi
         case $(tr '\000' ' ' 2>/dev/null < "$p/cmdline") in

@@ -40,9 +40,9 @@ user=${JUMP_LOGIN_USER:-jump}
 runtime=${JUMP_RUNTIME_DIR:-/run/jump}
 interval=${JUMP_WATCH_INTERVAL:-2}
 
-is_uint "$ttl" && [ "$ttl" -gt 0 ] || fail "JUMP_TTL_SECONDS must be a positive whole number, got '$ttl'"
+{ is_uint "$ttl" && [ "$ttl" -gt 0 ]; } || fail "JUMP_TTL_SECONDS must be a positive whole number, got '$ttl'"
 is_uint "$idle" || fail "JUMP_IDLE_SECONDS must be a whole number, got '$idle'"
-is_uint "$interval" && [ "$interval" -gt 0 ] || fail "JUMP_WATCH_INTERVAL must be a positive whole number, got '$interval'"
+{ is_uint "$interval" && [ "$interval" -gt 0 ]; } || fail "JUMP_WATCH_INTERVAL must be a positive whole number, got '$interval'"
 id "$user" >/dev/null 2>&1 || fail "login user '$user' does not exist in this image"
 
 sshd_pid=
