@@ -549,6 +549,21 @@ mod tests {
         layers.into_plan().unwrap()
     }
 
+    /// A registered revision with `spec`'s task-level settings and these containers.
+    fn revision(
+        spec: &TaskDefinitionSpec,
+        containers: Vec<ContainerDefinition>,
+    ) -> aws_sdk_ecs::types::TaskDefinition {
+        aws_sdk_ecs::types::TaskDefinition::builder()
+            .cpu(&spec.cpu)
+            .memory(&spec.memory)
+            .network_mode(NetworkMode::from(spec.network_mode.as_str()))
+            .set_task_role_arn(spec.task_role_arn.clone())
+            .set_execution_role_arn(spec.execution_role_arn.clone())
+            .set_container_definitions(Some(containers))
+            .build()
+    }
+
     #[test]
     fn renders_embedded_template() {
         let def = task_definition(&plan(""), "eu-west-1").unwrap();
@@ -608,21 +623,13 @@ mod tests {
             task_definition(&plan("task_role = \"arn:aws:iam::1:role/t\""), "us-east-1").unwrap();
         assert_ne!(exec.content_hash, ssh.content_hash);
 
-        let revision = |spec: &TaskDefinitionSpec| {
-            aws_sdk_ecs::types::TaskDefinition::builder()
-                .cpu(&spec.cpu)
-                .memory(&spec.memory)
-                .network_mode(NetworkMode::from(spec.network_mode.as_str()))
-                .set_task_role_arn(spec.task_role_arn.clone())
-                .set_execution_role_arn(spec.execution_role_arn.clone())
-                .container_definitions(
-                    container_definition(&spec.container_definitions[0]).unwrap(),
-                )
-                .build()
+        let registered = |spec: &TaskDefinitionSpec| {
+            let container = container_definition(&spec.container_definitions[0]).unwrap();
+            revision(spec, vec![container])
         };
-        assert!(matches_spec(&exec.spec, &revision(&exec.spec)));
-        assert!(!matches_spec(&exec.spec, &revision(&ssh.spec)));
-        assert!(!matches_spec(&ssh.spec, &revision(&exec.spec)));
+        assert!(matches_spec(&exec.spec, &registered(&exec.spec)));
+        assert!(!matches_spec(&exec.spec, &registered(&ssh.spec)));
+        assert!(!matches_spec(&ssh.spec, &registered(&exec.spec)));
     }
 
     #[test]
@@ -649,16 +656,7 @@ mod tests {
         let plan = plan("task_role = \"arn:aws:iam::1:role/t\"");
         let def = task_definition(&plan, "eu-west-1").unwrap();
         let spec = &def.spec;
-        let revision = |containers: Vec<ContainerDefinition>| {
-            aws_sdk_ecs::types::TaskDefinition::builder()
-                .cpu(&spec.cpu)
-                .memory(&spec.memory)
-                .network_mode(NetworkMode::from(spec.network_mode.as_str()))
-                .set_task_role_arn(spec.task_role_arn.clone())
-                .set_execution_role_arn(spec.execution_role_arn.clone())
-                .set_container_definitions(Some(containers))
-                .build()
-        };
+        let revision = |containers: Vec<ContainerDefinition>| revision(spec, containers);
         let ours = container_definition(&spec.container_definitions[0]).unwrap();
         assert!(matches_spec(spec, &revision(vec![ours.clone()])));
 

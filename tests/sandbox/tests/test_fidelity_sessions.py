@@ -25,7 +25,7 @@ import botocore.exceptions
 import pytest
 from conftest import ctl
 from jumpsandbox import ssmframe as f
-from test_gateway import Client, exec_task, execute, target_of, until_connected
+from test_gateway import Client, exec_task, execute, module_exec_task, postgres_instance, target_of, until_connected
 
 SANDBOX = Path(__file__).resolve().parents[1]
 AWS_CLI = SANDBOX / ".venv" / "bin" / "aws"
@@ -42,19 +42,12 @@ def error_of(call, **kwargs) -> dict:
 
 @pytest.fixture(scope="module")
 def task(aws):
-    running = exec_task(aws)
-    yield running
-    aws.ecs.stop_task(cluster=aws.cluster, task=running["taskArn"])
+    yield from module_exec_task(aws)
 
 
 @pytest.fixture(scope="module")
 def database(aws):
-    aws.rds.create_db_instance(
-        DBInstanceIdentifier="sessionsdb", Engine="postgres", DBInstanceClass="db.t3.micro",
-        MasterUsername="app", MasterUserPassword="sessions-secret", DBName="ledger", AllocatedStorage=20,
-    )
-    yield aws.rds.describe_db_instances(DBInstanceIdentifier="sessionsdb")["DBInstances"][0]["Endpoint"]
-    aws.rds.delete_db_instance(DBInstanceIdentifier="sessionsdb", SkipFinalSnapshot=True)
+    yield from postgres_instance(aws, "sessionsdb", "sessions-secret", "ledger")
 
 
 # ---- the exec agent connects a few seconds after RUNNING -------------------

@@ -117,6 +117,24 @@ def exec_task(aws, env=None):
     return running
 
 
+def module_exec_task(aws):
+    """For a module's fixture: an exec-enabled running task, stopped when the module is done."""
+    running = exec_task(aws)
+    yield running
+    aws.ecs.stop_task(cluster=aws.cluster, task=running["taskArn"])
+
+
+def postgres_instance(aws, identifier, password, db_name=None):
+    """For a module's fixture: an RDS PostgreSQL instance's endpoint, deleted when it is done."""
+    named = {"DBName": db_name} if db_name else {}
+    aws.rds.create_db_instance(
+        DBInstanceIdentifier=identifier, Engine="postgres", DBInstanceClass="db.t3.micro",
+        MasterUsername="app", MasterUserPassword=password, AllocatedStorage=20, **named,
+    )
+    yield aws.rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]["Endpoint"]
+    aws.rds.delete_db_instance(DBInstanceIdentifier=identifier, SkipFinalSnapshot=True)
+
+
 def execute(aws, task, command, cluster=None):
     """ExecuteCommand's session, retried until the agent has connected."""
     return until_connected(lambda: aws.ecs.execute_command(
@@ -325,12 +343,7 @@ def port_session(aws, task, host, port, version="1.2.0.0"):
 
 @pytest.fixture(scope="module")
 def database(aws):
-    aws.rds.create_db_instance(
-        DBInstanceIdentifier="gatewaydb", Engine="postgres", DBInstanceClass="db.t3.micro",
-        MasterUsername="app", MasterUserPassword="gw-secret", AllocatedStorage=20,
-    )
-    yield aws.rds.describe_db_instances(DBInstanceIdentifier="gatewaydb")["DBInstances"][0]["Endpoint"]
-    aws.rds.delete_db_instance(DBInstanceIdentifier="gatewaydb", SkipFinalSnapshot=True)
+    yield from postgres_instance(aws, "gatewaydb", "gw-secret")
 
 
 SSL_REQUEST = struct.pack(">II", 8, 80877103)

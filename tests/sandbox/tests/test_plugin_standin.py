@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import ctl
 from jumpsandbox import ssmframe as f
-from test_gateway import exec_task, until_connected
+from test_gateway import module_exec_task, postgres_instance, until_connected
 from websockets.sync.server import serve
 
 STANDIN = Path(__file__).resolve().parents[1] / "session-manager-plugin-standin"
@@ -22,19 +22,12 @@ STANDIN = Path(__file__).resolve().parents[1] / "session-manager-plugin-standin"
 
 @pytest.fixture(scope="module")
 def task(aws):
-    running = exec_task(aws)
-    yield running
-    aws.ecs.stop_task(cluster=aws.cluster, task=running["taskArn"])
+    yield from module_exec_task(aws)
 
 
 @pytest.fixture(scope="module")
 def database(aws):
-    aws.rds.create_db_instance(
-        DBInstanceIdentifier="plugindb", Engine="postgres", DBInstanceClass="db.t3.micro",
-        MasterUsername="app", MasterUserPassword="plugin-secret", DBName="orders", AllocatedStorage=20,
-    )
-    yield aws.rds.describe_db_instances(DBInstanceIdentifier="plugindb")["DBInstances"][0]["Endpoint"]
-    aws.rds.delete_db_instance(DBInstanceIdentifier="plugindb", SkipFinalSnapshot=True)
+    yield from postgres_instance(aws, "plugindb", "plugin-secret", "orders")
 
 
 @pytest.fixture
