@@ -77,6 +77,14 @@ impl Account {
     }
 }
 
+/// `family:REVISION` of a task definition ARN, as ECS's console and CLI name a revision;
+/// anything else is returned as it is.
+pub fn revision_name(task_definition: &str) -> &str {
+    task_definition
+        .split_once(":task-definition/")
+        .map_or(task_definition, |(_, name)| name)
+}
+
 /// The key's ARN: IAM matches `kms:Decrypt` and `kms:GenerateDataKey` against the key,
 /// never against an alias or a bare id.
 pub async fn key_arn(kms: &aws_sdk_kms::Client, key: &str) -> anyhow::Result<String> {
@@ -109,6 +117,13 @@ mod tests {
         assert_eq!(account.account, "111122223333");
         assert_eq!(account.role_arn("x"), "arn:aws-cn:iam::111122223333:role/x");
         assert!(Account::from_arn("garbage", "r").is_err());
+    }
+
+    #[test]
+    fn a_revision_is_named_family_colon_number() {
+        let arn = "arn:aws:ecs:eu-west-1:1:task-definition/api:12";
+        assert_eq!(revision_name(arn), "api:12");
+        assert_eq!(revision_name("api:12"), "api:12");
     }
 
     #[test]

@@ -231,3 +231,35 @@ mod tests {
         assert_eq!(text, "ecs:StopTask failed: AccessDeniedException: no");
     }
 }
+
+/// Keeps the raw body of a response, for checks that must see every field the service
+/// sent: the SDK drops the fields its model does not know, and a field ECS added after
+/// this SDK was built can still change what a task runs (see `session::reuse`).
+#[derive(Debug, Clone, Default)]
+pub struct RawBody(std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>);
+
+impl RawBody {
+    /// The last response body as JSON, if one was received and parses.
+    pub fn json(&self) -> Option<serde_json::Value> {
+        let body = self.0.lock().ok()?.clone()?;
+        serde_json::from_slice(&body).ok()
+    }
+}
+
+impl aws_sdk_ecs::config::Intercept for RawBody {
+    fn name(&self) -> &'static str {
+        "RawBody"
+    }
+
+    fn read_after_deserialization(
+        &self,
+        context: &aws_sdk_ecs::config::interceptors::AfterDeserializationInterceptorContextRef<'_>,
+        _components: &aws_sdk_ecs::config::RuntimeComponents,
+        _config: &mut aws_sdk_ecs::config::ConfigBag,
+    ) -> Result<(), aws_sdk_ecs::error::BoxError> {
+        if let (Some(bytes), Ok(mut kept)) = (context.response().body().bytes(), self.0.lock()) {
+            *kept = Some(bytes.to_vec());
+        }
+        Ok(())
+    }
+}

@@ -12,11 +12,13 @@ use aws_sdk_ecs::types::{
 };
 
 use super::{cluster, layers, Context};
+use crate::arn::revision_name;
 use crate::aws::{ApiError, Clients};
 use crate::cli::{ClusterArgs, RunArgs};
 use crate::connect::exec::{self, ExecTarget};
 use crate::exit::{Exit, UsageError};
 use crate::keys::SessionDir;
+use crate::output::Output;
 use crate::plan::{check_cpu_memory, check_ttl, parse_duration};
 use crate::session::guard::Guard;
 use crate::session::provision::{session_tags, start_task, tag, STARTED_BY};
@@ -85,7 +87,8 @@ pub async fn run(ctx: &mut Context, args: RunArgs) -> anyhow::Result<Exit> {
     let id = SessionId::random();
     let dir = SessionDir::create(&id)?;
     let guard = Guard::new(clients.ecs.clone(), &cluster, dir);
-    let work = one_off(clients, cluster, id, guard.clone(), args, checked);
+    let output = ctx.output;
+    let work = one_off(clients, cluster, id, guard.clone(), args, checked, output);
     ctx.guarded(&guard, work).await
 }
 
@@ -96,6 +99,7 @@ async fn one_off(
     guard: Guard,
     args: RunArgs,
     checked: Checked,
+    output: Output,
 ) -> anyhow::Result<Exit> {
     let caller = clients.caller().await?;
     let owner = caller.arn;
@@ -115,6 +119,15 @@ async fn one_off(
     .await?;
     let container = chosen.name.clone();
     let expires = SystemTime::now() + checked.ttl;
+    // A family names whatever revision is latest when ECS reads it; the one whose
+    // containers were just checked is the one that runs, and the user is told which.
+    let task_definition = chosen.revision.clone();
+    if !output.json() {
+        output.note(&format!(
+            "jump: one-off task of {}",
+            revision_name(&task_definition)
+        ));
+    }
 
     // The keep-alive: the task lives for its TTL, whatever the image's own command was.
     let mut keep_alive = ContainerOverride::builder()
@@ -210,13 +223,15 @@ async fn from_service(
 /// The container commands run in, and where its awslogs driver writes (empty if it does
 /// not), so that a task that stops before the command runs is explained with its logs.
 struct Chosen {
+    /// The task definition revision described, as an ARN: what RunTask is given.
+    revision: String,
     name: String,
     log_group: String,
     log_stream_prefix: String,
 }
 
 impl Chosen {
-    fn from(container: &aws_sdk_ecs::types::ContainerDefinition) -> Option<Chosen> {
+    fn from(revision: &str, container: &aws_sdk_ecs::types::ContainerDefinition) -> Option<Chosen> {
         let options = container
             .log_configuration()
             .filter(|l| l.log_driver().as_str() == "awslogs")
@@ -229,6 +244,7 @@ impl Chosen {
         };
         let prefix = option("awslogs-stream-prefix");
         Some(Chosen {
+            revision: revision.to_string(),
             name: container.name()?.to_string(),
             // Without a stream prefix the stream name holds a container id we cannot know.
             log_group: if prefix.is_empty() {
@@ -272,7 +288,11 @@ async fn choose_container(
         Some(name) => containers.iter().find(|c| c.name() == Some(name)),
         None => containers.iter().find(|c| c.essential().unwrap_or(true)),
     };
-    if let Some(chosen) = found.and_then(Chosen::from) {
+    let revision = out
+        .task_definition()
+        .and_then(|d| d.task_definition_arn())
+        .unwrap_or(task_definition);
+    if let Some(chosen) = found.and_then(|c| Chosen::from(revision, c)) {
         return Ok(chosen);
     }
     let names: Vec<&str> = containers.iter().filter_map(|c| c.name()).collect();

@@ -5,6 +5,7 @@ pub mod guard;
 pub mod hostkey;
 pub mod provision;
 pub mod record;
+mod reuse;
 pub mod wait;
 
 use std::fmt;

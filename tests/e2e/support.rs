@@ -50,9 +50,32 @@ pub struct Sandbox {
     _dir: TempDir,
 }
 
+/// The tag every e2e sandbox runs jump's jumphost image under (as the sandbox's pytest suite does).
+const JUMPHOST_IMAGE: &str = "jumphost:sandbox";
+
+/// Builds jump's jumphost image once per test process (`dockerfiles/jumphost/build`, offline:
+/// no image registry is contacted), so that every ssh-mode test runs the image users ship.
+/// A rebuild with nothing changed takes a fraction of a second.
+fn jumphost_image() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let out = Command::new(repo().join("dockerfiles/jumphost/build"))
+            .args(["--offline", "--tag", JUMPHOST_IMAGE])
+            .output()
+            .expect("dockerfiles/jumphost/build runs (did tests/sandbox/setup run?)");
+        assert!(
+            out.status.success(),
+            "building the jumphost image failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    JUMPHOST_IMAGE
+}
+
 impl Sandbox {
     /// Starts a sandbox whose task lifecycle steps take `step` seconds.
     pub fn start(step: f64) -> Sandbox {
+        let image = jumphost_image();
         let dir = TempDir::new().expect("temp dir");
         let env_file = dir.path().join("sandbox.env");
         let log = std::fs::File::create(dir.path().join("sandbox.log")).expect("log file");
@@ -62,6 +85,7 @@ impl Sandbox {
             .arg("--step")
             .arg(step.to_string())
             .arg("--stop-on-eof")
+            .args(["--jumphost-image", image])
             .stdin(Stdio::piped())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -488,6 +512,19 @@ impl<'a> World<'a> {
             .unwrap()
             .iter()
             .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// The task definition revision (ARN) each stopped task of this world ran.
+    pub fn revisions_run(&self) -> Vec<String> {
+        self.tasks("STOPPED")
+            .iter()
+            .map(|task| {
+                self.describe(task)["taskDefinitionArn"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
             .collect()
     }
 

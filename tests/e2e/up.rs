@@ -10,11 +10,17 @@ fn command_output_and_exit_status_pass_through_and_nothing_is_left() {
         "--",
         "sh",
         "-c",
-        "hostname; echo to-stderr >&2; exit 3",
+        "hostname; ps -o args= -p 1; echo to-stderr >&2; exit 3",
     ]);
     assert_eq!(out.status.code(), Some(3), "stderr: {}", stderr(&out));
-    let host = stdout(&out);
-    assert!(host.trim().starts_with("ip-10-"), "stdout: {host}");
+    let printed = stdout(&out);
+    let lines: Vec<&str> = printed.lines().collect();
+    assert!(lines[0].starts_with("ip-10-"), "stdout: {printed}");
+    // The session is inside the jumphost image users build: its entrypoint is process 1.
+    assert_eq!(
+        lines[1], "/bin/sh /usr/local/bin/jump-entrypoint",
+        "stdout: {printed}"
+    );
     assert!(stderr(&out).contains("to-stderr"));
 
     let stopped = world.tasks("STOPPED");
@@ -399,12 +405,30 @@ fn gc_reaps_expired_sessions_like_down_expired() {
     world.assert_nothing_left();
 }
 
-/// A revision someone else registered in jump's family, with jump's content tag copied
-/// onto a different image and command, must not be run: jump registers its own.
 #[test]
-fn a_revision_with_a_copied_content_tag_is_not_trusted() {
-    let world = World::new(shared(), "poison");
-    let family = format!("poison-{}", world.cluster);
+fn jumps_own_revision_serves_session_after_session() {
+    let world = World::new(shared(), "reuse");
+    let family = format!("reuse-{}", world.cluster);
+    for _ in 0..2 {
+        let out = world.run(&["up", "--family", &family, "--", "true"]);
+        assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    }
+    let used = world.revisions_run();
+    assert_eq!(used.len(), 2);
+    assert_eq!(used[0], used[1], "the second session registered a revision");
+    let listed = world
+        .sandbox
+        .aws(&["ecs", "list-task-definitions", "--family-prefix", &family]);
+    assert_eq!(listed["taskDefinitionArns"].as_array().unwrap().len(), 1);
+    world.assert_nothing_left();
+}
+
+/// Registers, on top of jump's own revision of a fresh family, a copy carrying jump's
+/// content tag and whatever `plant` changes in its container; then `jump up` must run a
+/// revision of its own, never the planted one.
+fn a_planted_revision_is_never_run(name: &str, plant: impl Fn(&mut serde_json::Value)) {
+    let world = World::new(shared(), name);
+    let family = format!("{name}-{}", world.cluster);
     let first = world.run(&["up", "--mode", "exec", "--family", &family, "--", "true"]);
     assert_eq!(first.status.code(), Some(0), "stderr: {}", stderr(&first));
     let ours = world.sandbox.aws(&[
@@ -425,10 +449,11 @@ fn a_revision_with_a_copied_content_tag_is_not_trusted() {
         .unwrap()
         .to_string();
     let mut containers = ours["taskDefinition"]["containerDefinitions"].clone();
-    containers[0]["image"] = serde_json::json!("attacker/image:1");
-    containers[0]["command"] = serde_json::json!(["sh", "-c", "echo owned"]);
+    plant(&mut containers[0]);
     let tag = format!("key=jump:content-hash,value={hash}");
-    let poisoned = world.register_with(&family, &containers, &["--tags", &tag])["taskDefinition"]
+    let role = ours["taskDefinition"]["taskRoleArn"].as_str().unwrap();
+    let extra = ["--tags", &tag, "--task-role-arn", role];
+    let planted = world.register_with(&family, &containers, &extra)["taskDefinition"]
         ["taskDefinitionArn"]
         .as_str()
         .unwrap()
@@ -436,14 +461,12 @@ fn a_revision_with_a_copied_content_tag_is_not_trusted() {
 
     let second = world.run(&["up", "--mode", "exec", "--family", &family, "--", "true"]);
     assert_eq!(second.status.code(), Some(0), "stderr: {}", stderr(&second));
-    for task in world.tasks("STOPPED") {
-        let used = world.describe(&task)["taskDefinitionArn"].clone();
-        assert_ne!(
-            used,
-            serde_json::json!(poisoned),
-            "jump ran the poisoned revision"
-        );
-    }
+    let used = world.revisions_run();
+    assert_eq!(used.len(), 2);
+    assert!(
+        !used.contains(&planted),
+        "jump ran the planted revision {planted}"
+    );
     let latest = world.sandbox.aws(&[
         "ecs",
         "describe-task-definition",
@@ -451,8 +474,39 @@ fn a_revision_with_a_copied_content_tag_is_not_trusted() {
         &family,
     ]);
     assert_eq!(
-        latest["taskDefinition"]["containerDefinitions"][0]["image"],
-        world.image.as_str()
+        latest["taskDefinition"]["containerDefinitions"],
+        ours["taskDefinition"]["containerDefinitions"],
+        "jump registered its own content again"
     );
     world.assert_nothing_left();
+}
+
+/// A revision someone else registered in jump's family, with jump's content tag copied
+/// onto a different image and command, must not be run: jump registers its own.
+#[test]
+fn a_revision_with_a_copied_content_tag_is_not_trusted() {
+    a_planted_revision_is_never_run("poison", |container| {
+        container["image"] = serde_json::json!("attacker/image:1");
+        container["command"] = serde_json::json!(["sh", "-c", "echo owned"]);
+    });
+}
+
+#[test]
+fn a_health_check_planted_in_jumps_revision_is_not_trusted() {
+    // ECS runs a health check's command inside the container, as root.
+    a_planted_revision_is_never_run("health", |container| {
+        container["healthCheck"] =
+            serde_json::json!({"command": ["CMD-SHELL", "echo owned > /tmp/x"]});
+    });
+}
+
+#[test]
+fn a_restart_policy_or_ulimits_planted_in_jumps_revision_are_not_trusted() {
+    a_planted_revision_is_never_run("restart", |container| {
+        container["restartPolicy"] = serde_json::json!({"enabled": true});
+    });
+    a_planted_revision_is_never_run("ulimits", |container| {
+        container["ulimits"] =
+            serde_json::json!([{"name": "nofile", "softLimit": 16, "hardLimit": 16}]);
+    });
 }

@@ -81,6 +81,12 @@ def main() -> int:
         help="seconds each task lifecycle step takes (default 1.0, or $JUMP_SANDBOX_STEP)",
     )
     start.add_argument(
+        "--jumphost-image", default=os.environ.get("JUMP_SANDBOX_JUMPHOST_IMAGE") or None, metavar="TAG",
+        help="run tasks whose image is jump's jumphost as real containers of this locally built image "
+        "(dockerfiles/jumphost/build --offline --tag TAG); default $JUMP_SANDBOX_JUMPHOST_IMAGE, else the "
+        "entrypoint runs on the host",
+    )
+    start.add_argument(
         "--stop-on-eof", action="store_true",
         help="also stop when standard input closes (for test harnesses: the sandbox ends with its parent)",
     )
@@ -135,7 +141,7 @@ def main() -> int:
     from . import server
 
     if args.command == "start":
-        server.start(args.port, args.env_file, args.step, args.stop_on_eof)
+        server.start(args.port, args.env_file, args.step, args.stop_on_eof, args.jumphost_image)
     else:
         server.clean()
     return 0

@@ -1,8 +1,9 @@
 """Processes that make sandbox hosts real.
 
-A task's container becomes a process tree inside the task's namespace, with
-its own UTS namespace (so ``hostname`` answers like a Fargate task) and the
-namespace's /etc/hosts. Its stdout and stderr are read line by line and
+A task's container becomes a process tree inside the task's namespace: a real
+container for jump's jumphost image once it is built (containers.py), else a
+process from the host's filesystem with its own UTS namespace (so ``hostname``
+answers like a Fargate task) and the namespace's /etc/hosts. Its stdout and stderr are read line by line and
 written to the task's CloudWatch Logs stream in moto, the way the awslogs
 driver would, so that clients read them through the ordinary Logs API.
 """
@@ -64,35 +65,83 @@ class ForgedHostKey:
         self.sink.write(self.line if line.startswith("jump-host-key: ") else line)
 
 
-class HostProcess:
-    """The main process of a host: started in its namespace, watched, ended."""
+class MainProcess:
+    """The main process of a host: started in its namespace, watched, ended.
 
-    def __init__(self, ns: str, hostname: str, argv: list[str], env: dict, sink, transcript: Path):
+    Its output is pumped line by line to the log sink. A container's output is held back
+    until the container has started, because until then what arrives on podman's stderr
+    is podman's own report of a container that could not start, which ECS never writes
+    to the task's log stream.
+    """
+
+    def __init__(self, ns: str, launcher: list[str], env: dict, sink, transcript: Path, hold: bool = False):
         self.ns = ns
-        wrapper = ["unshare", "--uts", "--", "sh", "-c", 'hostname "$0" && exec "$@"', hostname]
+        self.sink = sink
+        self._lock = threading.Lock()
+        self._held: list[tuple[int, str]] | None = [] if hold else None
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, *wrapper, *argv],
+            launcher,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
+        self.pid = self.proc.pid  # the process exec sessions enter; a container's once it has started
         self._pumps = [
-            threading.Thread(target=self._pump, args=(stream, sink, transcript), daemon=True)
-            for stream in (self.proc.stdout, self.proc.stderr)
+            threading.Thread(target=self._pump, args=(fd, stream, transcript), daemon=True)
+            for fd, stream in ((1, self.proc.stdout), (2, self.proc.stderr))
         ]
         for pump in self._pumps:
             pump.start()
 
-    @staticmethod
-    def _pump(stream, sink, transcript: Path) -> None:
+    @classmethod
+    def on_host(cls, ns: str, hostname: str, argv: list[str], env: dict, sink, transcript: Path):
+        """ARGV run from the sandbox host's filesystem, with a UTS namespace of its own."""
+        wrapper = ["unshare", "--uts", "--", "sh", "-c", 'hostname "$0" && exec "$@"', hostname]
+        return cls(ns, ["ip", "netns", "exec", ns, *wrapper, *argv], env, sink, transcript)
+
+    def _pump(self, fd: int, stream, transcript: Path) -> None:
         with open(transcript, "ab") as copy:
             for raw in iter(stream.readline, b""):
                 copy.write(raw)
                 copy.flush()
-                if sink is not None:
-                    sink.write(raw.decode("utf-8", "replace").rstrip("\r\n"))
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                with self._lock:
+                    if self._held is not None:
+                        self._held.append((fd, line))
+                    elif self.sink is not None:
+                        self.sink.write(line)
+
+    def wait_started(self, pidfile: Path, timeout: float = 60) -> str:
+        """Waits until the container runs (then its output flows) or podman gives up.
+
+        Returns "" once started, else what podman wrote to stderr.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self.pid = int(pidfile.read_text())
+            except (OSError, ValueError):
+                if self.proc.poll() is None:
+                    time.sleep(0.01)
+                    continue
+                for pump in self._pumps:
+                    pump.join(timeout=2)
+                with self._lock:
+                    stderr = "\n".join(line for fd, line in self._held or [] if fd == 2)
+                if self.proc.returncode in (125, 126, 127) and "\nError: " in f"\n{stderr}":
+                    return stderr
+            self._release()
+            return ""
+        return f"Error: the container did not start within {timeout:.0f}s"
+
+    def _release(self) -> None:
+        with self._lock:
+            held, self._held = self._held or [], None
+            for _, line in held:
+                if self.sink is not None:
+                    self.sink.write(line)
 
     def poll(self) -> int | None:
         return self.proc.poll()
@@ -104,7 +153,10 @@ class HostProcess:
         return docker_exit_code(code)
 
     def terminate(self, grace: float) -> int:
-        """SIGTERM, then SIGKILL to everything in the namespace after the grace period."""
+        """SIGTERM, then SIGKILL to everything in the namespace after the grace period.
+
+        podman passes the SIGTERM on to the container's process 1, as Docker does.
+        """
         if self.proc.poll() is None:
             try:
                 os.killpg(self.proc.pid, signal.SIGTERM)
@@ -122,14 +174,13 @@ def docker_exit_code(code: int) -> int:
     return 128 - code if code < 0 else code
 
 
-def task_environment(region: str, container_env: dict) -> dict:
-    env = {
-        "PATH": BASE_PATH,
-        "HOME": "/root",
+def task_environment(region: str, container_env: dict, on_host: bool) -> dict:
+    """What ECS puts in a container's environment; on the host also what an image would."""
+    env = {"PATH": BASE_PATH, "HOME": "/root"} if on_host else {}
+    env.update({
         "AWS_REGION": region,
         "AWS_DEFAULT_REGION": region,
         "AWS_EXECUTION_ENV": "AWS_ECS_FARGATE",
-    }
+    })
     env.update(container_env)
     return env
-

@@ -38,8 +38,9 @@ from moto.ecs.models import ecs_backends
 from moto.iam.models import iam_backends
 
 from .awsproto import AwsError
-from .dataplane import ForgedHostKey, HostProcess, LogSink, task_environment
-from .images import Catalogue, container_argv, pull_error
+from .containers import cannot_start, start_failure
+from .dataplane import ForgedHostKey, LogSink, MainProcess, task_environment
+from .images import Catalogue, Image, container_argv, pull_error
 from .network import NetworkError
 from .routes import pull_failure, reach
 from .taskdefs import FARGATE_SIZES, no_fargate_size
@@ -127,11 +128,37 @@ def start_error(argv: list[str], path: str) -> str | None:
     if shutil.which(argv[0], path=path) is not None:
         return None
     why = f"stat {argv[0]}: no such file or directory" if "/" in argv[0] else "executable file not found in $PATH"
-    return (
-        "CannotStartContainerError: Error response from daemon: failed to create task for container: failed to "
-        "create shim task: OCI runtime create failed: runc create failed: unable to start container process: "
-        f'exec: "{argv[0]}": {why}: unknown'
-    )
+    return cannot_start(f'runc create failed: unable to start container process: exec: "{argv[0]}": {why}')
+
+
+# Where the exec agent writes; with a read-only root it crashes soon after launch unless all
+# three are writable volumes (containers-roadmap#1359, amazon-ecs-exec-checker#21).
+EXEC_AGENT_PATHS = ("/managed-agents", "/var/lib/amazon/ssm", "/var/log/amazon/ssm")
+
+
+def task_volumes(task) -> tuple[list[tuple[str, str, bool]], str | None]:
+    """The main container's (volume, containerPath, readOnly) mounts, or why the sandbox cannot make them.
+
+    Fargate gives a task-definition volume with no other configuration an empty directory
+    that lives as long as the task; EFS volumes need a file system the sandbox does not have.
+    """
+    volumes = {v.get("name"): v for v in task.volumes}
+    mounts = []
+    for point in task.containers[0].definition.get("mountPoints") or []:
+        volume = volumes.get(point.get("sourceVolume"))
+        if volume is None:
+            return [], f"mount point names unknown volume {point.get('sourceVolume')!r}"
+        if set(volume) - {"name", "host"} or (volume.get("host") or {}).get("sourcePath"):
+            return [], f"volume {volume['name']!r}: the sandbox has only task-scoped bind-mount volumes"
+        mounts.append((volume["name"], point.get("containerPath", ""), bool(point.get("readOnly"))))
+    return mounts, None
+
+
+def exec_agent_survives(task, mounts) -> bool:
+    if not task.containers[0].definition.get("readonlyRootFilesystem"):
+        return True
+    writable = {path for _, path, ro in mounts if not ro}
+    return all(path in writable for path in EXEC_AGENT_PATHS)
 
 
 def assume_role_failure(arn: str) -> str:
@@ -233,6 +260,7 @@ class Task:
     fault: TaskFault | None
     task_role: str | None
     execution_role: str | None
+    volumes: list = field(default_factory=list)  # the task definition's
     created_at: float = field(default_factory=time.time)
     last_status: str = "PROVISIONING"
     desired_status: str = "RUNNING"
@@ -257,6 +285,7 @@ class Task:
     stop_requested: threading.Event = field(default_factory=threading.Event)
     host_ns: str | None = None
     host_pid: int | None = None  # the main container process: the namespaces exec sessions enter
+    container_name: str | None = None  # podman's name for it, when it is a real container
     platform_version: str = "1.4.0"
 
     def set_status(self, status: str) -> None:
@@ -347,11 +376,12 @@ class Task:
 class TaskService:
     """The sandbox's ECS task API and the lifecycle of every task."""
 
-    def __init__(self, network, state_dir, timing: Timing):
+    def __init__(self, network, state_dir, timing: Timing, containers=None):
         self.network = network
         self.state_dir = state_dir
         self.timing = timing
-        self.images = Catalogue()
+        self.containers = containers  # containers.Podman, when the jumphost image runs for real
+        self.images = Catalogue(Image(containers.entrypoint, containers.cmd, True)) if containers else Catalogue()
         self.tasks: dict[str, Task] = {}
         self.order: list[str] = []
         self.faults: list[TaskFault] = []
@@ -571,6 +601,7 @@ class TaskService:
             fault=fault,
             task_role=overrides.get("taskRoleArn") or getattr(taskdef, "task_role_arn", None),
             execution_role=overrides.get("executionRoleArn") or getattr(taskdef, "execution_role_arn", None),
+            volumes=list(getattr(taskdef, "volumes", None) or []),
             main_override=by_name.get(main.name, {}),
             setup_error=setup_error,
             platform_version=PLATFORM_VERSIONS[p.get("platformVersion", "LATEST")],
@@ -772,11 +803,22 @@ class TaskService:
             if self.images.resolve(container.image) is None:
                 self._fail_start(task, "TaskFailedToStart", pull_error(container.image), container)
                 return None
-        argv = container_argv(self.images.resolve(main.image), main.definition, task.main_override.get("command"))
-        env = self._environment(task)
-        unstartable = start_error(argv, env["PATH"])
+        image = self.images.resolve(main.image)
+        argv = container_argv(image, main.definition, task.main_override.get("command"))
+        env = self._environment(task, on_host=not image.container)
+        # A real container's command is looked up in its image, by runc, when it starts.
+        unstartable = None if image.container else start_error(argv, env["PATH"])
         if unstartable:
             self._fail_start(task, "TaskFailedToStart", unstartable, main)
+            return None
+        mounts, unmountable = task_volumes(task)
+        # A host-run process can honour neither. For a test image standing in for a service that
+        # is moot; jump's own image must never be kinder than AWS, so it needs the real container.
+        on_host_jumphost = image is self.images.jumphost and not image.container
+        if on_host_jumphost and (mounts or main.definition.get("readonlyRootFilesystem")):
+            unmountable = "a read-only root and volumes need a real container: start the sandbox with --jumphost-image"
+        if unmountable:
+            self._fail_start(task, "TaskFailedToStart", f"ResourceInitializationError: {unmountable}")
             return None
         if task.setup_error:
             self._fail_start(task, "TaskFailedToStart", f"ResourceInitializationError: {task.setup_error}")
@@ -789,8 +831,8 @@ class TaskService:
         with self.lock:
             task.pull_stopped_at = time.time()
             task.set_status("ACTIVATING")
-        host = self._launch(task, sink, argv, env)
-        if self._pause(task):
+        host = self._launch(task, sink, image, argv, env, mounts)
+        if host is None or self._pause(task):
             return host
         with self.lock:
             now = time.time()
@@ -798,9 +840,11 @@ class TaskService:
             task.started_at = task.connectivity_at = now
             for c in task.containers:
                 c.last_status = "RUNNING"
-            if task.exec_enabled:
+            if task.exec_enabled and exec_agent_survives(task, mounts):
                 task.agent_status = "RUNNING"
                 task.agent_started_at = now
+            elif task.exec_enabled:
+                task.agent_status = STOPPED
         return host
 
     def _log_sink(self, task: Task):
@@ -830,22 +874,46 @@ class TaskService:
             )
             return None
 
-    def _environment(self, task: Task) -> dict:
+    def _environment(self, task: Task, on_host: bool) -> dict:
         """The main container's environment: the task definition's, merged with the overrides."""
         main = task.containers[0]
         env = {e["name"]: e["value"] for e in main.definition.get("environment") or []}
         env.update({e["name"]: e["value"] for e in task.main_override.get("environment") or []})
-        env.setdefault("JUMP_RUNTIME_DIR", str(self._runtime_dir(task) / "run"))
-        return task_environment(task.region, env)
+        if on_host:  # tasks share the host's /run: each entrypoint gets a directory of its own
+            env.setdefault("JUMP_RUNTIME_DIR", str(self._runtime_dir(task) / "run"))
+        return task_environment(task.region, env, on_host)
 
-    def _launch(self, task: Task, sink, argv: list[str], env: dict) -> HostProcess:
+    def _launch(self, task: Task, sink, image: Image, argv: list[str], env: dict, mounts) -> MainProcess | None:
         addresses = [(task.private_ip, task.prefixlen)]
         if task.public_ip:
             addresses.append((task.public_ip, self.network.public_net.prefixlen))
         hostname = task.private_dns.split(".")[0]
         task.host_ns = self.network.add_host(task.id[:12], addresses, task.vpc_gateway, hostname)
-        host = HostProcess(task.host_ns, hostname, argv, env, sink, self._runtime_dir(task) / "output.log")
-        task.host_pid = host.proc.pid
+        runtime = self._runtime_dir(task)
+        if not image.container:
+            host = MainProcess.on_host(task.host_ns, hostname, argv, env, sink, runtime / "output.log")
+            task.host_pid = host.pid
+            return host
+        volumes = []
+        for name, path, read_only in mounts:
+            directory = runtime / "volumes" / name
+            directory.mkdir(parents=True, exist_ok=True)
+            directory.chmod(0o755)
+            volumes.append((directory, path, read_only))
+        task.container_name = f"jsb-{self.containers.instance}-{task.id[:12]}"
+        pidfile = runtime / "container.pid"
+        launcher, launcher_env = self.containers.run_argv(
+            task.container_name, task.host_ns, hostname, argv, env, pidfile,
+            bool(task.containers[0].definition.get("readonlyRootFilesystem")), volumes,
+        )
+        host = MainProcess(task.host_ns, launcher, launcher_env, sink, runtime / "output.log", hold=True)
+        podman_error = host.wait_started(pidfile)
+        if podman_error:
+            host.terminate(0)
+            reason = start_failure(podman_error) or f"CannotStartContainerError: {podman_error.splitlines()[-1]}"
+            self._fail_start(task, "TaskFailedToStart", reason, task.containers[0])
+            return None
+        task.host_pid = host.pid
         return host
 
     def _runtime_dir(self, task: Task):
@@ -854,7 +922,7 @@ class TaskService:
         runtime.chmod(0o755)
         return runtime
 
-    def _run(self, task: Task, host: HostProcess) -> None:
+    def _run(self, task: Task, host: MainProcess) -> None:
         crash_at = None
         if task.fault and task.fault.kind == "crash":
             crash_at = time.monotonic() + task.fault.after
@@ -906,6 +974,8 @@ class TaskService:
             with self.lock:
                 if task.containers[0].exit_code is None:
                     task.containers[0].exit_code = code
+        if task.container_name:
+            self.containers.remove(task.container_name)
         time.sleep(self.timing.step)
         with self.lock:
             task.execution_stopped_at = time.time()

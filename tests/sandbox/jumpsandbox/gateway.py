@@ -33,7 +33,6 @@ import ctypes
 import fcntl
 import json
 import os
-import pty
 import random
 import secrets
 import shlex
@@ -375,9 +374,11 @@ class AgentSession:
             return
         argv = shlex.split(self.spec.command) or ["/bin/sh"]
         env = _task_environment(self.spec.task_pid)
-        master, slave = pty.openpty()
+        master, slave = _container_pty(self.spec.task_pid)
         worker = [
-            "nsenter", "-t", str(self.spec.task_pid), "-n", "-u", "-m", "--",
+            # The container's every namespace but its cgroup: the agent runs inside the container, so
+            # its session workers are in the container's process table (the watchdogs count them).
+            "nsenter", "-t", str(self.spec.task_pid), "-n", "-u", "-m", "-i", "-p", "--",
             "/bin/sh", "-c", '"$@"; exit $?', "ssm-session-worker", *argv,
         ]
 
@@ -679,6 +680,27 @@ def _resolve(hosts_file: str, host: str) -> str:
             if len(parts) >= 2 and host in parts[1:]:
                 return parts[0]
     raise OSError(f"cannot resolve {host} inside the task")
+
+
+# ioctls of a pseudo-terminal master (asm-generic/ioctls.h).
+_TIOCSPTLCK = 0x40045431
+_TIOCGPTPEER = 0x5441
+
+
+def _container_pty(pid: int) -> tuple[int, int]:
+    """A pseudo-terminal of the task's own devpts, as the exec agent inside the container makes one.
+
+    A pty from the sandbox host's devpts would work for reading and writing but not for
+    `tty` or `ssh -t`-style programs inside a container, where /dev/pts is another instance.
+    """
+    master = os.open(f"/proc/{pid}/root/dev/pts/ptmx", os.O_RDWR | os.O_NOCTTY)
+    try:
+        fcntl.ioctl(master, _TIOCSPTLCK, struct.pack("i", 0))
+        slave = fcntl.ioctl(master, _TIOCGPTPEER, os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        os.close(master)
+        raise
+    return master, slave
 
 
 def _task_environment(pid: int) -> dict:

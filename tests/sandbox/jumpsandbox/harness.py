@@ -16,12 +16,13 @@ HERE = Path(__file__).resolve().parents[1]
 
 
 class Sandbox:
-    def __init__(self, step: float = 0.1):
+    def __init__(self, step: float = 0.1, jumphost_image: str | None = None):
         self.dir = tempfile.mkdtemp(prefix="jump-sandbox-test-")
         self.env_file = os.path.join(self.dir, "sandbox.env")
         self.log = open(os.path.join(self.dir, "sandbox.log"), "wb")
+        image = ["--jumphost-image", jumphost_image] if jumphost_image else []
         self.proc = subprocess.Popen(
-            [str(HERE / "start"), "--env-file", self.env_file, "--step", str(step)],
+            [str(HERE / "start"), "--env-file", self.env_file, "--step", str(step), *image],
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 90

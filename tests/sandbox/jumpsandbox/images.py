@@ -10,8 +10,10 @@ jump's jumphost image (any repository whose name ends in `jumphost`), a few
 public base images with their real CMD, and whatever a test registers with
 `ctl image`. Anything else cannot be pulled.
 
-The processes run on the sandbox host's own filesystem, so `/bin/bash` is the
-host's; what matters is that the same argv runs that Docker would run.
+Jump's jumphost image runs as a real container once it is built and the
+sandbox is started with it (containers.py). Every other image's processes run
+on the sandbox host's own filesystem, so `/bin/bash` is the host's; what
+matters is that the same argv runs that Docker would run.
 """
 
 import threading
@@ -27,6 +29,7 @@ _HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io"}
 class Image:
     entrypoint: tuple[str, ...]
     cmd: tuple[str, ...]
+    container: bool = False  # run as a real container (containers.py), not on the host
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ def pull_error(ref: str) -> str:
     return f"CannotPullContainerError: pull image manifest has been retried 5 time(s): failed to resolve ref {name}: {name}: not found"
 
 
-JUMPHOST = Image(("/bin/sh", str(ENTRYPOINT)), ())
+JUMPHOST = Image(("/bin/sh", str(ENTRYPOINT)), ())  # until the real image is built
 # Public base images and the CMD their Dockerfiles set (none sets an ENTRYPOINT). Each is
 # reachable under its Docker Hub name and its public ECR mirror.
 _BASE = {
@@ -98,7 +101,8 @@ BUILT_IN = {
 class Catalogue:
     """The images the sandbox can "pull": built in, plus those tests register."""
 
-    def __init__(self):
+    def __init__(self, jumphost: Image = JUMPHOST):
+        self.jumphost = jumphost
         self.registered: dict[str, Image] = {}  # a reference as registered -> what it runs
         self.lock = threading.Lock()
 
@@ -130,7 +134,7 @@ class Catalogue:
                 elif known.canonical() == wanted.canonical():
                     return image
         if wanted.name.endswith("jumphost"):
-            return JUMPHOST
+            return self.jumphost
         return BUILT_IN.get(wanted.repository)
 
 

@@ -26,6 +26,7 @@ from moto.moto_server.werkzeug_app import (  # noqa: E402
 )
 from werkzeug.serving import make_server  # noqa: E402
 
+from . import containers  # noqa: E402
 from .app import SandboxApp  # noqa: E402
 from .ecs_services import ServiceScheduler  # noqa: E402
 from .ecs_tasks import TaskService, Timing  # noqa: E402
@@ -167,12 +168,19 @@ def backdate_roles(arns) -> None:
         role.create_date = role.create_date - datetime.timedelta(hours=1)
 
 
-def start(port: int, env_file: str | None, step: float, stop_on_eof: bool = False) -> None:
+def start(port: int, env_file: str | None, step: float, stop_on_eof: bool = False,
+          jumphost_image: str | None = None) -> None:
     require_root()
     instance = secrets.token_hex(2)
     state_dir = STATE_ROOT / instance
+    podman = None
+    if jumphost_image:
+        try:
+            podman = containers.Podman(jumphost_image, instance)
+        except containers.ImageUnavailable as err:
+            sys.exit(f"jump sandbox: --jumphost-image: {err}")
     with machine_lock():
-        for line in clean_stale():
+        for line in clean_stale() + containers.remove_orphans():
             print(f"# cleaned leftover {line}", file=sys.stderr)
         state_dir.mkdir(parents=True)
         (state_dir / "pid").write_text(str(os.getpid()))
@@ -195,7 +203,7 @@ def start(port: int, env_file: str | None, step: float, stop_on_eof: bool = Fals
     def next_db_address():
         return str(db_net.network_address + next(db_pool)), vpc_net.prefixlen, network.gateways[vpc_net]
 
-    tasks = TaskService(network, state_dir, Timing(step=step))
+    tasks = TaskService(network, state_dir, Timing(step=step), podman)
     services = ServiceScheduler(tasks)
     databases = Databases(network, state_dir, next_db_address)
     info = {"instance": instance, "vpc_cidr": str(vpc_net), "public_cidr": str(network.public_net)}
@@ -229,7 +237,9 @@ def start(port: int, env_file: str | None, step: float, stop_on_eof: bool = Fals
             tmp.write_text(lines)
             tmp.rename(env_file)
         sys.stdout.write(lines)
-        print(f"# jump sandbox {instance} ready: VPC {vpc_net}, public {network.public_net}; Ctrl-C stops it")
+        runs = f"the jumphost image {jumphost_image}" if podman else "jump's entrypoint on the host (no --jumphost-image)"
+        print(f"# jump sandbox {instance} ready: VPC {vpc_net}, public {network.public_net}; jumphost tasks run "
+              f"{runs}; Ctrl-C stops it")
         sys.stdout.flush()
         stop.wait()
     finally:
@@ -240,6 +250,8 @@ def start(port: int, env_file: str | None, step: float, stop_on_eof: bool = Fals
         tasks.stop_all()
         databases.stop_all()
         network.destroy()
+        if podman:  # any container a stuck task thread did not remove (its instance is gone now)
+            containers.remove_orphans()
         if env_file and Path(env_file).exists():
             Path(env_file).unlink()
 
@@ -247,7 +259,7 @@ def start(port: int, env_file: str | None, step: float, stop_on_eof: bool = Fals
 def clean() -> None:
     require_root()
     with machine_lock():
-        removed = clean_stale()
+        removed = clean_stale() + containers.remove_orphans()
     for line in removed:
         print(f"removed {line}")
     print(f"clean: {len(removed)} leftover object(s) removed")

@@ -3,8 +3,9 @@
 moto registers any task definition, so a client could register one that
 Fargate refuses (bridge networking, no task-level size, awslogs without an
 execution role) and find out only on AWS. The sandbox checks the request
-before moto sees it, with ECS's ClientException wording, and normalises
-sizes given as "1 vCPU" / "2 GB" to the units ECS stores.
+before moto sees it, with ECS's ClientException wording, and stores what
+ECS stores: sizes given as "1 vCPU" / "2 GB" in units, and with awsvpc each
+port mapping's hostPort (ECS sets it to the containerPort).
 """
 
 import re
@@ -67,7 +68,20 @@ def check_registration(p: dict) -> dict:
             p[key] = converted
     if "FARGATE" in (p.get("requiresCompatibilities") or []):
         _check_fargate(p, containers)
+    if p.get("networkMode") == "awsvpc":
+        p["containerDefinitions"] = [_awsvpc_ports(c) for c in containers]
     return p
+
+
+def _awsvpc_ports(container: dict) -> dict:
+    """With awsvpc a mapping's host port is its container port: ECS fills it in, or refuses another."""
+    mappings = []
+    for mapping in container.get("portMappings") or []:
+        port = mapping.get("containerPort")
+        if mapping.get("hostPort") not in (None, port):
+            raise client_error("When networkMode=awsvpc, the host ports and container ports in port mappings must match.")
+        mappings.append({**mapping, "hostPort": port} if port is not None else mapping)
+    return {**container, "portMappings": mappings} if "portMappings" in container else container
 
 
 def _check_fargate(p: dict, containers: list) -> None:

@@ -3,6 +3,7 @@
 import datetime
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -14,6 +15,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from jumpsandbox.containers import BUILD_SCRIPT, TEST_TAG  # noqa: E402
+from jumpsandbox.containers import podman_env as podman_environment  # noqa: E402
 from jumpsandbox.harness import Sandbox  # noqa: E402
 
 ECS_TASKS_TRUST = {
@@ -23,8 +26,25 @@ ECS_TASKS_TRUST = {
 
 
 @pytest.fixture(scope="session")
-def sandbox():
-    box = Sandbox(step=0.1)
+def podman_env():
+    if shutil.which("podman") is None or shutil.which("runc") is None:
+        pytest.fail("podman and runc are missing: run tests/sandbox/setup")
+    return podman_environment()
+
+
+@pytest.fixture(scope="session")
+def jumphost_image(podman_env):
+    """Jump's jumphost image as the build script makes it where no registry is reachable."""
+    out = subprocess.run([str(BUILD_SCRIPT), "--offline", "--tag", TEST_TAG], capture_output=True, text=True,
+                         env=podman_env, timeout=900)
+    assert out.returncode == 0, out.stderr
+    return out
+
+
+@pytest.fixture(scope="session")
+def sandbox(jumphost_image):
+    """One sandbox for the session; its jumphost tasks run the real image."""
+    box = Sandbox(step=0.1, jumphost_image=TEST_TAG)
     yield box
     assert box.stop() == 0, box.output()
 
@@ -60,7 +80,7 @@ class Aws:
             time.sleep(remaining + 0.05)  # a known deadline: nothing to poll for
         return role["Arn"]
 
-    def register(self, family="jumphost", **container) -> str:
+    def register(self, family="jumphost", volumes=(), **container) -> str:
         """A Fargate task definition with the account's task role, which ECS Exec needs."""
         definition = {
             "name": "jumphost",
@@ -82,6 +102,7 @@ class Aws:
             cpu="256", memory="512", containerDefinitions=[definition],
             executionRoleArn=self.env["JUMP_EXECUTION_ROLE"],  # awslogs on Fargate needs one
             taskRoleArn=self.env["JUMP_TASK_ROLE"],
+            volumes=[{"name": name} for name in volumes],
             tags=[{"key": "team", "value": "platform"}],
         )
         return out["taskDefinition"]["taskDefinitionArn"]

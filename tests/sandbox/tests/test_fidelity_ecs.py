@@ -101,6 +101,9 @@ def task_definition(**change) -> dict:
      "A task definition must have at least one essential container."),
     ({"containers": [{"name": "app", "image": ""}]}, "Container.image should not be null or empty."),
     ({"containers": []}, "Container list cannot be empty."),
+    ({"containers": [{"name": "app", "image": "jump/jumphost:latest",
+                      "portMappings": [{"containerPort": 22, "hostPort": 2222}]}]},
+     "When networkMode=awsvpc, the host ports and container ports in port mappings must match."),
 ])
 def test_fargate_refuses_these_task_definitions(aws, change, message):
     definition = {k: v for k, v in task_definition(**change).items() if v is not None}
@@ -119,6 +122,15 @@ def test_fargate_refuses_these_task_definitions(aws, change, message):
 def test_valid_fargate_sizes_register_in_cpu_units_and_mib(aws, cpu, memory, stored):
     registered = aws.ecs.register_task_definition(**task_definition(cpu=cpu, memory=memory))["taskDefinition"]
     assert (registered["cpu"], registered["memory"]) == stored
+
+
+def test_with_awsvpc_ecs_stores_each_host_port_as_its_container_port(aws):
+    containers = [{"name": "app", "image": "jump/jumphost:latest",
+                   "portMappings": [{"containerPort": 22, "protocol": "tcp"}, {"containerPort": 80, "hostPort": 80}]}]
+    family = aws.ecs.register_task_definition(**task_definition(containers=containers))["taskDefinition"]["family"]
+    described = aws.ecs.describe_task_definition(taskDefinition=family)["taskDefinition"]
+    assert described["containerDefinitions"][0]["portMappings"] == [
+        {"containerPort": 22, "hostPort": 22, "protocol": "tcp"}, {"containerPort": 80, "hostPort": 80}]
 
 
 def test_awslogs_registers_with_an_execution_role(aws):

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from conftest import Aws, namespaces
+from jumpsandbox.containers import LABEL, TEST_TAG, podman_env
 from jumpsandbox.harness import Sandbox
 
 SANDBOX = Path(__file__).resolve().parents[1]
@@ -22,6 +23,9 @@ def objects_of(instance: str) -> list[str]:
     found += [line.split(":")[1].strip() for line in links.splitlines() if f"jsb{instance}" in line]
     if Path("/run/jump-sandbox", instance).exists():
         found.append(f"/run/jump-sandbox/{instance}")
+    containers = subprocess.run(["podman", "ps", "--all", "--format", "{{.Names}}", "--filter",
+                                 f"label={LABEL}={instance}"], capture_output=True, text=True, env=podman_env())
+    found += [f"container {name}" for name in containers.stdout.split()]
     return found
 
 
@@ -31,7 +35,8 @@ def processes_under(path: str) -> list[str]:
 
 
 def busy_sandbox() -> tuple[Sandbox, Aws, str]:
-    box = Sandbox(step=0.05)
+    """A sandbox with a database and a jumphost task (a real container) running."""
+    box = Sandbox(step=0.05, jumphost_image=TEST_TAG)
     aws = Aws(box.env)
     aws.register()
     aws.rds.create_db_instance(
@@ -42,10 +47,11 @@ def busy_sandbox() -> tuple[Sandbox, Aws, str]:
     aws.wait_for(arn, "RUNNING")
     instance = box.env["JUMP_SANDBOX_INSTANCE"]
     assert len([n for n in namespaces() if n.startswith(f"jsb-{instance}-")]) == 2
+    assert any(o.startswith("container ") for o in objects_of(instance))
     return box, aws, instance
 
 
-def test_stop_removes_everything():
+def test_stop_removes_everything(jumphost_image):
     box, _, instance = busy_sandbox()
     assert box.stop() == 0
     assert objects_of(instance) == []
@@ -53,7 +59,7 @@ def test_stop_removes_everything():
     assert not os.path.exists(box.env_file)
 
 
-def test_after_sigkill_the_next_start_cleans_up():
+def test_after_sigkill_the_next_start_cleans_up(jumphost_image):
     box, _, instance = busy_sandbox()
     box.proc.send_signal(signal.SIGKILL)
     box.proc.wait()
@@ -67,7 +73,7 @@ def test_after_sigkill_the_next_start_cleans_up():
         assert follower.stop() == 0
 
 
-def test_clean_command_removes_leftovers_but_not_live_sandboxes():
+def test_clean_command_removes_leftovers_but_not_live_sandboxes(jumphost_image):
     live = Sandbox(step=0.05)
     box, _, instance = busy_sandbox()
     box.proc.send_signal(signal.SIGKILL)
@@ -80,6 +86,14 @@ def test_clean_command_removes_leftovers_but_not_live_sandboxes():
         assert f"jsb{live_instance}" in " ".join(objects_of(live_instance))
     finally:
         assert live.stop() == 0
+
+
+def test_a_jumphost_image_that_is_not_built_stops_the_start_with_what_to_run():
+    out = subprocess.run([str(SANDBOX / "start"), "--jumphost-image", "jumphost:never-built"],
+                         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert out.returncode != 0
+    assert ("--jumphost-image: the jumphost image jumphost:never-built is not built: run "
+            "dockerfiles/jumphost/build --offline --tag jumphost:never-built") in out.stderr, out.stderr
 
 
 def test_sigint_stops_like_sigterm():

@@ -1,11 +1,43 @@
 """The issue's headline check, step by step, as a client would do it."""
 
+import contextlib
 import ipaddress
+import os
 import re
+import socket
 import subprocess
 import time
 
 from conftest import ctl, namespaces, private_ip, ssh
+
+
+@contextlib.contextmanager
+def ssh_forward(key, known_hosts, host: str, target: str, port: int):
+    """`ssh -L` from a free local port to TARGET:PORT through the jumphost; yields the local port."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        local = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        ["ssh", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
+         "-o", f"UserKnownHostsFile={known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
+         "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", "-N",
+         "-L", f"127.0.0.1:{local}:{target}:{port}", f"jump@{host}"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert proc.poll() is None, proc.stderr.read()
+            try:
+                socket.create_connection(("127.0.0.1", local), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the forward never listened"
+                time.sleep(0.05)
+        yield local
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def test_ssh_session_and_database_through_a_task(aws, keypair, tmp_path):
@@ -32,11 +64,13 @@ def test_ssh_session_and_database_through_a_task(aws, keypair, tmp_path):
     assert out.returncode == 3, out.stderr
     assert out.stdout.split() == [f"ip-{host.replace('.', '-')}", "jump"]
 
-    query = (
-        f"PGPASSWORD=flow-secret psql -h {endpoint['Address']} -p {endpoint['Port']} -U app -d orders "
-        "-Atc 'select current_database(), 6*7'"
-    )
-    out = ssh(key, known_hosts, host, query)
+    # The image carries no database client: the database is reached through a forward, as jump does.
+    with ssh_forward(key, known_hosts, host, endpoint["Address"], endpoint["Port"]) as port:
+        out = subprocess.run(
+            ["psql", "-h", "127.0.0.1", "-p", str(port), "-U", "app", "-d", "orders", "-Atc",
+             "select current_database(), 6*7"],
+            capture_output=True, text=True, timeout=30, env={**os.environ, "PGPASSWORD": "flow-secret"},
+        )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "orders|42"
 

@@ -1,13 +1,13 @@
 """The jumphost image itself, built and run as a container.
 
-Why: `dockerfiles/jumphost` is what every ssh-mode user builds and pushes, while the sandbox
-runs its entrypoint directly on the host, so the image's user, paths, packages, sshd and
-entrypoint wiring are tested only here. The image is built once per session with
-`dockerfiles/jumphost/build --offline` (a local debootstrap base imported under the FROM
-name: no image registry is ever contacted) and run with podman through runc (crun refuses
-this kind of machine's hybrid cgroups; podman's default rlimits exceed what root may set,
-hence the containers.conf below). Containers run in network namespaces each test makes,
-holding only loopback, and are reached with `ip netns exec NAME ssh ... 127.0.0.1`.
+Why: `dockerfiles/jumphost` is what every ssh-mode user builds and pushes. The sandbox runs
+it for every jumphost task, but through ECS's interface; here its own promises are checked
+directly: one host-key line, key-only logins, no sshd without keys, its TTL and idle rules.
+The image is built once per session (conftest.py) with `dockerfiles/jumphost/build --offline`
+(a local debootstrap base imported under the FROM name: no image registry is ever contacted)
+and run with podman through runc, configured as the sandbox runs it (jumpsandbox/containers.py).
+Containers run in network namespaces each test makes, holding only loopback, and are reached
+with `ip netns exec NAME ssh ... 127.0.0.1`.
 """
 
 import itertools
@@ -20,41 +20,16 @@ import time
 from pathlib import Path
 
 import pytest
+from jumpsandbox.containers import BUILD_SCRIPT as BUILD
+from jumpsandbox.containers import TEST_TAG as TAG
 
-REPO = Path(__file__).resolve().parents[3]
-BUILD = REPO / "dockerfiles" / "jumphost" / "build"
-TAG = "jumphost:imagetest"
 HOST_KEY_LINE = re.compile(r"^jump-host-key: ssh-ed25519 [A-Za-z0-9+/]+=*$")
 SSHD_UP = "Server listening on 0.0.0.0 port 22."
-CONTAINERS_CONF = """\
-[containers]
-default_ulimits = []
-[engine]
-cgroup_manager = "cgroupfs"
-"""
 _names = itertools.count()
 
 
 def unique(kind: str) -> str:
     return f"jumpimg-{os.getpid()}-{kind}-{next(_names)}"
-
-
-@pytest.fixture(scope="session")
-def podman_env(tmp_path_factory):
-    if shutil.which("podman") is None or shutil.which("runc") is None:
-        pytest.fail("podman and runc are missing: run tests/sandbox/setup")
-    conf = tmp_path_factory.mktemp("podman") / "containers.conf"
-    conf.write_text(CONTAINERS_CONF)
-    return {**os.environ, "CONTAINERS_CONF": str(conf)}
-
-
-@pytest.fixture(scope="session")
-def image(podman_env):
-    """The image as the build script makes it where no registry is reachable."""
-    out = subprocess.run([str(BUILD), "--offline", "--tag", TAG], capture_output=True, text=True,
-                         env=podman_env, timeout=900)
-    assert out.returncode == 0, out.stderr
-    return out
 
 
 class Container:
@@ -121,7 +96,7 @@ class Container:
 
 
 @pytest.fixture
-def start(image, podman_env):
+def start(jumphost_image, podman_env):
     """Starts containers of the image, each in a fresh loopback-only network namespace (or
     none), and removes every container and namespace afterwards, pass or fail."""
     containers, netns_made = [], []
@@ -273,18 +248,18 @@ def test_a_read_only_root_filesystem_needs_a_writable_runtime_dir(start, keypair
     assert out.returncode == 0 and out.stdout == "jump\n", out.stderr
 
 
-def test_the_build_is_small_and_a_rebuild_with_nothing_changed_reuses_everything(image, podman_env):
+def test_the_build_is_small_and_a_rebuild_with_nothing_changed_reuses_everything(jumphost_image, podman_env):
     size = int(subprocess.run(["podman", "image", "inspect", "--format", "{{.Size}}", TAG], capture_output=True,
                               text=True, env=podman_env, check=True).stdout)
     # Pulled on every cold start, and Fargate start time grows with image size.
     assert size < 120_000_000, f"the jumphost image grew to {size} bytes"
-    first = re.search(r"^image \S+ id (\w+) size (\d+) bytes", image.stdout, re.M)
-    assert first and int(first.group(2)) == size, image.stdout
+    first = re.search(r"^image \S+ id (\w+) size (\d+) bytes", jumphost_image.stdout, re.M)
+    assert first and int(first.group(2)) == size, jumphost_image.stdout
 
     again = subprocess.run([str(BUILD), "--offline", "--tag", TAG], capture_output=True, text=True,
                            env=podman_env, timeout=300)
     assert again.returncode == 0, again.stderr
-    assert f"id {first.group(1)} " in again.stdout, (image.stdout, again.stdout)
+    assert f"id {first.group(1)} " in again.stdout, (jumphost_image.stdout, again.stdout)
     assert "bootstrapping" not in again.stderr and "made locally" not in again.stderr, again.stderr
 
 
