@@ -263,3 +263,22 @@ impl aws_sdk_ecs::config::Intercept for RawBody {
         Ok(())
     }
 }
+
+/// One page of a log stream read from its head; `token` is the previous page's forward
+/// token (none for the first page). The end is reached when a page brings no events or
+/// the same token back.
+pub async fn log_page_from_head(
+    logs: &aws_sdk_cloudwatchlogs::Client,
+    group: &str,
+    stream: &str,
+    token: Option<String>,
+) -> Result<aws_sdk_cloudwatchlogs::operation::get_log_events::GetLogEventsOutput, ApiError> {
+    logs.get_log_events()
+        .log_group_name(group)
+        .log_stream_name(stream)
+        .start_from_head(true)
+        .set_next_token(token)
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("logs:GetLogEvents", e))
+}

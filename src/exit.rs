@@ -23,7 +23,7 @@ use crate::connect::exec_access::AccessError;
 use crate::connect::forward::ForwardError;
 use crate::connect::plugin::PluginError;
 use crate::connect::ssh::ConnectError;
-use crate::keys::BadHostKey;
+use crate::keys::{BadHostKey, UnsafeStateDir};
 use crate::plan::PlanError;
 use crate::session::hostkey::HostKeyError;
 use crate::session::wait::TaskFailed;
@@ -69,6 +69,7 @@ impl Exit {
                     || cause.is::<UsageError>()
                     || cause.is::<NoRegion>()
                     || cause.is::<BadSessionId>()
+                    || cause.is::<UnsafeStateDir>()
                 {
                     Some(Exit::Usage)
                 } else if cause.is::<ApiError>() {

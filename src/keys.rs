@@ -10,10 +10,15 @@
 //! `$JUMP_STATE_DIR/<session>` (for tests and unusual setups), then
 //! `$XDG_RUNTIME_DIR/jump/<session>` (tmpfs, private to the user, cleared at logout), then
 //! `~/.local/state/jump/sessions/<session>`.
+//!
+//! The session directory holds a private key, so jump refuses a state root or a session
+//! directory that another user could have prepared: a symlink, one owned by someone
+//! else, or one that group or others may write (they could swap the key or
+//! `known_hosts` in it, or read what lands there).
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use ssh_key::rand_core::OsRng;
@@ -40,6 +45,51 @@ pub enum KeyError {
     Key(#[from] ssh_key::Error),
     #[error("cannot find a place for session state: set JUMP_STATE_DIR, XDG_RUNTIME_DIR or HOME")]
     NoStateDir,
+}
+
+/// A state directory another user could have prepared or may tamper with. Exit code 2.
+#[derive(Debug, Error)]
+#[error(
+    "refusing the session state directory {}: {why}; it must be a real directory that you \
+     own and no one else can write (chmod 700 it, or set JUMP_STATE_DIR to one)",
+    path.display()
+)]
+pub struct UnsafeStateDir {
+    pub path: PathBuf,
+    pub why: String,
+}
+
+/// Refuses PATH unless it is a directory (not a symlink) owned by this user, without
+/// group or other write permission.
+fn check_private(path: &Path) -> anyhow::Result<()> {
+    let meta = std::fs::symlink_metadata(path).map_err(io("cannot read", path))?;
+    let unsafe_because = |why: String| UnsafeStateDir {
+        path: path.to_path_buf(),
+        why,
+    };
+    if meta.file_type().is_symlink() {
+        return Err(unsafe_because("it is a symbolic link".into()).into());
+    }
+    if !meta.is_dir() {
+        return Err(unsafe_because("it is not a directory".into()).into());
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        return Err(unsafe_because(format!(
+            "it is owned by uid {}, not by you (uid {me})",
+            meta.uid()
+        ))
+        .into());
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(unsafe_because(format!(
+            "its mode {:o} lets group or others write it",
+            meta.mode() & 0o7777
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// The jumphost printed a `jump-host-key:` line that is not a usable ed25519 key.
@@ -85,13 +135,14 @@ pub struct SessionDir {
 
 impl SessionDir {
     /// Creates the directory; fails if it already exists, so two sessions never share one.
-    pub fn create(id: &SessionId) -> Result<Self, KeyError> {
+    pub fn create(id: &SessionId) -> anyhow::Result<Self> {
         let root = state_root(process_env)?;
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&root)
             .map_err(io("cannot create", &root))?;
+        check_private(&root)?;
         let path = root.join(id.as_str());
         DirBuilder::new()
             .mode(0o700)
@@ -101,9 +152,15 @@ impl SessionDir {
     }
 
     /// The directory of an existing session, if this machine has it.
-    pub fn open(id: &SessionId) -> Result<Option<Self>, KeyError> {
-        let path = state_root(process_env)?.join(id.as_str());
-        Ok(path.is_dir().then_some(SessionDir { path }))
+    pub fn open(id: &SessionId) -> anyhow::Result<Option<Self>> {
+        let root = state_root(process_env)?;
+        let path = root.join(id.as_str());
+        if std::fs::symlink_metadata(&path).is_err() {
+            return Ok(None);
+        }
+        check_private(&root)?;
+        check_private(&path)?;
+        Ok(Some(SessionDir { path }))
     }
 
     pub fn path(&self) -> &Path {

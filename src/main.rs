@@ -55,7 +55,29 @@ fn main() -> ExitCode {
     ExitCode::from(exit.code())
 }
 
-/// Diagnostics on stderr: warnings by default, more with each `-v`; `RUST_LOG` wins.
+/// Crates whose debug and trace output carries secrets: request and response bodies and
+/// URLs with the StartSession token, signed headers, every WebSocket frame of a session,
+/// TLS records. They stay at `info` however verbose jump is asked to be (`RUST_LOG`
+/// included), unless `JUMP_UNSAFE_TRACE=1` says the output will not be shared.
+const SECRET_BEARING: &[&str] = &[
+    "aws_config",
+    "aws_runtime",
+    "aws_sigv4",
+    "aws_smithy_http",
+    "aws_smithy_http_client",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_types",
+    "h2",
+    "hyper",
+    "hyper_util",
+    "rustls",
+    "tokio_tungstenite",
+    "tungstenite",
+];
+
+/// Diagnostics on stderr: warnings by default, more with each `-v`; `RUST_LOG` wins, but
+/// never over the cap on [`SECRET_BEARING`] crates.
 fn init_tracing(verbose: u8) {
     let default = match verbose {
         0 => "warn",
@@ -63,10 +85,24 @@ fn init_tracing(verbose: u8) {
         2 => "jump=debug,info",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let unsafe_trace = std::env::var("JUMP_UNSAFE_TRACE").is_ok_and(|v| v == "1");
+    if !unsafe_trace {
+        for target in SECRET_BEARING {
+            if let Ok(cap) = format!("{target}=info").parse() {
+                filter = filter.add_directive(cap);
+            }
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(output::color_enabled())
         .init();
+    if unsafe_trace {
+        tracing::warn!(
+            "JUMP_UNSAFE_TRACE=1: this output can hold session tokens, signed requests and \
+             session data; do not share it"
+        );
+    }
 }

@@ -4,10 +4,17 @@
 //! stderr. The spinner is drawn only when stderr is a terminal; otherwise each stage is
 //! one plain line, which reads well in CI logs. Colour follows `NO_COLOR`.
 //!
+//! Every line goes out with its control characters escaped (tab and newline excepted):
+//! results, notes and errors carry text other people wrote (log lines any holder of
+//! `logs:PutLogEvents` can add, tags, a task's stopped reason, AWS error messages), and a
+//! terminal obeys the escape sequences in it (retitle the window, hide or rewrite lines,
+//! and worse on some terminals). A remote session's own output is not written here.
+//!
 //! Every write ignores I/O errors: after SIGHUP the terminal is gone and a panicking
 //! `eprintln!` would skip teardown; a closed stdout pipe (`jump ls | head`) is not an
 //! error either.
 
+use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -51,25 +58,27 @@ impl Output {
 
     /// A line of information for people, on stderr.
     pub fn note(&self, message: &str) {
-        let _ = writeln!(std::io::stderr(), "{message}");
+        let _ = writeln!(std::io::stderr(), "{}", escape_controls(message));
     }
 
     /// The final error message, on stderr (as a JSON object with `--json`).
     pub fn error(&self, err: &anyhow::Error, code: u8) {
         let mut stderr = std::io::stderr();
+        let full = format!("{err:#}");
+        let message = escape_controls(&full);
         if self.json {
-            let value = serde_json::json!({ "error": format!("{err:#}"), "exit_code": code });
+            let value = serde_json::json!({ "error": message, "exit_code": code });
             let _ = writeln!(stderr, "{value}");
         } else if self.color {
-            let _ = writeln!(stderr, "\x1b[1;31merror:\x1b[0m {err:#}");
+            let _ = writeln!(stderr, "\x1b[1;31merror:\x1b[0m {message}");
         } else {
-            let _ = writeln!(stderr, "error: {err:#}");
+            let _ = writeln!(stderr, "error: {message}");
         }
     }
 
     /// A result line on stdout.
     pub fn print(&self, text: &str) {
-        let _ = writeln!(std::io::stdout(), "{text}");
+        let _ = writeln!(std::io::stdout(), "{}", escape_controls(text));
     }
 
     /// A result as pretty JSON on stdout.
@@ -152,9 +161,38 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out.join("\n")
 }
 
+/// TEXT with every control character but tab and newline written as an escape (`\x1b`,
+/// `\u{9b}`), so that it shows instead of acting on the terminal.
+pub fn escape_controls(text: &str) -> Cow<'_, str> {
+    let acts = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(acts) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            c if !acts(c) => out.push(c),
+            c if (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+        }
+    }
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_shown_not_obeyed() {
+        assert_eq!(escape_controls("plain\tline\n"), "plain\tline\n");
+        assert_eq!(
+            escape_controls("\x1b]0;pwned\x07 \r\x7f"),
+            "\\x1b]0;pwned\\x07 \\x0d\\x7f"
+        );
+        assert_eq!(escape_controls("csi\u{9b}31m"), "csi\\u{9b}31m");
+        assert_eq!(escape_controls("ünïcode ✓"), "ünïcode ✓");
+    }
 
     #[test]
     fn short_durations() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use super::cluster;
-use crate::aws::{ApiError, Clients};
+use crate::aws::{log_page_from_head, ApiError, Clients};
 use crate::cli::{GlobalArgs, LogsArgs};
 use crate::exit::Exit;
 use crate::output::Output;
@@ -26,16 +26,7 @@ pub async fn run(global: GlobalArgs, output: Output, args: LogsArgs) -> anyhow::
     // After the task has stopped, one more read picks up what it wrote last.
     let mut last_read = !args.follow;
     loop {
-        let page = clients
-            .logs
-            .get_log_events()
-            .log_group_name(&group)
-            .log_stream_name(&stream)
-            .start_from_head(true)
-            .set_next_token(token.clone())
-            .send()
-            .await
-            .map_err(|e| ApiError::from_sdk("logs:GetLogEvents", e))?;
+        let page = log_page_from_head(&clients.logs, &group, &stream, token.clone()).await?;
         for event in page.events() {
             let message = event.message().unwrap_or_default();
             if output.json() {

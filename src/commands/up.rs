@@ -20,7 +20,7 @@ use crate::keys::SessionDir;
 use crate::output::{Output, Progress};
 use crate::plan::{Mode, Plan};
 use crate::session::guard::Guard;
-use crate::session::hostkey::wait_for_host_key;
+use crate::session::hostkey::{wait_for_host_key, Stream};
 use crate::session::provision::{self, log_stream_name, Launch};
 use crate::session::record::SessionRecord;
 use crate::session::wait::{self, Endpoint, WaitSpec};
@@ -147,17 +147,16 @@ impl Session {
 
         progress.stage("reading the jumphost's host key");
         let stream = log_stream_name(&plan.container_name, &task_arn);
-        let host_key = match wait_for_host_key(
-            &self.clients.logs,
-            &plan.log_group,
-            &stream,
-            remaining(deadline),
-        )
-        .await
-        {
-            Ok(key) => key,
-            Err(err) => return Err(self.explain_stop(&spec, err).await),
+        let logged = Stream {
+            group: &plan.log_group,
+            name: &stream,
+            not_before: endpoint.not_before,
         };
+        let host_key =
+            match wait_for_host_key(&self.clients.logs, &logged, remaining(deadline)).await {
+                Ok(key) => key,
+                Err(err) => return Err(self.explain_stop(&spec, err).await),
+            };
         self.dir.write_known_hosts(&host, SSH_PORT, &host_key)?;
         let record = self.record(&task_arn, &endpoint, &host, &owner, expires);
         record.save(&self.dir)?;

@@ -7,7 +7,7 @@
 //! knows plus the task's last log lines — usually enough to fix it without a console.
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_ecs::types::{Container, DesiredStatus, Task, TaskField};
 use thiserror::Error;
@@ -131,6 +131,9 @@ impl fmt::Display for StoppedTask {
 pub struct Endpoint {
     pub private_ip: String,
     pub public_ip: Option<String>,
+    /// When the task's image was pulled (else when the task was created): its container
+    /// cannot have logged anything earlier.
+    pub not_before: SystemTime,
 }
 
 /// What to wait for.
@@ -248,9 +251,15 @@ async fn endpoint(
     } else {
         None
     };
+    let not_before = task
+        .pull_stopped_at()
+        .or(task.created_at())
+        .and_then(|t| SystemTime::try_from(*t).ok())
+        .unwrap_or(SystemTime::UNIX_EPOCH);
     Ok(Some(Endpoint {
         private_ip,
         public_ip,
+        not_before,
     }))
 }
 

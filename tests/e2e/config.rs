@@ -166,3 +166,30 @@ fn completions_are_generated_without_aws() {
         }
     }
 }
+
+#[test]
+fn a_state_directory_someone_else_could_prepare_is_refused_before_any_call() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let aws = NoAws::new();
+    let open = aws.dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let private = aws.dir.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let link = aws.dir.path().join("link");
+    symlink(&private, &link).unwrap();
+    for (root, why) in [
+        (&open, "its mode 777 lets group or others write it"),
+        (&link, "it is a symbolic link"),
+    ] {
+        let mut env = GOOD.to_vec();
+        let root = root.display().to_string();
+        env.push(("JUMP_STATE_DIR", &root));
+        let out = aws.jump(&["up", "--", "true"], &env);
+        refused(&out, why);
+        assert!(stderr(&out).contains("chmod 700"), "{}", stderr(&out));
+        assert_eq!(std::fs::read_dir(&private).unwrap().count(), 0);
+        assert_eq!(std::fs::read_dir(&open).unwrap().count(), 0);
+    }
+}

@@ -515,3 +515,37 @@ fn exec_right_after_the_agent_starts_waits_for_it_to_connect() {
     assert!(world.run(&["down", id]).status.success());
     world.assert_nothing_left();
 }
+
+/// `-vvv` is what a user pastes into a bug report: it must not hand out the session.
+#[test]
+fn the_most_verbose_diagnostics_hold_no_session_token() {
+    let world = World::new(shared(), "exec-trace");
+    let session = world.json(&["up", "--mode", "exec", "--detach", "--json"]);
+    let id = session["session"].as_str().unwrap();
+    let out = world.run(&["-vvv", "exec", id, "--", "echo", "reached"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "reached");
+    let diagnostics = stderr(&out);
+    assert!(
+        diagnostics.contains("DEBUG"),
+        "-vvv shows jump's own debug lines"
+    );
+    assert!(
+        !diagnostics.to_lowercase().contains("tokenvalue"),
+        "the StartSession token is in the diagnostics"
+    );
+    // Lifting the cap is possible, and says what it means.
+    let unsafe_trace = world
+        .jump()
+        .env("JUMP_UNSAFE_TRACE", "1")
+        .args(["-vvv", "ls"])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&unsafe_trace).contains("JUMP_UNSAFE_TRACE=1: this output can hold session tokens"),
+        "{}",
+        stderr(&unsafe_trace)
+    );
+    assert!(world.run(&["down", id]).status.success());
+    world.assert_nothing_left();
+}

@@ -217,6 +217,29 @@ fn the_largest_fargate_sizes_are_accepted() {
     world.assert_nothing_left();
 }
 
+/// A co-worker allowed to write into the session's log stream adds a key line of their
+/// own, or back-dates one: jump trusts no key, connects nowhere, and stops the task.
+#[test]
+fn a_forged_host_key_line_in_the_stream_is_never_trusted() {
+    for (fault, says) in [
+        ("extra-host-key", "2 host key lines in jump/jumphost/"),
+        (
+            "backdated-host-key",
+            "before the task's container could run",
+        ),
+    ] {
+        let world = World::new(shared(), fault);
+        world
+            .sandbox
+            .ctl(&["task-fault", fault, "--image", &world.image]);
+        let out = world.run(&["up", "--", "echo", "should-not-run"]);
+        assert_eq!(out.status.code(), Some(76), "{fault}: {}", stderr(&out));
+        assert!(!stdout(&out).contains("should-not-run"));
+        assert!(stderr(&out).contains(says), "{fault}: {}", stderr(&out));
+        world.assert_nothing_left();
+    }
+}
+
 #[test]
 fn a_host_key_that_does_not_match_the_log_is_refused() {
     let world = World::new(shared(), "hostkey");
@@ -338,6 +361,42 @@ fn logs_show_the_session_task_output_and_follow_until_it_stops() {
         "{}",
         stdout(&out)
     );
+    world.assert_nothing_left();
+}
+
+/// Anyone allowed to write into a session's log stream could make `jump logs` send
+/// escape sequences to the reader's terminal; they are shown, not obeyed.
+#[test]
+fn logs_show_escape_sequences_others_wrote_instead_of_obeying_them() {
+    let world = World::new(shared(), "logs-escape");
+    let session = world.json(&["up", "--detach", "--json"]);
+    let id = session["session"].as_str().unwrap().to_string();
+    let task = session["task_arn"].as_str().unwrap();
+    let stream = format!("jump/jumphost/{}", task.rsplit('/').next().unwrap());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    let events = serde_json::json!([{"timestamp": now, "message": "\u{1b}]0;owned\u{7}\u{1b}[2J"}]);
+    world.sandbox.aws(&[
+        "logs",
+        "put-log-events",
+        "--log-group-name",
+        "/jump/sessions",
+        "--log-stream-name",
+        &stream,
+        "--log-events",
+        &events.to_string(),
+    ]);
+    let out = world.run(&["logs", &id]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert!(!out.stdout.contains(&0x1b) && !out.stdout.contains(&0x07));
+    assert!(
+        stdout(&out).contains("\\x1b]0;owned\\x07\\x1b[2J"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(world.run(&["down", &id]).status.success());
     world.assert_nothing_left();
 }
 

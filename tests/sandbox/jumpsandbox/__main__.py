@@ -101,7 +101,7 @@ def main() -> int:
     f.add_argument("--count", type=int, default=1)
     f.add_argument("--kind", default="throttle", choices=["throttle", "access-denied", "server-error"])
     t = what.add_parser("task-fault", help="make the next COUNT tasks fail to start or crash")
-    t.add_argument("kind", choices=["pull-error", "crash", "logger-error", "wrong-host-key"])
+    t.add_argument("kind", choices=["pull-error", "crash", "logger-error", "wrong-host-key", "extra-host-key", "backdated-host-key"])
     t.add_argument("--count", type=int, default=1)
     t.add_argument("--image", help="only tasks whose image contains this")
     t.add_argument("--after", type=float, default=1.0, help="crash: seconds after RUNNING")

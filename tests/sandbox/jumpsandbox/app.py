@@ -13,7 +13,7 @@ Control API (JSON over HTTP on the same port; ``tests/sandbox/ctl`` wraps it):
   POST   /_sandbox/faults       {"action", "service"?, "count"?, "kind"? | "code"+"status"+"message"?}
   GET    /_sandbox/faults                      -> the faults not yet hit
   DELETE /_sandbox/faults
-  POST   /_sandbox/task-faults  {"kind": "pull-error"|"crash"|"logger-error"|"wrong-host-key", "count"?, "image"?, "after"?, "exit_code"?}
+  POST   /_sandbox/task-faults  {"kind": "pull-error"|"crash"|"logger-error"|"wrong-host-key"|"extra-host-key"|"backdated-host-key", "count"?, "image"?, "after"?, "exit_code"?}
   DELETE /_sandbox/task-faults
   POST   /_sandbox/run-failures {"kind": "capacity"|"eni", "count"?, "image"?}
   DELETE /_sandbox/run-failures

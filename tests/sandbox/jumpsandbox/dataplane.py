@@ -42,27 +42,41 @@ class LogSink:
             if stream not in self.backend.groups[group].streams:
                 self.backend.create_log_stream(group, stream)
 
-    def write(self, line: str) -> None:
-        event = {"timestamp": int(time.time() * 1000), "message": line}
+    def write(self, line: str, timestamp: float | None = None) -> None:
+        """One event; TIMESTAMP (seconds) is what a PutLogEvents caller may claim, else now."""
+        event = {"timestamp": int((time.time() if timestamp is None else timestamp) * 1000), "message": line}
         with _logs_lock:
             self.backend.put_log_events(self.group, self.stream, [event])
 
 
 class ForgedHostKey:
-    """A log stream that announces a host key the host does not have.
+    """A log stream with a host-key line someone other than the host wrote.
 
-    Lets tests show that a client pins the logged key for real: an SSH
-    connection to the genuine host must then fail verification.
+    What a co-worker allowed logs:PutLogEvents on the stream can do, for tests of the
+    client's pinning: `wrong-host-key` replaces the host's line with a key the host does
+    not have (an SSH connection must then fail verification), `extra-host-key` adds that
+    line after the host's, and `backdated-host-key` logs the host's own line with a
+    timestamp from before the task existed.
     """
 
-    def __init__(self, sink, scratch: Path):
+    def __init__(self, sink, scratch: Path, kind: str, created_at: float):
         self.sink = sink
+        self.kind = kind
+        self.created_at = created_at
         key = scratch / "forged_host_key"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(key)], check=True)
         self.line = "jump-host-key: " + " ".join(key.with_suffix(".pub").read_text().split()[:2])
 
     def write(self, line: str) -> None:
-        self.sink.write(self.line if line.startswith("jump-host-key: ") else line)
+        if not line.startswith("jump-host-key: "):
+            self.sink.write(line)
+        elif self.kind == "wrong-host-key":
+            self.sink.write(self.line)
+        elif self.kind == "extra-host-key":
+            self.sink.write(line)
+            self.sink.write(self.line)
+        else:
+            self.sink.write(line, timestamp=self.created_at - 3600)
 
 
 class MainProcess:

@@ -50,7 +50,7 @@ ACCOUNT = DEFAULT_ACCOUNT_ID
 STOPPED = "STOPPED"
 # Linux Fargate platform versions a task may ask for, and what each runs as.
 PLATFORM_VERSIONS = {"LATEST": "1.4.0", "1.4.0": "1.4.0", "1.3.0": "1.3.0"}
-TASK_FAULT_KINDS = ("pull-error", "crash", "logger-error", "wrong-host-key")
+TASK_FAULT_KINDS = ("pull-error", "crash", "logger-error", "wrong-host-key", "extra-host-key", "backdated-host-key")
 # RunTask `failures` reasons (ECS developer guide, "API failure reasons"; the capacity text as
 # ECS returns it for Fargate, where the failure carries no ARN).
 RUN_FAILURES = {
@@ -826,8 +826,8 @@ class TaskService:
         sink = self._log_sink(task)
         if sink is None:
             return None
-        if task.fault and task.fault.kind == "wrong-host-key":
-            sink = ForgedHostKey(sink, self._runtime_dir(task))
+        if task.fault and task.fault.kind.endswith("host-key"):
+            sink = ForgedHostKey(sink, self._runtime_dir(task), task.fault.kind, task.created_at)
         with self.lock:
             task.pull_stopped_at = time.time()
             task.set_status("ACTIVATING")
