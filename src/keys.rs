@@ -222,6 +222,12 @@ impl SessionDir {
     }
 }
 
+/// The name a session's host key is pinned under (ssh's `HostKeyAlias`): the session's,
+/// not the task's address, which a later task may get.
+pub fn host_key_alias(id: &SessionId) -> String {
+    format!("jump-{id}")
+}
+
 /// One `known_hosts` line; OpenSSH writes non-default ports as `[host]:port`.
 pub fn known_hosts_line(host: &str, port: u16, key: &PublicKey) -> Result<String, KeyError> {
     let bare = PublicKey::new(key.key_data().clone(), "");

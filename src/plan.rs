@@ -288,7 +288,7 @@ impl Layers {
             }
             "container_name" => self.container_name = Some(text(raw).map_err(invalid)?),
             "family" => self.family = Some(text(raw).map_err(invalid)?),
-            "login_user" => self.login_user = Some(text(raw).map_err(invalid)?),
+            "login_user" => self.login_user = Some(user_name(raw).map_err(invalid)?),
             "wait_timeout" => self.wait_timeout = Some(duration(raw).map_err(invalid)?),
             "mode" => self.mode = Some(mode(raw).map_err(invalid)?),
             "forwards" => self.forwards = Some(named(raw).map_err(invalid)?),
@@ -538,6 +538,24 @@ fn text(raw: Raw<'_>) -> Result<String, String> {
         return Err("must not be empty".to_string());
     }
     Ok(value)
+}
+
+/// A login name ssh passes as `-l` and sshd's `AllowUsers` matches: the portable POSIX
+/// form, so that nothing in it reads as an option, a pattern or a second word.
+fn user_name(raw: Raw<'_>) -> Result<String, String> {
+    let name = text(raw)?;
+    let first = |c: char| c.is_ascii_lowercase() || c == '_';
+    let rest = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-';
+    let mut chars = name.chars();
+    let valid = chars.next().is_some_and(first) && chars.all(rest) && name.len() <= 32;
+    if valid {
+        Ok(name)
+    } else {
+        Err(format!(
+            "'{name}' is not a user name: lower-case letters, digits, '_' and '-', starting \
+             with a letter or '_', at most 32 characters"
+        ))
+    }
 }
 
 fn list(raw: Raw<'_>) -> Result<Vec<String>, String> {

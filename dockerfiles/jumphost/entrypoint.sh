@@ -75,7 +75,10 @@ chmod 0755 "$runtime"
 
 if [ -n "${JUMP_AUTHORIZED_KEYS:-}" ]; then
     umask 022
-    printf '%s\n' "$JUMP_AUTHORIZED_KEYS" > "$runtime/authorized_keys"
+    # Each bare key may open a shell (with a pty) and local port forwards, nothing else:
+    # no agent, X11 or remote forwarding, no ~/.ssh/rc, no environment from the client.
+    printf '%s\n' "$JUMP_AUTHORIZED_KEYS" \
+        | sed -E 's/^(ssh-|ecdsa-|sk-)/restrict,pty,port-forwarding \1/' > "$runtime/authorized_keys"
     rm -f "$runtime/host_ed25519_key" "$runtime/host_ed25519_key.pub"
     ssh-keygen -q -t ed25519 -N '' -C '' -f "$runtime/host_ed25519_key"
     cat > "$runtime/sshd_config" <<EOF
@@ -91,7 +94,13 @@ KbdInteractiveAuthentication no
 PermitRootLogin no
 PermitEmptyPasswords no
 UsePAM no
-AllowTcpForwarding yes
+AuthenticationMethods publickey
+AllowTcpForwarding local
+AllowAgentForwarding no
+AllowStreamLocalForwarding no
+PermitTunnel no
+GatewayPorts no
+PermitUserEnvironment no
 X11Forwarding no
 PrintMotd no
 ClientAliveInterval 30

@@ -9,7 +9,7 @@ use crate::aws::Clients;
 use crate::cli::{GlobalArgs, SshArgs};
 use crate::connect::ssh::{self, Target};
 use crate::exit::{Exit, UsageError};
-use crate::keys::SessionDir;
+use crate::keys::{host_key_alias, SessionDir};
 use crate::output::Output;
 use crate::session::record::SessionRecord;
 use crate::session::wait::{describe_task, TaskFailed};
@@ -72,6 +72,7 @@ pub async fn run(
         user: record.login_user.clone(),
         identity: dir.private_key_path(),
         known_hosts: dir.known_hosts_path(),
+        host_key_alias: host_key_alias(&id),
     };
     let code = ssh::run(&target, &args.command, &child).await?;
     Ok(Exit::Remote(code))

@@ -16,7 +16,7 @@ use crate::connect::exec::{self, ExecTarget};
 use crate::connect::forward::{self, ForwardSpec};
 use crate::connect::ssh::{self, Target};
 use crate::exit::Exit;
-use crate::keys::SessionDir;
+use crate::keys::{host_key_alias, SessionDir};
 use crate::output::{Output, Progress};
 use crate::plan::{Mode, Plan};
 use crate::session::guard::Guard;
@@ -157,7 +157,8 @@ impl Session {
                 Ok(key) => key,
                 Err(err) => return Err(self.explain_stop(&spec, err).await),
             };
-        self.dir.write_known_hosts(&host, SSH_PORT, &host_key)?;
+        let alias = host_key_alias(&self.id);
+        self.dir.write_known_hosts(&alias, SSH_PORT, &host_key)?;
         let record = self.record(&task_arn, &endpoint, &host, &owner, expires);
         record.save(&self.dir)?;
 
@@ -177,6 +178,7 @@ impl Session {
             user: plan.login_user.clone(),
             identity: self.dir.private_key_path(),
             known_hosts: self.dir.known_hosts_path(),
+            host_key_alias: alias,
         };
         let code = ssh::run(&target, words, &self.child).await?;
         Ok(Exit::Remote(code))

@@ -1,10 +1,13 @@
 //! Connecting with the system OpenSSH client.
 //!
-//! The user's own `ssh` handles terminals, agent forwarding, escape sequences and
-//! everything else people expect from an interactive shell; we only pin it down: the
-//! session key and nothing else, the session's `known_hosts` and nothing else, strict
-//! host key checking. With a command, ssh runs non-interactively (BatchMode) and its exit
-//! status becomes ours.
+//! The user's own `ssh` handles terminals, escape sequences and everything else people
+//! expect from an interactive shell; we only pin it down: the session key and nothing
+//! else, the session's `known_hosts` and nothing else (under a per-session host key
+//! alias, so an address reused by a later task never meets an old key), strict host key
+//! checking. And whatever the user's `~/.ssh/config` says for `Host *`, nothing of theirs
+//! goes to the jumphost and nothing runs locally: no agent or X11 forwarding, no shared
+//! control connection, no local command, no host keys learnt or looked up elsewhere.
+//! With a command, ssh runs non-interactively (BatchMode) and its exit status becomes ours.
 //!
 //! sshd in the task starts a moment after the host key is logged, so we first wait until
 //! its port accepts TCP connections rather than retrying ssh and misreading its errors.
@@ -47,7 +50,21 @@ pub struct Target {
     pub user: String,
     pub identity: PathBuf,
     pub known_hosts: PathBuf,
+    /// The name the host key is pinned under in `known_hosts` (`jump-<session>`).
+    pub host_key_alias: String,
 }
+
+/// What a session's ssh never does, whatever the user's configuration says.
+const LOCKED_DOWN: &[&str] = &[
+    "ForwardAgent=no",
+    "ForwardX11=no",
+    "ControlMaster=no",
+    "ControlPath=none",
+    "PermitLocalCommand=no",
+    "KnownHostsCommand=none",
+    "UpdateHostKeys=no",
+    "GlobalKnownHostsFile=/dev/null",
+];
 
 /// The ssh command line (without the program name).
 pub fn ssh_args(target: &Target, command: &[String]) -> Vec<String> {
@@ -55,11 +72,15 @@ pub fn ssh_args(target: &Target, command: &[String]) -> Vec<String> {
     let mut args = vec!["-i".to_string(), target.identity.display().to_string()];
     args.extend(option("IdentitiesOnly=yes".into()));
     args.extend(option("StrictHostKeyChecking=yes".into()));
+    // Quoted: ssh splits option values at white space.
     args.extend(option(format!(
-        "UserKnownHostsFile={}",
+        "UserKnownHostsFile=\"{}\"",
         target.known_hosts.display()
     )));
-    args.extend(option("GlobalKnownHostsFile=/dev/null".into()));
+    args.extend(option(format!("HostKeyAlias={}", target.host_key_alias)));
+    for setting in LOCKED_DOWN {
+        args.extend(option(setting.to_string()));
+    }
     args.extend(option("ConnectTimeout=10".into()));
     if command.is_empty() {
         args.push("-t".into());
@@ -164,6 +185,7 @@ mod tests {
             user: "jump".into(),
             identity: "/s/id_ed25519".into(),
             known_hosts: "/s/known_hosts".into(),
+            host_key_alias: "jump-00112233aabb".into(),
         }
     }
 
@@ -177,8 +199,10 @@ mod tests {
         assert_eq!(
             args,
             "-i /s/id_ed25519 -o IdentitiesOnly=yes -o StrictHostKeyChecking=yes \
-             -o UserKnownHostsFile=/s/known_hosts -o GlobalKnownHostsFile=/dev/null \
-             -o ConnectTimeout=10 -t -p 22 -l jump -- 10.0.1.5"
+             -o UserKnownHostsFile=\"/s/known_hosts\" -o HostKeyAlias=jump-00112233aabb \
+             -o ForwardAgent=no -o ForwardX11=no -o ControlMaster=no -o ControlPath=none \
+             -o PermitLocalCommand=no -o KnownHostsCommand=none -o UpdateHostKeys=no \
+             -o GlobalKnownHostsFile=/dev/null -o ConnectTimeout=10 -t -p 22 -l jump -- 10.0.1.5"
         );
     }
 

@@ -110,6 +110,14 @@ fn invalid_values_are_refused_whatever_their_source() {
     let mut env = GOOD.to_vec();
     env.push(("JUMP_SECURITY_GROUPS", "nope"));
     refused(&t.jump(&["up", "--", "true"], &env), "nope");
+    // A login user ssh would read as an option, or sshd's AllowUsers as a pattern.
+    for user in ["-oProxyCommand=x", "root@host", "a b", "*"] {
+        let flag = format!("--login-user={user}");
+        refused(
+            &t.jump(&["up", &flag, "--", "true"], &GOOD),
+            "is not a user name",
+        );
+    }
 }
 
 /// Fargate refuses awslogs without an execution role, at RegisterTaskDefinition; jump

@@ -172,6 +172,36 @@ def test_password_and_root_logins_are_refused(start, keypair, tmp_path):
     assert host.ssh(key, known_hosts, "jump", "true").returncode == 0
 
 
+def test_a_session_key_may_forward_local_ports_and_nothing_else(start, keypair, tmp_path):
+    """What a session needs (a shell, `ssh -L`/`-W` into the VPC) and nothing a key could
+    be abused for on a host other people's sessions also reach: no remote forwards (a
+    listener inside the VPC), no agent forwarding, no tunnels."""
+    key, public = keypair
+    host = start({"JUMP_AUTHORIZED_KEYS": public, "JUMP_TTL_SECONDS": "120"})
+    host.wait_log(SSHD_UP)
+    known_hosts = pin(tmp_path / "known_hosts", host.host_key_lines()[0])
+
+    # -W is a direct-tcpip channel, what -L opens per connection: sshd's own banner comes back.
+    out = subprocess.run(host.ssh_argv(key, known_hosts, "jump", "", "-W", "127.0.0.1:22")[:-1],
+                         input="", capture_output=True, text=True, timeout=30)
+    assert out.stdout.startswith("SSH-2.0-OpenSSH"), (out.stdout, out.stderr)
+
+    out = host.ssh(key, known_hosts, "jump", "true", "-o", "ExitOnForwardFailure=yes",
+                   "-R", "127.0.0.1:2222:127.0.0.1:22")
+    assert out.returncode == 255 and "remote port forwarding failed" in out.stderr, out.stderr
+
+    agent = subprocess.run(["ssh-agent", "-a", str(tmp_path / "agent.sock"), "-s"], capture_output=True, text=True,
+                           check=True)
+    pid = int(re.search(r"SSH_AGENT_PID=(\d+)", agent.stdout).group(1))
+    try:
+        argv = host.ssh_argv(key, known_hosts, "jump", 'echo "agent=${SSH_AUTH_SOCK:-none}"', "-A")
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+                             env={**os.environ, "SSH_AUTH_SOCK": str(tmp_path / "agent.sock")})
+        assert out.returncode == 0 and out.stdout.strip() == "agent=none", (out.stdout, out.stderr)
+    finally:
+        os.kill(pid, 15)
+
+
 def test_it_stops_itself_at_its_ttl_even_with_a_session_open(start, keypair, tmp_path):
     key, public = keypair
     started = time.monotonic()
