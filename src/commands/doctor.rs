@@ -56,6 +56,7 @@ async fn examine(
     let Some(caller) = caller else {
         return Ok(());
     };
+    report.add(identity::owner_identity(&caller));
     let cluster_name = match layers.cluster() {
         Ok(name) => name,
         Err(err) => {

@@ -152,11 +152,13 @@ impl Session {
             name: &stream,
             not_before: endpoint.not_before,
         };
-        let host_key =
-            match wait_for_host_key(&self.clients.logs, &logged, remaining(deadline)).await {
+        let host_key = tokio::select! {
+            key = wait_for_host_key(&self.clients.logs, &logged, remaining(deadline)) => match key {
                 Ok(key) => key,
                 Err(err) => return Err(self.explain_stop(&spec, err).await),
-            };
+            },
+            stopped = wait::until_stopped(&self.clients, &spec) => return Err(stopped.into()),
+        };
         let alias = host_key_alias(&self.id);
         self.dir.write_known_hosts(&alias, SSH_PORT, &host_key)?;
         let record = self.record(&task_arn, &endpoint, &host, &owner, expires);
@@ -170,7 +172,10 @@ impl Session {
         }
 
         progress.stage(&format!("waiting for sshd on {host}"));
-        ssh::wait_for_port(&host, SSH_PORT, remaining(deadline)).await?;
+        tokio::select! {
+            ready = ssh::wait_for_port(&host, SSH_PORT, remaining(deadline)) => ready?,
+            stopped = wait::until_stopped(&self.clients, &spec) => return Err(stopped.into()),
+        }
         progress.finish();
         let target = Target {
             host,

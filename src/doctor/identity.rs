@@ -54,6 +54,52 @@ pub async fn credentials(clients: &Clients) -> (Check, Option<Caller>) {
     }
 }
 
+/// Role session names that tools give every session unless told otherwise. Sessions are
+/// owned by `${aws:userid}`, which for an assumed role is the role's id and the session
+/// name: everyone using the role under one of these names is one owner to jump and to
+/// the user policy, and can stop or enter each other's sessions.
+const GENERIC_SESSION_NAMES: &[&str] = &[
+    "GitHubActions", // aws-actions/configure-aws-credentials
+    "AWSCLI-Session",
+    "default",
+    "session",
+    "jump",
+    "ci",
+    "deploy",
+    "terraform",
+];
+
+/// WARN when the caller is an assumed-role session whose name many callers share.
+pub fn owner_identity(caller: &Caller) -> Check {
+    let session = caller
+        .arn
+        .split_once(":assumed-role/")
+        .and_then(|(_, rest)| rest.split_once('/'));
+    match session {
+        Some((role, name))
+            if GENERIC_SESSION_NAMES
+                .iter()
+                .any(|g| g.eq_ignore_ascii_case(name)) =>
+        {
+            Check::warn(
+                "owner-identity",
+                format!(
+                    "you are role {role} under the session name {name}, which other users of \
+                     the role get too: jump (and the user policy) cannot tell your sessions \
+                     from theirs"
+                ),
+                "give every person and every CI run its own role session name (GitHub Actions: \
+                 role-session-name: jump-${{ github.run_id }}-${{ github.run_attempt }}; \
+                 aws sts assume-role --role-session-name; IAM Identity Center does it for you)",
+            )
+        }
+        _ => Check::pass(
+            "owner-identity",
+            format!("sessions are owned by {}", caller.user_id),
+        ),
+    }
+}
+
 /// The IAM principal the policy simulator understands: an assumed-role session becomes
 /// its role (whose path we cannot know from the session ARN; IAM's GetRole fills it in).
 pub async fn principal(clients: &Clients, caller: &Caller) -> String {
@@ -266,4 +312,37 @@ fn cannot_tell(caller: &Caller) -> Check {
         ),
         "report this: STS returned a caller ARN jump cannot read",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(arn: &str) -> Caller {
+        Caller {
+            arn: arn.to_string(),
+            user_id: "AROAEXAMPLE:x".to_string(),
+        }
+    }
+
+    #[test]
+    fn a_session_name_every_run_shares_is_a_warning() {
+        let shared = owner_identity(&caller("arn:aws:sts::1:assumed-role/ci-jump/GitHubActions"));
+        assert_eq!(shared.status, super::super::Status::Warn);
+        assert!(shared
+            .summary
+            .contains("role ci-jump under the session name GitHubActions"));
+        assert!(shared.fix.unwrap().contains("jump-${{ github.run_id }}"));
+        for unique in [
+            "arn:aws:sts::1:assumed-role/ci-jump/jump-8123456789-1",
+            "arn:aws:sts::1:assumed-role/AWSReservedSSO_Dev_0a1b/alice@example.com",
+            "arn:aws:iam::1:user/alice",
+        ] {
+            assert_eq!(
+                owner_identity(&caller(unique)).status,
+                super::super::Status::Pass,
+                "{unique}"
+            );
+        }
+    }
 }

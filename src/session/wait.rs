@@ -332,6 +332,21 @@ async fn public_ip(ec2: &aws_sdk_ec2::Client, eni: &str) -> Result<Option<String
         .map(str::to_string))
 }
 
+/// Returns once the task has stopped, with why: raced against a wait for something the
+/// task provides (its host key, its sshd), so that a task dying meanwhile ends the wait
+/// at once with its own reason instead of at the deadline with a vaguer one.
+pub async fn until_stopped(clients: &Clients, spec: &WaitSpec<'_>) -> TaskFailed {
+    let mut backoff = Backoff::polling();
+    loop {
+        tokio::time::sleep(backoff.next_delay()).await;
+        if let Ok(Some(task)) = describe_task(&clients.ecs, spec.cluster, spec.task_arn).await {
+            if task.last_status() == Some("STOPPED") {
+                return stopped_error(clients, spec, &task).await;
+            }
+        }
+    }
+}
+
 /// Builds the stopped-task error from the task and its last log lines.
 pub async fn stopped_error(clients: &Clients, spec: &WaitSpec<'_>, task: &Task) -> TaskFailed {
     let container = task

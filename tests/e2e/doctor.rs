@@ -272,7 +272,13 @@ fn configuration_checks_fail_and_pass() {
     let (report, code) = doctor(&world, &["--cluster", "no-such-cluster"]);
     assert_eq!(code, 1);
     assert_eq!(status(&report, "cluster"), "FAIL");
-    assert_eq!(report["checks"].as_array().unwrap().len(), 2);
+    let ids: Vec<_> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["credentials", "owner-identity", "cluster"]);
 
     // No cluster configured anywhere: the configuration itself fails.
     let out = world
@@ -587,4 +593,54 @@ fn task_checks_fail_and_pass() {
     let (report, code) = doctor(&world, &["--service", "nope"]);
     assert_eq!(code, 1);
     assert_eq!(status(&report, "service"), "FAIL");
+}
+
+/// A CI role assumed under the action's default session name makes every run one owner.
+#[test]
+fn a_role_session_name_every_run_shares_is_a_warning() {
+    let world = World::new(shared(), "doctor-owner");
+    let role = format!("{}-ci", world.cluster);
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRole"}]}"#;
+    let created = world.sandbox.aws(&[
+        "iam",
+        "create-role",
+        "--role-name",
+        &role,
+        "--assume-role-policy-document",
+        trust,
+    ]);
+    let arn = created["Role"]["Arn"].as_str().unwrap().to_string();
+    for (name, expected) in [("GitHubActions", "WARN"), ("jump-8123456789-1", "PASS")] {
+        let assumed = world.sandbox.aws(&[
+            "sts",
+            "assume-role",
+            "--role-arn",
+            &arn,
+            "--role-session-name",
+            name,
+        ]);
+        let creds = &assumed["Credentials"];
+        let out = world
+            .jump()
+            .env("AWS_ACCESS_KEY_ID", creds["AccessKeyId"].as_str().unwrap())
+            .env(
+                "AWS_SECRET_ACCESS_KEY",
+                creds["SecretAccessKey"].as_str().unwrap(),
+            )
+            .env("AWS_SESSION_TOKEN", creds["SessionToken"].as_str().unwrap())
+            .args(["doctor", "--json"])
+            .output()
+            .unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("doctor prints JSON ({e}); stderr: {}", stderr(&out)));
+        let owner = check(&report, "owner-identity");
+        assert_eq!(owner["status"], expected, "{name}: {report:#}");
+        if expected == "WARN" {
+            let summary = owner["summary"].as_str().unwrap();
+            assert!(
+                summary.contains(&format!("role {role} under the session name GitHubActions")),
+                "{summary}"
+            );
+        }
+    }
 }

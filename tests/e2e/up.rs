@@ -257,21 +257,39 @@ fn a_host_key_that_does_not_match_the_log_is_refused() {
     world.assert_nothing_left();
 }
 
-#[test]
-fn task_crashing_during_the_session_is_reported() {
-    let world = World::new(shared(), "crash");
-    world.sandbox.ctl(&[
+/// The world's next task is killed (exit 137) `after` seconds into RUNNING.
+fn crash_next_task(world: &World, after: &str) {
+    let image = world.image.as_str();
+    let fault = [
         "task-fault",
         "crash",
         "--image",
-        &world.image,
+        image,
         "--after",
-        "0.1",
+        after,
         "--exit-code",
         "137",
-    ]);
+    ];
+    world.sandbox.ctl(&fault);
+}
+
+#[test]
+fn task_crashing_during_the_session_is_reported() {
+    let world = World::new(shared(), "crash");
+    crash_next_task(&world, "0.1");
     let out = world.run(&["up", "--", "sleep", "30"]);
     assert_ne!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    world.assert_nothing_left();
+}
+
+/// A task that dies before its sshd listens ends the wait at once, with its own reason,
+/// whichever wait it interrupts (the host key's or sshd's).
+#[test]
+fn a_task_dying_before_its_sshd_listens_is_reported_with_its_exit_code() {
+    let world = World::new(shared(), "early-crash");
+    crash_next_task(&world, "0");
+    let out = world.run(&["up", "--wait-timeout", "2m", "--", "true"]);
+    expect_exit(&out, 75, "container exit code: 137");
     world.assert_nothing_left();
 }
 
