@@ -128,7 +128,14 @@ stopped afterwards on every exit path. Without a command you get a shell.",
     )]
     Logs(LogsArgs),
     /// Stop every session whose TTL has passed, whoever owns it (`down --expired`, for a schedule)
-    #[command(after_help = "Examples:\n  jump gc\n  jump gc --cluster platform --json")]
+    #[command(
+        long_about = "Stop every session whose TTL has passed, whoever owns it (the same as `jump down \
+                      --expired`, for a schedule). Tags are whatever the caller set, so gc also stops \
+                      every task of jump's task-definition family, however it was started, whose \
+                      jump:expires tag is missing or unreadable, or that ECS created more than 24 hours \
+                      ago (the longest TTL).",
+        after_help = "Examples:\n  jump gc\n  jump gc --cluster platform --json"
+    )]
     Gc(ClusterArgs),
     /// Create what jumphosts need (cluster, roles, log group, security group, jump.toml)
     #[command(

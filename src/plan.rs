@@ -46,7 +46,10 @@ pub const MAX_SUBNETS: usize = 16;
 pub const MAX_GROUPS: usize = 5;
 
 const MIN_TTL: Duration = Duration::from_secs(60);
-const MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// The longest a session may be asked to live; `jump gc` stops any of jump's tasks older.
+pub const MAX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// jump's task-definition family unless jump.toml names another.
+const DEFAULT_FAMILY: &str = "jump-jumphost";
 
 /// Where a value came from; used so every error can tell the user what to edit.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -313,6 +316,13 @@ impl Layers {
         self.cluster.clone().ok_or_else(|| missing("cluster"))
     }
 
+    /// jump's task-definition family, as a plan would have it.
+    pub fn family(&self) -> String {
+        self.family
+            .clone()
+            .unwrap_or_else(|| DEFAULT_FAMILY.to_string())
+    }
+
     /// Subnets and security groups alone, validated as for a plan: for a task that is not
     /// jump's own (`jump run --task-definition`), which needs nothing else of jump.toml.
     pub fn network(&self) -> Result<(Vec<String>, Vec<String>), PlanError> {
@@ -383,7 +393,7 @@ impl Layers {
             container_name: self
                 .container_name
                 .unwrap_or_else(|| "jumphost".to_string()),
-            family: self.family.unwrap_or_else(|| "jump-jumphost".to_string()),
+            family: self.family.unwrap_or_else(|| DEFAULT_FAMILY.to_string()),
             login_user: self.login_user.unwrap_or_else(|| "jump".to_string()),
             wait_timeout,
             mode,

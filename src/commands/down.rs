@@ -3,20 +3,25 @@
 //! Stopping is idempotent — a session that is already gone is reported, not an error —
 //! so `down` is safe in cleanup scripts. Other people's sessions are protected: they are
 //! stopped only with `--all`, or by `--expired` once their TTL has passed.
+//!
+//! `--expired` (and `jump gc`) does not take the tags' word alone, since any caller sets
+//! them: it also looks at every task of jump's task-definition family, however it was
+//! started, and stops those whose expiry is missing or unreadable, or that ECS created
+//! longer ago than any session may live.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use serde_json::json;
 
-use super::{cluster, short_owner};
+use super::{cluster, layers, short_owner};
 use crate::aws::Clients;
 use crate::cli::{DownArgs, GlobalArgs};
 use crate::exit::{Exit, UsageError};
 use crate::keys::SessionDir;
 use crate::output::Output;
 use crate::session::guard::stop_task;
-use crate::session::record::{list_remote, SessionRecord};
+use crate::session::record::{list, list_remote, Listing, SessionRecord};
 use crate::session::SessionId;
 
 pub async fn run(global: GlobalArgs, output: Output, args: DownArgs) -> anyhow::Result<Exit> {
@@ -40,7 +45,16 @@ pub async fn run(global: GlobalArgs, output: Output, args: DownArgs) -> anyhow::
 
     // Task ARN -> session id (if tagged), for everything selected.
     let mut targets: BTreeMap<String, Option<SessionId>> = BTreeMap::new();
-    for session in list_remote(&clients.ecs, &cluster).await? {
+    let mut sessions = list_remote(&clients.ecs, &cluster).await?;
+    if args.expired {
+        let family = layers(args.cluster.config.as_deref(), &[])?.family();
+        for task in list(&clients.ecs, &cluster, Listing::Family(&family)).await? {
+            if !sessions.iter().any(|s| s.task_arn == task.task_arn) {
+                sessions.push(task);
+            }
+        }
+    }
+    for session in sessions {
         let id = session.tags.session.clone();
         let mine = session.tags.owner.as_deref() == Some(me.as_str());
         let named = wanted.is_some() && id == wanted;
@@ -58,7 +72,7 @@ pub async fn run(global: GlobalArgs, output: Output, args: DownArgs) -> anyhow::
         }
         let selected = named
             || (args.all_mine && mine)
-            || (args.expired && session.tags.is_expired(now))
+            || (args.expired && session.is_expired(now))
             || (args.all && wanted.is_none());
         if selected {
             targets.insert(session.task_arn, id);

@@ -17,6 +17,7 @@ use super::wait::{private_ip, TaskFailed};
 use super::SessionId;
 use crate::aws::ApiError;
 use crate::keys::{KeyError, SessionDir};
+use crate::plan::MAX_TTL;
 
 pub const TAG_OWNER: &str = "jump:owner";
 pub const TAG_OWNER_ID: &str = "jump:owner-id";
@@ -110,6 +111,15 @@ impl SessionTags {
     }
 }
 
+/// Which tasks a listing holds.
+#[derive(Debug, Clone, Copy)]
+pub enum Listing<'a> {
+    /// Tasks started by jump (`startedBy`, which the caller sets).
+    StartedByJump,
+    /// Every task of a task-definition family, whoever started it and however tagged.
+    Family(&'a str),
+}
+
 /// A running jump task as seen through the ECS API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteSession {
@@ -121,6 +131,14 @@ pub struct RemoteSession {
 }
 
 impl RemoteSession {
+    /// Whether `jump gc` stops it at `now`: its expiry tag has passed, is missing or does
+    /// not parse, or ECS created it longer ago than any session may live. The tags are
+    /// the caller's word; `createdAt` is ECS's.
+    pub fn is_expired(&self, now: SystemTime) -> bool {
+        let too_old = self.created.is_some_and(|at| at + MAX_TTL <= now);
+        self.tags.expires.is_none() || self.tags.is_expired(now) || too_old
+    }
+
     fn from_task(task: &Task) -> Option<Self> {
         let tags = SessionTags::parse(
             task.tags()
@@ -167,14 +185,24 @@ pub async fn list_remote(
     ecs: &aws_sdk_ecs::Client,
     cluster: &str,
 ) -> Result<Vec<RemoteSession>, ApiError> {
+    list(ecs, cluster, Listing::StartedByJump).await
+}
+
+/// The running tasks of a listing, described with their tags, oldest first.
+pub async fn list(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    listing: Listing<'_>,
+) -> Result<Vec<RemoteSession>, ApiError> {
     let mut arns = Vec::new();
     let mut next = None;
     loop {
-        let page = ecs
-            .list_tasks()
-            .cluster(cluster)
-            .started_by(STARTED_BY)
-            .set_next_token(next)
+        let request = ecs.list_tasks().cluster(cluster).set_next_token(next);
+        let request = match listing {
+            Listing::StartedByJump => request.started_by(STARTED_BY),
+            Listing::Family(family) => request.family(family),
+        };
+        let page = request
             .send()
             .await
             .map_err(|e| ApiError::from_sdk("ecs:ListTasks", e))?;
@@ -232,6 +260,29 @@ mod tests {
     fn damaged_tags_are_dropped_not_fatal() {
         let tags = SessionTags::parse([("jump:session", "../x"), ("jump:expires", "tomorrow")]);
         assert_eq!(tags, SessionTags::default());
+    }
+
+    #[test]
+    fn gc_judges_by_the_tag_and_by_what_ecs_says_about_age() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(10 * 24 * 3600);
+        let session = |expires: Option<SystemTime>, age: Duration| RemoteSession {
+            task_arn: "arn:task".into(),
+            tags: SessionTags {
+                expires,
+                ..SessionTags::default()
+            },
+            created: Some(now - age),
+            private_ip: None,
+            status: "RUNNING".into(),
+        };
+        let hour = Duration::from_secs(3600);
+        assert!(!session(Some(now + hour), hour).is_expired(now));
+        assert!(session(Some(now - hour), hour).is_expired(now));
+        // Missing or unreadable (parsed to none): expired, whatever else.
+        assert!(session(None, Duration::ZERO).is_expired(now));
+        // A far-future tag does not outlive the longest session ECS's createdAt allows.
+        assert!(session(Some(now + 100 * hour), 25 * hour).is_expired(now));
+        assert!(!session(Some(now + 100 * hour), 23 * hour).is_expired(now));
     }
 
     #[test]

@@ -482,6 +482,38 @@ fn gc_reaps_expired_sessions_like_down_expired() {
     world.assert_nothing_left();
 }
 
+/// Tags are the caller's word. gc also stops a task of jump's family that ECS created
+/// longer ago than any session may live, whatever its expiry tag says, and one with no
+/// expiry at all, however it was started; a young, properly tagged session stays.
+#[test]
+fn gc_stops_what_ecs_says_is_too_old_and_what_has_no_expiry() {
+    let world = World::new(shared(), "gc-age");
+    let young = world.json(&["up", "--detach", "--json"]);
+    let young_arn = young["task_arn"].as_str().unwrap().to_string();
+    let old = world.json(&["up", "--detach", "--json"]);
+    let old_arn = old["task_arn"].as_str().unwrap().to_string();
+    world.sandbox.ctl(&["task-age", &old_arn, "90000"]);
+    let family = world.describe(&young_arn)["taskDefinitionArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let untagged = world.run_registered(&family, &["--started-by", "by-hand"]);
+    let mut running = world.running_tasks();
+    running.sort();
+    let mut all = vec![young_arn.clone(), old_arn.clone(), untagged];
+    all.sort();
+    assert_eq!(running, all);
+
+    let out = world.run(&["gc"]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert_eq!(world.running_tasks(), vec![young_arn]);
+    for session in [&young, &old] {
+        let id = session["session"].as_str().unwrap();
+        assert!(world.run(&["down", id]).status.success());
+    }
+    world.assert_nothing_left();
+}
+
 #[test]
 fn jumps_own_revision_serves_session_after_session() {
     let world = World::new(shared(), "reuse");

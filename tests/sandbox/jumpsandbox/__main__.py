@@ -38,6 +38,8 @@ def ctl(args) -> int:
             return 2
     elif args.what == "images":
         method, route, body = "GET", "images", None
+    elif args.what == "task-age":
+        body = {"task": args.task, "seconds": args.seconds}
     elif args.what == "gateway-fault":
         route = "gateway-faults"
         body = {k: v for k, v in vars(args).items()
@@ -106,6 +108,9 @@ def main() -> int:
     t.add_argument("--image", help="only tasks whose image contains this")
     t.add_argument("--after", type=float, default=1.0, help="crash: seconds after RUNNING")
     t.add_argument("--exit-code", type=int, default=1, help="crash: the container's exit code")
+    a = what.add_parser("task-age", help="make a task look SECONDS older (its createdAt and start times)")
+    a.add_argument("task", help="task ARN")
+    a.add_argument("seconds", type=float)
     r = what.add_parser("run-failure", help="make the next COUNT RunTask calls place no task (failures)")
     r.add_argument("kind", choices=["capacity", "eni"])
     r.add_argument("--count", type=int, default=1)

@@ -17,6 +17,7 @@ Control API (JSON over HTTP on the same port; ``tests/sandbox/ctl`` wraps it):
   DELETE /_sandbox/task-faults
   POST   /_sandbox/run-failures {"kind": "capacity"|"eni", "count"?, "image"?}
   DELETE /_sandbox/run-failures
+  POST   /_sandbox/task-age     {"task", "seconds"}   -> the task as if created that long ago
   POST   /_sandbox/images       {"name", "entrypoint"?, "cmd"?}   -> an image tasks can run
   GET    /_sandbox/images                      -> the images tests registered
   POST   /_sandbox/gateway-faults {"drop"?, "duplicate"?, "delay"?, "delay_ms"?, "kill_after"?, "seed"?}
@@ -235,6 +236,8 @@ class SandboxApp:
                 with self.tasks.lock:
                     self.tasks.run_failures.clear()
                 return {"cleared": True}
+        if route == "task-age" and method == "POST":
+            return {"aged": self.tasks.age(spec["task"], float(spec["seconds"]))}
         if route == "images":
             if method == "POST":
                 return {"added": self.tasks.images.register(spec["name"], spec.get("entrypoint", []), spec.get("cmd", []))}

@@ -669,6 +669,21 @@ class TaskService:
                     found.append(task.to_json(include_tags))
         return {"tasks": found, "failures": failures}
 
+    def age(self, arn: str, seconds: float) -> str:
+        """Moves a task's ECS-set timestamps SECONDS into the past: a task started long ago,
+        for tests of what judges tasks by createdAt (no caller can set it on AWS)."""
+        if seconds < 0:
+            raise ValueError("seconds must not be negative")
+        with self.lock:
+            task = next((t for t in self.tasks.values() if t.arn == arn), None)
+            if task is None:
+                raise ValueError(f"no task {arn}")
+            for name in ("created_at", "pull_started_at", "pull_stopped_at", "started_at", "connectivity_at"):
+                if getattr(task, name) is not None:
+                    setattr(task, name, getattr(task, name) - seconds)
+            task.version += 1
+        return arn
+
     def list_tasks(self, region: str, p: dict) -> dict:
         cluster = self._cluster(region, p.get("cluster"))
         if p.get("startedBy") and any(p.get(name) for name in LIST_FILTERS):

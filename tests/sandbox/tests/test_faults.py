@@ -144,3 +144,18 @@ def test_control_api_rejects_bad_requests(sandbox):
                          capture_output=True, text=True, env={**os.environ, **sandbox.env})
     assert out.returncode == 2
     assert "invalid choice" in out.stderr
+
+
+def test_task_age_moves_what_ecs_sets_into_the_past(sandbox, aws):
+    """For tests of what judges a task by createdAt, which no caller can set on AWS."""
+    task = aws.run()
+    running, _ = aws.wait_for(task["taskArn"], "RUNNING")
+    ctl(sandbox, "task-age", task["taskArn"], "90000")
+    aged = aws.describe(task["taskArn"])
+    assert (running["createdAt"] - aged["createdAt"]).total_seconds() == pytest.approx(90000, abs=1)
+    assert (running["startedAt"] - aged["startedAt"]).total_seconds() == pytest.approx(90000, abs=1)
+    assert aged["lastStatus"] == "RUNNING"
+    out = subprocess.run([str(Path(__file__).resolve().parents[1] / "ctl"), "task-age", task["taskArn"], "-5"],
+                         capture_output=True, text=True, env={**os.environ, **sandbox.env})
+    assert out.returncode != 0 and "must not be negative" in out.stdout + out.stderr
+    aws.ecs.stop_task(cluster=aws.cluster, task=task["taskArn"])
