@@ -336,24 +336,42 @@ impl Channel {
     }
 }
 
-/// Connects TCP ourselves (to set TCP_NODELAY), then TLS if `wss`, then the upgrade.
-async fn open_socket(stream_url: &str) -> Result<Ws, ChannelError> {
-    let request = stream_url
-        .into_client_request()
-        .map_err(|e| ChannelError::Url(e.to_string()))?;
-    let uri = request.uri();
-    let default_port = match uri.scheme_str() {
-        Some("wss") => 443,
-        Some("ws") => 80,
-        other => return Err(ChannelError::Url(format!("unsupported scheme {other:?}"))),
-    };
+/// Where a stream URL points: host and port. Plain `ws://` carries the session token and
+/// every keystroke in the clear, so it is accepted only for a loopback host (a local
+/// gateway, as in the sandbox); anything else must be `wss://`.
+fn stream_endpoint(
+    uri: &tokio_tungstenite::tungstenite::http::Uri,
+) -> Result<(String, u16), ChannelError> {
     let host = uri
         .host()
         .ok_or_else(|| ChannelError::Url("no host".to_string()))?
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
-    let port = uri.port_u16().unwrap_or(default_port);
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let default_port = match uri.scheme_str() {
+        Some("wss") => 443,
+        Some("ws") if loopback => 80,
+        Some("ws") => {
+            return Err(ChannelError::Url(format!(
+                "ws:// to {host} would carry the session unencrypted; only wss:// is accepted \
+                 for a host that is not loopback"
+            )))
+        }
+        other => return Err(ChannelError::Url(format!("unsupported scheme {other:?}"))),
+    };
+    Ok((host, uri.port_u16().unwrap_or(default_port)))
+}
+
+/// Connects TCP ourselves (to set TCP_NODELAY), then TLS if `wss`, then the upgrade.
+async fn open_socket(stream_url: &str) -> Result<Ws, ChannelError> {
+    let request = stream_url
+        .into_client_request()
+        .map_err(|e| ChannelError::Url(e.to_string()))?;
+    let (host, port) = stream_endpoint(request.uri())?;
     let tcp = TcpStream::connect((host.as_str(), port))
         .await
         .map_err(|e| ChannelError::Connect(format!("{host}:{port}: {e}")))?;

@@ -769,3 +769,27 @@ async fn wss_uses_the_single_rustls_provider() {
         result.err()
     );
 }
+
+#[test]
+fn plain_ws_only_to_loopback() {
+    let endpoint = |url: &str| stream_endpoint(&url.parse().unwrap());
+    assert_eq!(
+        endpoint("wss://ssmmessages.eu-west-1.amazonaws.com/v1/data-channel/s").unwrap(),
+        ("ssmmessages.eu-west-1.amazonaws.com".to_string(), 443)
+    );
+    assert_eq!(
+        endpoint("ws://127.0.0.1:8080/x").unwrap(),
+        ("127.0.0.1".to_string(), 8080)
+    );
+    assert_eq!(endpoint("ws://[::1]/x").unwrap(), ("::1".to_string(), 80));
+    assert!(endpoint("ws://localhost:1/x").is_ok());
+    for url in [
+        "ws://ssmmessages.eu-west-1.amazonaws.com/x",
+        "ws://10.0.0.5/x",
+        "ws://127.0.0.1.evil.example/x",
+    ] {
+        let err = endpoint(url).unwrap_err().to_string();
+        assert!(err.contains("only wss:// is accepted"), "{url}: {err}");
+    }
+    assert!(endpoint("http://127.0.0.1/x").is_err());
+}
