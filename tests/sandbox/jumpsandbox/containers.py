@@ -25,12 +25,14 @@ What Fargate does that this copies beyond that:
   CannotStartContainerError, in the wording ECS relays from runc.
 """
 
+import functools
 import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
 
+from .dataplane import MainProcess
 from .network import STATE_ROOT
 
 BUILD_SCRIPT = Path(__file__).resolve().parents[3] / "dockerfiles" / "jumphost" / "build"
@@ -49,15 +51,24 @@ class ImageUnavailable(RuntimeError):
     """The configured jumphost image cannot be run here; the message says what to do."""
 
 
-def podman_env() -> dict:
-    """The environment every podman call of the sandbox runs with."""
+class CannotStart(RuntimeError):
+    """runc could not start the container; the message is the task's stoppedReason."""
+
+
+@functools.cache
+def _containers_conf() -> Path:
     conf = STATE_ROOT / "containers.conf"
     if not conf.exists() or conf.read_text() != CONTAINERS_CONF:
         STATE_ROOT.mkdir(parents=True, exist_ok=True)
         tmp = conf.with_suffix(f".{os.getpid()}")
         tmp.write_text(CONTAINERS_CONF)
         tmp.rename(conf)
-    return {**os.environ, "CONTAINERS_CONF": str(conf)}
+    return conf
+
+
+def podman_env() -> dict:
+    """The environment every podman call of the sandbox runs with."""
+    return {**os.environ, "CONTAINERS_CONF": str(_containers_conf())}
 
 
 def _podman(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -93,8 +104,34 @@ class Podman:
         self.entrypoint = tuple(config.get("Entrypoint") or ())
         self.cmd = tuple(config.get("Cmd") or ())
 
-    def run_argv(self, name: str, namespace: str, hostname: str, argv: list[str], env: dict, pidfile: Path,
-                 read_only: bool, mounts: list[tuple[Path, str, bool]]) -> tuple[list[str], dict]:
+    def name_for(self, task_id: str) -> str:
+        return f"jsb-{self.instance}-{task_id[:12]}"
+
+    def start(self, name: str, namespace: str, hostname: str, argv: list[str], env: dict, sink, runtime: Path,
+              read_only: bool, mounts: list[tuple[str, str, bool]]) -> MainProcess:
+        """Runs ARGV as a task's container and returns once it runs; CannotStart if runc refused.
+
+        MOUNTS are (volume, containerPath, readOnly): each volume is an empty root-owned 0755
+        directory under RUNTIME, for the task's life.
+        """
+        volumes = []
+        for volume, path, ro in mounts:
+            directory = runtime / "volumes" / volume
+            directory.mkdir(parents=True, exist_ok=True)
+            directory.chmod(0o755)
+            volumes.append((directory, path, ro))
+        pidfile = runtime / "container.pid"
+        launcher, launcher_env = self._run_argv(name, namespace, hostname, argv, env, pidfile, read_only, volumes)
+        host = MainProcess(namespace, launcher, launcher_env, sink, runtime / "output.log", hold=True)
+        podman_error = host.wait_started(pidfile)
+        if podman_error:
+            host.terminate(0)
+            raise CannotStart(start_failure(podman_error)
+                              or f"CannotStartContainerError: {podman_error.splitlines()[-1]}")
+        return host
+
+    def _run_argv(self, name: str, namespace: str, hostname: str, argv: list[str], env: dict, pidfile: Path,
+                  read_only: bool, mounts: list[tuple[Path, str, bool]]) -> tuple[list[str], dict]:
         """The podman command (and its environment) that runs ARGV as the task's container.
 
         Values travel in podman's own environment (``--env NAME``), never on its command

@@ -59,6 +59,8 @@ class ForgedHostKey:
     timestamp from before the task existed.
     """
 
+    KINDS = ("wrong-host-key", "extra-host-key", "backdated-host-key")
+
     def __init__(self, sink, scratch: Path, kind: str, created_at: float):
         self.sink = sink
         self.kind = kind

@@ -38,7 +38,7 @@ from moto.ecs.models import ecs_backends
 from moto.iam.models import iam_backends
 
 from .awsproto import AwsError
-from .containers import cannot_start, start_failure
+from .containers import CannotStart, cannot_start
 from .dataplane import ForgedHostKey, LogSink, MainProcess, task_environment
 from .images import Catalogue, Image, container_argv, pull_error
 from .network import NetworkError
@@ -50,7 +50,7 @@ ACCOUNT = DEFAULT_ACCOUNT_ID
 STOPPED = "STOPPED"
 # Linux Fargate platform versions a task may ask for, and what each runs as.
 PLATFORM_VERSIONS = {"LATEST": "1.4.0", "1.4.0": "1.4.0", "1.3.0": "1.3.0"}
-TASK_FAULT_KINDS = ("pull-error", "crash", "logger-error", "wrong-host-key", "extra-host-key", "backdated-host-key")
+TASK_FAULT_KINDS = ("pull-error", "crash", "logger-error", *ForgedHostKey.KINDS)
 # RunTask `failures` reasons (ECS developer guide, "API failure reasons"; the capacity text as
 # ECS returns it for Fargate, where the failure carries no ARN).
 RUN_FAILURES = {
@@ -841,7 +841,7 @@ class TaskService:
         sink = self._log_sink(task)
         if sink is None:
             return None
-        if task.fault and task.fault.kind.endswith("host-key"):
+        if task.fault and task.fault.kind in ForgedHostKey.KINDS:
             sink = ForgedHostKey(sink, self._runtime_dir(task), task.fault.kind, task.created_at)
         with self.lock:
             task.pull_stopped_at = time.time()
@@ -907,27 +907,15 @@ class TaskService:
         runtime = self._runtime_dir(task)
         if not image.container:
             host = MainProcess.on_host(task.host_ns, hostname, argv, env, sink, runtime / "output.log")
-            task.host_pid = host.pid
-            return host
-        volumes = []
-        for name, path, read_only in mounts:
-            directory = runtime / "volumes" / name
-            directory.mkdir(parents=True, exist_ok=True)
-            directory.chmod(0o755)
-            volumes.append((directory, path, read_only))
-        task.container_name = f"jsb-{self.containers.instance}-{task.id[:12]}"
-        pidfile = runtime / "container.pid"
-        launcher, launcher_env = self.containers.run_argv(
-            task.container_name, task.host_ns, hostname, argv, env, pidfile,
-            bool(task.containers[0].definition.get("readonlyRootFilesystem")), volumes,
-        )
-        host = MainProcess(task.host_ns, launcher, launcher_env, sink, runtime / "output.log", hold=True)
-        podman_error = host.wait_started(pidfile)
-        if podman_error:
-            host.terminate(0)
-            reason = start_failure(podman_error) or f"CannotStartContainerError: {podman_error.splitlines()[-1]}"
-            self._fail_start(task, "TaskFailedToStart", reason, task.containers[0])
-            return None
+        else:
+            task.container_name = self.containers.name_for(task.id)
+            read_only = bool(task.containers[0].definition.get("readonlyRootFilesystem"))
+            try:
+                host = self.containers.start(task.container_name, task.host_ns, hostname, argv, env, sink, runtime,
+                                             read_only, mounts)
+            except CannotStart as refused:
+                self._fail_start(task, "TaskFailedToStart", str(refused), task.containers[0])
+                return None
         task.host_pid = host.pid
         return host
 
