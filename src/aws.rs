@@ -10,14 +10,21 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use thiserror::Error;
 
 /// Attempts per API call, including the first; the SDK backs off between them.
 const MAX_ATTEMPTS: u32 = 5;
+/// Bounds on every API call, so that a silent network or endpoint can hang neither a
+/// command nor its teardown: per connection, per attempt, and per call with its retries.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(20);
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Who is calling, as STS says.
 #[derive(Debug, Clone)]
@@ -131,7 +138,14 @@ fn is_transient_code(code: &str) -> bool {
 /// Loads configuration from the standard chain, honouring `--profile` and `--region`.
 pub async fn load_config(profile: Option<&str>, region: Option<&str>) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS));
+        .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .operation_timeout(OPERATION_TIMEOUT)
+                .build(),
+        );
     if let Some(profile) = profile {
         loader = loader.profile_name(profile);
     }

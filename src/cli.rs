@@ -15,8 +15,9 @@ const ABOUT: &str =
 const LONG_ABOUT: &str = "\
 jump launches a one-off ECS Fargate task as an SSH jumphost inside your VPC, connects to it
 with your system `ssh` using a fresh per-session key and a pinned host key, and stops the
-task when you leave — on exit, error, Ctrl-C, SIGTERM or a closed terminal. If the client
-dies outright, the task still stops itself at its TTL or after its idle timeout.
+task when you leave — on exit, error, Ctrl-C, SIGTERM or a closed terminal. A second Ctrl-C
+while it stops the task gives up waiting and prints the `jump down ID` that finishes the job.
+If the client dies outright, the task still stops itself at its TTL or after its idle timeout.
 
 Settings come from jump.toml (in this directory or a parent), then JUMP_<KEY> environment
 variables, then flags. AWS credentials and region come from the standard AWS chain
@@ -95,7 +96,8 @@ afterwards, whatever happens, unless --detach is given.",
 task of a service, or in any exec-enabled task of the cluster, through ECS Exec. jump speaks the \
 Session Manager protocol itself: no session-manager-plugin. The remote command's exit status \
 becomes jump's; without a terminal (CI) output streams as it comes and piped stdin reaches the \
-command. Sessions on clusters whose ECS Exec configuration names a KMS key are encrypted end to \
+command byte for byte, through a pipe (the container needs `stty` and `head`, as coreutils and busybox \
+have). Sessions on clusters whose ECS Exec configuration names a KMS key are encrypted end to \
 end with a data key from that key (you need kms:GenerateDataKey on it).",
         after_help = "Examples:\n  jump exec 3f9c0a1b2c4d\n  jump exec 3f9c0a1b2c4d -- sh -c 'echo $HOSTNAME'\n  jump exec --service web --container app -- bin/rails console\n  jump exec --task 0123456789abcdef0123456789abcdef --container web -- ps aux\n  echo 'select 1' | jump exec 3f9c0a1b2c4d -- psql -h db.internal\n  jump exec --ssm-plugin /usr/local/bin/session-manager-plugin 3f9c0a1b2c4d"
     )]

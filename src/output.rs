@@ -78,14 +78,29 @@ impl Output {
 
     /// A result line on stdout.
     pub fn print(&self, text: &str) {
-        let _ = writeln!(std::io::stdout(), "{}", escape_controls(text));
+        let _ = self.deliver(text);
+    }
+
+    /// [`Output::print`] for what must not be lost: whether it reached stdout.
+    pub fn deliver(&self, text: &str) -> std::io::Result<()> {
+        let mut stdout = std::io::stdout();
+        writeln!(stdout, "{}", escape_controls(text))?;
+        stdout.flush()
     }
 
     /// A result as pretty JSON on stdout.
     pub fn print_json(&self, value: &serde_json::Value) {
-        let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
-        self.print(&text);
+        self.print(&pretty(value));
     }
+
+    /// [`Output::print_json`] for what must not be lost.
+    pub fn deliver_json(&self, value: &serde_json::Value) -> std::io::Result<()> {
+        self.deliver(&pretty(value))
+    }
+}
+
+fn pretty(value: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
 }
 
 /// Colour on stderr: only on a terminal, and never when `NO_COLOR` is set (non-empty).

@@ -118,16 +118,19 @@ where
     F: Future<Output = anyhow::Result<T>> + Send + 'static,
 {
     let mut handle = tokio::spawn(work);
+    // Signal first: a hang-up or Ctrl-C to the whole group also ends ssh, and the work
+    // then finishes at about the same moment; the signal is what happened.
     tokio::select! {
-        joined = &mut handle => match joined {
-            Ok(result) => Outcome::Finished(result),
-            Err(e) => Outcome::Panicked(panic_message(e)),
-        },
+        biased;
         signal = signals.recv() => {
             tracing::info!(signal = signal.name(), "received signal");
             wind_down(handle, child, signal).await;
             Outcome::Signalled(signal)
         }
+        joined = &mut handle => match joined {
+            Ok(result) => Outcome::Finished(result),
+            Err(e) => Outcome::Panicked(panic_message(e)),
+        },
     }
 }
 

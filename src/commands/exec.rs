@@ -14,10 +14,16 @@ use crate::output::Output;
 use crate::session::record::session_task;
 use crate::session::wait::{exec_agent_running, newest, service_tasks, TaskFailed};
 use crate::session::SessionId;
+use crate::signals::ChildPid;
 
 use super::cluster;
 
-pub async fn run(global: GlobalArgs, output: Output, args: ExecArgs) -> anyhow::Result<Exit> {
+pub async fn run(
+    global: GlobalArgs,
+    output: Output,
+    child: ChildPid,
+    args: ExecArgs,
+) -> anyhow::Result<Exit> {
     let session: Option<SessionId> = args.session.as_deref().map(str::parse).transpose()?;
     let cluster = cluster(&args.cluster)?;
     let clients = Clients::new(global.profile.as_deref(), global.region.as_deref())
@@ -40,7 +46,7 @@ pub async fn run(global: GlobalArgs, output: Output, args: ExecArgs) -> anyhow::
         task_arn,
         container: args.container,
     };
-    let code = exec::run(&clients, &target, &args.command).await?;
+    let code = exec::run(&clients, &target, &args.command, &child).await?;
     Ok(Exit::Remote(code))
 }
 

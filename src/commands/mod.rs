@@ -21,7 +21,10 @@ use crate::exit::Exit;
 use crate::output::Output;
 use crate::plan::Layers;
 use crate::session::guard::Guard;
-use crate::signals::{supervise, ChildPid, Outcome, Signals};
+use crate::signals::{supervise, ChildPid, Outcome, Signal, Signals};
+
+/// How long teardown may take before jump gives up and says what it left behind.
+const TEARDOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(45);
 
 /// What every command gets.
 pub struct Context {
@@ -50,8 +53,43 @@ impl Context {
             self.output
                 .note(&format!("jump: {}; stopping the task", signal.name()));
         }
-        guard.teardown().await;
-        outcome_result(outcome)
+        match self.tear_down(guard).await {
+            Some(signal) => Ok(Exit::Signalled(signal)),
+            None => outcome_result(outcome),
+        }
+    }
+
+    /// The next Ctrl-C or SIGTERM. A hang-up is no one asking: a closing terminal may
+    /// send several, and teardown must go on.
+    async fn impatience(&mut self) -> Signal {
+        loop {
+            let signal = self.signals.recv().await;
+            if signal != Signal::Hangup {
+                return signal;
+            }
+        }
+    }
+
+    /// The guard's teardown within [`TEARDOWN_DEADLINE`]; a signal during it gives up at
+    /// once on Ctrl-C or SIGTERM (the signal is returned). Either way out names the task
+    /// left behind.
+    async fn tear_down(&mut self, guard: &Guard) -> Option<Signal> {
+        tokio::select! {
+            finished = tokio::time::timeout(TEARDOWN_DEADLINE, guard.teardown()) => {
+                if finished.is_err() {
+                    let why = format!(
+                        "stopping the task took longer than {}s",
+                        TEARDOWN_DEADLINE.as_secs()
+                    );
+                    self.output.note(&guard.abandoned(&why));
+                }
+                None
+            }
+            signal = self.impatience() => {
+                self.output.note(&guard.abandoned(&format!("{} during teardown", signal.name())));
+                Some(signal)
+            }
+        }
     }
 }
 
@@ -88,7 +126,7 @@ async fn dispatch(ctx: &mut Context, command: Command) -> anyhow::Result<Exit> {
             ctx.supervised(work).await
         }
         Command::Exec(args) => {
-            let work = exec::run(ctx.global.clone(), ctx.output, args);
+            let work = exec::run(ctx.global.clone(), ctx.output, ctx.child.clone(), args);
             ctx.supervised(work).await
         }
         Command::Forward(args) => forward::run(ctx, *args).await,

@@ -24,6 +24,7 @@ use crate::session::guard::Guard;
 use crate::session::provision::{session_tags, start_task, tag, STARTED_BY};
 use crate::session::wait::{self, WaitSpec};
 use crate::session::SessionId;
+use crate::signals::ChildPid;
 
 const WAIT: Duration = Duration::from_secs(5 * 60);
 
@@ -87,9 +88,18 @@ pub async fn run(ctx: &mut Context, args: RunArgs) -> anyhow::Result<Exit> {
     let id = SessionId::random();
     let dir = SessionDir::create(&id)?;
     let guard = Guard::new(clients.ecs.clone(), &cluster, dir);
-    let output = ctx.output;
-    let work = one_off(clients, cluster, id, guard.clone(), args, checked, output);
+    let local = Local {
+        output: ctx.output,
+        child: ctx.child.clone(),
+    };
+    let work = one_off(clients, cluster, id, guard.clone(), args, checked, local);
     ctx.guarded(&guard, work).await
+}
+
+/// This side of the session: where notes go, and the foreground child (the plugin).
+struct Local {
+    output: Output,
+    child: ChildPid,
 }
 
 async fn one_off(
@@ -99,8 +109,9 @@ async fn one_off(
     guard: Guard,
     args: RunArgs,
     checked: Checked,
-    output: Output,
+    local: Local,
 ) -> anyhow::Result<Exit> {
+    let Local { output, child } = local;
     let caller = clients.caller().await?;
     let owner = caller.arn;
     let (task_definition, network) = match (&args.service, checked.network) {
@@ -188,7 +199,7 @@ async fn one_off(
         container: Some(container),
     };
     Ok(Exit::Remote(
-        exec::run(&clients, &target, &args.command).await?,
+        exec::run(&clients, &target, &args.command, &child).await?,
     ))
 }
 

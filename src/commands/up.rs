@@ -5,6 +5,7 @@
 //! under the signal policy, and whatever way it ends, the guard's teardown runs once
 //! afterwards. `--detach` hands task and directory over to the user instead.
 
+use anyhow::Context as _;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::json;
@@ -166,9 +167,7 @@ impl Session {
 
         if self.detach {
             progress.finish();
-            self.guard.release().await;
-            self.print_detached(&record);
-            return Ok(Exit::Success);
+            return self.detached(&record).await;
         }
 
         progress.stage(&format!("waiting for sshd on {host}"));
@@ -203,9 +202,7 @@ impl Session {
         record.save(&self.dir)?;
         progress.finish();
         if self.detach {
-            self.guard.release().await;
-            self.print_detached(&record);
-            return Ok(Exit::Success);
+            return self.detached(&record).await;
         }
         let target = ExecTarget {
             cluster: self.plan.cluster.clone(),
@@ -214,7 +211,7 @@ impl Session {
         };
         match &self.after {
             After::Run(words) => Ok(Exit::Remote(
-                exec::run(&self.clients, &target, words).await?,
+                exec::run(&self.clients, &target, words, &self.child).await?,
             )),
             After::Forward(specs) => {
                 forward::forward_all(&self.clients, &target, specs, self.output).await
@@ -290,10 +287,19 @@ impl Session {
         }
     }
 
-    fn print_detached(&self, record: &SessionRecord) {
+    /// Hands the session over, once the user has been told how to reach and stop it: if
+    /// that cannot be printed (stdout closed), the session is torn down instead.
+    async fn detached(&self, record: &SessionRecord) -> anyhow::Result<Exit> {
+        self.print_detached(record)
+            .context("cannot print the detached session, so it is stopped again")?;
+        self.guard.release().await;
+        Ok(Exit::Success)
+    }
+
+    fn print_detached(&self, record: &SessionRecord) -> std::io::Result<()> {
         let ssh = format!("jump {} {}", record.mode, record.id);
         if self.output.json() {
-            self.output.print_json(&json!({
+            self.output.deliver_json(&json!({
                 "session": record.id,
                 "task_arn": record.task_arn,
                 "cluster": record.cluster,
@@ -303,12 +309,12 @@ impl Session {
                 "expires": record.expires,
                 "owner": record.owner,
                 "ssh": ssh,
-            }));
+            }))
         } else {
-            self.output.print(&format!(
+            self.output.deliver(&format!(
                 "session  {}\ntask     {}\nip       {}\nexpires  {}\nconnect  {ssh}\nstop     jump down {}",
                 record.id, record.task_arn, record.ip, record.expires, record.id
-            ));
+            ))
         }
     }
 }

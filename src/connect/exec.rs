@@ -11,7 +11,9 @@
 //! command wrote them.
 //!
 //! Clusters whose ECS Exec configuration names a KMS key get encrypted sessions: the
-//! channel asks [`KmsDataKeys`] for a data key bound to the session and the target.
+//! channel asks [`KmsDataKeys`] for a data key bound to the session and the target. We
+//! read that configuration ourselves (DescribeClusters) and require it: a session that the
+//! agent starts unencrypted, or under another key, ends before any input is sent.
 //!
 //! With a local terminal, it is put in raw mode for the session (Ctrl-C, Ctrl-\ and
 //! Ctrl-Z travel as bytes to the remote side), its size is sent at start and on every
@@ -33,6 +35,7 @@ use crate::connect::exec_access::diagnose;
 use crate::connect::plugin;
 use crate::connect::ssh::{remote_command, shell_quote};
 use crate::session::wait::describe_task;
+use crate::signals::ChildPid;
 use crate::ssm::channel::{Channel, ChannelError, Event, Sender};
 use crate::ssm::cipher::{DataKey, DataKeys, DATA_KEY_BYTES};
 use crate::ssm::frame::PayloadType;
@@ -65,18 +68,32 @@ pub enum ExecError {
     NoStatus,
     #[error("the ECS Exec agent ended the session: {0}")]
     Ended(String),
+    #[error(
+        "the container cannot take piped input byte for byte: it needs `stty` and `head -c` \
+         (coreutils or busybox); add them to the image, or run jump from a terminal"
+    )]
+    InputUnfit,
 }
 
 /// The command the agent runs: the user's words under the status-reporting wrapper.
 pub fn wrapped_command(nonce: &str, words: &[String], local_terminal: bool) -> String {
-    let quiet = if local_terminal {
-        String::new()
+    let mark = |field: &str| format!("printf '\\033]jump;{nonce};{field}\\007'");
+    let run = if local_terminal {
+        "\"$@\"; s=$?".to_string()
     } else {
-        format!("stty -echo -onlcr 2>/dev/null; printf '\\033]jump;{nonce};ready=1\\007'; ")
+        // The pty goes raw, so no byte is interpreted; input arrives in frames of
+        // `LENGTH\n` and that many bytes, ended by `0\n`, and reaches the command
+        // through a pipe, whose end is its end of input.
+        format!(
+            "if stty raw -echo -iexten 2>/dev/null && head -c 0 </dev/null >/dev/null 2>&1; \
+             then {ready}; \
+             while IFS= read -r n && [ \"$n\" -gt 0 ]; do head -c \"$n\" || break; done | \"$@\"; s=$?; \
+             else {unfit}; s=125; fi",
+            ready = mark("ready=1"),
+            unfit = mark("unfit=1"),
+        )
     };
-    let script = format!(
-        "{quiet}\"$@\"; s=$?; printf '\\033]jump;{nonce};exit=%d\\007' \"$s\"; exit \"$s\""
-    );
+    let script = format!("{run}; printf '\\033]jump;{nonce};exit=%d\\007' \"$s\"; exit \"$s\"");
     let default_shell = [
         "sh".to_string(),
         "-c".to_string(),
@@ -101,6 +118,7 @@ pub struct StatusScanner {
     pending: Vec<u8>,
     status: Option<i32>,
     ready: bool,
+    unfit: bool,
 }
 
 impl StatusScanner {
@@ -110,6 +128,7 @@ impl StatusScanner {
             pending: Vec::new(),
             status: None,
             ready: false,
+            unfit: false,
         }
     }
 
@@ -121,6 +140,11 @@ impl StatusScanner {
     /// Whether the wrapper has set up the remote terminal (non-terminal sessions).
     pub fn ready(&self) -> bool {
         self.ready
+    }
+
+    /// Whether the wrapper found the container unable to carry piped input exactly.
+    pub fn unfit(&self) -> bool {
+        self.unfit
     }
 
     /// Takes a chunk of output; returns what is safe to show now.
@@ -140,6 +164,7 @@ impl StatusScanner {
                     match field.split_once('=') {
                         Some(("exit", code)) => self.status = code.trim().parse().ok(),
                         Some(("ready", _)) => self.ready = true,
+                        Some(("unfit", _)) => self.unfit = true,
                         _ => {}
                     }
                     shown.extend_from_slice(&self.pending[..at]);
@@ -225,6 +250,8 @@ pub struct KmsDataKeys {
     clients: Clients,
     target: ExecTarget,
     session_id: String,
+    /// The cluster's ECS Exec key, which every session must use.
+    required: Option<String>,
 }
 
 impl DataKeys for KmsDataKeys {
@@ -266,6 +293,34 @@ impl DataKeys for KmsDataKeys {
             }
         })
     }
+
+    fn required_key(&self) -> Option<&str> {
+        self.required.as_deref()
+    }
+}
+
+/// The KMS key the cluster's ECS Exec configuration names, if any.
+async fn cluster_exec_key(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+) -> anyhow::Result<Option<String>> {
+    let out = ecs
+        .describe_clusters()
+        .clusters(cluster)
+        .include(aws_sdk_ecs::types::ClusterField::Configurations)
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ecs:DescribeClusters", e))
+        .context("reading the cluster's ECS Exec configuration, which says whether sessions must be encrypted")?;
+    let described = out
+        .clusters()
+        .first()
+        .with_context(|| format!("cluster {cluster} not found"))?;
+    Ok(described
+        .configuration()
+        .and_then(|c| c.execute_command_configuration())
+        .and_then(|e| e.kms_key_id())
+        .map(str::to_string))
 }
 
 /// An open ECS Exec session, before we connect to it.
@@ -307,25 +362,41 @@ async fn execute_command(
 }
 
 /// Runs `words` (or a shell) in the task and returns its exit status.
-pub async fn run(clients: &Clients, target: &ExecTarget, words: &[String]) -> anyhow::Result<i32> {
+/// `child` is told the official plugin's pid, when one runs, so signals reach it as they
+/// reach ssh.
+pub async fn run(
+    clients: &Clients,
+    target: &ExecTarget,
+    words: &[String],
+    child: &ChildPid,
+) -> anyhow::Result<i32> {
     let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let nonce = crate::session::SessionId::random().to_string();
     let command = wrapped_command(&nonce, words, terminal);
-    let opened = agent::when_reachable(clients, target.agent(), || {
-        execute_command(&clients.ecs, target, &command)
-    })
-    .await;
+    let (opened, required) = tokio::join!(
+        agent::when_reachable(clients, target.agent(), || {
+            execute_command(&clients.ecs, target, &command)
+        }),
+        cluster_exec_key(&clients.ecs, &target.cluster)
+    );
     let opened = match opened {
         Ok(session) => session,
         Err(err) => return Err(explain(clients, target, err).await),
     };
     if let Some(program) = &clients.ssm_plugin {
-        return plugin::exec(clients, program, target, &opened, &nonce, terminal).await;
+        let handoff = plugin::ExecHandoff {
+            target,
+            opened: &opened,
+            nonce: &nonce,
+            terminal,
+        };
+        return plugin::exec(clients, program, handoff, child).await;
     }
     let keys = Arc::new(KmsDataKeys {
         clients: clients.clone(),
         target: target.clone(),
         session_id: opened.session_id.clone(),
+        required: required?,
     });
     let mut channel = Channel::connect(&opened.url, &opened.token, Some(keys))
         .await
@@ -385,10 +456,13 @@ impl Screen {
     }
 
     /// Shows what was held back and gives the status the wrapper reported, if it did.
-    pub(crate) fn finish(mut self) -> Option<i32> {
+    pub(crate) fn finish(mut self) -> Result<Option<i32>, ExecError> {
         let _ = self.stdout.write_all(&self.scanner.finish());
         let _ = self.stdout.flush();
-        self.scanner.status()
+        if self.scanner.unfit() {
+            return Err(ExecError::InputUnfit);
+        }
+        Ok(self.scanner.status())
     }
 }
 
@@ -421,7 +495,7 @@ async fn pump_output(
             Event::Flag(_) | Event::HandshakeComplete { .. } => {}
         }
     }
-    screen.finish().or(reported).ok_or_else(|| match closed {
+    screen.finish()?.or(reported).ok_or_else(|| match closed {
         Some(reason) => ExecError::Ended(reason.trim().to_string()).into(),
         None => ExecError::NoStatus.into(),
     })
@@ -439,8 +513,8 @@ impl InputSink for Sender {
     }
 }
 
-/// Local input to the remote pty, once it is set up. Without a terminal, end of input
-/// becomes ^D (EOF).
+/// Local input to the remote pty, once it is set up. Without a terminal it travels in
+/// the wrapper's frames (see [`frame_input`]), and end of input is the empty frame.
 pub(crate) async fn pump_input(
     mut sink: impl InputSink,
     terminal: bool,
@@ -451,23 +525,31 @@ pub(crate) async fn pump_input(
     }
     let mut stdin = tokio::io::stdin();
     let mut buffer = vec![0u8; 16 * 1024];
-    let mut last = b'\n';
     loop {
-        match stdin.read(&mut buffer).await {
+        let n = match stdin.read(&mut buffer).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => {
-                last = buffer[n - 1];
-                if !sink.put(&buffer[..n]).await {
-                    return;
-                }
-            }
+            Ok(n) => n,
+        };
+        let sent = if terminal {
+            sink.put(&buffer[..n]).await
+        } else {
+            sink.put(&frame_input(&buffer[..n])).await
+        };
+        if !sent {
+            return;
         }
     }
     if !terminal {
-        // ^D ends a line-buffered read; at the start of a line it is end of file.
-        let eof: &[u8] = if last == b'\n' { b"\x04" } else { b"\x04\x04" };
-        sink.put(eof).await;
+        sink.put(&frame_input(&[])).await;
     }
+}
+
+/// One frame of piped input as the wrapper reads it: the length in decimal, a newline,
+/// then the bytes; the empty frame (`0\n`) is the end of input.
+pub(crate) fn frame_input(bytes: &[u8]) -> Vec<u8> {
+    let mut frame = format!("{}\n", bytes.len()).into_bytes();
+    frame.extend_from_slice(bytes);
+    frame
 }
 
 async fn follow_resizes(sender: Sender) {
@@ -495,29 +577,46 @@ fn terminal_size() -> Option<(u16, u16)> {
 
 /// The local terminal in raw mode for as long as this lives.
 struct RawTerminal {
-    saved: libc::termios,
+    /// Put back when the session ends, by dropping it.
+    _restore: SavedTerminal,
 }
 
 impl RawTerminal {
     fn enter() -> anyhow::Result<Self> {
-        // SAFETY: tcgetattr/tcsetattr on stdin with termios structs we own.
+        let saved = SavedTerminal::save()?;
+        let mut raw = saved.saved;
+        // SAFETY: cfmakeraw/tcsetattr on stdin with a termios struct we own.
+        unsafe {
+            libc::cfmakeraw(&mut raw);
+            if libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &raw) != 0 {
+                return Err(std::io::Error::last_os_error()).context("cannot set raw mode");
+            }
+        }
+        Ok(RawTerminal { _restore: saved })
+    }
+}
+
+/// The local terminal's settings, put back when this is dropped: whatever a child that
+/// owned the terminal (the official plugin) left behind, even if it was killed.
+pub(crate) struct SavedTerminal {
+    saved: libc::termios,
+}
+
+impl SavedTerminal {
+    pub(crate) fn save() -> anyhow::Result<Self> {
+        // SAFETY: tcgetattr on stdin into a termios struct we own.
         unsafe {
             let mut saved: libc::termios = std::mem::zeroed();
             if libc::tcgetattr(libc::STDIN_FILENO, &mut saved) != 0 {
                 return Err(std::io::Error::last_os_error())
                     .context("cannot read terminal settings");
             }
-            let mut raw = saved;
-            libc::cfmakeraw(&mut raw);
-            if libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &raw) != 0 {
-                return Err(std::io::Error::last_os_error()).context("cannot set raw mode");
-            }
-            Ok(RawTerminal { saved })
+            Ok(SavedTerminal { saved })
         }
     }
 }
 
-impl Drop for RawTerminal {
+impl Drop for SavedTerminal {
     fn drop(&mut self) {
         // SAFETY: restores the settings saved in `enter`.
         unsafe {
@@ -573,9 +672,10 @@ mod tests {
     fn wrapped_command_quotes_every_word_and_reports_status() {
         let words = vec!["printf".to_string(), "%s\n".to_string(), "it's".to_string()];
         let command = wrapped_command("n0nce", &words, false);
-        assert!(command.starts_with("sh -c 'stty -echo -onlcr 2>/dev/null; printf "));
+        assert!(command.starts_with("sh -c 'if stty raw -echo -iexten 2>/dev/null && head -c 0"));
         assert!(command.contains("jump;n0nce;exit=%d"));
         assert!(command.contains("jump;n0nce;ready=1"));
+        assert!(command.contains("jump;n0nce;unfit=1"));
         assert!(command.ends_with(
             r#"jump-exec printf '%s
 ' 'it'\''s'"#
@@ -583,5 +683,20 @@ mod tests {
         let interactive = wrapped_command("n", &[], true);
         assert!(!interactive.contains("stty"));
         assert!(interactive.contains("command -v bash"));
+    }
+
+    #[test]
+    fn piped_input_is_framed_by_length_and_ends_with_an_empty_frame() {
+        assert_eq!(frame_input(b"\x04\n\x03"), b"3\n\x04\n\x03");
+        assert_eq!(frame_input(&[]), b"0\n");
+    }
+
+    #[test]
+    fn a_container_unfit_for_piped_input_is_named() {
+        let mut scanner = StatusScanner::new("n");
+        assert!(scanner
+            .feed(b"\x1b]jump;n;unfit=1\x07\x1b]jump;n;exit=125\x07")
+            .is_empty());
+        assert!(scanner.unfit());
     }
 }

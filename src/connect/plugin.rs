@@ -20,8 +20,9 @@ use tokio::process::{Child, ChildStdin, Command};
 
 use crate::aws::Clients;
 use crate::connect::exec::{
-    pump_input, ssm_target, ExecError, ExecTarget, InputSink, Opened, Screen,
+    pump_input, ssm_target, ExecError, ExecTarget, InputSink, Opened, SavedTerminal, Screen,
 };
+use crate::signals::ChildPid;
 
 /// The plugin prints this once its local listener accepts connections.
 const LISTENING: &str = "Waiting for connections";
@@ -85,16 +86,32 @@ impl InputSink for ChildStdin {
     }
 }
 
+/// An opened ECS Exec session for the plugin to carry.
+pub struct ExecHandoff<'a> {
+    pub target: &'a ExecTarget,
+    pub opened: &'a Opened,
+    /// The status wrapper's nonce.
+    pub nonce: &'a str,
+    /// Whether the plugin gets our terminal.
+    pub terminal: bool,
+}
+
 /// Runs an ECS Exec session through the plugin; see the module documentation for what
-/// happens to the exit status.
+/// happens to the exit status. The plugin's pid goes to `child` while it runs, so a
+/// signal reaches it as it would reach ssh; with a terminal, the terminal's settings are
+/// put back afterwards whatever state the plugin left it in.
 pub async fn exec(
     clients: &Clients,
     program: &Path,
-    target: &ExecTarget,
-    opened: &Opened,
-    nonce: &str,
-    terminal: bool,
+    session: ExecHandoff<'_>,
+    child: &ChildPid,
 ) -> anyhow::Result<i32> {
+    let ExecHandoff {
+        target,
+        opened,
+        nonce,
+        terminal,
+    } = session;
     let handoff = Handoff {
         session: json!({
             "sessionId": opened.session_id,
@@ -106,10 +123,12 @@ pub async fn exec(
     };
     let mut command = invocation(program, clients, &handoff);
     if terminal {
-        let status = spawn(&mut command, program)?
-            .wait()
-            .await
-            .context("waiting for the session-manager-plugin")?;
+        let _restore = SavedTerminal::save()?;
+        let mut plugin = spawn(&mut command, program)?;
+        child.set(plugin.id());
+        let status = plugin.wait().await;
+        child.set(None);
+        let status = status.context("waiting for the session-manager-plugin")?;
         eprintln!(
             "jump: the session-manager-plugin does not report the remote exit status; \
              exiting with the plugin's own ({status})"
@@ -117,9 +136,10 @@ pub async fn exec(
         return Ok(status.code().unwrap_or(1));
     }
     command.stdin(Stdio::piped()).stdout(Stdio::piped());
-    let mut child = spawn(&mut command, program)?;
-    let stdin = child.stdin.take().context("no stdin pipe to the plugin")?;
-    let mut stdout = child
+    let mut plugin = spawn(&mut command, program)?;
+    child.set(plugin.id());
+    let stdin = plugin.stdin.take().context("no stdin pipe to the plugin")?;
+    let mut stdout = plugin
         .stdout
         .take()
         .context("no stdout pipe from the plugin")?;
@@ -133,12 +153,11 @@ pub async fn exec(
             Ok(n) => screen.show(&buffer[..n]),
         }
     }
-    let status = child
-        .wait()
-        .await
-        .context("waiting for the session-manager-plugin")?;
+    let status = plugin.wait().await;
+    child.set(None);
+    let status = status.context("waiting for the session-manager-plugin")?;
     input.abort();
-    match screen.finish() {
+    match screen.finish()? {
         Some(code) => Ok(code),
         None if !status.success() => Err(ended(status).into()),
         None => Err(ExecError::NoStatus.into()),

@@ -5,10 +5,15 @@
 //! directory, exactly once. The `RunTask` call itself runs as a detached tokio task that
 //! holds the guard's lock until the ARN is recorded: if the session is cancelled while
 //! the call is in flight, teardown waits for the answer instead of leaking the task.
+//!
+//! Teardown is bounded (every AWS call has timeouts, and the caller gives it a deadline)
+//! and can be abandoned by a second signal; [`Guard::abandoned`] then says which task is
+//! left and how to stop it, which is why the task ARN is also kept outside the lock that
+//! teardown holds.
 
 use std::future::Future;
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use tokio::sync::Mutex;
@@ -32,19 +37,49 @@ struct Owned {
 pub struct Guard {
     ecs: aws_sdk_ecs::Client,
     cluster: String,
+    session: String,
     owned: Arc<Mutex<Owned>>,
+    /// The task until it is known to be stopped or handed over, readable during teardown.
+    at_large: Arc<StdMutex<Option<String>>>,
 }
 
 impl Guard {
     /// A guard that will remove `dir` at teardown, and the task once one is launched.
     pub fn new(ecs: aws_sdk_ecs::Client, cluster: &str, dir: SessionDir) -> Self {
+        let session = dir
+            .path()
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default();
         Guard {
             ecs,
             cluster: cluster.to_string(),
+            session,
             owned: Arc::new(Mutex::new(Owned {
                 dir: Some(dir),
                 ..Owned::default()
             })),
+            at_large: Arc::default(),
+        }
+    }
+
+    fn set_at_large(&self, task: Option<String>) {
+        if let Ok(mut at_large) = self.at_large.lock() {
+            *at_large = task;
+        }
+    }
+
+    /// What to tell the user when teardown is given up (`why`): the task that may still
+    /// run and the command that stops it.
+    pub fn abandoned(&self, why: &str) -> String {
+        let task = self.at_large.lock().ok().and_then(|t| t.clone());
+        match task {
+            Some(task) => format!(
+                "jump: {why}: leaving task {task} to stop itself at its TTL; \
+                 stop it now with `jump down {}`",
+                self.session
+            ),
+            None => format!("jump: {why}: nothing was left running"),
         }
     }
 
@@ -58,10 +93,12 @@ impl Guard {
         if owned.done {
             anyhow::bail!("the session is already being torn down");
         }
+        let at_large = self.clone();
         let handle = tokio::spawn(async move {
             let result = launch.await;
             if let Ok(arn) = &result {
                 owned.task = Some(arn.clone());
+                at_large.set_at_large(Some(arn.clone()));
             }
             result
         });
@@ -74,6 +111,7 @@ impl Guard {
         let mut owned = self.owned.lock().await;
         owned.task = None;
         owned.dir = None;
+        self.set_at_large(None);
     }
 
     /// Stops the task and removes the session directory. Idempotent: only the first call
@@ -85,7 +123,11 @@ impl Guard {
         }
         let mut clean = true;
         if let Some(task) = owned.task.take() {
-            if let Err(e) = stop_task(&self.ecs, &self.cluster, &task, "jump session ended").await {
+            let stopped = stop_task(&self.ecs, &self.cluster, &task, "jump session ended").await;
+            if stopped.is_ok() {
+                self.set_at_large(None);
+            }
+            if let Err(e) = stopped {
                 clean = false;
                 let _ = writeln!(
                     std::io::stderr(),

@@ -27,9 +27,13 @@
 //! driver gets a data key (delivery pauses meanwhile, so nothing is read before the key
 //! exists), answers the agent's challenge, and from then on decrypts Output, StdErr and
 //! ExitCode payloads and encrypts the Output payloads it sends (see [`super::cipher`]).
-//! While a handshake is in progress no caller data is sent: keystrokes must not go out
-//! in clear text to an agent that is about to require encryption. A payload that fails
-//! authentication fails the channel; it is never delivered.
+//! No caller data is sent until the agent has shown how the session goes: until its
+//! HandshakeComplete, or, for a session without a handshake (a plain ECS Exec shell), its
+//! first output. Keystrokes thus never go out in clear text to an agent that is about to
+//! require encryption, as the official plugin holds input until the session type is set.
+//! When the caller's [`DataKeys`] name a required key (the cluster's), a session the
+//! agent starts unencrypted, or under another key, fails the channel before any input
+//! leaves. A payload that fails authentication fails the channel; it is never delivered.
 //! A closed or failing socket, by contrast, ends the channel at once with
 //! [`Event::Failed`], so a killed gateway is reported within one read.
 //!
@@ -61,7 +65,7 @@ use uuid::Uuid;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 
-use super::cipher::{DataKey, DataKeys, SessionCipher, DATA_KEY_BYTES};
+use super::cipher::{same_key, DataKey, DataKeys, SessionCipher, DATA_KEY_BYTES};
 use super::frame::{self, decode, Frame, MessageType, PayloadType};
 
 /// The plugin version we claim to be; see the module documentation for why this one.
@@ -295,7 +299,8 @@ impl Channel {
             session_type: None,
             keys,
             cipher: None,
-            handshaking: false,
+            gate: Gate::AwaitingAgent,
+            held: Vec::new(),
             key_request: None,
             pending_response: None,
         };
@@ -462,12 +467,24 @@ struct Driver {
     session_type: Option<String>,
     keys: Option<Arc<dyn DataKeys>>,
     cipher: Option<SessionCipher>,
-    /// Between the agent's HandshakeRequest and its HandshakeComplete.
-    handshaking: bool,
+    /// Whether caller data may go out yet.
+    gate: Gate,
+    /// Caller data sent before the gate opened, in order; each holds a window permit.
+    held: Vec<(PayloadType, Vec<u8>)>,
     /// A data key being generated, handed to the run loop to await.
     key_request: Option<oneshot::Receiver<Result<DataKey, String>>>,
     /// The handshake response waiting for that key.
     pending_response: Option<HandshakeResponse>,
+}
+
+/// When caller data may be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    /// Nothing from the agent yet: it may be about to start a handshake.
+    AwaitingAgent,
+    /// Between the agent's HandshakeRequest and its HandshakeComplete.
+    Handshaking,
+    Open,
 }
 
 /// How the driver loop ended.
@@ -527,10 +544,11 @@ impl Driver {
                     Some(Ok(_)) => {}
                     Some(Err(e)) => break self.socket_ended(ChannelError::Socket(e.to_string())),
                 },
-                command = commands.recv(), if closing.is_none() && !self.handshaking => match command {
-                    Some(Command::Data { payload_type, bytes }) => {
+                command = commands.recv(), if closing.is_none() => match command {
+                    Some(Command::Data { payload_type, bytes }) if self.gate == Gate::Open => {
                         self.transmit_new(payload_type, bytes, true);
                     }
+                    Some(Command::Data { payload_type, bytes }) => self.held.push((payload_type, bytes)),
                     Some(Command::Close { done }) => {
                         if self.closed.is_none() {
                             let value = flag::TERMINATE_SESSION.to_be_bytes().to_vec();
@@ -699,6 +717,21 @@ impl Driver {
             }
             _ => frame.payload,
         };
+        if self.gate == Gate::AwaitingAgent
+            && matches!(
+                frame.payload_type,
+                PayloadType::Output | PayloadType::StdErr | PayloadType::ExitCode
+            )
+        {
+            // The agent started the session without a handshake, so without encryption.
+            if let Some(required) = self.required_key() {
+                return Err(ChannelError::Encryption(format!(
+                    "the cluster requires sessions encrypted with {required}, but the agent \
+                     started this one unencrypted"
+                )));
+            }
+            self.open_gate();
+        }
         Ok(match frame.payload_type {
             PayloadType::Output => Some(Event::Output(payload)),
             PayloadType::StdErr => Some(Event::StdErr(payload)),
@@ -717,12 +750,18 @@ impl Driver {
                 }
             },
             PayloadType::HandshakeRequest => {
-                self.handshaking = true;
+                self.gate = Gate::Handshaking;
                 let response = self.answer_handshake(&payload);
                 if self.key_request.is_some() {
                     self.pending_response = Some(response);
                 } else {
                     self.send_handshake_response(&response);
+                    if let Some(required) = self.required_key() {
+                        return Err(ChannelError::Encryption(format!(
+                            "the cluster requires sessions encrypted with {required}, but the \
+                             agent did not ask for that key"
+                        )));
+                    }
                 }
                 None
             }
@@ -731,7 +770,13 @@ impl Driver {
                 None
             }
             PayloadType::HandshakeComplete => {
-                self.handshaking = false;
+                if let (Some(required), None) = (self.required_key(), &self.cipher) {
+                    return Err(ChannelError::Encryption(format!(
+                        "the cluster requires sessions encrypted with {required}, but the \
+                         handshake agreed no key"
+                    )));
+                }
+                self.open_gate();
                 let complete: HandshakeComplete =
                     serde_json::from_slice(&payload).unwrap_or_default();
                 Some(Event::HandshakeComplete {
@@ -798,6 +843,14 @@ impl Driver {
         let Some(key_id) = parameters.get("KMSKeyId").and_then(|k| k.as_str()) else {
             return (ACTION_FAILED, "the request names no KMSKeyId".to_string());
         };
+        if let Some(required) = keys.required_key() {
+            if !same_key(key_id, required) {
+                return (
+                    ACTION_FAILED,
+                    format!("sessions on this cluster must use {required}, not {key_id}"),
+                );
+            }
+        }
         let (tx, rx) = oneshot::channel();
         let generating = keys.generate(key_id);
         tokio::spawn(async move {
@@ -837,6 +890,21 @@ impl Driver {
         };
         self.send_handshake_response(&response);
         result
+    }
+
+    /// Lets caller data go out, starting with what was held.
+    fn open_gate(&mut self) {
+        self.gate = Gate::Open;
+        for (payload_type, bytes) in std::mem::take(&mut self.held) {
+            self.transmit_new(payload_type, bytes, true);
+        }
+    }
+
+    /// The key the caller requires every session to be encrypted with, if any.
+    fn required_key(&self) -> Option<String> {
+        self.keys
+            .as_ref()
+            .and_then(|keys| keys.required_key().map(str::to_string))
     }
 
     fn send_handshake_response(&mut self, response: &HandshakeResponse) {

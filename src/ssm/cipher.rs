@@ -46,6 +46,22 @@ pub trait DataKeys: Send + Sync {
         &self,
         key_id: &str,
     ) -> Pin<Box<dyn Future<Output = Result<DataKey, String>> + Send>>;
+
+    /// The key every session must be encrypted with (the cluster's ECS Exec key), if any:
+    /// a session the agent starts in clear text, or under another key, is refused.
+    fn required_key(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// Whether two spellings name the same KMS key: equal, or one is the ARN of the other
+/// (`arn:…:key/ID` for `ID`, `arn:…:alias/NAME` for `alias/NAME`).
+pub fn same_key(a: &str, b: &str) -> bool {
+    let arn_of = |arn: &str, short: &str| {
+        arn.starts_with("arn:")
+            && (arn.ends_with(&format!(":key/{short}")) || arn.ends_with(&format!(":{short}")))
+    };
+    a == b || arn_of(a, b) || arn_of(b, a)
 }
 
 /// Both directions' keys of one session.

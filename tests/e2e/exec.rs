@@ -330,19 +330,7 @@ fn interactive_shell_in_a_real_terminal() {
     let world = World::new(shared(), "exec-tty");
     let term = Terminal::start(&world, "up --mode exec");
     term.wait_for(":/#"); // the prompt (tmux trims its trailing space)
-    term.keys(&["echo typed-$((40+2))", "Enter"]);
-    term.wait_for("typed-42");
-    term.keys(&["stty size", "Enter"]);
-    term.wait_for("30 100");
-    term.tmux(&["resize-window", "-x", "120", "-y", "40"]);
-    std::thread::sleep(Duration::from_millis(500));
-    term.keys(&["stty size", "Enter"]);
-    term.wait_for("40 120");
-    term.keys(&["sleep 30", "Enter"]);
-    std::thread::sleep(Duration::from_millis(500));
-    term.keys(&["C-c"]);
-    term.keys(&["echo after-$((1+1))", "Enter"]);
-    term.wait_for("after-2");
+    term.exercise_shell();
     term.keys(&["exit 9", "Enter"]);
     let shown = term.wait_for("jump-exited-");
     assert!(shown.contains("jump-exited-9"), "screen:\n{shown}");
@@ -548,4 +536,77 @@ fn the_most_verbose_diagnostics_hold_no_session_token() {
     );
     assert!(world.run(&["down", id]).status.success());
     world.assert_nothing_left();
+}
+
+/// `cat dump.sql | jump exec …`: every byte arrives as sent, whatever it is and however
+/// long the line, and a command that stops reading still ends the session.
+#[test]
+fn piped_input_arrives_byte_for_byte() {
+    use sha2::{Digest, Sha256};
+    use std::io::Write as _;
+
+    let world = World::new(shared(), "exec-bytes");
+    let session = world.json(&["up", "--mode", "exec", "--detach", "--json"]);
+    let id = session["session"].as_str().unwrap().to_string();
+
+    let one_long_line: Vec<u8> = (0..100_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    let every_byte_value: Vec<u8> = (0..=255u8).cycle().take(256 * 8).collect();
+    let control_characters =
+        b"\x03\x04\x7f\x15\x1a\x1c\x11\x13\x16\x0f\x12\x17\x00\r\n\x04".repeat(64);
+    let inputs: [(&str, &[u8]); 4] = [
+        ("a 100 KB single line", &one_long_line),
+        ("all 256 byte values", &every_byte_value),
+        ("control characters", &control_characters),
+        ("nothing at all", b""),
+    ];
+    for (what, input) in inputs {
+        let out = world.run_with_input(&["exec", &id, "--", "sha256sum"], input);
+        assert_eq!(out.status.code(), Some(0), "{what}: {}", stderr(&out));
+        let expected = format!("{:x}", Sha256::digest(input));
+        assert_eq!(
+            stdout(&out).split_whitespace().next(),
+            Some(expected.as_str()),
+            "{what} arrived altered"
+        );
+    }
+
+    // Like `yes | head -n 2` locally: the command's end ends the session.
+    let mut child = world.spawn(&["exec", &id, "--", "head", "-n", "2"], Stdio::piped());
+    let mut input = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || while input.write_all(b"y\n").is_ok() {});
+    let out = child.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), "y\ny\n");
+
+    assert!(world.run(&["down", &id]).status.success());
+    world.assert_nothing_left();
+}
+
+/// A container without `stty` or `head -c` cannot take piped input byte for byte: jump
+/// says what is missing instead of delivering something else.
+#[test]
+fn piped_input_into_a_container_that_cannot_carry_it_is_refused_clearly() {
+    let world = World::new(shared(), "exec-unfit");
+    let only_sh = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink("/bin/sh", only_sh.path().join("sh")).unwrap();
+    let family = format!("unfit-{}", world.cluster);
+    world.sandbox.image("app:1", SERVER);
+    world.register_with(
+        &family,
+        &serde_json::json!([{
+            "name": "app",
+            "image": "app:1",
+            "command": ["/bin/sleep", "600"],
+            "environment": [{ "name": "PATH", "value": only_sh.path() }],
+        }]),
+        &["--task-role-arn", world.sandbox_var("JUMP_TASK_ROLE")],
+    );
+    let arn = world.run_registered(&family, &["--enable-execute-command"]);
+    world.wait_status(&arn, "RUNNING");
+    let out = world.run_with_input(&["exec", "--task", &arn, "--", "sh", "-c", "cat"], b"data");
+    expect_exit(&out, 76, "cannot take piped input byte for byte");
+    expect_exit(&out, 76, "`stty` and `head -c`");
+    assert_eq!(stdout(&out), "");
+    world.stop_task(&arn);
 }

@@ -544,15 +544,20 @@ impl<'a> World<'a> {
 
     /// Waits until a task reaches STOPPED (teardown asks; the sandbox takes a few steps).
     pub fn wait_stopped(&self, arn: &str) -> Value {
+        self.wait_status(arn, "STOPPED")
+    }
+
+    /// Waits until ECS reports the task in `status`; returns its description.
+    pub fn wait_status(&self, arn: &str, status: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let task = self.describe(arn);
-            if task["lastStatus"] == "STOPPED" {
+            if task["lastStatus"] == status {
                 return task;
             }
             assert!(
                 Instant::now() < deadline,
-                "task {arn} never stopped: {task}"
+                "task {arn} never reached {status}: {task}"
             );
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -624,6 +629,11 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// A word for `sh -c`, quoted.
+fn shell_word(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
 /// `jump ARGS` in a 100x30 tmux terminal of its own, for tests that need a real tty.
 pub struct Terminal {
     socket: PathBuf,
@@ -634,17 +644,16 @@ impl Terminal {
         let term = Terminal {
             socket: world.home.path().join("tmux.sock"),
         };
-        let env: Vec<String> = [
-            ("JUMP_CLUSTER", world.cluster.as_str()),
-            ("JUMP_IMAGE", world.image.as_str()),
-            ("JUMP_STATE_DIR", &world.state.path().display().to_string()),
-        ]
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .chain(world.sandbox.env.iter().map(|(k, v)| format!("{k}={v}")))
-        .collect();
+        // The environment `World::jump` gives, in its order: later settings win.
+        let command = world.jump();
+        let env: Vec<String> = command
+            .get_envs()
+            .filter_map(|(k, v)| Some(format!("{}={}", k.to_str()?, v?.to_str()?)))
+            .map(|pair| shell_word(&pair))
+            .collect();
         let script = format!(
-            "env {} {} {args}; echo \"jump-exited-$?\"; sleep 60",
+            "cd {} && env {} {} {args}; echo \"jump-exited-$?\"; sleep 60",
+            shell_word(&world.home.path().display().to_string()),
             env.join(" "),
             env!("CARGO_BIN_EXE_jump")
         );
@@ -697,6 +706,28 @@ impl Terminal {
 
     pub fn keys(&self, keys: &[&str]) {
         assert!(self.tmux(&[&["send-keys"], keys].concat()).status.success());
+    }
+
+    /// What a remote shell on this terminal must see: typing, the terminal's size and a
+    /// resize, and Ctrl-C interrupting its foreground command (not ending the session).
+    pub fn exercise_shell(&self) {
+        self.keys(&["echo typed-$((40+2))", "Enter"]);
+        self.wait_for("typed-42");
+        self.keys(&["stty size", "Enter"]);
+        self.wait_for("30 100");
+        self.tmux(&["resize-window", "-x", "120", "-y", "40"]);
+        std::thread::sleep(Duration::from_millis(500));
+        self.keys(&["stty size", "Enter"]);
+        self.wait_for("40 120");
+        self.keys(&["sleep 30; echo slept-$((2*3))", "Enter"]);
+        std::thread::sleep(Duration::from_millis(500));
+        self.keys(&["C-c"]);
+        self.keys(&["echo after-$((1+1))", "Enter"]);
+        let shown = self.wait_for("after-2");
+        assert!(
+            !shown.contains("slept-6"),
+            "Ctrl-C did not reach the remote shell:\n{shown}"
+        );
     }
 }
 

@@ -127,6 +127,19 @@ async fn next_event(channel: &mut Channel) -> Event {
         .expect("an open channel")
 }
 
+/// A plain shell session under way: the agent's first output (a prompt) has arrived,
+/// which is what lets caller input go out.
+async fn started(limits: Limits) -> (Channel, Agent) {
+    let (mut channel, mut agent) = pair(limits).await;
+    agent.send(&data(0, PayloadType::Output, b"$ ")).await;
+    assert_eq!(acked_seq(&agent.next().await), 0);
+    assert_eq!(
+        next_event(&mut channel).await,
+        Event::Output(b"$ ".to_vec())
+    );
+    (channel, agent)
+}
+
 #[tokio::test]
 async fn opens_with_token_and_acknowledges_both_ways() {
     let (mut channel, mut agent) = pair(Limits::default()).await;
@@ -207,7 +220,7 @@ async fn lost_input_is_retransmitted_and_the_window_applies_backpressure() {
         window: 2,
         ..Limits::default()
     };
-    let (channel, mut agent) = pair(limits).await;
+    let (channel, mut agent) = started(limits).await;
     channel
         .sender()
         .send(PayloadType::Output, b"one")
@@ -259,7 +272,7 @@ async fn gives_up_after_bounded_attempts() {
         max_attempts: 2,
         ..Limits::default()
     };
-    let (mut channel, _agent) = pair(limits).await;
+    let (mut channel, _agent) = started(limits).await;
     channel
         .sender()
         .send(PayloadType::Output, b"x")
@@ -602,6 +615,137 @@ async fn a_session_that_needs_a_key_fails_clearly_without_one() {
     }
 }
 
+/// The stand-in KMS of these tests, with the cluster's key required.
+struct RequiredKey(&'static str);
+
+impl DataKeys for RequiredKey {
+    fn generate(
+        &self,
+        key_id: &str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<DataKey, String>> + Send>> {
+        FixedKey(Ok(data_key())).generate(key_id)
+    }
+
+    fn required_key(&self) -> Option<&str> {
+        Some(self.0)
+    }
+}
+
+fn handshake_request(actions: Value) -> Vec<u8> {
+    json!({ "AgentVersion": "3.3.1142.0", "RequestedClientActions": actions })
+        .to_string()
+        .into_bytes()
+}
+
+#[tokio::test]
+async fn input_waits_until_the_agent_has_started_the_session() {
+    let (mut channel, mut agent) = pair(Limits::default()).await;
+    let sender = channel.sender();
+    sender.send(PayloadType::Output, b"typed").await.unwrap();
+    sender.send(PayloadType::Size, b"{}").await.unwrap();
+    // The agent may be about to ask for encryption: nothing leaves yet.
+    assert!(agent
+        .next_within(Duration::from_millis(300))
+        .await
+        .is_none());
+    // A plain shell says its first words without a handshake: now the input goes, in order.
+    agent.send(&data(0, PayloadType::Output, b"$ ")).await;
+    assert_eq!(acked_seq(&agent.next().await), 0);
+    let typed = expect_data(&mut agent, PayloadType::Output).await;
+    assert_eq!(
+        (typed.sequence_number, typed.payload.as_slice()),
+        (0, &b"typed"[..])
+    );
+    let size = expect_data(&mut agent, PayloadType::Size).await;
+    assert_eq!(size.sequence_number, 1);
+    assert_eq!(
+        next_event(&mut channel).await,
+        Event::Output(b"$ ".to_vec())
+    );
+}
+
+#[tokio::test]
+async fn a_cluster_key_is_required_not_just_accepted() {
+    let required = || -> Option<Arc<dyn DataKeys>> { Some(Arc::new(RequiredKey("alias/jump"))) };
+    let refused = |event: Event, needle: &str| match event {
+        Event::Failed(ChannelError::Encryption(why)) => {
+            assert!(why.contains(needle), "{why}");
+        }
+        other => panic!("expected an encryption failure, got {other:?}"),
+    };
+
+    // The agent starts the session in clear text: refused, the held input never sent.
+    let (mut channel, mut agent) = pair_with(Limits::default(), required()).await;
+    channel
+        .sender()
+        .send(PayloadType::Output, b"secret")
+        .await
+        .unwrap();
+    agent.send(&data(0, PayloadType::Output, b"$ ")).await;
+    refused(
+        next_event(&mut channel).await,
+        "started this one unencrypted",
+    );
+    while let Some(frame) = agent.next_within(Duration::from_millis(200)).await {
+        assert_ne!(frame.payload, b"secret");
+    }
+
+    // A handshake without encryption, or under another key: refused.
+    let other_key =
+        json!([{"ActionType": "KMSEncryption", "ActionParameters": {"KMSKeyId": "alias/other"}}]);
+    let no_key = json!([{"ActionType": "SessionType", "ActionParameters": {"SessionType": "InteractiveCommands"}}]);
+    for (actions, needle) in [
+        (other_key, "did not ask for that key"),
+        (no_key, "did not ask for that key"),
+    ] {
+        let (mut channel, mut agent) = pair_with(Limits::default(), required()).await;
+        agent
+            .send(&data(
+                0,
+                PayloadType::HandshakeRequest,
+                &handshake_request(actions),
+            ))
+            .await;
+        refused(next_event(&mut channel).await, needle);
+    }
+
+    // The same key by its ARN is the required key: the key is agreed.
+    let (_channel, mut agent) = pair_with(Limits::default(), required()).await;
+    let arn = json!([{"ActionType": "KMSEncryption",
+        "ActionParameters": {"KMSKeyId": "arn:aws:kms:us-east-1:123456789012:alias/jump"}}]);
+    agent
+        .send(&data(
+            0,
+            PayloadType::HandshakeRequest,
+            &handshake_request(arn),
+        ))
+        .await;
+    let response = expect_data(&mut agent, PayloadType::HandshakeResponse).await;
+    let body: Value = serde_json::from_slice(&response.payload).unwrap();
+    assert_eq!(
+        body["ProcessedClientActions"][0]["ActionStatus"], 1,
+        "{body}"
+    );
+}
+
+#[test]
+fn key_spellings_match_their_arns_only() {
+    use crate::ssm::cipher::same_key;
+    let arn = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    assert!(same_key(arn, "1234abcd-12ab-34cd-56ef-1234567890ab"));
+    assert!(same_key(
+        "alias/jump",
+        "arn:aws:kms:eu-west-1:123456789012:alias/jump"
+    ));
+    assert!(same_key("alias/jump", "alias/jump"));
+    assert!(!same_key(
+        "alias/jump",
+        "arn:aws:kms:eu-west-1:123456789012:alias/jumpy"
+    ));
+    assert!(!same_key(arn, "abcd-12ab-34cd-56ef-1234567890ab"));
+    assert!(!same_key("alias/jump", "alias/other"));
+}
+
 #[tokio::test]
 async fn unknown_types_are_ignored_but_acknowledged() {
     let (mut channel, mut agent) = pair(Limits::default()).await;
@@ -628,7 +772,7 @@ async fn unknown_types_are_ignored_but_acknowledged() {
 
 #[tokio::test]
 async fn pause_publication_holds_input() {
-    let (channel, mut agent) = pair(Limits::default()).await;
+    let (channel, mut agent) = started(Limits::default()).await;
     agent
         .send(&control(MessageType::PausePublication, b""))
         .await;
@@ -712,6 +856,7 @@ async fn pings_are_answered() {
 
 #[tokio::test]
 async fn close_terminates_the_session() {
+    // Even before the agent has said anything: ending is never held back.
     let (channel, mut agent) = pair(Limits::default()).await;
     let closer = tokio::spawn(channel.close());
     let flag = agent.next().await;

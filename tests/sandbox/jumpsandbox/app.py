@@ -146,7 +146,23 @@ class SandboxApp:
             return [refusal.body]
         if request.service == "rds" and request.action in ("CreateDBInstance", "DeleteDBInstance"):
             return self._rds(environ, start_response, request)
+        if request.service == "ecs" and request.action == "DescribeClusters":
+            return self._describe_clusters(environ, start_response, request.params)
         return self.moto_app(environ, start_response)
+
+    def _describe_clusters(self, environ, start_response, params: dict):
+        """A cluster's configuration and settings only when `include` asks for them, as in AWS."""
+        status, headers, body = self._moto(environ)
+        if not status.startswith("200"):
+            start_response(status, headers)
+            return [body]
+        answer = json.loads(body)
+        include = params.get("include") or []
+        for cluster in answer.get("clusters", []):
+            for field, wanted in (("configuration", "CONFIGURATIONS"), ("settings", "SETTINGS")):
+                if wanted not in include:
+                    cluster.pop(field, None)
+        return json_response(start_response, answer)
 
     def _moto(self, environ) -> tuple[str, list, bytes]:
         """moto's whole answer, for the sandbox to act on before the client sees it."""

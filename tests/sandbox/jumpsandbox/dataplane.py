@@ -9,6 +9,7 @@ driver would, so that clients read them through the ordinary Logs API.
 """
 
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -114,8 +115,10 @@ class MainProcess:
     @classmethod
     def on_host(cls, ns: str, hostname: str, argv: list[str], env: dict, sink, transcript: Path):
         """ARGV run from the sandbox host's filesystem, with a UTS namespace of its own."""
-        wrapper = ["unshare", "--uts", "--", "sh", "-c", 'hostname "$0" && exec "$@"', hostname]
-        return cls(ns, ["ip", "netns", "exec", ns, *wrapper, *argv], env, sink, transcript)
+        # The sandbox's own tools by absolute path: ENV's PATH is the task's, for ARGV alone.
+        ip, unshare, sh, set_hostname = (_tool(name) for name in ("ip", "unshare", "sh", "hostname"))
+        wrapper = [unshare, "--uts", "--", sh, "-c", f'{set_hostname} "$0" && exec "$@"', hostname]
+        return cls(ns, [ip, "netns", "exec", ns, *wrapper, *argv], env, sink, transcript)
 
     def _pump(self, fd: int, stream, transcript: Path) -> None:
         with open(transcript, "ab") as copy:
@@ -200,3 +203,11 @@ def task_environment(region: str, container_env: dict, on_host: bool) -> dict:
     })
     env.update(container_env)
     return env
+
+
+def _tool(name: str) -> str:
+    """Where the sandbox host keeps a tool it runs a task with."""
+    path = shutil.which(name)
+    if path is None:
+        raise RuntimeError(f"the sandbox host has no {name}")
+    return path

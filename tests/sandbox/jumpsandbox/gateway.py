@@ -36,6 +36,7 @@ import os
 import random
 import secrets
 import shlex
+import shutil
 import signal
 import socket
 import struct
@@ -61,6 +62,8 @@ OUT_CHUNK = 16 * 1024  # larger than the official 1024: clients must accept any 
 HANDSHAKE_TIMEOUT = 15  # seconds the agent waits for each handshake answer
 HANDSHAKE_FAILED = "----------ERROR-------\nEncountered error while initiating handshake. "
 KMS_CUSTOMER_MESSAGE = "This session is encrypted using AWS KMS."
+# The sandbox's own nsenter: a session's environment (and PATH) is the task's.
+_NSENTER = shutil.which("nsenter") or "nsenter"
 SEALED_TYPES = (f.P_OUTPUT, f.P_STDERR, f.P_EXIT_CODE)  # the payloads an encrypted session seals
 NONCE_SIZE = 12
 ACTION_SUCCESS = 1
@@ -378,7 +381,7 @@ class AgentSession:
         worker = [
             # The container's every namespace but its cgroup: the agent runs inside the container, so
             # its session workers are in the container's process table (the watchdogs count them).
-            "nsenter", "-t", str(self.spec.task_pid), "-n", "-u", "-m", "-i", "-p", "--",
+            _NSENTER, "-t", str(self.spec.task_pid), "-n", "-u", "-m", "-i", "-p", "--",
             "/bin/sh", "-c", '"$@"; exit $?', "ssm-session-worker", *argv,
         ]
 
@@ -415,10 +418,25 @@ class AgentSession:
                 # Waiting here (window full) stops reading the pty: backpressure.
                 await self.send_output(data)
 
+        async def write_all(data: bytes):
+            """Every byte reaches the pty, as the agent's blocking write does: a full input
+            queue (a raw-mode reader that is slow) waits here, it never drops bytes."""
+            view = memoryview(data)
+            while view:
+                try:
+                    view = view[os.write(master, view):]
+                except BlockingIOError:
+                    writable = loop.create_future()
+                    loop.add_writer(master, writable.set_result, None)
+                    try:
+                        await writable
+                    finally:
+                        loop.remove_writer(master)
+
         async def pump_input():
             async for msg in self._inputs():
                 if msg.payload_type == f.P_OUTPUT:
-                    os.write(master, msg.payload)
+                    await write_all(msg.payload)
                 elif msg.payload_type == f.P_SIZE:
                     size = json.loads(msg.payload)
                     fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", size["rows"], size["cols"], 0, 0))

@@ -321,6 +321,21 @@ def test_cluster_names_are_up_to_255_letters_digits_hyphens_and_underscores(aws,
     assert aws.ecs.describe_clusters(clusters=[name])["clusters"] == []
 
 
+def test_a_clusters_configuration_and_settings_come_back_only_when_included(aws):
+    name = "jump_" + uuid.uuid4().hex
+    aws.ecs.create_cluster(
+        clusterName=name,
+        configuration={"executeCommandConfiguration": {"kmsKeyId": "alias/exec", "logging": "DEFAULT"}},
+        settings=[{"name": "containerInsights", "value": "enabled"}],
+    )
+    plain = aws.ecs.describe_clusters(clusters=[name])["clusters"][0]
+    assert "configuration" not in plain and "settings" not in plain
+    full = aws.ecs.describe_clusters(clusters=[name], include=["CONFIGURATIONS", "SETTINGS"])["clusters"][0]
+    assert full["configuration"]["executeCommandConfiguration"]["kmsKeyId"] == "alias/exec"
+    assert full["settings"] == [{"name": "containerInsights", "value": "enabled"}]
+    aws.ecs.delete_cluster(cluster=name)
+
+
 def test_a_cluster_name_at_the_limit_is_created(aws):
     name = ("jump_" + uuid.uuid4().hex).ljust(255, "-")
     assert aws.ecs.create_cluster(clusterName=name)["cluster"]["clusterName"] == name
