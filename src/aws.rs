@@ -44,6 +44,7 @@ pub struct Clients {
     pub iam: aws_sdk_iam::Client,
     pub kms: aws_sdk_kms::Client,
     pub rds: aws_sdk_rds::Client,
+    pub events: aws_sdk_eventbridge::Client,
     /// The resolved region, needed for the task's `awslogs-region` option.
     pub region: String,
     /// The profile named with `--profile`, passed on to session-manager-plugin.
@@ -169,6 +170,7 @@ impl Clients {
             iam: aws_sdk_iam::Client::new(&config),
             kms: aws_sdk_kms::Client::new(&config),
             rds: aws_sdk_rds::Client::new(&config),
+            events: aws_sdk_eventbridge::Client::new(&config),
             region,
             profile: profile.map(str::to_string),
             ssm_plugin: None,

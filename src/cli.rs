@@ -147,7 +147,7 @@ permissions ECS Exec needs, a CloudWatch log group with a retention period, a se
 no inbound rules, and a jump.toml that points at all of it. Every resource is tagged \
 jump:managed-by=jump-init. Running it again changes nothing that is already right; --destroy \
 removes what init created and nothing else. The policies are in templates/ for review.",
-        after_help = "Examples:\n  jump init --dry-run\n  jump init --yes --vpc vpc-0123456789abcdef0 --cluster platform\n  jump init --yes --session-logging --kms-key alias/jump-sessions\n  jump init --destroy --yes"
+        after_help = "Examples:\n  jump init --dry-run\n  jump init --yes --vpc vpc-0123456789abcdef0 --cluster platform\n  jump init --yes --session-logging --kms-key alias/jump-sessions\n  jump init --yes --alerts arn:aws:sns:eu-west-1:123456789012:security-alerts\n  jump init --destroy --yes"
     )]
     Init(Box<InitArgs>),
     /// Check every prerequisite of ECS Exec and jump, each PASS/WARN/FAIL with its fix
@@ -287,6 +287,11 @@ pub struct InitArgs {
     /// Remove everything an earlier `jump init` created (with this --name), nothing else
     #[arg(long)]
     pub destroy: bool,
+    /// Alert this SNS topic on every ECS Exec session in the cluster: an EventBridge rule on
+    /// CloudTrail's ExecuteCommand records (needs a trail recording management events, and a
+    /// topic policy that lets events.amazonaws.com publish)
+    #[arg(long, value_name = "TOPIC_ARN", conflicts_with = "destroy")]
+    pub alerts: Option<String>,
     /// Replace a jump.toml that `jump init` did not write (otherwise init refuses to touch it)
     #[arg(long, conflicts_with = "destroy")]
     pub force: bool,

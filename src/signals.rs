@@ -12,9 +12,14 @@
 //!
 //! If ssh still runs after that, the session task is aborted, which kills ssh (its
 //! handle is `kill_on_drop`). The exit code is then 128 + the signal number.
+//!
+//! A signal to the whole group also ends ssh, so the session can finish (ssh "failed")
+//! before tokio has handed us the signal. Each arrival is therefore also counted in the
+//! signal handler itself ([`arrivals`]): work that finishes after a signal arrived counts
+//! as signalled, and a signal tokio reports late is not mistaken for a second one.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,29 +57,79 @@ impl Signal {
     }
 }
 
+/// Signals delivered so far, counted in the handler, and the last one's number.
+static ARRIVALS: AtomicU64 = AtomicU64::new(0);
+static LAST: AtomicI32 = AtomicI32::new(0);
+
+/// How many of our signals the process has received so far.
+fn arrivals() -> u64 {
+    ARRIVALS.load(Ordering::SeqCst)
+}
+
+fn last() -> Option<Signal> {
+    match LAST.load(Ordering::SeqCst) {
+        libc::SIGINT => Some(Signal::Interrupt),
+        libc::SIGTERM => Some(Signal::Terminate),
+        libc::SIGHUP => Some(Signal::Hangup),
+        _ => None,
+    }
+}
+
 /// The registered signal streams.
 pub struct Signals {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
     hangup: tokio::signal::unix::Signal,
+    /// [`arrivals`] when the last signal was dealt with: later ones are news.
+    handled: u64,
 }
 
 impl Signals {
     /// Registers the handlers. Call before spawning anything.
     pub fn register() -> std::io::Result<Self> {
+        for number in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            // SAFETY: the action only stores to atomics, which is async-signal-safe.
+            unsafe {
+                signal_hook_registry::register(number, move || {
+                    LAST.store(number, Ordering::SeqCst);
+                    ARRIVALS.fetch_add(1, Ordering::SeqCst);
+                })?;
+            }
+        }
         Ok(Signals {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,
             hangup: signal(SignalKind::hangup())?,
+            handled: 0,
         })
     }
 
     /// The next signal received.
     pub async fn recv(&mut self) -> Signal {
-        tokio::select! {
+        let signal = tokio::select! {
             _ = self.interrupt.recv() => Signal::Interrupt,
             _ = self.terminate.recv() => Signal::Terminate,
             _ = self.hangup.recv() => Signal::Hangup,
+        };
+        self.handled = self.handled.max(arrivals());
+        signal
+    }
+
+    /// Counts every signal that has arrived so far as dealt with.
+    fn all_handled(&mut self) {
+        self.handled = arrivals();
+    }
+
+    /// The next Ctrl-C or SIGTERM that arrives after those already dealt with. A hang-up
+    /// is no one asking (a closing terminal may send several), and a signal tokio reports
+    /// late, after it was dealt with, is not a new one.
+    pub async fn next_request(&mut self) -> Signal {
+        let handled = self.handled;
+        loop {
+            let signal = self.recv().await;
+            if signal != Signal::Hangup && arrivals() > handled {
+                return signal;
+            }
         }
     }
 }
@@ -117,6 +172,7 @@ where
     T: Send + 'static,
     F: Future<Output = anyhow::Result<T>> + Send + 'static,
 {
+    let before = signals.handled;
     let mut handle = tokio::spawn(work);
     // Signal first: a hang-up or Ctrl-C to the whole group also ends ssh, and the work
     // then finishes at about the same moment; the signal is what happened.
@@ -127,9 +183,14 @@ where
             wind_down(handle, child, signal).await;
             Outcome::Signalled(signal)
         }
-        joined = &mut handle => match joined {
-            Ok(result) => Outcome::Finished(result),
-            Err(e) => Outcome::Panicked(panic_message(e)),
+        joined = &mut handle => match (joined, last().filter(|_| arrivals() > before)) {
+            (Ok(_), Some(signal)) => {
+                tracing::info!(signal = signal.name(), "received signal as the work ended");
+                signals.all_handled();
+                Outcome::Signalled(signal)
+            }
+            (Ok(result), None) => Outcome::Finished(result),
+            (Err(e), _) => Outcome::Panicked(panic_message(e)),
         },
     }
 }

@@ -117,7 +117,9 @@ resource "aws_ecs_cluster" "this" {
     }
   }
 
-  tags = local.tags
+  # Marks the cluster as jump's alone: `jump gc` then also stops any task in it that ECS
+  # created longer ago than the longest session may live, whatever its family.
+  tags = merge(local.tags, { "jump:managed-by" = "terraform" })
 
   depends_on = [aws_cloudwatch_log_group.exec]
 }

@@ -178,3 +178,25 @@ variable "tags" {
   type        = map(string)
   default     = {}
 }
+
+# ---------------------------------------------------------------------------------------
+# Detective controls (detective.tf)
+# ---------------------------------------------------------------------------------------
+
+variable "alerts_topic_arn" {
+  description = "SNS topic for the detective controls: a RunTask in jump's cluster off the network allowlist is stopped and reported, and every ExecuteCommand is reported. Null: no detective controls. Needs a CloudTrail trail recording management events, and a topic policy that lets events.amazonaws.com publish."
+  type        = string
+  default     = null
+}
+
+variable "allowed_security_groups" {
+  description = "Security groups a task in jump's cluster may have besides the jumphost group this module creates (for instance those of services whose consoles `jump run` starts there)."
+  type        = list(string)
+  default     = []
+}
+
+variable "allowed_subnets" {
+  description = "Subnets a task in jump's cluster may use besides var.subnets."
+  type        = list(string)
+  default     = []
+}

@@ -7,7 +7,9 @@
 //! `--expired` (and `jump gc`) does not take the tags' word alone, since any caller sets
 //! them: it also looks at every task of jump's task-definition family, however it was
 //! started, and stops those whose expiry is missing or unreadable, or that ECS created
-//! longer ago than any session may live.
+//! longer ago than any session may live. In a cluster made for jump (by `jump init` or
+//! the Terraform example, as its `jump:managed-by` tag says) any other task, of any
+//! family, is stopped too once ECS created it longer ago than that.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
@@ -21,7 +23,7 @@ use crate::exit::{Exit, UsageError};
 use crate::keys::SessionDir;
 use crate::output::Output;
 use crate::session::guard::stop_task;
-use crate::session::record::{list, list_remote, Listing, SessionRecord};
+use crate::session::record::{dedicated_cluster, list, list_remote, Listing, SessionRecord};
 use crate::session::SessionId;
 
 pub async fn run(global: GlobalArgs, output: Output, args: DownArgs) -> anyhow::Result<Exit> {
@@ -51,6 +53,14 @@ pub async fn run(global: GlobalArgs, output: Output, args: DownArgs) -> anyhow::
         for task in list(&clients.ecs, &cluster, Listing::Family(&family)).await? {
             if !sessions.iter().any(|s| s.task_arn == task.task_arn) {
                 sessions.push(task);
+            }
+        }
+        if dedicated_cluster(&clients.ecs, &cluster).await? {
+            for task in list(&clients.ecs, &cluster, Listing::Cluster).await? {
+                let known = sessions.iter().any(|s| s.task_arn == task.task_arn);
+                if !known && task.is_too_old(now) {
+                    targets.insert(task.task_arn, task.tags.session);
+                }
             }
         }
     }

@@ -59,17 +59,6 @@ impl Context {
         }
     }
 
-    /// The next Ctrl-C or SIGTERM. A hang-up is no one asking: a closing terminal may
-    /// send several, and teardown must go on.
-    async fn impatience(&mut self) -> Signal {
-        loop {
-            let signal = self.signals.recv().await;
-            if signal != Signal::Hangup {
-                return signal;
-            }
-        }
-    }
-
     /// The guard's teardown within [`TEARDOWN_DEADLINE`]; a signal during it gives up at
     /// once on Ctrl-C or SIGTERM (the signal is returned). Either way out names the task
     /// left behind.
@@ -85,7 +74,7 @@ impl Context {
                 }
                 None
             }
-            signal = self.impatience() => {
+            signal = self.signals.next_request() => {
                 self.output.note(&guard.abandoned(&format!("{} during teardown", signal.name())));
                 Some(signal)
             }

@@ -16,13 +16,16 @@ use aws_sdk_ecs::types::{
 };
 
 use super::change::{Op, Plan};
-use super::desired::ExecSettings;
+use super::desired::{ExecSettings, ALERT_TARGET};
+use super::survey::rule_targets;
 use super::{is_missing, MANAGED_BY, TAG_INIT_NAME, TAG_MANAGED_BY};
 use crate::aws::{ApiError, Clients};
 use crate::output::Progress;
 use crate::session::provision::tag;
 
 const SECURITY_GROUP_DESCRIPTION: &str = "jump jumphosts: no inbound";
+const ALERT_RULE_DESCRIPTION: &str =
+    "jump: every ECS Exec session in jump's cluster, to the alert topic";
 
 /// How long the network interfaces of stopped tasks may keep a security group in use.
 const SECURITY_GROUP_RELEASE: Duration = Duration::from_secs(180);
@@ -239,12 +242,102 @@ async fn run(
             std::fs::write(path, values.render())
                 .with_context(|| format!("cannot write {}", path.display()))?;
         }
+        Op::PutAlertRule {
+            name,
+            pattern,
+            topic,
+        } => put_alert_rule(&clients.events, name, pattern, topic, init_name).await?,
+        Op::DeleteAlertRule { name, targets } => {
+            if !targets.is_empty() {
+                let result = clients
+                    .events
+                    .remove_targets()
+                    .rule(name)
+                    .set_ids(Some(targets.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| ApiError::from_sdk("events:RemoveTargets", e));
+                done_unless_failed(result)?;
+            }
+            let result = clients
+                .events
+                .delete_rule()
+                .name(name)
+                .send()
+                .await
+                .map_err(|e| ApiError::from_sdk("events:DeleteRule", e));
+            done_unless_failed(result)?;
+        }
         Op::RemoveConfig { path } => match std::fs::remove_file(path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(e).with_context(|| format!("cannot remove {}", path.display()));
             }
             _ => {}
         },
+    }
+    Ok(())
+}
+
+/// The alert rule with exactly init's pattern, and the topic as its only target (any
+/// other target on a rule init made is removed).
+async fn put_alert_rule(
+    events: &aws_sdk_eventbridge::Client,
+    name: &str,
+    pattern: &str,
+    topic: &str,
+    init_name: &str,
+) -> anyhow::Result<()> {
+    let tag = |key: &str, value: &str| {
+        aws_sdk_eventbridge::types::Tag::builder()
+            .key(key)
+            .value(value)
+            .build()
+            .map_err(|e| anyhow::anyhow!("an EventBridge tag: {e}"))
+    };
+    events
+        .put_rule()
+        .name(name)
+        .description(ALERT_RULE_DESCRIPTION)
+        .event_pattern(pattern)
+        .state(aws_sdk_eventbridge::types::RuleState::Enabled)
+        .tags(tag(TAG_MANAGED_BY, MANAGED_BY)?)
+        .tags(tag(TAG_INIT_NAME, init_name)?)
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("events:PutRule", e))?;
+    let others: Vec<String> = rule_targets(events, name)
+        .await?
+        .into_iter()
+        .map(|(id, _)| id)
+        .filter(|id| id != ALERT_TARGET)
+        .collect();
+    if !others.is_empty() {
+        events
+            .remove_targets()
+            .rule(name)
+            .set_ids(Some(others))
+            .send()
+            .await
+            .map_err(|e| ApiError::from_sdk("events:RemoveTargets", e))?;
+    }
+    let target = aws_sdk_eventbridge::types::Target::builder()
+        .id(ALERT_TARGET)
+        .arn(topic)
+        .build()
+        .map_err(|e| anyhow::anyhow!("an EventBridge target: {e}"))?;
+    let out = events
+        .put_targets()
+        .rule(name)
+        .targets(target)
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("events:PutTargets", e))?;
+    if let Some(failed) = out.failed_entries().first() {
+        anyhow::bail!(
+            "events:PutTargets did not add {topic}: {} {}",
+            failed.error_code().unwrap_or_default(),
+            failed.error_message().unwrap_or_default()
+        );
     }
     Ok(())
 }

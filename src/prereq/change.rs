@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::config_file::{difference, written_by_init, ConfigValues, RoleRef, HEADER};
-use super::desired::{Desired, ExecSettings, Names, RoleSpec};
+use super::desired::{AlertSpec, Desired, ExecSettings, Names, RoleSpec, ALERT_TARGET};
 use super::policy;
-use super::survey::{ClusterState, RoleState, SecurityGroupState, Survey};
+use super::survey::{ClusterState, RoleState, RuleState, SecurityGroupState, Survey};
 
 const CLUSTER: &str = "ecs cluster";
 const CLUSTER_EXEC: &str = "ecs cluster exec settings";
@@ -25,6 +25,7 @@ const POLICY: &str = "iam inline policy";
 const LOG_GROUP: &str = "logs group";
 const RETENTION: &str = "logs retention";
 const SECURITY_GROUP: &str = "ec2 security group";
+const ALERT_RULE: &str = "eventbridge rule";
 const FILE: &str = "file";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -141,6 +142,17 @@ pub enum Op {
     RemoveConfig {
         path: PathBuf,
     },
+    /// The rule (created or updated) with `topic` as its only target.
+    PutAlertRule {
+        name: String,
+        pattern: String,
+        topic: String,
+    },
+    /// The rule, after its targets (EventBridge refuses to delete a rule that has any).
+    DeleteAlertRule {
+        name: String,
+        targets: Vec<String>,
+    },
 }
 
 /// What init would do, and what it saw but leaves alone.
@@ -223,6 +235,14 @@ pub fn init_plan(desired: &Desired, survey: &Survey) -> Plan {
     });
     cluster(&mut plan, desired, survey.cluster.as_ref());
     let security_group = security_group(&mut plan, desired, &survey.security_groups);
+    if let Some(alerts) = &desired.alerts {
+        alert_rule(
+            &mut plan,
+            &names.alert_rule,
+            alerts,
+            survey.alert_rule.as_ref(),
+        );
+    }
     plan.notes.extend(desired.network.notes.iter().cloned());
     let values = ConfigValues {
         cluster: names.cluster.clone(),
@@ -236,6 +256,33 @@ pub fn init_plan(desired: &Desired, survey: &Survey) -> Plan {
     };
     config(&mut plan, &desired.config, survey.config.as_deref(), values);
     plan
+}
+
+/// The ExecuteCommand alert: made, or brought back to exactly the pattern and the one
+/// target init would give it. Without `--alerts` an existing rule is left as it is.
+fn alert_rule(plan: &mut Plan, name: &str, alerts: &AlertSpec, state: Option<&RuleState>) {
+    let op = Op::PutAlertRule {
+        name: name.to_string(),
+        pattern: alerts.pattern.to_string(),
+        topic: alerts.topic.clone(),
+    };
+    let Some(state) = state else {
+        let detail = format!("every ECS Exec session → {}", alerts.topic);
+        plan.push(Action::Create, ALERT_RULE, name, detail, op);
+        return;
+    };
+    if !state.managed {
+        plan.notes.push(format!(
+            "kept {ALERT_RULE} {name} (not created by jump init): --alerts changes nothing \
+             about it"
+        ));
+        return;
+    }
+    let targets = [(ALERT_TARGET.to_string(), alerts.topic.clone())];
+    if state.pattern.as_ref() != Some(&alerts.pattern) || state.targets != targets {
+        let detail = format!("differs; every ECS Exec session → {}", alerts.topic);
+        plan.push(Action::Update, ALERT_RULE, name, detail, op);
+    }
 }
 
 fn log_group(plan: &mut Plan, name: &str, days: i32, survey: &Survey) {
@@ -537,6 +584,20 @@ pub fn destroy_plan(names: &Names, survey: &Survey, running_tasks: usize, config
             plan.kept(SECURITY_GROUP, &name);
         }
     }
+    match &survey.alert_rule {
+        Some(state) if state.managed => plan.push(
+            Action::Delete,
+            ALERT_RULE,
+            &names.alert_rule,
+            String::new(),
+            Op::DeleteAlertRule {
+                name: names.alert_rule.clone(),
+                targets: state.targets.iter().map(|(id, _)| id.clone()).collect(),
+            },
+        ),
+        Some(_) => plan.kept(ALERT_RULE, &names.alert_rule),
+        None => {}
+    }
     match &survey.cluster {
         Some(state) if state.managed && running_tasks > 0 => plan.notes.push(format!(
             "kept {CLUSTER} {}: {running_tasks} task(s) still running; stop them and run \
@@ -618,6 +679,11 @@ mod tests {
                 managed: true,
                 inbound_rules: 0,
             }],
+            alert_rule: desired.alerts.as_ref().map(|alerts| RuleState {
+                managed: true,
+                pattern: Some(alerts.pattern.clone()),
+                targets: vec![(ALERT_TARGET.to_string(), alerts.topic.clone())],
+            }),
             config: None,
         };
         let written = init_plan(desired, &survey);
@@ -781,6 +847,75 @@ mod tests {
         assert_eq!(plan.lines().len(), 1);
         assert!(
             plan.lines()[0].starts_with("! WARN ec2 security group jump-jumphost (sg-0c) has 2")
+        );
+    }
+
+    #[test]
+    fn the_exec_alert_is_made_kept_right_and_destroyed() {
+        let topic = "arn:aws:sns:eu-west-1:123456789012:security";
+        let with_alerts = desired(|i| i.alerts = Some(topic.into()), None);
+        let plan = init_plan(&with_alerts, &Survey::default());
+        let rule = plan
+            .changes
+            .iter()
+            .find(|c| c.resource == ALERT_RULE)
+            .expect("a rule to create");
+        assert_eq!(
+            rule.to_string(),
+            format!("+ create  eventbridge rule jump-exec-alert: every ECS Exec session → {topic}")
+        );
+        let Op::PutAlertRule { pattern, .. } = &rule.op else {
+            panic!("{:?}", rule.op)
+        };
+        let pattern: serde_json::Value = serde_json::from_str(pattern).unwrap();
+        assert_eq!(
+            pattern["detail"]["eventName"],
+            serde_json::json!(["ExecuteCommand"])
+        );
+        assert_eq!(
+            pattern["detail"]["requestParameters"]["cluster"],
+            serde_json::json!(["jump", { "suffix": ":cluster/jump" }])
+        );
+
+        // Right as it is: nothing to do. Another topic, or an extra target: one update.
+        let mut survey = after_init(&with_alerts);
+        assert_eq!(init_plan(&with_alerts, &survey), Plan::default());
+        let state = survey.alert_rule.as_mut().unwrap();
+        state
+            .targets
+            .push(("someone".into(), "arn:aws:sns:eu-west-1:1:other".into()));
+        let plan = init_plan(&with_alerts, &survey);
+        assert_eq!(plan.changes.len(), 1, "{plan:?}");
+        assert_eq!(plan.changes[0].action, Action::Update);
+
+        // Without --alerts a rule stays; someone else's rule is never touched.
+        let plain = desired(|_| {}, None);
+        assert_eq!(
+            init_plan(&plain, &after_init(&with_alerts)),
+            Plan::default()
+        );
+        survey.alert_rule.as_mut().unwrap().managed = false;
+        let plan = init_plan(&with_alerts, &survey);
+        assert!(plan.changes.is_empty(), "{plan:?}");
+        assert!(plan.notes[0].starts_with("kept eventbridge rule jump-exec-alert"));
+
+        let plan = destroy_plan(
+            &with_alerts.names,
+            &after_init(&with_alerts),
+            0,
+            Path::new("jump.toml"),
+        );
+        let delete = plan
+            .changes
+            .iter()
+            .find(|c| c.resource == ALERT_RULE)
+            .unwrap();
+        assert_eq!(
+            delete.op,
+            Op::DeleteAlertRule {
+                name: "jump-exec-alert".into(),
+                targets: vec![ALERT_TARGET.into()],
+            }
         );
     }
 

@@ -42,6 +42,8 @@ pub struct Names {
     /// every jump user may read that one, and transcripts hold everything typed.
     pub exec_log_group: String,
     pub security_group: String,
+    /// The EventBridge rule that alerts on ECS Exec sessions (`--alerts`).
+    pub alert_rule: String,
 }
 
 impl Names {
@@ -55,6 +57,7 @@ impl Names {
             log_group: format!("/{name}/sessions"),
             exec_log_group: format!("/{name}/exec"),
             security_group: format!("{name}-jumphost"),
+            alert_rule: format!("{name}-exec-alert"),
         }
     }
 }
@@ -145,7 +148,40 @@ pub struct Desired {
     pub execution_role: RoleSpec,
     pub task_role: RoleSpec,
     pub image: String,
+    pub alerts: Option<AlertSpec>,
     pub config: PathBuf,
+}
+
+/// The ExecuteCommand alert: an EventBridge rule on CloudTrail's record of every ECS Exec
+/// session in the cluster, with the SNS topic as its one target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertSpec {
+    pub topic: String,
+    pub pattern: Value,
+}
+
+/// The target id init gives the topic on its rule.
+pub const ALERT_TARGET: &str = "jump-alerts";
+
+impl AlertSpec {
+    pub fn new(topic: &str, cluster: &str) -> AlertSpec {
+        // Callers name the cluster by name or by ARN; a suffix match takes the ARN.
+        let pattern = serde_json::json!({
+            "source": ["aws.ecs"],
+            "detail-type": ["AWS API Call via CloudTrail"],
+            "detail": {
+                "eventSource": ["ecs.amazonaws.com"],
+                "eventName": ["ExecuteCommand"],
+                "requestParameters": {
+                    "cluster": [cluster, { "suffix": format!(":cluster/{cluster}") }],
+                },
+            },
+        });
+        AlertSpec {
+            topic: topic.to_string(),
+            pattern,
+        }
+    }
 }
 
 impl Desired {
@@ -209,6 +245,10 @@ impl Desired {
             execution_role,
             task_role,
             image: input.image.clone(),
+            alerts: input
+                .alerts
+                .as_deref()
+                .map(|topic| AlertSpec::new(topic, &input.cluster)),
             config: input.config.clone(),
         })
     }
@@ -216,6 +256,18 @@ impl Desired {
 
 /// Looks up what only AWS knows and builds the [`Desired`] state.
 pub async fn resolve(clients: &Clients, input: &Input) -> anyhow::Result<Desired> {
+    if let Some(topic) = &input.alerts {
+        // EventBridge delivers to a topic of the rule's own region only.
+        let region = topic.split(':').nth(3).unwrap_or_default();
+        if region != clients.region {
+            return Err(UsageError(format!(
+                "--alerts names a topic in {region}, but init works in {}: give a topic of \
+                 that region (or --region {region})",
+                clients.region
+            ))
+            .into());
+        }
+    }
     let account = Account::from_arn(&clients.caller_arn().await?, &clients.region)?;
     let kms_key_arn = match &input.kms_key {
         Some(key) => Some(key_arn(&clients.kms, key).await?),
@@ -280,6 +332,7 @@ pub mod tests {
             session_logging: false,
             kms_key: None,
             image: "img".into(),
+            alerts: None,
             config: PathBuf::from("jump.toml"),
             existing_config: None,
         };

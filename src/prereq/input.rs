@@ -42,6 +42,8 @@ pub struct Input {
     pub session_logging: bool,
     pub kms_key: Option<String>,
     pub image: String,
+    /// The SNS topic for the ExecuteCommand alert (`--alerts`).
+    pub alerts: Option<String>,
     pub config: PathBuf,
     /// The text of the config file as it is now, if there is one.
     pub existing_config: Option<String>,
@@ -87,6 +89,7 @@ impl Input {
             Some(image) => image.to_string(),
             None => DEFAULT_IMAGE.to_string(),
         };
+        let alerts = args.alerts.as_deref().map(topic_arn).transpose()?;
         Ok(Input {
             name: args.name.clone(),
             cluster,
@@ -96,9 +99,39 @@ impl Input {
             session_logging: args.session_logging,
             kms_key,
             image,
+            alerts,
             config: args.config.clone(),
             existing_config,
         })
+    }
+}
+
+/// An SNS topic ARN, `arn:PARTITION:sns:REGION:ACCOUNT:NAME`, checked before any AWS call.
+pub fn topic_arn(arn: &str) -> Result<String, UsageError> {
+    let arn = arn.trim();
+    let parts: Vec<&str> = arn.split(':').collect();
+    let name_ok = |name: &str| {
+        let base = name.strip_suffix(".fifo").unwrap_or(name);
+        (1..=256).contains(&name.len())
+            && !base.is_empty()
+            && base
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "sns"
+        && !parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].chars().all(|c| c.is_ascii_digit())
+        && name_ok(parts[5]);
+    if ok {
+        Ok(arn.to_string())
+    } else {
+        Err(UsageError(format!(
+            "--alerts must be an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:TOPIC), not {arn:?}"
+        )))
     }
 }
 
@@ -233,6 +266,27 @@ fn check_config_dir(path: &Path) -> Result<(), UsageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alert_topics_are_sns_topic_arns() {
+        let good = "arn:aws:sns:eu-west-1:123456789012:security-alerts";
+        assert_eq!(topic_arn(good).unwrap(), good);
+        assert!(topic_arn("arn:aws:sns:eu-west-1:123456789012:alerts.fifo").is_ok());
+        for bad in [
+            "security-alerts",
+            "arn:aws:sqs:eu-west-1:123456789012:queue",
+            "arn:aws:sns:eu-west-1:1234:short-account",
+            "arn:aws:sns:eu-west-1:123456789012:",
+            "arn:aws:sns:eu-west-1:123456789012:has space",
+            "arn:aws:sns::123456789012:no-region",
+        ] {
+            let err = topic_arn(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("--alerts must be an SNS topic ARN"),
+                "{bad}: {err}"
+            );
+        }
+    }
 
     #[test]
     fn retention_must_be_a_cloudwatch_period() {

@@ -27,8 +27,18 @@ pub struct Survey {
     pub log_groups: BTreeMap<String, LogGroupState>,
     /// Security groups with init's name (in the VPC, when one was given).
     pub security_groups: Vec<SecurityGroupState>,
+    /// The ExecuteCommand alert rule, if one has init's name.
+    pub alert_rule: Option<RuleState>,
     /// The config file's text.
     pub config: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleState {
+    pub managed: bool,
+    pub pattern: Option<Value>,
+    /// Its targets: (id, ARN).
+    pub targets: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,9 +103,63 @@ impl Survey {
                 &names.init_name,
             )
             .await?,
+            alert_rule: alert_rule(&clients.events, &names.alert_rule, &names.init_name).await?,
             config,
         })
     }
+}
+
+/// A rule's targets, as (id, ARN).
+pub async fn rule_targets(
+    events: &aws_sdk_eventbridge::Client,
+    rule: &str,
+) -> Result<Vec<(String, String)>, ApiError> {
+    Ok(events
+        .list_targets_by_rule()
+        .rule(rule)
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("events:ListTargetsByRule", e))?
+        .targets()
+        .iter()
+        .map(|t| (t.id().to_string(), t.arn().to_string()))
+        .collect())
+}
+
+async fn alert_rule(
+    events: &aws_sdk_eventbridge::Client,
+    name: &str,
+    init_name: &str,
+) -> anyhow::Result<Option<RuleState>> {
+    let described = match events.describe_rule().name(name).send().await {
+        Ok(out) => out,
+        Err(e) => {
+            let err = ApiError::from_sdk("events:DescribeRule", e);
+            if is_missing(&err) {
+                return Ok(None);
+            }
+            return Err(err.into());
+        }
+    };
+    let tags = match described.arn() {
+        Some(arn) => events
+            .list_tags_for_resource()
+            .resource_arn(arn)
+            .send()
+            .await
+            .map_err(|e| ApiError::from_sdk("events:ListTagsForResource", e))?
+            .tags()
+            .to_vec(),
+        None => Vec::new(),
+    };
+    let targets = rule_targets(events, name).await?;
+    Ok(Some(RuleState {
+        managed: is_managed(tags.iter().map(|t| (t.key(), t.value())), init_name),
+        pattern: described
+            .event_pattern()
+            .and_then(|p| serde_json::from_str(p).ok()),
+        targets,
+    }))
 }
 
 /// True when the tags say init made the resource, for this `--name`.

@@ -24,6 +24,11 @@ pub const TAG_OWNER_ID: &str = "jump:owner-id";
 pub const TAG_SESSION: &str = "jump:session";
 pub const TAG_EXPIRES: &str = "jump:expires";
 pub const TAG_CONTENT_HASH: &str = "jump:content-hash";
+/// Who made a resource: `jump init` ([`MANAGED_BY`]) or the Terraform example.
+pub const TAG_MANAGED_BY: &str = "jump:managed-by";
+pub const MANAGED_BY: &str = "jump-init";
+/// Clusters with one of these `jump:managed-by` values exist for jump's sessions alone.
+const DEDICATED_BY: [&str; 2] = [MANAGED_BY, "terraform"];
 
 const RECORD_FILE: &str = "session.json";
 
@@ -118,6 +123,25 @@ pub enum Listing<'a> {
     StartedByJump,
     /// Every task of a task-definition family, whoever started it and however tagged.
     Family(&'a str),
+    /// Every task of a cluster, whatever its family and however it was started.
+    Cluster,
+}
+
+/// Whether the cluster was made for jump's sessions alone (by `jump init` or the
+/// Terraform example), so that every task in it is a session or a stray.
+pub async fn dedicated_cluster(ecs: &aws_sdk_ecs::Client, cluster: &str) -> Result<bool, ApiError> {
+    let out = ecs
+        .describe_clusters()
+        .clusters(cluster)
+        .include(aws_sdk_ecs::types::ClusterField::Tags)
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ecs:DescribeClusters", e))?;
+    Ok(out.clusters().iter().any(|c| {
+        c.tags().iter().any(|t| {
+            t.key() == Some(TAG_MANAGED_BY) && DEDICATED_BY.contains(&t.value().unwrap_or_default())
+        })
+    }))
 }
 
 /// A running jump task as seen through the ECS API.
@@ -135,8 +159,12 @@ impl RemoteSession {
     /// not parse, or ECS created it longer ago than any session may live. The tags are
     /// the caller's word; `createdAt` is ECS's.
     pub fn is_expired(&self, now: SystemTime) -> bool {
-        let too_old = self.created.is_some_and(|at| at + MAX_TTL <= now);
-        self.tags.expires.is_none() || self.tags.is_expired(now) || too_old
+        self.tags.expires.is_none() || self.tags.is_expired(now) || self.is_too_old(now)
+    }
+
+    /// Whether ECS created it longer ago than any session may live.
+    pub fn is_too_old(&self, now: SystemTime) -> bool {
+        self.created.is_some_and(|at| at + MAX_TTL <= now)
     }
 
     fn from_task(task: &Task) -> Option<Self> {
@@ -201,6 +229,7 @@ pub async fn list(
         let request = match listing {
             Listing::StartedByJump => request.started_by(STARTED_BY),
             Listing::Family(family) => request.family(family),
+            Listing::Cluster => request,
         };
         let page = request
             .send()

@@ -469,10 +469,23 @@ fn without_aws(args: &[&str]) -> (Output, TempDir) {
 fn init_refuses_bad_input_before_any_aws_call() {
     let seventeen: Vec<String> = (0..17).map(|i| format!("subnet-{i:x}")).collect();
     let seventeen = seventeen.join(",");
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 9] = [
         (
             &["init", "--yes", "--log-retention-days", "13"],
             "1, 3, 5, 7, 14, 30, 60",
+        ),
+        (
+            &["init", "--yes", "--alerts", "security-alerts"],
+            "--alerts must be an SNS topic ARN",
+        ),
+        (
+            &[
+                "init",
+                "--yes",
+                "--alerts",
+                "arn:aws:sns:eu-west-1:123456789012:alerts",
+            ],
+            "topic in eu-west-1, but init works in us-east-1",
         ),
         (&["init", "--yes", "--name", "bad name!"], "--name"),
         (&["init", "--yes", "--subnets", "subnet-0a,nope"], "nope"),
@@ -489,6 +502,68 @@ fn init_refuses_bad_input_before_any_aws_call() {
             "{args:?} wrote jump.toml"
         );
     }
+}
+
+/// `--alerts TOPIC`: an EventBridge rule on CloudTrail's record of every ECS Exec session
+/// in the cluster, with the topic as its one target; a second run changes nothing, and
+/// `--destroy` removes rule and target.
+#[test]
+fn init_alerts_a_topic_on_every_ecs_exec_session() {
+    let init = Init::new("init-alerts");
+    let rule = format!("{}-exec-alert", init.name);
+    let topic = init.aws(&["sns", "create-topic", "--name", &rule])["TopicArn"]
+        .as_str()
+        .expect("a topic ARN")
+        .to_string();
+    let report = init.json(&["--yes", "--alerts", &topic]);
+    assert!(
+        has(&changes(&report), "create", "eventbridge rule", &rule),
+        "{report}"
+    );
+    let cluster = init.written_config()["cluster"]
+        .as_str()
+        .expect("a cluster")
+        .to_string();
+
+    let described = init.aws(&["events", "describe-rule", "--name", &rule]);
+    assert_eq!(described["State"], "ENABLED");
+    let pattern: Value = serde_json::from_str(described["EventPattern"].as_str().unwrap()).unwrap();
+    assert_eq!(pattern["detail"]["eventName"], json!(["ExecuteCommand"]));
+    assert_eq!(
+        pattern["detail"]["requestParameters"]["cluster"],
+        json!([cluster.clone(), { "suffix": format!(":cluster/{cluster}") }])
+    );
+    let targets = init.aws(&["events", "list-targets-by-rule", "--rule", &rule]);
+    assert_eq!(
+        targets["Targets"],
+        json!([{ "Id": "jump-alerts", "Arn": topic }])
+    );
+    let tags = init.aws(&[
+        "events",
+        "list-tags-for-resource",
+        "--resource-arn",
+        described["Arn"].as_str().unwrap(),
+    ]);
+    init.assert_init_made(&tag_map(&tags["Tags"], "Key", "Value"), "the alert rule");
+
+    let again = init.json(&["--yes", "--alerts", &topic]);
+    assert_eq!(changes(&again), vec![], "{again}");
+
+    let gone = init.json(&["--destroy", "--yes"]);
+    assert!(
+        has(&changes(&gone), "delete", "eventbridge rule", &rule),
+        "{gone}"
+    );
+    let missing = init
+        .world
+        .sandbox
+        .aws_output(&["events", "describe-rule", "--name", &rule]);
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("ResourceNotFoundException"),
+        "the rule is still there: {}",
+        String::from_utf8_lossy(&missing.stdout)
+    );
+    init.aws(&["sns", "delete-topic", "--topic-arn", &topic]);
 }
 
 #[test]

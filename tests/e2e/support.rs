@@ -150,18 +150,7 @@ impl Sandbox {
     /// The endpoint is passed explicitly: AWS CLI v1 ignores AWS_ENDPOINT_URL for some
     /// services (RDS), and no test may ever try a real AWS endpoint.
     pub fn aws(&self, args: &[&str]) -> Value {
-        let endpoint = self.env.iter().find(|(k, _)| k == "AWS_ENDPOINT_URL");
-        let out = self
-            .tool("tests/sandbox/.venv/bin/aws")
-            .args(args)
-            .args([
-                "--output",
-                "json",
-                "--endpoint-url",
-                &endpoint.expect("sandbox endpoint").1,
-            ])
-            .output()
-            .expect("aws CLI runs");
+        let out = self.aws_output(args);
         assert!(
             out.status.success(),
             "aws {args:?}: {}",
@@ -172,6 +161,23 @@ impl Sandbox {
         } else {
             serde_json::from_slice(&out.stdout).expect("aws CLI prints JSON")
         }
+    }
+}
+
+impl Sandbox {
+    /// The AWS CLI's whole answer, for calls that are meant to fail.
+    pub fn aws_output(&self, args: &[&str]) -> Output {
+        let endpoint = self.env.iter().find(|(k, _)| k == "AWS_ENDPOINT_URL");
+        self.tool("tests/sandbox/.venv/bin/aws")
+            .args(args)
+            .args([
+                "--output",
+                "json",
+                "--endpoint-url",
+                &endpoint.expect("sandbox endpoint").1,
+            ])
+            .output()
+            .expect("aws CLI runs")
     }
 }
 

@@ -1,6 +1,6 @@
 //! `jump up`, `ssh`, `ls`, `down` against the shared sandbox.
 
-use crate::support::{expect_exit, shared, stderr, stdout, World};
+use crate::support::{expect_exit, shared, stderr, stdout, World, SERVER};
 
 #[test]
 fn command_output_and_exit_status_pass_through_and_nothing_is_left() {
@@ -511,6 +511,52 @@ fn gc_stops_what_ecs_says_is_too_old_and_what_has_no_expiry() {
         let id = session["session"].as_str().unwrap();
         assert!(world.run(&["down", id]).status.success());
     }
+    world.assert_nothing_left();
+}
+
+/// In a cluster made for jump (as its `jump:managed-by` tag says), gc also stops a task
+/// of any other family once ECS created it longer ago than any session may live; a
+/// young one stays, and in a cluster that is not jump's both stay.
+#[test]
+fn gc_in_a_cluster_made_for_jump_stops_any_task_that_is_too_old() {
+    let world = World::new(shared(), "gc-dedicated");
+    let family = format!("other-{}", world.cluster);
+    world.sandbox.image("app:1", SERVER);
+    world.register(
+        &family,
+        &serde_json::json!([{ "name": "app", "image": "app:1" }]),
+    );
+    let old = world.run_registered(&family, &[]);
+    let young = world.run_registered(&family, &[]);
+    world.sandbox.ctl(&["task-age", &old, "90000"]);
+    let mut both = vec![old.clone(), young.clone()];
+    both.sort();
+
+    let out = world.run(&["gc"]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let mut running = world.running_tasks();
+    running.sort();
+    assert_eq!(
+        running, both,
+        "not jump's cluster: nothing of another family is touched"
+    );
+
+    let described = world
+        .sandbox
+        .aws(&["ecs", "describe-clusters", "--clusters", &world.cluster]);
+    let cluster_arn = described["clusters"][0]["clusterArn"].as_str().unwrap();
+    world.sandbox.aws(&[
+        "ecs",
+        "tag-resource",
+        "--resource-arn",
+        cluster_arn,
+        "--tags",
+        "key=jump:managed-by,value=jump-init",
+    ]);
+    let out = world.run(&["gc"]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert_eq!(world.running_tasks(), vec![young.clone()]);
+    world.stop_task(&young);
     world.assert_nothing_left();
 }
 

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
-JSON_SERVICES = {"ecs", "logs", "ssm", "kms", "secretsmanager"}
+JSON_SERVICES = {"ecs", "logs", "ssm", "kms", "secretsmanager", "events"}
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
 
 

@@ -37,8 +37,15 @@ MODEL_CHECKED = {
         "CreateLogGroup", "DeleteLogGroup", "PutRetentionPolicy", "GetLogEvents", "FilterLogEvents",
         "DescribeLogGroups", "CreateLogStream",
     },
+    "events": {
+        "PutRule", "DescribeRule", "DeleteRule", "PutTargets", "RemoveTargets", "ListTargetsByRule",
+        "ListTagsForResource",
+    },
 }
-VALIDATION_CODE = {"iam": "ValidationError", "logs": "InvalidParameterException"}
+VALIDATION_CODE = {"iam": "ValidationError", "logs": "InvalidParameterException", "events": "ValidationException"}
+# EventBridge's content filters (Amazon EventBridge User Guide, "Content filtering in event patterns").
+EVENT_FILTERS = {"prefix", "suffix", "anything-but", "numeric", "exists", "cidr", "equals-ignore-case", "wildcard"}
+TARGET_ID = re.compile(r"[\.\-_A-Za-z0-9]+")
 
 # IAM and STS quotas (IAM User Guide, "IAM and AWS STS quotas"): white space is not counted.
 ROLE_INLINE_TOTAL, USER_INLINE_TOTAL, MANAGED_POLICY_SIZE, TRUST_POLICY_SIZE = 10240, 2048, 6144, 2048
@@ -77,7 +84,7 @@ def check_request(service: str, action: str, region: str, params: dict, query: d
         if errors:
             count = f"{len(errors)} validation error{'s' if len(errors) > 1 else ''} detected: "
             raise AwsError(VALIDATION_CODE[service], count + "; ".join(errors))
-    rules = {"iam": _iam, "logs": _logs, "ecs": _ecs, "rds": _rds}.get(service)
+    rules = {"iam": _iam, "logs": _logs, "ecs": _ecs, "rds": _rds, "events": _events}.get(service)
     if rules is not None:
         rules(action, region, params, query)
 
@@ -285,6 +292,50 @@ def _logs(action: str, region: str, p: dict, _query: dict) -> None:
             raise AwsError("ResourceNotFoundException", "The specified log group does not exist.")
         if p.get("logStreamName") not in group.streams:
             raise AwsError("ResourceNotFoundException", "The specified log stream does not exist.")
+
+
+# ---- EventBridge ----------------------------------------------------------------------
+
+
+def _events(action: str, _region: str, p: dict, _query: dict) -> None:
+    if action == "PutTargets":
+        # Nested members, which the model check above does not reach: each target's id.
+        errors = [
+            f"Value '{t.get('Id')}' at 'targets.{n}.member.id' failed to satisfy constraint: "
+            f"Member must satisfy regular expression pattern: [\\.\\-_A-Za-z0-9]+"
+            for n, t in enumerate(p.get("Targets") or [], 1)
+            if not (isinstance(t.get("Id"), str) and 0 < len(t["Id"]) <= 64 and TARGET_ID.fullmatch(t["Id"]))
+        ]
+        if errors:
+            count = f"{len(errors)} validation error{'s' if len(errors) > 1 else ''} detected: "
+            raise AwsError("ValidationException", count + "; ".join(errors))
+    if action == "PutRule" and isinstance(p.get("EventPattern"), str):
+        try:
+            pattern = json.loads(p["EventPattern"])
+        except ValueError:
+            return  # moto says so in EventBridge's words
+        unknown = _unknown_filter(pattern)
+        if unknown:
+            raise AwsError("InvalidEventPatternException",
+                           f"Event pattern is not valid. Reason: Unrecognized match type {unknown}")
+
+
+def _unknown_filter(pattern) -> str | None:
+    """The first content filter EventBridge does not know, anywhere in a pattern: a field's
+    value is a list of exact values and filters, `$or` a list of patterns."""
+    if not isinstance(pattern, dict):
+        return None
+    for key, value in pattern.items():
+        if key == "$or" and isinstance(value, list):
+            found = next(filter(None, map(_unknown_filter, value)), None)
+        elif isinstance(value, list):
+            names = (name for item in value if isinstance(item, dict) for name in item)
+            found = next((name for name in names if name not in EVENT_FILTERS), None)
+        else:
+            found = _unknown_filter(value)
+        if found:
+            return found
+    return None
 
 
 # ---- ECS ------------------------------------------------------------------------------

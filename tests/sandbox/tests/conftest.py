@@ -55,11 +55,16 @@ class Aws:
         session = boto3.session.Session(
             aws_access_key_id="test", aws_secret_access_key="test", region_name=env["AWS_REGION"]
         )
+        self._session = session
         for name in ("ecs", "ec2", "logs", "iam", "rds", "sts", "ssm"):
-            setattr(self, name, session.client(name, endpoint_url=env["AWS_ENDPOINT_URL"]))
+            setattr(self, name, self.client(name))
         self.cluster = env["JUMP_CLUSTER"]
         self.subnets = env["JUMP_SUBNETS"].split(",")
         self.groups = env["JUMP_SECURITY_GROUPS"].split(",")
+
+    def client(self, service: str):
+        """A boto3 client of SERVICE that talks to the sandbox."""
+        return self._session.client(service, endpoint_url=self.env["AWS_ENDPOINT_URL"])
 
     def timing(self) -> dict:
         """The sandbox's lifecycle delays (POST /_sandbox/timing with no change answers them)."""

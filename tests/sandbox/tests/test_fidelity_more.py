@@ -448,3 +448,43 @@ def test_describe_db_instances_pages_of_20_to_100_and_checks_filter_identifiers(
                    "Message": f"The parameter Filter: db-instance-id is not a valid identifier. {DB_RULE}"}
     found = aws.rds.describe_db_instances(Filters=[{"Name": "db-instance-id", "Values": ["jump-db"]}])
     assert found["DBInstances"] == []
+
+
+# ---- EventBridge (jump init --alerts) -----------------------------------------------------
+
+
+def test_rule_names_and_target_ids_follow_eventbridges_pattern(aws):
+    events = aws.client("events")
+    err = error_of(events.put_rule, Name="jump exec alert", EventPattern=json.dumps({"source": ["aws.ecs"]}))
+    assert err["Code"] == "ValidationException"
+    assert "at 'name' failed to satisfy constraint: Member must satisfy regular expression pattern" in err["Message"]
+    name = "jump-" + uuid.uuid4().hex
+    events.put_rule(Name=name, EventPattern=json.dumps({"source": ["aws.ecs"]}))
+    err = error_of(events.put_targets, Rule=name, Targets=[{"Id": "jump alerts", "Arn": "arn:aws:sns:us-east-1:123456789012:t"}])
+    assert err == {"Code": "ValidationException", "Message": (
+        "1 validation error detected: Value 'jump alerts' at 'targets.1.member.id' failed to satisfy constraint: "
+        "Member must satisfy regular expression pattern: [\\.\\-_A-Za-z0-9]+")}
+    events.delete_rule(Name=name)
+
+
+def test_an_unknown_match_type_in_a_pattern_is_refused(aws):
+    events = aws.client("events")
+    pattern = {"detail": {"$or": [{"cluster": ["jump"]}, {"cluster": [{"suffx": "/jump"}]}]}}
+    err = error_of(events.put_rule, Name="jump-" + uuid.uuid4().hex, EventPattern=json.dumps(pattern))
+    assert err == {"Code": "InvalidEventPatternException",
+                   "Message": "Event pattern is not valid. Reason: Unrecognized match type suffx"}
+    good = {"detail": {"$or": [{"cluster": ["jump", {"suffix": ":cluster/jump"}]}, {"x": [{"exists": False}]}]}}
+    name = "jump-" + uuid.uuid4().hex
+    events.put_rule(Name=name, EventPattern=json.dumps(good))
+    events.delete_rule(Name=name)
+
+
+def test_a_rule_with_targets_cannot_be_deleted(aws):
+    events = aws.client("events")
+    name = "jump-" + uuid.uuid4().hex
+    events.put_rule(Name=name, EventPattern=json.dumps({"source": ["aws.ecs"]}))
+    events.put_targets(Rule=name, Targets=[{"Id": "jump-alerts", "Arn": "arn:aws:sns:us-east-1:123456789012:t"}])
+    err = error_of(events.delete_rule, Name=name)
+    assert err == {"Code": "ValidationException", "Message": "Rule can't be deleted since it has targets."}
+    events.remove_targets(Rule=name, Ids=["jump-alerts"])
+    events.delete_rule(Name=name)
