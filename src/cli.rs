@@ -204,7 +204,7 @@ pub struct ConfigFlags {
     /// Security group ids, comma separated
     #[arg(long, value_name = "IDS")]
     pub security_groups: Option<String>,
-    /// Jumphost container image
+    /// Jumphost container image (required: no default; `jump init` writes one to jump.toml)
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
     /// Task CPU units (256, 512, 1024, 2048, 4096)

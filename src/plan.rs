@@ -378,9 +378,9 @@ impl Layers {
             subnets,
             security_groups,
             public: self.public.unwrap_or(false),
-            image: self
-                .image
-                .unwrap_or_else(|| "jump/jumphost:latest".to_string()),
+            // No default: an image name jump picked would be in a namespace it does not
+            // control, and whoever owned it would run code in every user's jumphost.
+            image: self.image.ok_or_else(|| missing("image"))?,
             cpu,
             memory,
             ttl,
@@ -429,6 +429,7 @@ fn missing(key: &'static str) -> PlanError {
         "cluster" => "\"my-cluster\"",
         "subnets" => "[\"subnet-0abc...\"]",
         "security_groups" => "[\"sg-0abc...\"]",
+        "image" => "\"123456789012.dkr.ecr.eu-west-1.amazonaws.com/jumphost@sha256:...\" (jump init writes one)",
         _ => "\"...\"",
     };
     PlanError::Missing {
@@ -674,7 +675,7 @@ mod tests {
         layers
             .apply_toml(
                 "cluster = \"c\"\nsubnets = [\"subnet-0a1b\"]\nsecurity_groups = [\"sg-12ef\"]\n\
-                 execution_role = \"arn:aws:iam::1:role/e\"\n",
+                 execution_role = \"arn:aws:iam::1:role/e\"\nimage = \"team/jumphost:1\"\n",
                 Path::new("/x/jump.toml"),
             )
             .unwrap();
@@ -693,7 +694,7 @@ mod tests {
         assert_eq!(plan.subnets, vec!["subnet-0a1b"]);
         assert_eq!(plan.security_groups, vec!["sg-12ef"]);
         assert!(!plan.public);
-        assert_eq!(plan.image, "jump/jumphost:latest");
+        assert_eq!(plan.image, "team/jumphost:1");
         assert_eq!((plan.cpu, plan.memory), (256, 512));
         assert_eq!(plan.ttl, Duration::from_secs(3600));
         assert_eq!(plan.idle_timeout, Duration::from_secs(900));
@@ -759,7 +760,7 @@ mod tests {
         assert_eq!(plan.cluster, "from-env");
         assert_eq!(plan.subnets, vec!["subnet-aa", "subnet-bb"]);
         assert!(plan.public);
-        assert_eq!(plan.image, "jump/jumphost:latest");
+        assert_eq!(plan.image, "team/jumphost:1");
         let plan = with(layers, "cluster", "from-flag").unwrap();
         assert_eq!(plan.cluster, "from-flag");
     }
@@ -776,6 +777,7 @@ mod tests {
             ("subnets", "subnet-1".to_string()),
             ("security_groups", "sg-2".to_string()),
             ("execution_role", "arn:aws:iam::1:role/e".to_string()),
+            ("image", "team/jumphost:1".to_string()),
         ];
         let layers = Layers::load(None, &dir.join("nested"), no_env, &flags).unwrap();
         let plan = layers.into_plan().unwrap();

@@ -122,7 +122,6 @@ variable "create_user_policy" {
 variable "image" {
   description = "Jumphost image (jump.toml `image`). In exec mode any image with `sh` works."
   type        = string
-  default     = "jump/jumphost:latest"
 }
 
 variable "cpu" {

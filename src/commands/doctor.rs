@@ -15,7 +15,7 @@ use crate::doctor::{cluster, identity, logs, network, role, task, Check, Report}
 use crate::exit::Exit;
 use crate::output::Output;
 use crate::plan::Layers;
-use crate::session::record::session_task;
+use crate::session::record::{session_task, Whose};
 use crate::session::wait::{describe_task, newest, service_tasks};
 use crate::session::SessionId;
 
@@ -82,7 +82,7 @@ async fn examine(
         report.add(logs::group(clients, "exec-log-group", group, what, false).await);
     }
     let task_arn = match (session, &args.task, &args.service) {
-        (Some(id), _, _) => Some(session_task(&clients.ecs, &cluster_name, &id).await?),
+        (Some(id), _, _) => Some(session_task(clients, &cluster_name, &id, Whose::Anyones).await?),
         (None, Some(task), _) => Some(task.clone()),
         (None, None, Some(service)) => match newest_task(clients, &cluster_name, service).await {
             Ok(Some(arn)) => Some(arn),

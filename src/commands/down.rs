@@ -23,7 +23,9 @@ use crate::exit::{Exit, UsageError};
 use crate::keys::SessionDir;
 use crate::output::Output;
 use crate::session::guard::stop_task;
-use crate::session::record::{dedicated_cluster, list, list_remote, Listing, SessionRecord};
+use crate::session::record::{
+    dedicated_cluster, list, list_remote, Listing, RemoteSession, SessionRecord,
+};
 use crate::session::SessionId;
 
 pub async fn run(global: GlobalArgs, output: Output, args: DownArgs) -> anyhow::Result<Exit> {
@@ -42,7 +44,7 @@ pub async fn run(global: GlobalArgs, output: Output, args: DownArgs) -> anyhow::
         .clone()
         .or_else(|| record.as_ref().map(|r| r.region.clone()));
     let clients = Clients::new(global.profile.as_deref(), region.as_deref()).await?;
-    let me = clients.caller_arn().await?;
+    let me = clients.caller().await?;
     let now = SystemTime::now();
 
     // Task ARN -> session id (if tagged), for everything selected.
@@ -64,10 +66,20 @@ pub async fn run(global: GlobalArgs, output: Output, args: DownArgs) -> anyhow::
             }
         }
     }
+    // Anyone can put my session id on a task of theirs; that must not stop me stopping mine.
+    let mine = |s: &RemoteSession| {
+        s.tags.owner_id.as_deref() == Some(me.user_id.as_str())
+            || s.tags.owner.as_deref() == Some(me.arn.as_str())
+    };
+    let named_mine =
+        wanted.is_some() && sessions.iter().any(|s| s.tags.session == wanted && mine(s));
     for session in sessions {
         let id = session.tags.session.clone();
-        let mine = session.tags.owner.as_deref() == Some(me.as_str());
+        let mine = mine(&session);
         let named = wanted.is_some() && id == wanted;
+        if named && !mine && !args.all && named_mine {
+            continue;
+        }
         if named && !mine && !args.all {
             let owner = session
                 .tags

@@ -11,7 +11,7 @@ use crate::cli::{ExecArgs, GlobalArgs};
 use crate::connect::exec::{self, ExecTarget};
 use crate::exit::{Exit, UsageError};
 use crate::output::Output;
-use crate::session::record::session_task;
+use crate::session::record::{session_task, Whose};
 use crate::session::wait::{exec_agent_running, newest, service_tasks, TaskFailed};
 use crate::session::SessionId;
 use crate::signals::ChildPid;
@@ -30,7 +30,7 @@ pub async fn run(
         .await?
         .with_ssm_plugin(global.ssm_plugin.clone());
     let task_arn = if let Some(id) = session {
-        session_task(&clients.ecs, &cluster, &id).await?
+        session_task(&clients, &cluster, &id, Whose::Mine).await?
     } else if let Some(task) = args.task {
         task
     } else if let Some(service) = &args.service {

@@ -13,7 +13,7 @@ use crate::connect::forward::{self, ForwardSpec};
 use crate::exit::{Exit, UsageError};
 use crate::output::Output;
 use crate::plan::Layers;
-use crate::session::record::session_task;
+use crate::session::record::{session_task, Whose};
 use crate::session::SessionId;
 
 use super::up::{self, After};
@@ -83,7 +83,7 @@ async fn through_session(
     let clients = Clients::new(global.profile.as_deref(), global.region.as_deref())
         .await?
         .with_ssm_plugin(global.ssm_plugin.clone());
-    let task_arn = session_task(&clients.ecs, &cluster, &id).await?;
+    let task_arn = session_task(&clients, &cluster, &id, Whose::Mine).await?;
     let target = ExecTarget {
         cluster,
         task_arn,

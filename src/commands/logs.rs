@@ -10,7 +10,7 @@ use crate::aws::{log_page_from_head, ApiError, Clients};
 use crate::cli::{GlobalArgs, LogsArgs};
 use crate::exit::Exit;
 use crate::output::Output;
-use crate::session::record::session_task;
+use crate::session::record::{session_task, Whose};
 use crate::session::wait::describe_task;
 use crate::session::{task_id, SessionId};
 
@@ -20,7 +20,7 @@ pub async fn run(global: GlobalArgs, output: Output, args: LogsArgs) -> anyhow::
     let id: SessionId = args.session.parse()?;
     let cluster = cluster(&args.cluster)?;
     let clients = Clients::new(global.profile.as_deref(), global.region.as_deref()).await?;
-    let task_arn = session_task(&clients.ecs, &cluster, &id).await?;
+    let task_arn = session_task(&clients, &cluster, &id, Whose::Anyones).await?;
     let (group, stream) = log_stream(&clients.ecs, &cluster, &task_arn).await?;
     let mut token: Option<String> = None;
     // After the task has stopped, one more read picks up what it wrote last.

@@ -484,13 +484,19 @@ mod tests {
     use super::*;
     use crate::plan::Layers;
 
+    /// A plan from a minimal jump.toml plus `extra` (which may name its own image).
     fn plan(extra: &str) -> Plan {
+        let image = if extra.contains("image =") {
+            ""
+        } else {
+            "image = \"jump/jumphost:latest\"\n"
+        };
         let mut layers = Layers::default();
         layers
             .apply_toml(
                 &format!(
                     "cluster = \"c\"\nsubnets = [\"subnet-1\"]\nsecurity_groups = [\"sg-1\"]\n\
-                     execution_role = \"arn:aws:iam::1:role/e\"\n{extra}"
+                     execution_role = \"arn:aws:iam::1:role/e\"\n{image}{extra}"
                 ),
                 std::path::Path::new("jump.toml"),
             )

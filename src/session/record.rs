@@ -15,7 +15,7 @@ use thiserror::Error;
 use super::provision::STARTED_BY;
 use super::wait::{private_ip, TaskFailed};
 use super::SessionId;
-use crate::aws::ApiError;
+use crate::aws::{ApiError, Clients};
 use crate::keys::{KeyError, SessionDir};
 use crate::plan::MAX_TTL;
 
@@ -93,6 +93,8 @@ impl SessionRecord {
 pub struct SessionTags {
     pub session: Option<SessionId>,
     pub owner: Option<String>,
+    /// The owner's IAM user id, which the user policy makes unforgeable.
+    pub owner_id: Option<String>,
     pub expires: Option<SystemTime>,
 }
 
@@ -103,6 +105,7 @@ impl SessionTags {
             match key {
                 TAG_SESSION => parsed.session = value.parse().ok(),
                 TAG_OWNER => parsed.owner = Some(value.to_string()),
+                TAG_OWNER_ID => parsed.owner_id = Some(value.to_string()),
                 TAG_EXPIRES => parsed.expires = humantime::parse_rfc3339_weak(value).ok(),
                 _ => {}
             }
@@ -185,23 +188,61 @@ impl RemoteSession {
     }
 }
 
-/// The task of a running session, found by its `jump:session` tag.
+/// Whose session a command may go to by its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whose {
+    /// The caller's own only: what is typed or forwarded goes there.
+    Mine,
+    /// Anyone's, to read about (logs, doctor), as long as the id is not ambiguous.
+    Anyones,
+}
+
+/// The task of a running session, found by its `jump:session` tag. That tag is the
+/// caller's word, so anyone may put a colleague's session id on a task of their own;
+/// the owner id tag cannot be forged under the user policy, and decides (see [`pick`]).
 pub async fn session_task(
-    ecs: &aws_sdk_ecs::Client,
+    clients: &Clients,
     cluster: &str,
     id: &SessionId,
+    whose: Whose,
 ) -> anyhow::Result<String> {
-    list_remote(ecs, cluster)
+    let me = clients.caller().await?.user_id;
+    let claiming: Vec<RemoteSession> = list_remote(&clients.ecs, cluster)
         .await?
         .into_iter()
-        .find(|s| s.tags.session.as_ref() == Some(id))
-        .map(|s| s.task_arn)
-        .ok_or_else(|| {
-            TaskFailed::Rejected {
-                reason: format!("no running session {id} in cluster {cluster} (see `jump ls`)"),
-            }
-            .into()
-        })
+        .filter(|s| s.tags.session.as_ref() == Some(id))
+        .collect();
+    Ok(
+        pick(claiming, &me, whose).map_err(|why| TaskFailed::Rejected {
+            reason: format!("{why} (session {id} in cluster {cluster}; see `jump ls --all`)"),
+        })?,
+    )
+}
+
+/// Among the tasks claiming one session id: the caller's own, else (for reading only) the
+/// one and only claimant. Never a guess between several.
+fn pick(claiming: Vec<RemoteSession>, me: &str, whose: Whose) -> Result<String, String> {
+    if let Some(mine) = claiming
+        .iter()
+        .find(|s| s.tags.owner_id.as_deref() == Some(me))
+    {
+        return Ok(mine.task_arn.clone());
+    }
+    let others: Vec<String> = claiming.iter().map(|s| s.task_arn.clone()).collect();
+    match (whose, others.as_slice()) {
+        (_, []) => Err("no running session with this id".to_string()),
+        (Whose::Anyones, [only]) => Ok(only.clone()),
+        (Whose::Mine, _) => Err(format!(
+            "no running session of yours has this id; {} of someone else claims it, and \
+             jump does not connect you to it (`--task ARN` does, if you mean it)",
+            others.join(", ")
+        )),
+        (Whose::Anyones, _) => Err(format!(
+            "{} tasks claim this id and none is yours: {}",
+            others.len(),
+            others.join(", ")
+        )),
+    }
 }
 
 /// All tasks in `cluster` started by jump that have not been asked to stop.
@@ -283,6 +324,44 @@ mod tests {
             humantime::format_rfc3339_seconds(expires).to_string(),
             "2030-01-02T03:04:05Z"
         );
+    }
+
+    #[test]
+    fn a_session_id_leads_to_the_callers_own_task_or_nowhere() {
+        let claim = |arn: &str, owner_id: &str| RemoteSession {
+            task_arn: arn.into(),
+            tags: SessionTags {
+                owner_id: Some(owner_id.into()),
+                ..SessionTags::default()
+            },
+            created: None,
+            private_ip: None,
+            status: "RUNNING".into(),
+        };
+        let forged = claim("arn:forged", "AIDAMALLORY");
+        let mine = claim("arn:mine", "AIDAME");
+        // A colleague's task carrying my session id never wins over mine, whatever the order.
+        for whose in [Whose::Mine, Whose::Anyones] {
+            let both = vec![forged.clone(), mine.clone()];
+            assert_eq!(pick(both, "AIDAME", whose).unwrap(), "arn:mine");
+        }
+        // Only someone else's claim: not for typing into; for reading, if it is the only one.
+        let err = pick(vec![forged.clone()], "AIDAME", Whose::Mine).unwrap_err();
+        assert!(
+            err.contains("arn:forged") && err.contains("--task ARN"),
+            "{err}"
+        );
+        assert_eq!(
+            pick(vec![forged.clone()], "AIDAME", Whose::Anyones).unwrap(),
+            "arn:forged"
+        );
+        let two = vec![forged.clone(), claim("arn:other", "AIDAEVE")];
+        assert!(pick(two, "AIDAME", Whose::Anyones)
+            .unwrap_err()
+            .contains("2 tasks claim this id"));
+        assert!(pick(vec![], "AIDAME", Whose::Anyones)
+            .unwrap_err()
+            .contains("no running session"));
     }
 
     #[test]

@@ -54,13 +54,17 @@ impl NoAws {
     }
 }
 
-const GOOD: [(&str, &str); 4] = [
+const GOOD: [(&str, &str); 5] = [
     ("JUMP_CLUSTER", "c"),
     ("JUMP_SUBNETS", "subnet-0abc"),
     ("JUMP_SECURITY_GROUPS", "sg-0abc"),
     (
         "JUMP_EXECUTION_ROLE",
         "arn:aws:iam::123456789012:role/jump-task-execution",
+    ),
+    (
+        "JUMP_IMAGE",
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com/jumphost:1",
     ),
 ];
 
@@ -73,6 +77,15 @@ fn refused(out: &Output, needle: &str) {
 fn missing_cluster_says_how_to_set_it() {
     let t = NoAws::new();
     refused(&t.jump(&["up", "--", "true"], &[]), "JUMP_CLUSTER");
+}
+
+/// jump has no default image: a name it picked would be someone else's namespace.
+#[test]
+fn missing_image_says_how_to_set_it() {
+    let t = NoAws::new();
+    let out = t.jump(&["up", "--", "true"], &GOOD[..4]);
+    refused(&out, "missing `image`");
+    refused(&out, "JUMP_IMAGE");
 }
 
 #[test]

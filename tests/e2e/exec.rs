@@ -583,6 +583,22 @@ fn piped_input_arrives_byte_for_byte() {
     world.assert_nothing_left();
 }
 
+/// A task definition of a container that only sleeps, with one environment variable and
+/// the task role ECS Exec needs.
+fn register_sleeper(world: &World, family: &str, (name, value): (&str, &str)) {
+    world.sandbox.image("app:1", SERVER);
+    world.register_with(
+        family,
+        &serde_json::json!([{
+            "name": "app",
+            "image": "app:1",
+            "command": ["/bin/sleep", "600"],
+            "environment": [{ "name": name, "value": value }],
+        }]),
+        &["--task-role-arn", world.sandbox_var("JUMP_TASK_ROLE")],
+    );
+}
+
 /// A container without `stty` or `head -c` cannot take piped input byte for byte: jump
 /// says what is missing instead of delivering something else.
 #[test]
@@ -591,17 +607,7 @@ fn piped_input_into_a_container_that_cannot_carry_it_is_refused_clearly() {
     let only_sh = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink("/bin/sh", only_sh.path().join("sh")).unwrap();
     let family = format!("unfit-{}", world.cluster);
-    world.sandbox.image("app:1", SERVER);
-    world.register_with(
-        &family,
-        &serde_json::json!([{
-            "name": "app",
-            "image": "app:1",
-            "command": ["/bin/sleep", "600"],
-            "environment": [{ "name": "PATH", "value": only_sh.path() }],
-        }]),
-        &["--task-role-arn", world.sandbox_var("JUMP_TASK_ROLE")],
-    );
+    register_sleeper(&world, &family, ("PATH", only_sh.path().to_str().unwrap()));
     let arn = world.run_registered(&family, &["--enable-execute-command"]);
     world.wait_status(&arn, "RUNNING");
     let out = world.run_with_input(&["exec", "--task", &arn, "--", "sh", "-c", "cat"], b"data");
@@ -609,4 +615,39 @@ fn piped_input_into_a_container_that_cannot_carry_it_is_refused_clearly() {
     expect_exit(&out, 76, "`stty` and `head -c`");
     assert_eq!(stdout(&out), "");
     world.stop_task(&arn);
+}
+
+/// Anyone may put a colleague's session id on a task of their own. `jump exec ID` still
+/// goes to the caller's own task, and once that is gone refuses the impostor.
+#[test]
+fn a_session_id_planted_on_someone_elses_task_is_not_followed() {
+    let world = World::new(shared(), "exec-planted");
+    let session = world.json(&["up", "--mode", "exec", "--detach", "--json"]);
+    let id = session["session"].as_str().unwrap().to_string();
+    let family = format!("planted-{}", world.cluster);
+    register_sleeper(&world, &family, ("MARK", "planted"));
+    let claim = format!("key=jump:session,value={id}");
+    let planted = world.run_registered(
+        &family,
+        &[
+            "--enable-execute-command",
+            "--started-by",
+            "jump",
+            "--tags",
+            &claim,
+            "key=jump:owner-id,value=AIDAMALLORY",
+        ],
+    );
+    world.wait_status(&planted, "RUNNING");
+
+    let out = world.run(&["exec", &id, "--", "sh", "-c", "echo ${MARK:-genuine}"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "genuine");
+
+    assert!(world.run(&["down", &id]).status.success());
+    let out = world.run(&["exec", &id, "--", "true"]);
+    expect_exit(&out, 75, "someone else claims it");
+    assert!(stderr(&out).contains(&planted), "stderr: {}", stderr(&out));
+    world.stop_task(&planted);
+    world.assert_nothing_left();
 }

@@ -230,6 +230,8 @@ def start(port: int, env_file: str | None, step: float, stop_on_eof: bool = Fals
             "JUMP_TASK_ROLE": created["task_role"],
             "JUMP_EXECUTION_ROLE": created["execution_role"],
             "JUMP_SANDBOX_INSTANCE": instance,
+            # jump has no default image; this is the sandbox's stand-in for a team's own.
+            "JUMP_IMAGE": "jump-sandbox/jumphost:latest",
         }
         lines = "".join(f"{key}={value}\n" for key, value in env.items())
         if env_file:
