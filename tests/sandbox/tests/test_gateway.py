@@ -249,7 +249,9 @@ def test_stopping_the_task_ends_its_sessions(aws):
 
 
 def test_an_exec_session_counts_as_activity_for_the_idle_timeout(aws):
-    task, client = exec_session(aws, "sleep 8", env={"JUMP_IDLE_SECONDS": "4", "JUMP_WATCH_INTERVAL": "1"})
+    # The session must start within the idle limit, or the task ends before it can: 8 s
+    # leaves a loaded machine room; the session then lasts half as long again.
+    task, client = exec_session(aws, "sleep 12", env={"JUMP_IDLE_SECONDS": "8", "JUMP_WATCH_INTERVAL": "1"})
     client.drain()
     assert aws.describe(task["taskArn"])["lastStatus"] == "RUNNING"
     aws.wait_for(task["taskArn"], "STOPPED", timeout=20)
