@@ -280,6 +280,23 @@ impl aws_sdk_ecs::config::Intercept for RawBody {
     }
 }
 
+/// One cluster as DescribeClusters describes it, with the `include`d parts (ECS leaves
+/// configuration, settings and tags out unless asked); `None` if ECS does not know it.
+pub async fn describe_cluster(
+    ecs: &aws_sdk_ecs::Client,
+    name: &str,
+    include: &[aws_sdk_ecs::types::ClusterField],
+) -> Result<Option<aws_sdk_ecs::types::Cluster>, ApiError> {
+    let out = ecs
+        .describe_clusters()
+        .clusters(name)
+        .set_include(Some(include.to_vec()))
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ecs:DescribeClusters", e))?;
+    Ok(out.clusters().first().cloned())
+}
+
 /// One page of a log stream read from its head; `token` is the previous page's forward
 /// token (none for the first page). The end is reached when a page brings no events or
 /// the same token back.

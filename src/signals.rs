@@ -111,7 +111,7 @@ impl Signals {
             _ = self.terminate.recv() => Signal::Terminate,
             _ = self.hangup.recv() => Signal::Hangup,
         };
-        self.handled = self.handled.max(arrivals());
+        self.all_handled();
         signal
     }
 

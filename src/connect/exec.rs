@@ -25,11 +25,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use aws_sdk_ecs::types::ClusterField;
 use thiserror::Error;
 use tokio::io::AsyncReadExt;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::aws::{ApiError, Clients};
+use crate::aws::{describe_cluster, ApiError, Clients};
 use crate::connect::agent::{self, Agent};
 use crate::connect::exec_access::diagnose;
 use crate::connect::plugin;
@@ -304,17 +305,12 @@ async fn cluster_exec_key(
     ecs: &aws_sdk_ecs::Client,
     cluster: &str,
 ) -> anyhow::Result<Option<String>> {
-    let out = ecs
-        .describe_clusters()
-        .clusters(cluster)
-        .include(aws_sdk_ecs::types::ClusterField::Configurations)
-        .send()
+    let described = describe_cluster(ecs, cluster, &[ClusterField::Configurations])
         .await
-        .map_err(|e| ApiError::from_sdk("ecs:DescribeClusters", e))
-        .context("reading the cluster's ECS Exec configuration, which says whether sessions must be encrypted")?;
-    let described = out
-        .clusters()
-        .first()
+        .context(
+            "reading the cluster's ECS Exec configuration, which says whether sessions must \
+             be encrypted",
+        )?
         .with_context(|| format!("cluster {cluster} not found"))?;
     Ok(described
         .configuration()
@@ -373,11 +369,18 @@ pub async fn run(
     let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let nonce = crate::session::SessionId::random().to_string();
     let command = wrapped_command(&nonce, words, terminal);
+    // The plugin does its own encryption; only our channel needs the cluster's key.
+    let required = async {
+        match &clients.ssm_plugin {
+            Some(_) => Ok(None),
+            None => cluster_exec_key(&clients.ecs, &target.cluster).await,
+        }
+    };
     let (opened, required) = tokio::join!(
         agent::when_reachable(clients, target.agent(), || {
             execute_command(&clients.ecs, target, &command)
         }),
-        cluster_exec_key(&clients.ecs, &target.cluster)
+        required
     );
     let opened = match opened {
         Ok(session) => session,

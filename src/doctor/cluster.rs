@@ -2,7 +2,7 @@
 
 use aws_sdk_ecs::types::{ClusterField, ExecuteCommandLogging};
 
-use crate::aws::{ApiError, Clients};
+use crate::aws::{describe_cluster, ApiError, Clients};
 
 use super::identity::Caller;
 use super::Check;
@@ -23,16 +23,9 @@ pub struct ExecSettings {
 
 /// The cluster exists and is ACTIVE; its exec settings for the checks that follow.
 pub async fn cluster(clients: &Clients, name: &str) -> (Check, Option<ExecSettings>) {
-    let described = clients
-        .ecs
-        .describe_clusters()
-        .clusters(name)
-        .include(ClusterField::Configurations)
-        .send()
-        .await
-        .map_err(|e| ApiError::from_sdk("ecs:DescribeClusters", e));
-    let out = match described {
-        Ok(out) => out,
+    let described = describe_cluster(&clients.ecs, name, &[ClusterField::Configurations]).await;
+    let found = match described {
+        Ok(found) => found,
         Err(err) => {
             return (
                 Check::fail(
@@ -44,7 +37,7 @@ pub async fn cluster(clients: &Clients, name: &str) -> (Check, Option<ExecSettin
             )
         }
     };
-    let Some(found) = out.clusters().first() else {
+    let Some(found) = found else {
         return (
             Check::fail(
                 "cluster",

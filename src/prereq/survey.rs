@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::desired::{ExecSettings, Names};
 use super::policy::parse_document;
 use super::{is_missing, MANAGED_BY, TAG_INIT_NAME, TAG_MANAGED_BY};
-use crate::aws::{ApiError, Clients};
+use crate::aws::{describe_cluster, ApiError, Clients};
 use crate::vpc::filter;
 
 /// Everything init looked at, as it is.
@@ -177,20 +177,14 @@ async fn cluster(
     name: &str,
     init_name: &str,
 ) -> anyhow::Result<Option<ClusterState>> {
-    let out = ecs
-        .describe_clusters()
-        .clusters(name)
-        .include(ClusterField::Tags)
-        .include(ClusterField::Configurations)
-        .send()
-        .await
-        .map_err(|e| ApiError::from_sdk("ecs:DescribeClusters", e))?;
+    let described = describe_cluster(
+        ecs,
+        name,
+        &[ClusterField::Tags, ClusterField::Configurations],
+    )
+    .await?;
     // A deleted cluster stays visible as INACTIVE for a while; it is gone all the same.
-    let Some(cluster) = out
-        .clusters()
-        .iter()
-        .find(|c| c.status() != Some("INACTIVE"))
-    else {
+    let Some(cluster) = described.filter(|c| c.status() != Some("INACTIVE")) else {
         return Ok(None);
     };
     let tags = cluster

@@ -123,16 +123,16 @@ impl Guard {
         }
         let mut clean = true;
         if let Some(task) = owned.task.take() {
-            let stopped = stop_task(&self.ecs, &self.cluster, &task, "jump session ended").await;
-            if stopped.is_ok() {
-                self.set_at_large(None);
-            }
-            if let Err(e) = stopped {
-                clean = false;
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "jump: could not stop task {task}: {e}\njump: it will stop itself at its TTL; or run `jump down --expired` later"
-                );
+            match stop_task(&self.ecs, &self.cluster, &task, "jump session ended").await {
+                Ok(()) => self.set_at_large(None),
+                Err(e) => {
+                    clean = false;
+                    let _ = writeln!(
+                        std::io::stderr(),
+                        "jump: could not stop task {task}: {e}\njump: it will stop itself at \
+                         its TTL; or run `jump down --expired` later"
+                    );
+                }
             }
         }
         if let Some(dir) = owned.dir.take() {

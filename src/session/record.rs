@@ -8,14 +8,14 @@
 
 use std::time::SystemTime;
 
-use aws_sdk_ecs::types::{DesiredStatus, Task, TaskField};
+use aws_sdk_ecs::types::{ClusterField, DesiredStatus, Task, TaskField};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::provision::STARTED_BY;
 use super::wait::{private_ip, TaskFailed};
 use super::SessionId;
-use crate::aws::{ApiError, Clients};
+use crate::aws::{describe_cluster, ApiError, Clients};
 use crate::keys::{KeyError, SessionDir};
 use crate::plan::MAX_TTL;
 
@@ -133,14 +133,8 @@ pub enum Listing<'a> {
 /// Whether the cluster was made for jump's sessions alone (by `jump init` or the
 /// Terraform example), so that every task in it is a session or a stray.
 pub async fn dedicated_cluster(ecs: &aws_sdk_ecs::Client, cluster: &str) -> Result<bool, ApiError> {
-    let out = ecs
-        .describe_clusters()
-        .clusters(cluster)
-        .include(aws_sdk_ecs::types::ClusterField::Tags)
-        .send()
-        .await
-        .map_err(|e| ApiError::from_sdk("ecs:DescribeClusters", e))?;
-    Ok(out.clusters().iter().any(|c| {
+    let described = describe_cluster(ecs, cluster, &[ClusterField::Tags]).await?;
+    Ok(described.iter().any(|c| {
         c.tags().iter().any(|t| {
             t.key() == Some(TAG_MANAGED_BY) && DEDICATED_BY.contains(&t.value().unwrap_or_default())
         })
