@@ -85,6 +85,54 @@ pub fn revision_name(task_definition: &str) -> &str {
         .map_or(task_definition, |(_, name)| name)
 }
 
+/// The private ECR repository an image reference names
+/// (`ACCOUNT.dkr.ecr[-fips].REGION.amazonaws.com[.cn]/PATH[:TAG][@DIGEST]`), or none for an
+/// image from any other registry (public ECR included, which needs no permission).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EcrRepository {
+    pub account: String,
+    pub region: String,
+    pub name: String,
+    partition: &'static str,
+}
+
+impl EcrRepository {
+    pub fn of_image(image: &str) -> Option<EcrRepository> {
+        let (host, path) = image.split_once('/')?;
+        let path = path.split('@').next().unwrap_or_default();
+        let name = match path.rsplit_once(':') {
+            Some((name, tag)) if !tag.contains('/') => name,
+            _ => path,
+        };
+        let labels: Vec<&str> = host.split('.').collect();
+        let (account, region, suffix) = match labels.as_slice() {
+            [account, "dkr", "ecr" | "ecr-fips", region, suffix @ ..] => (account, region, suffix),
+            _ => return None,
+        };
+        let partition = match suffix {
+            ["amazonaws", "com", "cn"] => "aws-cn",
+            ["amazonaws", "com"] if region.starts_with("us-gov-") => "aws-us-gov",
+            ["amazonaws", "com"] => "aws",
+            _ => return None,
+        };
+        let digits = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
+        (digits && !region.is_empty() && !name.is_empty()).then(|| EcrRepository {
+            account: account.to_string(),
+            region: region.to_string(),
+            name: name.to_string(),
+            partition,
+        })
+    }
+
+    /// What `ecr:BatchGetImage` and `ecr:GetDownloadUrlForLayer` are authorised on.
+    pub fn arn(&self) -> String {
+        format!(
+            "arn:{}:ecr:{}:{}:repository/{}",
+            self.partition, self.region, self.account, self.name
+        )
+    }
+}
+
 /// The key's ARN: IAM matches `kms:Decrypt` and `kms:GenerateDataKey` against the key,
 /// never against an alias or a bare id.
 pub async fn key_arn(kms: &aws_sdk_kms::Client, key: &str) -> anyhow::Result<String> {
@@ -117,6 +165,41 @@ mod tests {
         assert_eq!(account.account, "111122223333");
         assert_eq!(account.role_arn("x"), "arn:aws-cn:iam::111122223333:role/x");
         assert!(Account::from_arn("garbage", "r").is_err());
+    }
+
+    #[test]
+    fn a_private_ecr_image_names_its_repository() {
+        let repo = |image: &str| EcrRepository::of_image(image).map(|r| r.arn());
+        assert_eq!(
+            repo("123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/jumphost:1").as_deref(),
+            Some("arn:aws:ecr:eu-west-1:123456789012:repository/team/jumphost")
+        );
+        let digest = format!("@sha256:{}", "a".repeat(64));
+        assert_eq!(
+            repo(&format!(
+                "123456789012.dkr.ecr.us-east-1.amazonaws.com/jumphost{digest}"
+            ))
+            .as_deref(),
+            Some("arn:aws:ecr:us-east-1:123456789012:repository/jumphost")
+        );
+        assert_eq!(
+            repo("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/j:2").as_deref(),
+            Some("arn:aws-cn:ecr:cn-north-1:123456789012:repository/j")
+        );
+        assert_eq!(
+            repo("123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com/j").as_deref(),
+            Some("arn:aws-us-gov:ecr:us-gov-west-1:123456789012:repository/j")
+        );
+        for other in [
+            "public.ecr.aws/amazonlinux/amazonlinux:2023",
+            "debian:bookworm-slim",
+            "jump/jumphost:latest",
+            "12345.dkr.ecr.eu-west-1.amazonaws.com/j:1",
+            "123456789012.dkr.ecr.eu-west-1.example.com/j:1",
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/",
+        ] {
+            assert_eq!(repo(other), None, "{other}");
+        }
     }
 
     #[test]

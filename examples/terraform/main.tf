@@ -19,6 +19,15 @@ locals {
   exec_logging = var.exec_log_group_name != null
   exec_kms     = var.kms_key_arn != null
 
+  # A private ECR image (ACCOUNT.dkr.ecr.REGION.amazonaws.com[.cn]/REPOSITORY[:TAG|@DIGEST])
+  # gets a pull grant on its own repository; an image from any other registry gets none.
+  ecr_image      = try(regex("^(\\d{12})\\.dkr\\.ecr(?:-fips)?\\.([a-z0-9-]+)\\.amazonaws\\.com(\\.cn)?/([^:@]+)", var.image), null)
+  ecr_repository = local.ecr_image == null ? "" : format(
+    "arn:%s:ecr:%s:%s:repository/%s",
+    local.ecr_image[2] == ".cn" ? "aws-cn" : (startswith(local.ecr_image[1], "us-gov-") ? "aws-us-gov" : "aws"),
+    local.ecr_image[1], local.ecr_image[0], local.ecr_image[3],
+  )
+
   # ---------------------------------------------------------------------------------------
   # Policy documents: ONE source of truth.
   #
@@ -34,11 +43,12 @@ locals {
   template_dir = "${path.module}/../../templates"
 
   role_templates = {
-    trust        = file("${local.template_dir}/ecs-tasks-trust-policy.json")
-    execution    = file("${local.template_dir}/execution-role-policy.json")
-    task         = file("${local.template_dir}/task-role-policy.json")
-    task_logging = file("${local.template_dir}/task-role-logging-policy.json")
-    task_kms     = file("${local.template_dir}/task-role-kms-policy.json")
+    trust         = file("${local.template_dir}/ecs-tasks-trust-policy.json")
+    execution     = file("${local.template_dir}/execution-role-policy.json")
+    execution_ecr = file("${local.template_dir}/execution-role-ecr-policy.json")
+    task          = file("${local.template_dir}/task-role-policy.json")
+    task_logging  = file("${local.template_dir}/task-role-logging-policy.json")
+    task_kms      = file("${local.template_dir}/task-role-kms-policy.json")
   }
 
   user_templates = {
@@ -55,6 +65,7 @@ locals {
     log_group      = aws_cloudwatch_log_group.sessions.name
     exec_log_group = local.exec_logging ? var.exec_log_group_name : ""
     kms_key_arn    = local.exec_kms ? var.kms_key_arn : ""
+    ecr_repository = local.ecr_repository
   }
 
   user_values = merge(local.role_values, {
@@ -202,6 +213,13 @@ resource "aws_iam_role_policy" "execution" {
   name   = "jump-execution"
   role   = aws_iam_role.execution.id
   policy = local.role_docs.execution
+}
+
+resource "aws_iam_role_policy" "execution_ecr" {
+  count  = local.ecr_repository != "" ? 1 : 0
+  name   = "jump-ecr-pull"
+  role   = aws_iam_role.execution.id
+  policy = local.role_docs.execution_ecr
 }
 
 resource "aws_iam_role" "task" {

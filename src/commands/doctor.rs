@@ -318,6 +318,9 @@ async fn examine_config(
     report.add(execution_role(clients, &plan.execution_role).await);
     let logs = (&plan.log_group, &plan.container_name);
     report.add(role::execution_checks(clients, &plan.execution_role, logs.0, logs.1).await);
+    if let Some(check) = role::pull_check(clients, &plan.execution_role, &plan.image).await {
+        report.add(check);
+    }
     report.add(identity::may_use(clients, principal, &plan, caller).await);
     let placement = Placement {
         subnets: plan.subnets.clone(),

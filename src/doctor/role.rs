@@ -1,7 +1,8 @@
 //! The task role: the identity the exec agent inside the task uses to open its channels,
-//! write session logs and decrypt the session key.
+//! write session logs and decrypt the session key; and the execution role, which ECS uses
+//! to pull the image and write the container's log stream.
 
-use crate::arn::{key_arn, Account};
+use crate::arn::{key_arn, Account, EcrRepository};
 use crate::aws::Clients;
 use crate::connect::exec_access::CHANNEL_ACTIONS;
 use crate::policy_sim::{denied, Question};
@@ -125,6 +126,31 @@ pub async fn execution_checks(
         "add templates/execution-role-policy.json to the execution role",
     )
     .await
+}
+
+/// What the execution role needs to pull a private ECR image: the registry token, then the
+/// manifest and layers of that one repository. Other registries need nothing from IAM.
+pub async fn pull_check(clients: &Clients, role: &str, image: &str) -> Option<Check> {
+    let repository = EcrRepository::of_image(image)?;
+    let arn = repository.arn();
+    Some(
+        simulate(
+            clients,
+            ("execution role", role),
+            "execution-role-ecr",
+            &[
+                Question::new(&["ecr:GetAuthorizationToken"], "*"),
+                Question::new(&["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], arn),
+            ],
+            &format!("pull {image}"),
+            &format!(
+                "run `jump init` for this image, or add templates/execution-role-ecr-policy.json \
+                 (for the repository {}) to the execution role",
+                repository.name
+            ),
+        )
+        .await,
+    )
 }
 
 /// A role ARN the account cannot be read from: its resource-scoped checks cannot be asked.

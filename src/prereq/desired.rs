@@ -15,12 +15,13 @@ use serde_json::Value;
 use super::input::Input;
 use super::network::{self, Network};
 use super::policy::{self, Template, TemplateError};
-use crate::arn::{key_arn, Account};
+use crate::arn::{key_arn, Account, EcrRepository};
 use crate::aws::{ApiError, Clients};
 use crate::exit::UsageError;
 
 /// Inline policy names init manages (and only these: other inline policies are left alone).
 pub const EXECUTION_POLICY: &str = "jump-execution";
+pub const ECR_POLICY: &str = "jump-ecr-pull";
 pub const EXEC_POLICY: &str = "jump-ecs-exec";
 pub const LOGGING_POLICY: &str = "jump-session-logging";
 pub const KMS_POLICY: &str = "jump-session-kms";
@@ -203,17 +204,25 @@ impl Desired {
         if let Some(arn) = &kms_key_arn {
             values.insert("kms_key_arn", arn.clone());
         }
+        // Only a private ECR image needs a pull grant, and only on its own repository.
+        let repository = EcrRepository::of_image(&input.image);
+        if let Some(repository) = &repository {
+            values.insert("ecr_repository", repository.arn());
+        }
         let trust = policy::TRUST.render(&values)?;
         let execution_role = RoleSpec {
             name: names.execution_role.clone(),
             description: EXECUTION_ROLE_DESCRIPTION,
             trust: trust.clone(),
-            policies: vec![PolicySpec::new(
-                EXECUTION_POLICY,
-                policy::EXECUTION,
-                true,
-                &values,
-            )?],
+            policies: vec![
+                PolicySpec::new(EXECUTION_POLICY, policy::EXECUTION, true, &values)?,
+                PolicySpec::new(
+                    ECR_POLICY,
+                    policy::EXECUTION_ECR,
+                    repository.is_some(),
+                    &values,
+                )?,
+            ],
         };
         let task_role = RoleSpec {
             name: names.task_role.clone(),
@@ -357,6 +366,38 @@ pub mod tests {
             kms.map(str::to_string),
         )
         .unwrap()
+    }
+
+    #[test]
+    fn only_a_private_ecr_image_gets_a_pull_grant_and_only_on_its_repository() {
+        let pulls = |image: &str| -> Option<Value> {
+            let d = desired(|i| i.image = image.into(), None);
+            let ecr = d
+                .execution_role
+                .policies
+                .iter()
+                .find(|p| p.name == ECR_POLICY);
+            ecr.expect("the ECR policy is always considered")
+                .document
+                .clone()
+        };
+        assert_eq!(pulls("public.ecr.aws/amazonlinux/amazonlinux:2023"), None);
+        assert_eq!(pulls("debian:bookworm-slim"), None);
+        let document = pulls("123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/jumphost:7")
+            .expect("a grant for an ECR image");
+        let statements = document["Statement"].as_array().unwrap();
+        assert_eq!(statements[0]["Action"], "ecr:GetAuthorizationToken");
+        assert_eq!(
+            statements[1]["Resource"],
+            "arn:aws:ecr:eu-west-1:123456789012:repository/team/jumphost"
+        );
+        let base = desired(|_| {}, None);
+        let text = base.execution_role.policies[0]
+            .document
+            .as_ref()
+            .unwrap()
+            .to_string();
+        assert!(!text.contains("ecr:"), "{text}");
     }
 
     #[test]

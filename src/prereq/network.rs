@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::arn::EcrRepository;
 use crate::aws::ApiError;
 use crate::exit::UsageError;
 use crate::plan::MAX_SUBNETS;
@@ -262,7 +263,7 @@ fn judge_endpoints(have: &[String], region: &str, image: &str) -> Endpoints {
         .map(|name| vpc::endpoint_service(region, name))
         .filter(|service| !have.contains(service))
         .collect();
-    let from_ecr = image.contains(&format!(".dkr.ecr.{region}.amazonaws.com/"));
+    let from_ecr = EcrRepository::of_image(image).is_some_and(|repo| repo.region == region);
     match (missing.is_empty(), from_ecr) {
         (true, true) => Endpoints::Suffice,
         (true, false) => Endpoints::Lack(format!(

@@ -21,6 +21,10 @@ pub const EXECUTION: Template = Template {
     file: "execution-role-policy.json",
     text: include_str!("../../templates/execution-role-policy.json"),
 };
+pub const EXECUTION_ECR: Template = Template {
+    file: "execution-role-ecr-policy.json",
+    text: include_str!("../../templates/execution-role-ecr-policy.json"),
+};
 pub const TASK: Template = Template {
     file: "task-role-policy.json",
     text: include_str!("../../templates/task-role-policy.json"),
@@ -134,12 +138,23 @@ mod tests {
                 "kms_key_arn",
                 "arn:aws:kms:eu-west-1:123456789012:key/k".to_string(),
             ),
+            (
+                "ecr_repository",
+                "arn:aws:ecr:eu-west-1:123456789012:repository/jumphost".to_string(),
+            ),
         ])
     }
 
     #[test]
     fn every_role_template_renders_completely() {
-        for template in [TRUST, EXECUTION, TASK, TASK_LOGGING, TASK_KMS] {
+        for template in [
+            TRUST,
+            EXECUTION,
+            EXECUTION_ECR,
+            TASK,
+            TASK_LOGGING,
+            TASK_KMS,
+        ] {
             let document = template.render(&values()).unwrap();
             let text = document.to_string();
             assert!(!text.contains("{{"), "{}: {text}", template.file);

@@ -805,3 +805,108 @@ fn init_in_the_default_vpc_gives_jumphosts_a_public_ip() {
         .expect("jump runs");
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// A private ECR image: init lets the execution role pull from that repository and no
+/// other, so a jump.toml pointed at another repository fails to start, as on AWS, and
+/// doctor says why before anyone tries; an image from elsewhere gets no ECR grant at all.
+#[test]
+fn init_lets_the_execution_role_pull_only_the_jumphost_repository() {
+    let init = Init::new("init-ecr");
+    let registry = format!(
+        "123456789012.dkr.ecr.{}.amazonaws.com",
+        init.world.sandbox_var("AWS_REGION")
+    );
+    let image = format!("{registry}/{}/jumphost:1", init.name);
+    let report = init.json(&["--yes", "--image", &image]);
+    assert_eq!(report["applied"], true, "{report}");
+    let role = format!("{}-task-execution", init.name);
+    let policies = init.aws(&["iam", "list-role-policies", "--role-name", &role]);
+    let mut names: Vec<&str> = policies["PolicyNames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["jump-ecr-pull", "jump-execution"]);
+    let grant = init.aws(&[
+        "iam",
+        "get-role-policy",
+        "--role-name",
+        &role,
+        "--policy-name",
+        "jump-ecr-pull",
+    ]);
+    let grant = document(&grant["PolicyDocument"]);
+    assert_eq!(
+        grant["Statement"][1]["Resource"],
+        format!(
+            "arn:aws:ecr:{}:123456789012:repository/{}/jumphost",
+            init.world.sandbox_var("AWS_REGION"),
+            init.name
+        ),
+        "{grant}"
+    );
+
+    let up = |config: &PathBuf| {
+        init.world
+            .jump_with_only_config()
+            .args(["up", "--config"])
+            .arg(config)
+            .args(["--", "true"])
+            .output()
+            .expect("jump runs")
+    };
+    let out = up(&init.config);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+
+    // The same account, a jump.toml naming another repository: nothing pulls it.
+    let text = std::fs::read_to_string(&init.config).unwrap();
+    let elsewhere = init.world.home.path().join("elsewhere.toml");
+    let other = format!("{registry}/payments/jumphost:1");
+    std::fs::write(&elsewhere, text.replace(&image, &other)).unwrap();
+    let doctor = init
+        .world
+        .jump_with_only_config()
+        .args(["doctor", "--json", "--config"])
+        .arg(&elsewhere)
+        .output()
+        .expect("jump runs");
+    let checks: Value = serde_json::from_slice(&doctor.stdout).expect("doctor prints JSON");
+    let pull = checks["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "execution-role-ecr")
+        .expect("doctor checks the pull")
+        .clone();
+    assert_eq!(pull["status"], "FAIL", "{pull}");
+    assert!(pull.to_string().contains("ecr:BatchGetImage"), "{pull}");
+    let out = up(&elsewhere);
+    expect_exit(&out, 75, "403 Forbidden");
+    expect_exit(&out, 75, &other);
+    let running = init.aws(&[
+        "ecs",
+        "list-tasks",
+        "--cluster",
+        &init.name,
+        "--desired-status",
+        "RUNNING",
+    ]);
+    assert_eq!(running["taskArns"], json!([]), "tasks left running");
+
+    // A public image: the grant goes.
+    let public = "public.ecr.aws/amazonlinux/amazonlinux:2023";
+    let report = init.json(&["--yes", "--image", public]);
+    let dropped = format!("{role}/jump-ecr-pull");
+    assert!(
+        changes(&report)
+            .iter()
+            .any(|(action, _, name)| action == "delete" && *name == dropped),
+        "{report}"
+    );
+    let policies = init.aws(&["iam", "list-role-policies", "--role-name", &role]);
+    assert_eq!(policies["PolicyNames"], json!(["jump-execution"]));
+    let report = init.json(&["--destroy", "--yes"]);
+    assert_eq!(report["applied"], true, "{report}");
+}

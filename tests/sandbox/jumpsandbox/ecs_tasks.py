@@ -40,8 +40,9 @@ from moto.iam.models import iam_backends
 from .awsproto import AwsError
 from .containers import CannotStart, cannot_start
 from .dataplane import ForgedHostKey, LogSink, MainProcess, task_environment
-from .images import Catalogue, Image, container_argv, pull_error
+from .images import Catalogue, Image, container_argv, parse, pull_error
 from .network import NetworkError
+from .registry_auth import pull_denial
 from .routes import pull_failure, reach
 from .taskdefs import FARGATE_SIZES, no_fargate_size
 from .validation import exec_role_error
@@ -376,8 +377,9 @@ class Task:
 class TaskService:
     """The sandbox's ECS task API and the lifecycle of every task."""
 
-    def __init__(self, network, state_dir, timing: Timing, containers=None):
+    def __init__(self, network, state_dir, timing: Timing, simulator, containers=None):
         self.network = network
+        self.simulator = simulator  # judges what the execution role may pull
         self.state_dir = state_dir
         self.timing = timing
         self.containers = containers  # containers.Podman, when the jumphost image runs for real
@@ -813,6 +815,12 @@ class TaskService:
                 # Registry auth fails for the whole task; a pull, for its container.
                 blamed = container if unreachable.startswith("CannotPullContainerError") else None
                 self._fail_start(task, "TaskFailedToStart", unreachable, blamed)
+                return None
+        for container in task.containers:
+            denial = pull_denial(self.simulator, task.execution_role, parse(container.image), task.id)
+            if denial:
+                reason, blamed = denial
+                self._fail_start(task, "TaskFailedToStart", reason, container if blamed else None)
                 return None
         for container in task.containers:
             if self.images.resolve(container.image) is None:

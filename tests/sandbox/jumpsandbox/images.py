@@ -16,12 +16,14 @@ on the sandbox host's own filesystem, so `/bin/bash` is the host's; what
 matters is that the same argv runs that Docker would run.
 """
 
+import re
 import threading
 from dataclasses import dataclass
 
 from .dataplane import ENTRYPOINT
 
 DOCKER_HUB = "docker.io"
+ECR_REGISTRY = re.compile(r"^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com$")
 _HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io"}
 
 
@@ -50,6 +52,29 @@ class Reference:
         if self.digest:
             return f"{self.repository}:{self.tag}@{self.digest}" if self.tag else f"{self.repository}@{self.digest}"
         return f"{self.repository}:{self.tag or 'latest'}"
+
+
+@dataclass(frozen=True)
+class EcrRepository:
+    """The private ECR repository of an image reference."""
+
+    account: str
+    region: str
+    name: str
+
+    @property
+    def host(self) -> str:
+        return f"{self.account}.dkr.ecr.{self.region}.amazonaws.com"
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:ecr:{self.region}:{self.account}:repository/{self.name}"
+
+
+def ecr_repository(ref: Reference) -> EcrRepository | None:
+    host, _, path = ref.repository.partition("/")
+    match = ECR_REGISTRY.match(host)
+    return EcrRepository(match.group(1), match.group(2), path) if match else None
 
 
 def parse(ref: str) -> Reference:

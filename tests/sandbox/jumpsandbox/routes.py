@@ -24,13 +24,11 @@ addresses in the messages are text.
 """
 
 import hashlib
-import re
 from dataclasses import dataclass
 
-from .images import DOCKER_HUB, parse
+from .images import DOCKER_HUB, ecr_repository, parse
 
 NAT, INTERNET_GATEWAY, NONE = "nat", "igw", "none"
-ECR_REGISTRY = re.compile(r"^\d{12}\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com$")
 # Docker Hub's references name docker.io; its registry API lives elsewhere.
 REGISTRY_HOSTS = {DOCKER_HUB: "registry-1.docker.io"}
 
@@ -126,10 +124,10 @@ def pull_failure(reach_: Reach, image: str, region: str) -> str | None:
         return None
     ref = parse(image)
     host, _, path = ref.repository.partition("/")
-    ecr = ECR_REGISTRY.match(host)
-    through_endpoints = ecr is not None and ecr.group(1) == region
+    ecr = ecr_repository(ref)
+    through_endpoints = ecr is not None and ecr.region == region
     if ecr is not None and not (through_endpoints and reach_.reaches("ecr.api")):
-        api = f"api.ecr.{ecr.group(1)}.amazonaws.com"
+        api = f"api.ecr.{ecr.region}.amazonaws.com"
         return (
             "ResourceInitializationError: unable to pull secrets or registry auth: execution resource retrieval "
             "failed: unable to retrieve ecr registry auth: service call has been retried 3 time(s): RequestError: "

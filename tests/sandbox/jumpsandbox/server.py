@@ -48,6 +48,7 @@ REGION = "us-east-1"
 TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
 ACCOUNT = "123456789012"
 LOG_GROUP = "/jump/sessions"
+ECR_REPOSITORY = "jump/jumphost"  # where the account keeps its jumphost image, if it uses ECR
 
 
 class QuietHandler(MotoRequestHandler):
@@ -133,7 +134,9 @@ def _default_vpc_internet(ec2) -> None:
 def _template(name: str) -> str:
     """A policy from templates/, filled for the sandbox's account, as `jump init` fills it."""
     text = (TEMPLATES / name).read_text()
-    for key, value in {"partition": "aws", "region": REGION, "account": ACCOUNT, "log_group": LOG_GROUP}.items():
+    values = {"partition": "aws", "region": REGION, "account": ACCOUNT, "log_group": LOG_GROUP,
+              "ecr_repository": f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/{ECR_REPOSITORY}"}
+    for key, value in values.items():
         text = text.replace("{{" + key + "}}", value)
     json.loads(text)  # a template that no longer parses must fail the start, loudly
     return text
@@ -147,12 +150,14 @@ def _bootstrap_roles(iam) -> dict:
     """
     trust = _template("ecs-tasks-trust-policy.json")
     arns = {}
-    for key, name, policy in (
-        ("task_role", "jump-sandbox-task", "task-role-policy.json"),
-        ("execution_role", "jump-sandbox-task-execution", "execution-role-policy.json"),
+    for key, name, policies in (
+        ("task_role", "jump-sandbox-task", ["task-role-policy.json"]),
+        ("execution_role", "jump-sandbox-task-execution",
+         ["execution-role-policy.json", "execution-role-ecr-policy.json"]),
     ):
         arns[key] = iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)["Role"]["Arn"]
-        iam.put_role_policy(RoleName=name, PolicyName="jump", PolicyDocument=_template(policy))
+        for policy in policies:
+            iam.put_role_policy(RoleName=name, PolicyName=policy[:-5], PolicyDocument=_template(policy))
     backdate_roles(arns.values())
     # The caller (moto's default credentials are user/moto) is the account's administrator.
     iam.create_user(UserName="moto")
@@ -203,11 +208,11 @@ def start(port: int, env_file: str | None, step: float, stop_on_eof: bool = Fals
     def next_db_address():
         return str(db_net.network_address + next(db_pool)), vpc_net.prefixlen, network.gateways[vpc_net]
 
-    tasks = TaskService(network, state_dir, Timing(step=step), podman)
+    simulator = PolicySimulator()
+    tasks = TaskService(network, state_dir, Timing(step=step), simulator, podman)
     services = ServiceScheduler(tasks)
     databases = Databases(network, state_dir, next_db_address)
     info = {"instance": instance, "vpc_cidr": str(vpc_net), "public_cidr": str(network.public_net)}
-    simulator = PolicySimulator()
     gateway = Gateway()
     sessions = SessionApi(tasks, gateway, simulator)
     moto_app = DomainDispatcherApplication(create_backend_app)

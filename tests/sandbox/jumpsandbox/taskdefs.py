@@ -11,6 +11,7 @@ port mapping's hostPort (ECS sets it to the containerPort).
 import re
 
 from .awsproto import AwsError
+from .images import ecr_repository, parse
 
 # (cpu units, allowed memory MiB) for Fargate, as documented by AWS.
 FARGATE_SIZES = {
@@ -97,3 +98,5 @@ def _check_fargate(p: dict, containers: list) -> None:
             driver = (c.get("logConfiguration") or {}).get("logDriver")
             if driver == "awslogs":
                 raise client_error("Fargate requires task definition to have execution role ARN to support log driver awslogs.")
+            if ecr_repository(parse(c.get("image") or "")):
+                raise client_error("Fargate requires task definition to have execution role ARN to support ECR images.")

@@ -428,14 +428,16 @@ def jump_account(aws):
         "task_role": f"arn:aws:iam::{ACCOUNT}:role/jump/jump-task-{suffix}",
         "execution_role": f"arn:aws:iam::{ACCOUNT}:role/jump-execution-{suffix}",
         "kms_key_arn": f"arn:aws:kms:{region}:{ACCOUNT}:key/{uuid.uuid4()}",
+        "ecr_repository": f"arn:aws:ecr:{region}:{ACCOUNT}:repository/team/jumphost",
     }
     trust = fill("ecs-tasks-trust-policy.json", values)
     aws.iam.create_role(RoleName=f"jump-task-{suffix}", Path="/jump/", AssumeRolePolicyDocument=trust)
     for name in ("task-role-policy.json", "task-role-logging-policy.json", "task-role-kms-policy.json"):
         aws.iam.put_role_policy(RoleName=f"jump-task-{suffix}", PolicyName=name[:-5], PolicyDocument=fill(name, values))
     aws.iam.create_role(RoleName=f"jump-execution-{suffix}", AssumeRolePolicyDocument=trust)
-    aws.iam.put_role_policy(RoleName=f"jump-execution-{suffix}", PolicyName="execution",
-                            PolicyDocument=fill("execution-role-policy.json", values))
+    for name in ("execution-role-policy.json", "execution-role-ecr-policy.json"):
+        aws.iam.put_role_policy(RoleName=f"jump-execution-{suffix}", PolicyName=name[:-5],
+                                PolicyDocument=fill(name, values))
     user = aws.iam.create_user(UserName=f"jump-user-{suffix}")["User"]
     for name in ("user-policy.json", "user-kms-policy.json"):
         policy = aws.iam.create_policy(PolicyName=f"{name[:-5]}-{suffix}", PolicyDocument=fill(name, values))
@@ -466,11 +468,14 @@ def test_task_role_templates_open_channels_write_transcripts_and_decrypt(aws, ju
     assert decision(aws, role, "ecs:RunTask") == "implicitDeny"
 
 
-def test_execution_role_template_pulls_images_and_writes_only_the_session_log_group(aws, jump_account):
-    role, logs = jump_account["execution_role"], jump_account["logs"]
-    pulls = ["ecr:GetAuthorizationToken", "ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer",
-             "ecr:BatchGetImage"]
-    assert decisions(aws, role, pulls) == {a: "allowed" for a in pulls}
+def test_execution_role_templates_pull_only_the_jumphost_image_and_write_only_the_session_log_group(aws, jump_account):
+    role, logs, repository = jump_account["execution_role"], jump_account["logs"], jump_account["ecr_repository"]
+    assert decision(aws, role, "ecr:GetAuthorizationToken") == "allowed"
+    pulls = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
+    assert decisions(aws, role, pulls, [repository]) == {a: "allowed" for a in pulls}
+    elsewhere = repository.replace("team/jumphost", "team/payments")
+    assert decisions(aws, role, pulls, [elsewhere]) == {a: "implicitDeny" for a in pulls}
+    assert decision(aws, role, "ecr:BatchCheckLayerAvailability", repository) == "implicitDeny"
     assert decision(aws, role, "logs:CreateLogGroup", f"{logs}/jump/sessions") == "allowed"
     stream = f"{logs}/jump/sessions:log-stream:jump/jumphost/0123"
     assert decisions(aws, role, ["logs:CreateLogStream", "logs:PutLogEvents"], [stream]) == {
