@@ -4,7 +4,8 @@ Why: `dockerfiles/jumphost` is what every ssh-mode user builds and pushes. The s
 it for every jumphost task, but through ECS's interface; here its own promises are checked
 directly: one host-key line, key-only logins, no sshd without keys, its TTL and idle rules.
 The image is built once per session (conftest.py) with `dockerfiles/jumphost/build --offline`
-(a local debootstrap base imported under the FROM name: no image registry is ever contacted)
+(a local debootstrap of the FROM line's Debian release stands in for its pinned base: no image
+registry is ever contacted)
 and run with podman through runc, configured as the sandbox runs it (jumpsandbox/containers.py).
 Containers run in network namespaces each test makes, holding only loopback, and are reached
 with `ip netns exec NAME ssh ... 127.0.0.1`.
