@@ -1,6 +1,6 @@
 //! `jump up`, `ssh`, `ls`, `down` against the shared sandbox.
 
-use crate::support::{expect_exit, shared, stderr, stdout, World, SERVER};
+use crate::support::{expect_exit, policy, shared, stderr, stdout, World, SERVER};
 
 #[test]
 fn command_output_and_exit_status_pass_through_and_nothing_is_left() {
@@ -297,16 +297,25 @@ fn a_task_dying_before_its_sshd_listens_is_reported_with_its_exit_code() {
 fn the_example_jump_toml_is_a_working_configuration() {
     let world = World::new(shared(), "example");
     let config = crate::support::repo().join("examples/jump.toml");
-    // The example's execution role, made just now: jump waits until ECS can assume it.
-    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
-    world.sandbox.aws(&[
-        "iam",
-        "create-role",
-        "--role-name",
+    // The example's execution role, made just now with jump's policies (its image is in
+    // ECR, so the pull grant too): jump waits until ECS can assume it.
+    let values = world.template_values();
+    let values: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let repository = "arn:aws:ecr:eu-west-1:123456789012:repository/jumphost";
+    let pull = [values.clone(), vec![("ecr_repository", repository)]].concat();
+    world.role(
         "jump-execution",
-        "--assume-role-policy-document",
-        trust,
-    ]);
+        &[
+            (
+                "jump-execution",
+                policy("execution-role-policy.json", &values),
+            ),
+            (
+                "jump-ecr-pull",
+                policy("execution-role-ecr-policy.json", &pull),
+            ),
+        ],
+    );
     let out = world
         .jump()
         .env_remove("JUMP_IMAGE")

@@ -16,7 +16,7 @@ def ctl(args) -> int:
     method, route, body = "POST", args.what, {}
     if args.what == "fault":
         route = "faults"
-        body = {"action": args.action, "count": args.count, "kind": args.kind}
+        body = {"action": args.action, "count": args.count, "kind": args.kind, "seconds": args.seconds}
         if args.service:
             body["service"] = args.service
     elif args.what == "task-fault":
@@ -101,7 +101,9 @@ def main() -> int:
     f.add_argument("action", help="API action, e.g. RunTask")
     f.add_argument("--service", help="only for this service (ecs, ec2, logs, sts, iam, ...)")
     f.add_argument("--count", type=int, default=1)
-    f.add_argument("--kind", default="throttle", choices=["throttle", "access-denied", "server-error"])
+    f.add_argument("--kind", default="throttle", choices=["throttle", "access-denied", "server-error", "hang"],
+                   help="hang: no answer for --seconds, then a server error")
+    f.add_argument("--seconds", type=float, default=60.0, help="hang: how long the call goes unanswered")
     t = what.add_parser("task-fault", help="make the next COUNT tasks fail to start or crash")
     t.add_argument("kind", choices=["pull-error", "crash", "logger-error", "wrong-host-key", "extra-host-key", "backdated-host-key"])
     t.add_argument("--count", type=int, default=1)

@@ -32,6 +32,7 @@ import io
 import json
 import sys
 import threading
+import time
 from dataclasses import asdict, dataclass
 
 from .awsproto import AwsError, error_response, json_response, preset_error, read_request, xml_response
@@ -40,6 +41,9 @@ from .ecs_tasks import RUN_FAILURES, TASK_FAULT_KINDS, RunFailure, TaskFault
 from .gateway import GatewayFaults
 from .taskdefs import check_registration
 from .validation import check_request
+
+
+HANG = "hang"  # a fault kind: no answer for a while, as from an endpoint that stopped responding
 
 
 @dataclass
@@ -51,8 +55,11 @@ class Fault:
     code: str | None = None  # or an explicit error
     status: int = 400
     message: str | None = None
+    seconds: float = 0.0  # hang: how long the call goes unanswered
 
     def error(self, service: str) -> AwsError:
+        if self.kind == HANG:
+            return preset_error(service, "server-error")
         if self.code:
             return AwsError(self.code, self.message or self.code, self.status)
         err = preset_error(service, self.kind)
@@ -68,23 +75,25 @@ class FaultBook:
 
     def add(self, spec: dict) -> Fault:
         kind = None if "code" in spec else spec.get("kind", "throttle")
-        if kind:
+        if kind and kind != HANG:
             preset_error("ecs", kind)  # rejects an unknown kind now, not at the call
         fault = Fault(
             spec["action"], spec.get("service"), int(spec.get("count", 1)), kind,
             spec.get("code"), int(spec.get("status", 400)), spec.get("message"),
+            float(spec.get("seconds", 60)),
         )
         with self.lock:
             self.rules.append(fault)
         return fault
 
-    def take(self, service: str, action: str) -> AwsError | None:
+    def take(self, service: str, action: str) -> tuple[AwsError, float] | None:
+        """The error this call gets, and how long it goes unanswered first; None for no fault."""
         with self.lock:
             for rule in self.rules:
                 if rule.action == action and rule.service in (None, service) and rule.count > 0:
                     rule.count -= 1
                     self.rules = [r for r in self.rules if r.count > 0]
-                    return rule.error(service)
+                    return rule.error(service), rule.seconds if rule.kind == HANG else 0.0
         return None
 
     def clear(self) -> None:
@@ -120,7 +129,9 @@ class SandboxApp:
             return self.moto_app(environ, start_response)
         fault = self.faults.take(request.service, request.action)
         if fault is not None:
-            return error_response(start_response, request.service, fault)
+            error, silence = fault
+            time.sleep(silence)  # a hang: the client's own timeout should give up first
+            return error_response(start_response, request.service, error)
         try:
             if request.service == "ecs" and request.action in SERVICE_ACTIONS:
                 return json_response(start_response, self._ecs_service(environ, request))
