@@ -359,6 +359,52 @@ fn the_official_plugin_in_a_terminal() {
     world.assert_nothing_left();
 }
 
+/// The plugin killed mid-session cannot put the terminal back as it found it (it set
+/// cbreak without echo): jump does, reports the plugin's end, and stops the task.
+#[test]
+fn a_killed_plugin_leaves_the_terminal_as_it_was() {
+    let world = World::new(shared(), "exec-tty-plugin-killed");
+    // After jump: the terminal's line discipline, then jump's own status.
+    let command = format!(
+        "up --mode exec --ssm-plugin {} -- sh -c 'echo plugin-up; sleep 60'; s=$?; \
+         echo \"modes:$(stty -a | tr ' ;' '\\n\\n' | grep -x -e '-*icanon' -e '-*echo' | tr '\\n' ' ')\"; \
+         (exit $s)",
+        crate::forward::PLUGIN
+    );
+    let term = Terminal::start(&world, &command);
+    term.wait_for("plugin-up");
+    let pane = term.tmux(&["display-message", "-p", "#{pane_pid}"]);
+    let shell = String::from_utf8_lossy(&pane.stdout).trim().to_string();
+    let child_of = |parent: &str| -> String {
+        let out = std::process::Command::new("pgrep")
+            .args(["-P", parent])
+            .output()
+            .expect("pgrep runs");
+        let pids = String::from_utf8_lossy(&out.stdout).into_owned();
+        pids.lines()
+            .next()
+            .unwrap_or_else(|| panic!("no child of {parent}"))
+            .to_string()
+    };
+    let jump = child_of(&shell);
+    let plugin = child_of(&jump);
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &plugin])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let shown = term.wait_for("jump-exited-");
+    let modes = shown.lines().find(|l| l.starts_with("modes:"));
+    assert_eq!(
+        modes.map(str::trim_end),
+        Some("modes:icanon echo"),
+        "screen:\n{shown}"
+    );
+    assert!(!shown.contains("jump-exited-0"), "screen:\n{shown}");
+    drop(term);
+    world.assert_nothing_left();
+}
+
 /// Drop, duplicate and delay on the gateway's side: every byte arrives, in order.
 #[test]
 fn a_faulty_channel_still_delivers_everything() {
