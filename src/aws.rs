@@ -209,6 +209,27 @@ impl Clients {
     }
 }
 
+/// Describes one task; `None` when ECS does not know it (yet, or any more).
+pub async fn describe_task(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    task_arn: &str,
+) -> Result<Option<aws_sdk_ecs::types::Task>, ApiError> {
+    let out = ecs
+        .describe_tasks()
+        .cluster(cluster)
+        .tasks(task_arn)
+        .include(aws_sdk_ecs::types::TaskField::Tags)
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ecs:DescribeTasks", e))?;
+    Ok(out.tasks().first().cloned())
+}
+
+crate::exit::exit_class!(Usage: NoRegion);
+
+crate::exit::exit_class!(Aws: ApiError);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,22 +12,16 @@
 //! | 76      | could not connect (host key missing or invalid, ssh failed)      |
 //! | 129/130/143 | ended by SIGHUP / SIGINT / SIGTERM (128 + signal number)     |
 //!
-//! Errors travel as `anyhow::Error`; the first recognised type in the chain decides
-//! the code, so context added on the way up never changes it.
+//! Errors travel as `anyhow::Error`. Each error type that decides the code says which in
+//! its own module ([`ExitClass`], usually through [`exit_class!`]); the first such error
+//! in the chain decides, so context added on the way up never changes it. This module
+//! knows none of them: the command layer lists the types it recognises
+//! (`commands::EXIT_CLASSES`).
+
+use std::error::Error;
 
 use thiserror::Error;
 
-use crate::aws::{ApiError, NoRegion};
-use crate::connect::exec::ExecError;
-use crate::connect::exec_access::AccessError;
-use crate::connect::forward::ForwardError;
-use crate::connect::plugin::PluginError;
-use crate::connect::ssh::ConnectError;
-use crate::keys::{BadHostKey, UnsafeStateDir};
-use crate::plan::PlanError;
-use crate::session::hostkey::HostKeyError;
-use crate::session::wait::TaskFailed;
-use crate::session::BadSessionId;
 use crate::signals::Signal;
 
 /// How `jump` ends.
@@ -61,36 +55,39 @@ impl Exit {
         }
     }
 
-    /// Classifies an error by the first recognised type in its chain.
-    pub fn for_error(err: &anyhow::Error) -> Exit {
+    /// The class of the first error in `err`'s chain that one of `classes` recognises;
+    /// an error nobody recognises is a bug.
+    pub fn for_error(err: &anyhow::Error, classes: &[Recognise]) -> Exit {
         err.chain()
-            .find_map(|cause| {
-                if cause.is::<PlanError>()
-                    || cause.is::<UsageError>()
-                    || cause.is::<NoRegion>()
-                    || cause.is::<BadSessionId>()
-                    || cause.is::<UnsafeStateDir>()
-                {
-                    Some(Exit::Usage)
-                } else if cause.is::<ApiError>() {
-                    Some(Exit::Aws)
-                } else if cause.is::<TaskFailed>() {
-                    Some(Exit::TaskFailed)
-                } else if cause.is::<HostKeyError>()
-                    || cause.is::<BadHostKey>()
-                    || cause.is::<ConnectError>()
-                    || cause.is::<ExecError>()
-                    || cause.is::<AccessError>()
-                    || cause.is::<ForwardError>()
-                    || cause.is::<PluginError>()
-                {
-                    Some(Exit::Connect)
-                } else {
-                    None
-                }
-            })
+            .find_map(|cause| classes.iter().find_map(|recognise| recognise(cause)))
             .unwrap_or(Exit::Internal)
     }
+}
+
+/// An error that knows how `jump` exits when it ends a command.
+pub trait ExitClass: Error + 'static {
+    fn exit_class(&self) -> Exit;
+}
+
+/// Declares the exit class of error types, beside their definitions:
+/// `exit_class!(Connect: BadHostKey);`.
+macro_rules! exit_class {
+    ($class:ident: $($error:ty),+) => {
+        $(impl $crate::exit::ExitClass for $error {
+            fn exit_class(&self) -> $crate::exit::Exit {
+                $crate::exit::Exit::$class
+            }
+        })+
+    };
+}
+pub(crate) use exit_class;
+
+/// Recognises one error type in a chain: see [`class_of`].
+pub type Recognise = fn(&(dyn Error + 'static)) -> Option<Exit>;
+
+/// The exit class of `cause` if it is an `E`.
+pub fn class_of<E: ExitClass>(cause: &(dyn Error + 'static)) -> Option<Exit> {
+    cause.downcast_ref::<E>().map(ExitClass::exit_class)
 }
 
 /// A request that cannot be carried out as asked; the message says what to do instead.
@@ -98,10 +95,10 @@ impl Exit {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+exit_class!(Usage: UsageError);
+
 #[cfg(test)]
 mod tests {
-    use anyhow::Context;
-
     use super::*;
 
     #[test]
@@ -120,13 +117,14 @@ mod tests {
     }
 
     #[test]
-    fn classification_sees_through_context() {
+    fn the_first_recognised_error_in_the_chain_decides() {
+        let classes: [Recognise; 1] = [class_of::<UsageError>];
         let err = anyhow::Error::from(UsageError("no".into())).context("while stopping");
-        assert_eq!(Exit::for_error(&err), Exit::Usage);
-        let err: anyhow::Error = Err::<(), _>(TaskFailed::Rejected { reason: "x".into() })
-            .context("starting")
-            .unwrap_err();
-        assert_eq!(Exit::for_error(&err), Exit::TaskFailed);
-        assert_eq!(Exit::for_error(&anyhow::anyhow!("boom")), Exit::Internal);
+        assert_eq!(Exit::for_error(&err, &classes), Exit::Usage);
+        assert_eq!(
+            Exit::for_error(&anyhow::anyhow!("boom"), &classes),
+            Exit::Internal
+        );
+        assert_eq!(Exit::for_error(&err, &[]), Exit::Internal);
     }
 }

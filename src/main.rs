@@ -11,7 +11,6 @@ mod commands;
 mod connect;
 mod doctor;
 mod exit;
-mod keys;
 mod output;
 mod plan;
 mod policy_sim;

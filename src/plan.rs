@@ -662,6 +662,8 @@ fn duration(raw: Raw<'_>) -> Result<Duration, String> {
     }
 }
 
+crate::exit::exit_class!(Usage: PlanError);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -72,11 +72,67 @@ where
     }
 }
 
+/// Calls `attempt` at most `tries` times while it fails in a way `passes` expects to go
+/// away (`waiting` hears about each retry); returns the last outcome. For calls that must
+/// be bounded by count rather than time, such as teardown's StopTask.
+pub async fn up_to<T, E, Fut>(
+    tries: u32,
+    mut backoff: Backoff,
+    mut attempt: impl FnMut() -> Fut,
+    passes: impl Fn(&E) -> bool,
+    mut waiting: impl FnMut(&E, u32),
+) -> Result<T, E>
+where
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut tried = 1;
+    loop {
+        match attempt().await {
+            Err(err) if tried < tries && passes(&err) => {
+                waiting(&err, tried);
+                tokio::time::sleep(backoff.next_delay()).await;
+                tried += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::cell::Cell;
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_count_bound_retry_stops_at_its_count_or_at_a_final_error() {
+        let calls = Cell::new(0);
+        let result: Result<(), &str> = up_to(
+            3,
+            quick(),
+            || {
+                calls.set(calls.get() + 1);
+                async { Err("busy") }
+            },
+            |e| *e == "busy",
+            |_, _| {},
+        )
+        .await;
+        assert_eq!((result, calls.get()), (Err("busy"), 3));
+        calls.set(0);
+        let result: Result<(), &str> = up_to(
+            3,
+            quick(),
+            || {
+                calls.set(calls.get() + 1);
+                async { Err("denied") }
+            },
+            |e| *e == "busy",
+            |_, _| {},
+        )
+        .await;
+        assert_eq!((result, calls.get()), (Err("denied"), 1));
+    }
 
     #[test]
     fn backoff_grows_to_ceiling() {

@@ -7,6 +7,7 @@
 
 use aws_sdk_ecs::types::{Task, TaskDefinition};
 
+use crate::aws::describe_task;
 use crate::aws::{ApiError, Clients};
 use crate::cli::{DoctorArgs, GlobalArgs};
 use crate::doctor::identity::Caller;
@@ -15,8 +16,10 @@ use crate::doctor::{cluster, identity, logs, network, role, task, Check, Report}
 use crate::exit::Exit;
 use crate::output::Output;
 use crate::plan::Layers;
+use crate::session::awslogs::AwsLogs;
+use crate::session::eni;
 use crate::session::record::{session_task, Whose};
-use crate::session::wait::{describe_task, newest, service_tasks};
+use crate::session::wait::{newest, service_tasks};
 use crate::session::SessionId;
 
 use super::layers;
@@ -217,69 +220,40 @@ async fn placement(
     def: &TaskDefinition,
     uses_kms: bool,
 ) -> Placement {
-    let detail = |name: &str| {
-        found
-            .attachments()
-            .iter()
-            .flat_map(|a| a.details())
-            .find(|d| d.name() == Some(name))
-            .and_then(|d| d.value())
-            .map(str::to_string)
-    };
     let mut placement = Placement {
-        subnets: detail("subnetId").into_iter().collect(),
+        subnets: eni::subnet_id(found).into_iter().collect(),
         security_groups: Vec::new(),
         public_ip: false,
-        uses_awslogs: awslogs(def).is_some(),
+        uses_awslogs: AwsLogs::of_task_definition(def).is_some(),
         uses_kms,
     };
-    if let Some(eni) = detail("networkInterfaceId") {
-        if let Ok(out) = clients
-            .ec2
-            .describe_network_interfaces()
-            .network_interface_ids(eni)
-            .send()
-            .await
-        {
-            if let Some(interface) = out.network_interfaces().first() {
-                placement.security_groups = interface
-                    .groups()
-                    .iter()
-                    .filter_map(|g| g.group_id().map(str::to_string))
-                    .collect();
-                placement.public_ip = interface
-                    .association()
-                    .and_then(|a| a.public_ip())
-                    .is_some();
-            }
-        }
+    let interface = match eni::interface_id(found) {
+        Some(id) => eni::describe(&clients.ec2, &id).await.ok().flatten(),
+        None => None,
+    };
+    if let Some(interface) = interface {
+        placement.security_groups = interface
+            .groups()
+            .iter()
+            .filter_map(|g| g.group_id().map(str::to_string))
+            .collect();
+        placement.public_ip = interface
+            .association()
+            .and_then(|a| a.public_ip())
+            .is_some();
     }
     placement
 }
 
-/// The awslogs group of the task definition and whether ECS may create it.
-fn awslogs(def: &TaskDefinition) -> Option<(String, bool)> {
-    def.container_definitions().iter().find_map(|c| {
-        let config = c.log_configuration()?;
-        if config.log_driver().as_str() != "awslogs" {
-            return None;
-        }
-        let options = config.options()?;
-        let group = options.get("awslogs-group")?.clone();
-        let create = options.get("awslogs-create-group").map(String::as_str) == Some("true");
-        Some((group, create))
-    })
-}
-
 async fn awslogs_group(clients: &Clients, def: &TaskDefinition) -> Option<Check> {
-    let (group, create) = awslogs(def)?;
+    let (_, destination) = AwsLogs::of_task_definition(def)?;
     Some(
         logs::group(
             clients,
             "log-group",
-            &group,
+            &destination.group,
             "the task's container output",
-            create,
+            destination.create_group,
         )
         .await,
     )

@@ -20,9 +20,9 @@ use super::{cluster, layers, short_owner};
 use crate::aws::Clients;
 use crate::cli::{DownArgs, GlobalArgs};
 use crate::exit::{Exit, UsageError};
-use crate::keys::SessionDir;
 use crate::output::Output;
 use crate::session::guard::stop_task;
+use crate::session::keys::SessionDir;
 use crate::session::record::{
     dedicated_cluster, list, list_remote, Listing, RemoteSession, SessionRecord,
 };

@@ -8,7 +8,8 @@ use aws_sdk_ecs::types::Task;
 
 use crate::aws::Clients;
 use crate::cli::{ExecArgs, GlobalArgs};
-use crate::connect::exec::{self, ExecTarget};
+use crate::connect::exec;
+use crate::connect::target::ExecTarget;
 use crate::exit::{Exit, UsageError};
 use crate::output::Output;
 use crate::session::record::{session_task, Whose};

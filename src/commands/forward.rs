@@ -8,15 +8,16 @@ use std::net::TcpListener;
 
 use crate::aws::Clients;
 use crate::cli::{ClusterArgs, ForwardArgs, GlobalArgs};
-use crate::connect::exec::ExecTarget;
 use crate::connect::forward::{self, ForwardSpec};
+use crate::connect::target::ExecTarget;
 use crate::exit::{Exit, UsageError};
 use crate::output::Output;
 use crate::plan::Layers;
+use crate::session::lifecycle::Then;
 use crate::session::record::{session_task, Whose};
 use crate::session::SessionId;
 
-use super::up::{self, After};
+use super::up;
 use super::{cluster, layers, Context};
 
 pub async fn run(ctx: &mut Context, args: ForwardArgs) -> anyhow::Result<Exit> {
@@ -41,7 +42,7 @@ pub async fn run(ctx: &mut Context, args: ForwardArgs) -> anyhow::Result<Exit> {
             let work = through_session(ctx.global.clone(), ctx.output, cluster, id, specs);
             ctx.supervised(work).await
         }
-        None => up::run_plan(ctx, layers.into_plan()?, false, After::Forward(specs)).await,
+        None => up::run_plan(ctx, layers.into_plan()?, Then::Forward(specs)).await,
     }
 }
 

@@ -6,13 +6,14 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use super::cluster;
+use crate::aws::describe_task;
 use crate::aws::{log_page_from_head, ApiError, Clients};
 use crate::cli::{GlobalArgs, LogsArgs};
 use crate::exit::Exit;
 use crate::output::Output;
+use crate::session::awslogs::AwsLogs;
 use crate::session::record::{session_task, Whose};
-use crate::session::wait::describe_task;
-use crate::session::{task_id, SessionId};
+use crate::session::SessionId;
 
 const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -77,16 +78,15 @@ async fn log_stream(
         .task_definition()
         .and_then(|d| d.container_definitions().first())
         .context("the task definition has no containers")?;
-    let options = container
-        .log_configuration()
-        .filter(|c| c.log_driver().as_str() == "awslogs")
-        .and_then(|c| c.options())
-        .context("the task's container does not log to CloudWatch Logs (awslogs)")?;
-    let group = options.get("awslogs-group").context("no awslogs-group")?;
     let name = container.name().unwrap_or_default();
-    let stream = match options.get("awslogs-stream-prefix") {
-        Some(prefix) => format!("{prefix}/{name}/{}", task_id(task_arn)),
-        None => task_id(task_arn).to_string(),
-    };
-    Ok((group.clone(), stream))
+    let logs = AwsLogs::of_container(container)
+        .context("the task's container does not log to CloudWatch Logs (awslogs)")?;
+    let stream = logs.stream(name, task_arn).with_context(|| {
+        format!(
+            "the task's container logs to {} without an awslogs-stream-prefix, so its stream \
+             is named after a container id jump cannot know",
+            logs.group
+        )
+    })?;
+    Ok((logs.group, stream))
 }

@@ -16,12 +16,41 @@ use std::io::Write;
 use anyhow::Context as _;
 use clap::CommandFactory;
 
+use crate::aws::{ApiError, NoRegion};
 use crate::cli::{Cli, ClusterArgs, Command, DownArgs, GlobalArgs};
-use crate::exit::Exit;
+use crate::connect::exec_access::AccessError;
+use crate::connect::forward::ForwardError;
+use crate::connect::plugin::PluginError;
+use crate::connect::ssh::ConnectError;
+use crate::connect::target::ExecError;
+use crate::exit::{class_of, Exit, Recognise, UsageError};
 use crate::output::Output;
 use crate::plan::Layers;
+use crate::plan::PlanError;
 use crate::session::guard::Guard;
+use crate::session::hostkey::HostKeyError;
+use crate::session::keys::{BadHostKey, UnsafeStateDir};
+use crate::session::wait::TaskFailed;
+use crate::session::BadSessionId;
 use crate::signals::{supervise, ChildPid, Outcome, Signal, Signals};
+
+/// Every error type that decides jump's exit code; each says which in its own module.
+const EXIT_CLASSES: &[Recognise] = &[
+    class_of::<PlanError>,
+    class_of::<UsageError>,
+    class_of::<NoRegion>,
+    class_of::<BadSessionId>,
+    class_of::<UnsafeStateDir>,
+    class_of::<ApiError>,
+    class_of::<TaskFailed>,
+    class_of::<HostKeyError>,
+    class_of::<BadHostKey>,
+    class_of::<ConnectError>,
+    class_of::<ExecError>,
+    class_of::<AccessError>,
+    class_of::<ForwardError>,
+    class_of::<PluginError>,
+];
 
 /// How long teardown may take before jump gives up and says what it left behind.
 const TEARDOWN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(45);
@@ -100,7 +129,7 @@ pub async fn run(cli: Cli) -> Exit {
     match result {
         Ok(exit) => exit,
         Err(err) => {
-            let exit = Exit::for_error(&err);
+            let exit = Exit::for_error(&err, EXIT_CLASSES);
             output.error(&err, exit.code());
             exit
         }
@@ -198,6 +227,28 @@ fn short_owner(arn: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_decide_their_exit_class_through_context() {
+        let err = anyhow::Error::from(UsageError("no".into())).context("while stopping");
+        assert_eq!(Exit::for_error(&err, EXIT_CLASSES), Exit::Usage);
+        let err: anyhow::Error = Err::<(), _>(TaskFailed::Rejected { reason: "x".into() })
+            .context("starting")
+            .unwrap_err();
+        assert_eq!(Exit::for_error(&err, EXIT_CLASSES), Exit::TaskFailed);
+        let api = ApiError {
+            operation: "ecs:RunTask",
+            code: Some("AccessDenied".into()),
+            message: "no".into(),
+            transient: false,
+        };
+        let err = anyhow::Error::from(api).context("starting");
+        assert_eq!(Exit::for_error(&err, EXIT_CLASSES), Exit::Aws);
+        assert_eq!(
+            Exit::for_error(&anyhow::anyhow!("boom"), EXIT_CLASSES),
+            Exit::Internal
+        );
+    }
 
     #[test]
     fn owners_are_shortened() {

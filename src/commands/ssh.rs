@@ -5,14 +5,15 @@
 
 use std::time::Duration;
 
+use crate::aws::describe_task;
 use crate::aws::Clients;
 use crate::cli::{GlobalArgs, SshArgs};
 use crate::connect::ssh::{self, Target};
 use crate::exit::{Exit, UsageError};
-use crate::keys::{host_key_alias, SessionDir};
 use crate::output::Output;
+use crate::session::keys::{host_key_alias, SessionDir};
 use crate::session::record::SessionRecord;
-use crate::session::wait::{describe_task, TaskFailed};
+use crate::session::wait::TaskFailed;
 use crate::session::SessionId;
 use crate::signals::ChildPid;
 

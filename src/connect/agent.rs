@@ -13,9 +13,9 @@ use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use super::exec_access::diagnose;
+use crate::aws::describe_task;
 use crate::aws::{ApiError, Clients};
 use crate::retry::{self, Backoff};
-use crate::session::wait::describe_task;
 
 /// How long after the agent's start a "not connected" is taken for Session Manager
 /// still catching up.

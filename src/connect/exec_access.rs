@@ -7,9 +7,9 @@
 
 use thiserror::Error;
 
+use crate::aws::describe_task;
 use crate::aws::Clients;
 use crate::policy_sim::{denied, Question};
-use crate::session::wait::describe_task;
 
 /// What the task role needs for ECS Exec's control and data channels.
 pub const CHANNEL_ACTIONS: [&str; 4] = [
@@ -80,3 +80,5 @@ pub async fn task_definition_role(ecs: &aws_sdk_ecs::Client, arn: &str) -> Optio
         .ok()?;
     out.task_definition()?.task_role_arn().map(str::to_string)
 }
+
+crate::exit::exit_class!(Connect: AccessError);

@@ -19,8 +19,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::aws::{ApiError, Clients};
 use crate::connect::agent::{self, Agent};
-use crate::connect::exec::{ssm_target, ExecTarget};
 use crate::connect::plugin::{Handoff, Listening};
+use crate::connect::target::{ssm_target, ExecTarget};
 use crate::exit::Exit;
 use crate::output::Output;
 use crate::ssm::channel::{Channel, Event};
@@ -400,6 +400,8 @@ pub async fn forward_all(
     futures_util::future::try_join_all(serving).await?;
     Ok(Exit::Success)
 }
+
+crate::exit::exit_class!(Connect: ForwardError);
 
 #[cfg(test)]
 mod tests {

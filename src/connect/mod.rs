@@ -7,3 +7,6 @@ pub mod exec_access;
 pub mod forward;
 pub mod plugin;
 pub mod ssh;
+pub mod target;
+mod terminal;
+mod wrapper;

@@ -19,9 +19,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 
 use crate::aws::Clients;
-use crate::connect::exec::{
-    pump_input, ssm_target, ExecError, ExecTarget, InputSink, Opened, SavedTerminal, Screen,
-};
+use crate::connect::target::{ssm_target, ExecError, ExecTarget, Opened};
+use crate::connect::terminal::SavedTerminal;
+use crate::connect::wrapper::{pump_input, InputSink, Screen};
 use crate::signals::ChildPid;
 
 /// The plugin prints this once its local listener accepts connections.
@@ -222,3 +222,5 @@ impl Listening {
         Err(ended(status).into())
     }
 }
+
+crate::exit::exit_class!(Connect: PluginError);

@@ -174,6 +174,8 @@ pub async fn run(
     Ok(code)
 }
 
+crate::exit::exit_class!(Connect: ConnectError);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,8 +4,8 @@ use crate::arn::Account;
 use crate::aws::Clients;
 use crate::plan::Plan;
 use crate::policy_sim::{denied, Context, Question};
-use crate::session::provision::{awslogs_stream, LOG_STREAM_PREFIX};
-use crate::session::record::{TAG_CONTENT_HASH, TAG_EXPIRES, TAG_OWNER, TAG_OWNER_ID, TAG_SESSION};
+use crate::session::awslogs::AwsLogs;
+use crate::session::tags::{TAG_CONTENT_HASH, TAG_EXPIRES, TAG_OWNER, TAG_OWNER_ID, TAG_SESSION};
 
 use super::Check;
 
@@ -220,9 +220,12 @@ fn launch_questions(account: &Account, plan: &Plan, caller: &Caller) -> Vec<Ques
     ]);
     // Any revision stands for the family's latest: the user policy allows `family:*`.
     let definition = account.task_definition(&plan.family, 1);
+    let logs = AwsLogs::jumphost(&plan.log_group);
     let stream = account.log_stream(
-        &plan.log_group,
-        &awslogs_stream(LOG_STREAM_PREFIX, &plan.container_name, ANY_TASK),
+        &logs.group,
+        &logs
+            .stream(&plan.container_name, ANY_TASK)
+            .unwrap_or_default(),
     );
     let mut questions = vec![
         Question::new(&["ecs:DescribeTaskDefinition"], "*").with_all(&caller.context()),

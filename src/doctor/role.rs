@@ -6,7 +6,7 @@ use crate::arn::{key_arn, Account, EcrRepository};
 use crate::aws::Clients;
 use crate::connect::exec_access::CHANNEL_ACTIONS;
 use crate::policy_sim::{denied, Question};
-use crate::session::provision::{awslogs_stream, LOG_STREAM_PREFIX};
+use crate::session::awslogs::AwsLogs;
 
 use super::cluster::ExecSettings;
 use super::Check;
@@ -112,7 +112,9 @@ pub async fn execution_checks(
     let task = format!("task/c/{ANY_TASK_ID}");
     let stream = account.log_stream(
         log_group,
-        &awslogs_stream(LOG_STREAM_PREFIX, container, &task),
+        &AwsLogs::jumphost(log_group)
+            .stream(container, &task)
+            .unwrap_or_default(),
     );
     simulate(
         clients,

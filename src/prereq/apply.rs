@@ -21,7 +21,7 @@ use super::survey::rule_targets;
 use super::{is_missing, MANAGED_BY, TAG_INIT_NAME, TAG_MANAGED_BY};
 use crate::aws::{ApiError, Clients};
 use crate::output::Progress;
-use crate::session::provision::tag;
+use crate::session::tags::tag;
 
 const SECURITY_GROUP_DESCRIPTION: &str = "jump jumphosts: no inbound";
 const ALERT_RULE_DESCRIPTION: &str =

@@ -30,7 +30,7 @@ use crate::aws::{ApiError, Clients};
 use desired::Names;
 use survey::Survey;
 
-pub use crate::session::record::{MANAGED_BY, TAG_MANAGED_BY};
+pub use crate::session::tags::{MANAGED_BY, TAG_MANAGED_BY};
 pub const TAG_INIT_NAME: &str = "jump:init-name";
 
 /// What `jump init` would change to put everything in place.

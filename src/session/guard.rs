@@ -14,12 +14,12 @@
 use std::future::Future;
 use std::io::Write;
 use std::sync::{Arc, Mutex as StdMutex};
-use std::time::Duration;
 
 use tokio::sync::Mutex;
 
 use crate::aws::ApiError;
-use crate::keys::SessionDir;
+use crate::retry::{self, Backoff};
+use crate::session::keys::SessionDir;
 
 /// Attempts for StopTask on transient errors, on top of the SDK's own retries.
 const STOP_ATTEMPTS: u32 = 4;
@@ -152,9 +152,7 @@ pub async fn stop_task(
     task_arn: &str,
     reason: &str,
 ) -> Result<(), ApiError> {
-    let mut delay = Duration::from_millis(500);
-    let mut attempt = 1;
-    loop {
+    let stop = || async {
         let result = ecs
             .stop_task()
             .cluster(cluster)
@@ -164,15 +162,16 @@ pub async fn stop_task(
             .await
             .map_err(|e| ApiError::from_sdk("ecs:StopTask", e));
         match result {
-            Ok(_) => return Ok(()),
-            Err(e) if e.is_not_found() => return Ok(()),
-            Err(e) if e.transient && attempt < STOP_ATTEMPTS => {
-                tracing::warn!(error = %e, attempt, "StopTask failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-                attempt += 1;
-            }
-            Err(e) => return Err(e),
+            Err(e) if e.is_not_found() => Ok(()),
+            other => other.map(|_| ()),
         }
-    }
+    };
+    retry::up_to(
+        STOP_ATTEMPTS,
+        Backoff::polling(),
+        stop,
+        |e: &ApiError| e.transient,
+        |e, attempt| tracing::warn!(error = %e, attempt, "StopTask failed; retrying"),
+    )
+    .await
 }

@@ -17,8 +17,8 @@ use ssh_key::PublicKey;
 use thiserror::Error;
 
 use crate::aws::{log_page_from_head, ApiError};
-use crate::keys::{parse_host_key_line, BadHostKey};
 use crate::retry::Backoff;
+use crate::session::keys::{parse_host_key_line, BadHostKey};
 
 /// Clocks of the task's host and of CloudWatch may differ by this much.
 const CLOCK_SKEW: Duration = Duration::from_secs(2);
@@ -155,6 +155,8 @@ async fn key_lines(
         token = next;
     }
 }
+
+crate::exit::exit_class!(Connect: HostKeyError);
 
 #[cfg(test)]
 mod tests {

@@ -1,11 +1,25 @@
-//! The AWS side of a session: provision a task, wait for it, read its host key, own its
-//! teardown, and find sessions again later (locally by record, remotely by tags).
+//! A session, from its launch to its teardown, and finding sessions again later.
+//!
+//! The layout follows the lifecycle: `source` (where the task comes from: jump's own
+//! task definition, `provision`, or a service's) → `launch` (the one RunTask) → `wait`
+//! (until it runs, or why not) → `hostkey` (ssh mode) → connect (`crate::connect`) →
+//! `guard` (teardown). `lifecycle` runs those steps for every command that starts a
+//! task. `record` finds sessions again (locally by record, remotely by `tags`), `keys`
+//! is the local session directory, and `awslogs` and `eni` read what ECS reports about a
+//! task's log stream and network interface.
 
+pub mod awslogs;
+pub mod eni;
 pub mod guard;
 pub mod hostkey;
+pub mod keys;
+pub mod launch;
+pub mod lifecycle;
 pub mod provision;
 pub mod record;
 mod reuse;
+pub mod source;
+pub mod tags;
 pub mod wait;
 
 use std::fmt;
@@ -67,6 +81,8 @@ impl fmt::Display for SessionId {
 pub fn task_id(task_arn: &str) -> &str {
     task_arn.rsplit('/').next().unwrap_or(task_arn)
 }
+
+crate::exit::exit_class!(Usage: BadSessionId);
 
 #[cfg(test)]
 mod tests {

@@ -1,4 +1,4 @@
-//! Provisioning: the task definition and the `RunTask` call.
+//! A cold jumphost: jump's own task definition, and what its RunTask carries.
 //!
 //! The task definition is rendered from `templates/taskdef.json` (embedded at build time)
 //! and registered only when its content changed: the rendered JSON is hashed, and the
@@ -7,19 +7,16 @@
 //! only a hint (anyone who may register the family can copy it): a revision is reused only
 //! when its whole description is what jump would register (`super::reuse`).
 //!
-//! `RunTask` tags the task with its owner, session id and expiry so any machine can find,
-//! list and clean up sessions later; the session's public key and limits travel as
+//! The jumphost's RunTask (`super::launch`) carries the session's public key and limits as
 //! container environment overrides (nothing secret: the private key stays local).
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use aws_sdk_ecs::operation::run_task::builders::RunTaskFluentBuilder;
-use aws_sdk_ecs::operation::run_task::RunTaskOutput;
 use aws_sdk_ecs::types::{
     AssignPublicIp, AwsVpcConfiguration, Compatibility, ContainerDefinition, ContainerOverride,
-    KeyValuePair, LaunchType, LogConfiguration, LogDriver, NetworkConfiguration, NetworkMode,
-    PortMapping, Tag, TaskDefinitionField, TaskOverride, TransportProtocol,
+    KeyValuePair, LogConfiguration, LogDriver, NetworkMode, PortMapping, TaskDefinitionField,
+    TransportProtocol,
 };
 use serde::Deserialize;
 use serde_json::Value;
@@ -28,14 +25,13 @@ use thiserror::Error;
 
 use crate::template::{self, Gap};
 
-use super::guard::Guard;
-use super::record::{TAG_CONTENT_HASH, TAG_EXPIRES, TAG_OWNER, TAG_OWNER_ID, TAG_SESSION};
+use super::awslogs::LOG_STREAM_PREFIX;
+use super::launch::RunSpec;
 use super::reuse;
-use super::wait::TaskFailed;
-use super::{task_id, SessionId};
+use super::tags::{session_tags, tag, TAG_CONTENT_HASH};
+use super::SessionId;
 use crate::aws::{ApiError, RawBody};
 use crate::plan::{Mode, Plan};
-use crate::retry::{self, Backoff};
 
 /// The task definition template, with `{{name}}` placeholders.
 const TASKDEF_TEMPLATE: &str = include_str!("../../templates/taskdef.json");
@@ -45,12 +41,6 @@ const TASKDEF_TEMPLATE: &str = include_str!("../../templates/taskdef.json");
 /// stock image's is a shell that exits at once without a terminal (or a server that
 /// never ends by itself); this keeps the task up, and ends it at its TTL and when idle.
 const EXEC_WATCHDOG: &str = include_str!("../../templates/exec-watchdog.sh");
-
-/// Marks tasks started by jump; `ListTasks` filters on it.
-pub const STARTED_BY: &str = "jump";
-
-/// The awslogs stream prefix; a task's stream is `<prefix>/<container>/<task id>`.
-pub const LOG_STREAM_PREFIX: &str = "jump";
 
 /// The template could not be rendered; a bug in the template, not in user input.
 #[derive(Debug, Error)]
@@ -130,16 +120,6 @@ pub fn template_values(plan: &Plan, region: &str) -> BTreeMap<&'static str, Stri
         ("region", region.to_string()),
         ("stream_prefix", LOG_STREAM_PREFIX.to_string()),
     ])
-}
-
-/// The CloudWatch Logs stream the awslogs driver writes a jumphost's output to.
-pub fn log_stream_name(container: &str, task_arn: &str) -> String {
-    awslogs_stream(LOG_STREAM_PREFIX, container, task_arn)
-}
-
-/// The stream name the awslogs driver uses with `awslogs-stream-prefix` = `prefix`.
-pub fn awslogs_stream(prefix: &str, container: &str, task_arn: &str) -> String {
-    format!("{prefix}/{container}/{}", task_id(task_arn))
 }
 
 /// Fills a template: placeholders in string values are substituted, and an object
@@ -310,10 +290,6 @@ fn container_definition(spec: &ContainerSpec) -> Result<ContainerDefinition, Tem
         .build())
 }
 
-pub fn tag(key: &str, value: &str) -> Tag {
-    Tag::builder().key(key).value(value).build()
-}
-
 /// Everything `RunTask` needs beyond the plan.
 #[derive(Debug, Clone)]
 pub struct Launch<'a> {
@@ -350,131 +326,37 @@ impl Launch<'_> {
     pub fn tags(&self) -> Vec<(&'static str, String)> {
         session_tags(self.owner, self.owner_id, self.session, self.expires)
     }
-}
 
-/// Tags that let `ls` and `down` find and judge a session's task from any machine.
-pub fn session_tags(
-    owner: &str,
-    owner_id: &str,
-    session: &SessionId,
-    expires: SystemTime,
-) -> Vec<(&'static str, String)> {
-    vec![
-        (TAG_OWNER, owner.to_string()),
-        (TAG_OWNER_ID, owner_id.to_string()),
-        (TAG_SESSION, session.to_string()),
-        (
-            TAG_EXPIRES,
-            humantime::format_rfc3339_seconds(expires).to_string(),
-        ),
-    ]
-}
-
-/// How long RunTask is retried while ECS reports capacity or ENI shortages.
-const RUN_TASK_BUDGET: Duration = Duration::from_secs(60);
-
-/// The started task's ARN, or ECS's reasons for not starting one.
-fn started_task(out: &RunTaskOutput) -> Result<String, TaskFailed> {
-    if let Some(arn) = out.tasks().first().and_then(|t| t.task_arn()) {
-        return Ok(arn.to_string());
-    }
-    let reasons: Vec<&str> = out
-        .failures()
-        .iter()
-        .map(|f| f.reason().unwrap_or("unknown reason"))
-        .collect();
-    let reason = out
-        .failures()
-        .iter()
-        .map(|f| {
-            format!(
-                "{}{}",
-                f.reason().unwrap_or("unknown reason"),
-                f.detail().map(|d| format!(" ({d})")).unwrap_or_default()
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ");
-    if !reasons.is_empty() && reasons.iter().all(|r| is_passing_shortage(r)) {
-        return Err(TaskFailed::Shortage { reason });
-    }
-    Err(TaskFailed::Rejected { reason })
-}
-
-/// Failure reasons that say "not now" rather than "not like this" (ECS API failure
-/// reasons): Fargate out of capacity in the zone, or short of ENIs or other resources.
-fn is_passing_shortage(reason: &str) -> bool {
-    reason.starts_with("RESOURCE:") || reason.contains("Capacity is unavailable")
-}
-
-/// Sends a RunTask request and returns the task's ARN, retrying with backoff (bounded)
-/// while ECS answers with a passing shortage. The one place jump calls RunTask. Each
-/// call goes through the guard on its own, so the guard owns whatever it starts, and a
-/// session that is being torn down starts nothing more (the guard refuses).
-pub async fn start_task(guard: &Guard, request: &RunTaskFluentBuilder) -> anyhow::Result<String> {
-    retry::until_settled(
-        RUN_TASK_BUDGET,
-        Backoff::settling(),
-        || {
-            let request = request.clone();
-            guard.launch(async move {
-                let out = request
-                    .send()
-                    .await
-                    .map_err(|e| ApiError::from_sdk("ecs:RunTask", e))?;
-                Ok(started_task(&out)?)
+    /// The RunTask call that starts this jumphost where the plan says.
+    pub fn run_spec(&self) -> Result<RunSpec, TemplateError> {
+        let plan = self.plan;
+        let network = AwsVpcConfiguration::builder()
+            .set_subnets(Some(plan.subnets.clone()))
+            .set_security_groups(Some(plan.security_groups.clone()))
+            .assign_public_ip(if plan.public {
+                AssignPublicIp::Enabled
+            } else {
+                AssignPublicIp::Disabled
             })
-        },
-        |err| matches!(err.downcast_ref(), Some(TaskFailed::Shortage { .. })),
-        |err| tracing::warn!("{err}; retrying"),
-    )
-    .await
-}
-
-/// Starts the task through the guard and returns its ARN.
-pub async fn run_task(
-    ecs: &aws_sdk_ecs::Client,
-    guard: &Guard,
-    launch: &Launch<'_>,
-) -> anyhow::Result<String> {
-    let plan = launch.plan;
-    let vpc = AwsVpcConfiguration::builder()
-        .set_subnets(Some(plan.subnets.clone()))
-        .set_security_groups(Some(plan.security_groups.clone()))
-        .assign_public_ip(if plan.public {
-            AssignPublicIp::Enabled
-        } else {
-            AssignPublicIp::Disabled
+            .build()?;
+        let mut container = ContainerOverride::builder().name(&plan.container_name);
+        for (name, value) in self.environment() {
+            container =
+                container.environment(KeyValuePair::builder().name(name).value(value).build());
+        }
+        Ok(RunSpec {
+            cluster: plan.cluster.clone(),
+            task_definition: self.task_definition_arn.to_string(),
+            network,
+            // ECS refuses ECS Exec without a task role; ssh mode may run without one.
+            exec: plan.task_role.is_some(),
+            container: container.build(),
+            task_role: None,
+            cpu: None,
+            memory: None,
+            tags: self.tags(),
         })
-        .build()
-        .map_err(TemplateError::from)?;
-    let mut container = ContainerOverride::builder().name(&plan.container_name);
-    for (name, value) in launch.environment() {
-        container = container.environment(KeyValuePair::builder().name(name).value(value).build());
     }
-    let mut request = ecs
-        .run_task()
-        .cluster(&plan.cluster)
-        .task_definition(launch.task_definition_arn)
-        .launch_type(LaunchType::Fargate)
-        .count(1)
-        // ECS refuses ECS Exec without a task role; ssh mode may run without one.
-        .enable_execute_command(plan.task_role.is_some())
-        .started_by(STARTED_BY)
-        .network_configuration(
-            NetworkConfiguration::builder()
-                .awsvpc_configuration(vpc)
-                .build(),
-        )
-        .overrides(
-            TaskOverride::builder()
-                .container_overrides(container.build())
-                .build(),
-        );
-    for (key, value) in launch.tags() {
-        request = request.tags(tag(key, &value));
-    }
-    start_task(guard, &request).await
 }
 
 #[cfg(test)]
@@ -483,6 +365,7 @@ mod tests {
 
     use super::*;
     use crate::plan::Layers;
+    use crate::session::tags::{TAG_EXPIRES, TAG_OWNER, TAG_SESSION};
 
     /// A plan from a minimal jump.toml plus `extra` (which may name its own image).
     fn plan(extra: &str) -> Plan {
@@ -578,14 +461,6 @@ mod tests {
         assert_eq!(a.content_hash, b.content_hash);
         assert_ne!(a.content_hash, c.content_hash);
         assert_ne!(a.content_hash, d.content_hash);
-    }
-
-    #[test]
-    fn log_stream_follows_awslogs_naming() {
-        assert_eq!(
-            log_stream_name("jumphost", "arn:aws:ecs:r:1:task/c/0123abcd"),
-            "jump/jumphost/0123abcd"
-        );
     }
 
     #[test]

@@ -12,23 +12,13 @@ use aws_sdk_ecs::types::{ClusterField, DesiredStatus, Task, TaskField};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::provision::STARTED_BY;
-use super::wait::{private_ip, TaskFailed};
+use super::eni::private_ip;
+use super::tags::{SessionTags, DEDICATED_BY, STARTED_BY, TAG_MANAGED_BY};
+use super::wait::TaskFailed;
 use super::SessionId;
 use crate::aws::{describe_cluster, ApiError, Clients};
-use crate::keys::{KeyError, SessionDir};
 use crate::plan::MAX_TTL;
-
-pub const TAG_OWNER: &str = "jump:owner";
-pub const TAG_OWNER_ID: &str = "jump:owner-id";
-pub const TAG_SESSION: &str = "jump:session";
-pub const TAG_EXPIRES: &str = "jump:expires";
-pub const TAG_CONTENT_HASH: &str = "jump:content-hash";
-/// Who made a resource: `jump init` ([`MANAGED_BY`]) or the Terraform example.
-pub const TAG_MANAGED_BY: &str = "jump:managed-by";
-pub const MANAGED_BY: &str = "jump-init";
-/// Clusters with one of these `jump:managed-by` values exist for jump's sessions alone.
-const DEDICATED_BY: [&str; 2] = [MANAGED_BY, "terraform"];
+use crate::session::keys::{KeyError, SessionDir};
 
 const RECORD_FILE: &str = "session.json";
 
@@ -84,38 +74,6 @@ impl SessionRecord {
         };
         let text = std::fs::read_to_string(&path).map_err(|e| read(e.to_string()))?;
         serde_json::from_str(&text).map_err(|e| read(e.to_string()))
-    }
-}
-
-/// The jump tags of one task, parsed leniently: a task with foreign or damaged tags is
-/// still listed, just with less detail.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SessionTags {
-    pub session: Option<SessionId>,
-    pub owner: Option<String>,
-    /// The owner's IAM user id, which the user policy makes unforgeable.
-    pub owner_id: Option<String>,
-    pub expires: Option<SystemTime>,
-}
-
-impl SessionTags {
-    pub fn parse<'a>(tags: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        let mut parsed = SessionTags::default();
-        for (key, value) in tags {
-            match key {
-                TAG_SESSION => parsed.session = value.parse().ok(),
-                TAG_OWNER => parsed.owner = Some(value.to_string()),
-                TAG_OWNER_ID => parsed.owner_id = Some(value.to_string()),
-                TAG_EXPIRES => parsed.expires = humantime::parse_rfc3339_weak(value).ok(),
-                _ => {}
-            }
-        }
-        parsed
-    }
-
-    /// True when the session's expiry has passed at `now`.
-    pub fn is_expired(&self, now: SystemTime) -> bool {
-        self.expires.is_some_and(|at| at <= now)
     }
 }
 

@@ -9,11 +9,12 @@
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_sdk_ecs::types::{Container, DesiredStatus, Task, TaskField};
+use aws_sdk_ecs::types::{Container, DesiredStatus, Task};
 use thiserror::Error;
 
-use super::provision::awslogs_stream;
-use crate::aws::{ApiError, Clients};
+use super::awslogs::AwsLogs;
+use super::eni;
+use crate::aws::{describe_task, ApiError, Clients};
 use crate::retry::{self, Backoff};
 
 /// How many log lines a stopped-task error shows.
@@ -142,52 +143,13 @@ pub struct WaitSpec<'a> {
     pub cluster: &'a str,
     pub task_arn: &'a str,
     pub container: &'a str,
-    /// Where the container's awslogs driver writes: group and stream prefix. Empty when
-    /// it logs elsewhere, and then a stopped task's error carries no log lines.
-    pub log_group: &'a str,
-    pub log_stream_prefix: &'a str,
+    /// Where the container's awslogs driver writes; without it (or without a stream
+    /// prefix) a stopped task's error carries no log lines.
+    pub logs: Option<&'a AwsLogs>,
     pub public: bool,
     /// Also wait for the ECS Exec agent (exec mode connects through it).
     pub exec_agent: bool,
     pub timeout: Duration,
-}
-
-/// The task's private IP from its ENI attachment, or else from its container.
-pub fn private_ip(task: &Task) -> Option<String> {
-    eni_detail(task, "privateIPv4Address").or_else(|| {
-        task.containers()
-            .iter()
-            .flat_map(|c| c.network_interfaces())
-            .find_map(|n| n.private_ipv4_address())
-            .map(str::to_string)
-    })
-}
-
-fn eni_detail(task: &Task, name: &str) -> Option<String> {
-    task.attachments()
-        .iter()
-        .filter(|a| a.r#type() == Some("ElasticNetworkInterface"))
-        .flat_map(|a| a.details())
-        .find(|d| d.name() == Some(name))
-        .and_then(|d| d.value())
-        .map(str::to_string)
-}
-
-/// Describes one task; `None` when ECS does not know it (yet, or any more).
-pub async fn describe_task(
-    ecs: &aws_sdk_ecs::Client,
-    cluster: &str,
-    task_arn: &str,
-) -> Result<Option<Task>, ApiError> {
-    let out = ecs
-        .describe_tasks()
-        .cluster(cluster)
-        .tasks(task_arn)
-        .include(TaskField::Tags)
-        .send()
-        .await
-        .map_err(|e| ApiError::from_sdk("ecs:DescribeTasks", e))?;
-    Ok(out.tasks().first().cloned())
 }
 
 /// Polls until the task runs and has the addresses we need, reporting each new status
@@ -234,17 +196,17 @@ async fn endpoint(
     spec: &WaitSpec<'_>,
     task: &Task,
 ) -> Result<Option<Endpoint>, ApiError> {
-    let Some(private_ip) = private_ip(task) else {
+    let Some(private_ip) = eni::private_ip(task) else {
         return Ok(None);
     };
     if spec.exec_agent && !exec_agent_running(task, None) {
         return Ok(None);
     }
     let public_ip = if spec.public {
-        let Some(eni) = eni_detail(task, "networkInterfaceId") else {
+        let Some(eni) = eni::interface_id(task) else {
             return Ok(None);
         };
-        match public_ip(&clients.ec2, &eni).await? {
+        match eni::public_ip(&clients.ec2, &eni).await? {
             Some(ip) => Some(ip),
             None => return Ok(None),
         }
@@ -318,20 +280,6 @@ pub fn newest<'a>(tasks: impl IntoIterator<Item = &'a Task>) -> Option<&'a Task>
         .max_by_key(|t| t.started_at().map(|d| (d.secs(), d.subsec_nanos())))
 }
 
-async fn public_ip(ec2: &aws_sdk_ec2::Client, eni: &str) -> Result<Option<String>, ApiError> {
-    let out = ec2
-        .describe_network_interfaces()
-        .network_interface_ids(eni)
-        .send()
-        .await
-        .map_err(|e| ApiError::from_sdk("ec2:DescribeNetworkInterfaces", e))?;
-    Ok(out
-        .network_interfaces()
-        .iter()
-        .find_map(|n| n.association().and_then(|a| a.public_ip()))
-        .map(str::to_string))
-}
-
 /// Returns once the task has stopped, with why: raced against a wait for something the
 /// task provides (its host key, its sshd), so that a task dying meanwhile ends the wait
 /// at once with its own reason instead of at the deadline with a vaguer one.
@@ -354,11 +302,13 @@ pub async fn stopped_error(clients: &Clients, spec: &WaitSpec<'_>, task: &Task) 
         .iter()
         .find(|c| c.name() == Some(spec.container))
         .or_else(|| task.containers().first());
-    let log_stream = awslogs_stream(spec.log_stream_prefix, spec.container, spec.task_arn);
-    let logs = if spec.log_group.is_empty() {
-        Vec::new()
-    } else {
-        recent_logs(&clients.logs, spec.log_group, &log_stream).await
+    let stream = spec.logs.and_then(|logs| {
+        let name = logs.stream(spec.container, spec.task_arn)?;
+        Some((logs.group.as_str(), name))
+    });
+    let logs = match &stream {
+        Some((group, name)) => recent_logs(&clients.logs, group, name).await,
+        None => Vec::new(),
     };
     TaskFailed::Stopped(Box::new(StoppedTask {
         task_arn: spec.task_arn.to_string(),
@@ -366,11 +316,7 @@ pub async fn stopped_error(clients: &Clients, spec: &WaitSpec<'_>, task: &Task) 
         stop_code: task.stop_code().map(|c| c.as_str().to_string()),
         container_reason: container.and_then(|c| c.reason()).map(str::to_string),
         exit_code: container.and_then(|c| c.exit_code()),
-        log_stream: if spec.log_group.is_empty() {
-            String::new()
-        } else {
-            format!("{}:{log_stream}", spec.log_group)
-        },
+        log_stream: stream.map_or_else(String::new, |(group, name)| format!("{group}:{name}")),
         logs,
     }))
 }
@@ -403,49 +349,11 @@ async fn recent_logs(
     }
 }
 
+crate::exit::exit_class!(TaskFailed: TaskFailed);
+
 #[cfg(test)]
 mod tests {
-    use aws_sdk_ecs::types::{Attachment, Container, KeyValuePair, NetworkInterface};
-
     use super::*;
-
-    fn detail(name: &str, value: &str) -> KeyValuePair {
-        KeyValuePair::builder().name(name).value(value).build()
-    }
-
-    fn container_with_ip(ip: &str) -> Container {
-        Container::builder()
-            .network_interfaces(NetworkInterface::builder().private_ipv4_address(ip).build())
-            .build()
-    }
-
-    #[test]
-    fn private_ip_prefers_eni_attachment() {
-        let task = Task::builder()
-            .attachments(
-                Attachment::builder()
-                    .r#type("ElasticNetworkInterface")
-                    .details(detail("networkInterfaceId", "eni-1"))
-                    .details(detail("privateIPv4Address", "10.0.0.7"))
-                    .build(),
-            )
-            .containers(container_with_ip("10.0.0.8"))
-            .build();
-        assert_eq!(private_ip(&task).as_deref(), Some("10.0.0.7"));
-        assert_eq!(
-            eni_detail(&task, "networkInterfaceId").as_deref(),
-            Some("eni-1")
-        );
-    }
-
-    #[test]
-    fn private_ip_falls_back_to_container() {
-        let task = Task::builder()
-            .containers(container_with_ip("10.0.0.8"))
-            .build();
-        assert_eq!(private_ip(&task).as_deref(), Some("10.0.0.8"));
-        assert_eq!(private_ip(&Task::builder().build()), None);
-    }
 
     #[test]
     fn stopped_message_carries_details() {

@@ -1,6 +1,6 @@
 //! `jump up`, `ssh`, `ls`, `down` against the shared sandbox.
 
-use crate::support::{expect_exit, policy, shared, stderr, stdout, World, SERVER};
+use crate::support::{expect_exit, policy, shared, stderr, stdout, Sandbox, World, SERVER};
 
 #[test]
 fn command_output_and_exit_status_pass_through_and_nothing_is_left() {
@@ -295,7 +295,11 @@ fn a_task_dying_before_its_sshd_listens_is_reported_with_its_exit_code() {
 
 #[test]
 fn the_example_jump_toml_is_a_working_configuration() {
-    let world = World::new(shared(), "example");
+    // A sandbox of its own, whose IAM takes long enough to propagate that jump must wait
+    // for the role below however slowly this machine gets to RunTask.
+    let sandbox = Sandbox::start(0.2);
+    sandbox.ctl(&["timing", "--iam-propagation", "12"]);
+    let world = World::new(&sandbox, "example");
     let config = crate::support::repo().join("examples/jump.toml");
     // The example's execution role, made just now with jump's policies (its image is in
     // ECR, so the pull grant too): jump waits until ECS can assume it.

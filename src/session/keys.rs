@@ -259,6 +259,10 @@ pub fn parse_host_key_line(line: &str) -> Option<Result<PublicKey, BadHostKey>> 
     })
 }
 
+crate::exit::exit_class!(Usage: UnsafeStateDir);
+
+crate::exit::exit_class!(Connect: BadHostKey);
+
 #[cfg(test)]
 mod tests {
     use super::*;
