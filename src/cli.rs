@@ -104,14 +104,19 @@ end with a data key from that key (you need kms:GenerateDataKey on it).",
     Exec(ExecArgs),
     /// Forward local ports to hosts inside the VPC (a database, a REPL), no plugin needed
     #[command(
-        long_about = "Forward local ports through a jumphost to hosts inside the VPC. Each TARGET is \
-[LOCAL_PORT:]HOST[:PORT], where HOST may be rds:<db-identifier> (resolved through the RDS API, \
-which also gives the port), or a name from the [forwards] table of jump.toml. With a SESSION, \
-forwards through that session's task; without one, starts an exec-mode jumphost for as long as \
-the forward runs and stops it afterwards. Many local connections share one session, each on its \
-own stream. Prints the local address when ready (--json for scripts); if the tunnel is cut, jump \
-says so at once, resets open connections and exits 76.",
-        after_help = "Examples:\n  jump forward 5432:rds:orders            # psql -h 127.0.0.1 -p 5432 ...\n  jump forward db                          # [forwards] db = \"5432:rds:orders\" in jump.toml\n  jump forward 3f9c0a1b2c4d 7888:repl.internal:7888\n  jump forward --json 0:rds:orders         # any free local port, printed as JSON"
+        long_about = "Forward local ports to hosts inside the VPC. Each TARGET is \
+[LOCAL_PORT:]HOST[:PORT], where HOST may be a name or address, rds:<db-identifier> (resolved \
+through the RDS API, which also gives the port), service:<name> (the private address of the \
+service's newest running task), task:<id> (a task's), or a name from the [forwards] table of \
+jump.toml. With a SESSION, forwards through that session's task; without one, starts an \
+exec-mode jumphost for as long as the forward runs and stops it afterwards. With --service or \
+--task, each TARGET is [LOCAL_PORT:]PORT and the forward goes to that port of the task itself, \
+through its own ECS Exec agent: no jumphost is started and the task needs no inbound rule (it \
+must run with ECS Exec enabled). Many local connections share one session, each on its own \
+stream. Listens on 127.0.0.1 (and ::1) unless --bind says otherwise. Prints the local address \
+when ready (--json for scripts); if the tunnel is cut, jump says so at once, resets open \
+connections and exits 76.",
+        after_help = "Examples:\n  jump forward 5432:rds:orders            # psql -h 127.0.0.1 -p 5432 ...\n  jump forward db                          # [forwards] db = \"5432:rds:orders\" in jump.toml\n  jump forward --service api 6666:55555    # the service's own nREPL: lein repl :connect localhost:6666\n  jump forward 6666:service:api:55555      # the same through a jumphost\n  jump forward 3f9c0a1b2c4d 7888:repl.internal:7888\n  jump forward --json 0:rds:orders         # any free local port, printed as JSON\n  jump forward --bind 0.0.0.0 5432:rds:orders   # reachable from containers (and the network)"
     )]
     Forward(Box<ForwardArgs>),
     /// A one-off task from a service's own task definition, a command in it, then gone
@@ -391,6 +396,18 @@ pub struct ForwardArgs {
     /// [SESSION] TARGET...: an optional session id, then targets
     #[arg(required = true, value_name = "TARGET")]
     pub targets: Vec<String>,
+    /// Forward to ports of the newest exec-ready task of this ECS service itself
+    #[arg(long, value_name = "NAME", conflicts_with = "task")]
+    pub service: Option<String>,
+    /// Forward to ports of this exec-enabled task itself (id or ARN)
+    #[arg(long, value_name = "TASK")]
+    pub task: Option<String>,
+    /// With --service or --task: the container whose exec agent carries the session
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
+    /// Listen on this address (default 127.0.0.1 and ::1; 0.0.0.0 exposes the tunnel)
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<String>,
     /// Use this config file instead of searching for jump.toml
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,

@@ -19,6 +19,7 @@ mod retry;
 mod session;
 mod signals;
 mod ssm;
+mod task;
 mod template;
 mod vpc;
 

@@ -16,11 +16,11 @@ use crate::doctor::{cluster, identity, logs, network, role, task, Check, Report}
 use crate::exit::Exit;
 use crate::output::Output;
 use crate::plan::Layers;
-use crate::session::awslogs::AwsLogs;
-use crate::session::eni;
 use crate::session::record::{session_task, Whose};
-use crate::session::wait::{newest, service_tasks};
 use crate::session::SessionId;
+use crate::task::awslogs::AwsLogs;
+use crate::task::eni;
+use crate::task::{newest, service_tasks};
 
 use super::layers;
 

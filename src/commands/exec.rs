@@ -4,8 +4,6 @@
 //! Unlike `jump ssh`, this needs no local key material, so it works from any machine
 //! for any session (or, with `--task` or `--service`, any exec-enabled task).
 
-use aws_sdk_ecs::types::Task;
-
 use crate::aws::Clients;
 use crate::cli::{ExecArgs, GlobalArgs};
 use crate::connect::exec;
@@ -13,11 +11,10 @@ use crate::connect::target::ExecTarget;
 use crate::exit::{Exit, UsageError};
 use crate::output::Output;
 use crate::session::record::{session_task, Whose};
-use crate::session::wait::{exec_agent_running, newest, service_tasks, TaskFailed};
 use crate::session::SessionId;
 use crate::signals::ChildPid;
 
-use super::cluster;
+use super::{cluster, exec_ready_task};
 
 pub async fn run(
     global: GlobalArgs,
@@ -35,7 +32,7 @@ pub async fn run(
     } else if let Some(task) = args.task {
         task
     } else if let Some(service) = &args.service {
-        service_task(&clients.ecs, &cluster, service, args.container.as_deref()).await?
+        exec_ready_task(&clients.ecs, &cluster, service, args.container.as_deref()).await?
     } else {
         return Err(UsageError("name a SESSION, a --task or a --service".into()).into());
     };
@@ -49,41 +46,4 @@ pub async fn run(
     };
     let code = exec::run(&clients, &target, &args.command, &child).await?;
     Ok(Exit::Remote(code))
-}
-
-/// The newest of the service's running tasks whose exec agent runs (in `container`, if
-/// named): the one a deployment most recently started, so the current code.
-async fn service_task(
-    ecs: &aws_sdk_ecs::Client,
-    cluster: &str,
-    service: &str,
-    container: Option<&str>,
-) -> anyhow::Result<String> {
-    let tasks = service_tasks(ecs, cluster, service).await?;
-    if tasks.is_empty() {
-        return Err(TaskFailed::Rejected {
-            reason: format!("service {service} has no running tasks in cluster {cluster}"),
-        }
-        .into());
-    }
-    let ready = tasks.iter().filter(|t| {
-        t.last_status() == Some("RUNNING")
-            && t.enable_execute_command()
-            && exec_agent_running(t, container)
-    });
-    match newest(ready).and_then(Task::task_arn) {
-        Some(arn) => Ok(arn.to_string()),
-        None => {
-            Err(TaskFailed::Rejected {
-                reason: format!(
-                "none of service {service}'s {} running task(s) can be reached with ECS Exec{}: \
-                 the service needs enableExecuteCommand and a new deployment, and the exec \
-                 agent must be RUNNING (`jump doctor --service {service}` checks each step)",
-                tasks.len(),
-                container.map(|c| format!(" in container {c}")).unwrap_or_default()
-            ),
-            }
-            .into())
-        }
-    }
 }

@@ -1,14 +1,14 @@
-//! `jump forward`: local ports to hosts inside the VPC, through a session's task or a
-//! jumphost started for the purpose.
+//! `jump forward`: local ports to hosts inside the VPC, through a session's task, a
+//! jumphost started for the purpose, or straight to a port of a task itself.
 //!
-//! Every target is parsed, and every explicit local port checked free, before the first
-//! AWS call: a typo or a busy port must not cost a task.
+//! Every target is parsed, the bind address checked and every explicit local port checked
+//! free before the first AWS call: a typo or a busy port must not cost a task.
 
-use std::net::TcpListener;
+use std::net::{Ipv4Addr, TcpListener};
 
 use crate::aws::Clients;
 use crate::cli::{ClusterArgs, ForwardArgs, GlobalArgs};
-use crate::connect::forward::{self, ForwardSpec};
+use crate::connect::forward::{self, Bind, ForwardSpec, Forwards};
 use crate::connect::target::ExecTarget;
 use crate::exit::{Exit, UsageError};
 use crate::output::Output;
@@ -18,31 +18,78 @@ use crate::session::record::{session_task, Whose};
 use crate::session::SessionId;
 
 use super::up;
-use super::{cluster, layers, Context};
+use super::{cluster, exec_ready_task, layers, Context};
+
+/// Which task the forwards go through.
+enum Through {
+    /// A session's task (by id), to hosts it reaches.
+    Session(SessionId),
+    /// A task of the cluster or the newest exec-ready one of a service, to its own ports.
+    Task {
+        task: Option<String>,
+        service: Option<String>,
+        container: Option<String>,
+    },
+    /// A jumphost started for the purpose.
+    Jumphost,
+}
 
 pub async fn run(ctx: &mut Context, args: ForwardArgs) -> anyhow::Result<Exit> {
-    let (session, words) = match args.targets.split_first() {
+    let bind = match args.bind.as_deref() {
+        None => Bind::Loopback,
+        Some(text) => text
+            .parse::<Bind>()
+            .map_err(|e| UsageError(format!("--bind: {e}")))?,
+    };
+    if bind != Bind::Loopback && ctx.global.ssm_plugin.is_some() {
+        return Err(UsageError(
+            "--bind cannot be combined with --ssm-plugin: the plugin listens on localhost only"
+                .into(),
+        )
+        .into());
+    }
+    let to_task = args.service.is_some() || args.task.is_some();
+    if args.container.is_some() && !to_task {
+        return Err(UsageError("--container goes with --service or --task".into()).into());
+    }
+    let (through, words) = match args.targets.split_first() {
+        _ if to_task => (
+            Through::Task {
+                task: args.task.clone(),
+                service: args.service.clone(),
+                container: args.container.clone(),
+            },
+            &args.targets[..],
+        ),
         Some((first, rest)) if !rest.is_empty() => match first.parse::<SessionId>() {
-            Ok(id) => (Some(id), rest),
-            Err(_) => (None, &args.targets[..]),
+            Ok(id) => (Through::Session(id), rest),
+            Err(_) => (Through::Jumphost, &args.targets[..]),
         },
-        _ => (None, &args.targets[..]),
+        _ => (Through::Jumphost, &args.targets[..]),
     };
     let mut flags = args.settings.pairs();
     flags.push(("mode", "exec".to_string()));
     let layers = layers(args.config.as_deref(), &flags)?;
-    let specs = targets(&layers, words)?;
-    check_ports_free(&specs)?;
-    match session {
-        Some(id) => {
+    let specs = if to_task {
+        words
+            .iter()
+            .map(|word| ForwardSpec::to_task(word).map_err(|e| UsageError(e.to_string()).into()))
+            .collect::<anyhow::Result<Vec<_>>>()?
+    } else {
+        targets(&layers, words)?
+    };
+    check_ports_free(&bind, &specs)?;
+    let forwards = Forwards { specs, bind };
+    match through {
+        Through::Jumphost => up::run_plan(ctx, layers.into_plan()?, Then::Forward(forwards)).await,
+        through => {
             let cluster = cluster(&ClusterArgs {
                 cluster: args.settings.cluster.clone(),
                 config: args.config.clone(),
             })?;
-            let work = through_session(ctx.global.clone(), ctx.output, cluster, id, specs);
+            let work = through_task(ctx.global.clone(), ctx.output, cluster, through, forwards);
             ctx.supervised(work).await
         }
-        None => up::run_plan(ctx, layers.into_plan()?, Then::Forward(specs)).await,
     }
 }
 
@@ -59,36 +106,62 @@ fn targets(layers: &Layers, words: &[String]) -> anyhow::Result<Vec<ForwardSpec>
         .collect()
 }
 
-fn check_ports_free(specs: &[ForwardSpec]) -> Result<(), UsageError> {
+fn check_ports_free(bind: &Bind, specs: &[ForwardSpec]) -> Result<(), UsageError> {
+    let address = match bind {
+        Bind::Loopback => Ipv4Addr::LOCALHOST.into(),
+        Bind::Address(ip) => *ip,
+    };
     for port in specs
         .iter()
         .filter_map(|s| s.local_port)
         .filter(|p| *p != 0)
     {
-        TcpListener::bind(("127.0.0.1", port)).map_err(|err| {
+        TcpListener::bind((address, port)).map_err(|err| {
             UsageError(format!(
-                "local port {port} is not available ({err}); pick another, e.g. 0 for any"
+                "local port {port} is not available on {address} ({err}); pick another, e.g. 0 \
+                 for any"
             ))
         })?;
     }
     Ok(())
 }
 
-async fn through_session(
+async fn through_task(
     global: GlobalArgs,
     output: Output,
     cluster: String,
-    id: SessionId,
-    specs: Vec<ForwardSpec>,
+    through: Through,
+    forwards: Forwards,
 ) -> anyhow::Result<Exit> {
     let clients = Clients::new(global.profile.as_deref(), global.region.as_deref())
         .await?
         .with_ssm_plugin(global.ssm_plugin.clone());
-    let task_arn = session_task(&clients, &cluster, &id, Whose::Mine).await?;
+    let (task_arn, container) = match through {
+        Through::Session(id) => (
+            session_task(&clients, &cluster, &id, Whose::Mine).await?,
+            None,
+        ),
+        Through::Task {
+            task: Some(task),
+            container,
+            ..
+        } => (task, container),
+        Through::Task {
+            service: Some(service),
+            container,
+            ..
+        } => {
+            let task = exec_ready_task(&clients.ecs, &cluster, &service, container.as_deref());
+            (task.await?, container)
+        }
+        Through::Task { .. } | Through::Jumphost => {
+            return Err(UsageError("name a SESSION, a --task or a --service".into()).into())
+        }
+    };
     let target = ExecTarget {
         cluster,
         task_arn,
-        container: None,
+        container,
     };
-    forward::forward_all(&clients, &target, &specs, output).await
+    forward::forward_all(&clients, &target, &forwards, output).await
 }

@@ -11,9 +11,9 @@ use crate::aws::{log_page_from_head, ApiError, Clients};
 use crate::cli::{GlobalArgs, LogsArgs};
 use crate::exit::Exit;
 use crate::output::Output;
-use crate::session::awslogs::AwsLogs;
 use crate::session::record::{session_task, Whose};
 use crate::session::SessionId;
+use crate::task::awslogs::AwsLogs;
 
 const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
 

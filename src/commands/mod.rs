@@ -14,6 +14,7 @@ mod up;
 use std::io::Write;
 
 use anyhow::Context as _;
+use aws_sdk_ecs::types::Task;
 use clap::CommandFactory;
 
 use crate::aws::{ApiError, NoRegion};
@@ -33,6 +34,7 @@ use crate::session::keys::{BadHostKey, UnsafeStateDir};
 use crate::session::wait::TaskFailed;
 use crate::session::BadSessionId;
 use crate::signals::{supervise, ChildPid, Outcome, Signal, Signals};
+use crate::task::{exec_agent_running, newest, service_tasks};
 
 /// Every error type that decides jump's exit code; each says which in its own module.
 const EXIT_CLASSES: &[Recognise] = &[
@@ -217,6 +219,43 @@ fn cluster(args: &ClusterArgs) -> anyhow::Result<String> {
         .map(|c| ("cluster", c.clone()))
         .collect();
     Ok(layers(args.config.as_deref(), &flags)?.cluster()?)
+}
+
+/// The newest of the service's running tasks whose exec agent runs (in `container`, if
+/// named): the one a deployment most recently started, so the current code.
+pub(super) async fn exec_ready_task(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+    service: &str,
+    container: Option<&str>,
+) -> anyhow::Result<String> {
+    let tasks = service_tasks(ecs, cluster, service).await?;
+    if tasks.is_empty() {
+        return Err(TaskFailed::Rejected {
+            reason: format!("service {service} has no running tasks in cluster {cluster}"),
+        }
+        .into());
+    }
+    let ready = tasks.iter().filter(|t| {
+        t.last_status() == Some("RUNNING")
+            && t.enable_execute_command()
+            && exec_agent_running(t, container)
+    });
+    match newest(ready).and_then(Task::task_arn) {
+        Some(arn) => Ok(arn.to_string()),
+        None => {
+            Err(TaskFailed::Rejected {
+                reason: format!(
+                "none of service {service}'s {} running task(s) can be reached with ECS Exec{}: \
+                 the service needs enableExecuteCommand and a new deployment, and the exec \
+                 agent must be RUNNING (`jump doctor --service {service}` checks each step)",
+                tasks.len(),
+                container.map(|c| format!(" in container {c}")).unwrap_or_default()
+            ),
+            }
+            .into())
+        }
+    }
 }
 
 /// The part of an ARN after the account, e.g. `user/alice` or `assumed-role/Dev/alice`.

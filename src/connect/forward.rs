@@ -1,5 +1,7 @@
-//! Port forwarding through a jumphost task: SSM StartSession with
-//! `AWS-StartPortForwardingSessionToRemoteHost`, our own data channel, smux v1.
+//! Port forwarding through a task: SSM StartSession with
+//! `AWS-StartPortForwardingSessionToRemoteHost` (through a jumphost, to any host it can
+//! reach) or `AWS-StartPortForwardingSession` (to a port of the task itself, a service's
+//! own REPL for instance, with no jumphost at all), our own data channel, smux v1.
 //!
 //! One local listener, one port-forwarding session, one smux stream per accepted
 //! connection, so connections are isolated: one failing never touches the others.
@@ -7,7 +9,7 @@
 //! we say so at once, and every open local socket is reset rather than closed, so a
 //! client can tell a cut tunnel from a finished transfer.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -17,24 +19,31 @@ use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::aws::{ApiError, Clients};
+use crate::aws::{describe_task, ApiError, Clients};
 use crate::connect::agent::{self, Agent};
 use crate::connect::plugin::{Handoff, Listening};
 use crate::connect::target::{ssm_target, ExecTarget};
-use crate::exit::Exit;
+use crate::exit::{Exit, UsageError};
 use crate::output::Output;
 use crate::ssm::channel::{Channel, Event};
 use crate::ssm::smux::{over_channel, Mux};
+use crate::task::eni::private_ip;
+use crate::task::{newest, service_tasks};
 
-const DOCUMENT: &str = "AWS-StartPortForwardingSessionToRemoteHost";
+/// A port session to a host the task reaches.
+const TO_REMOTE_HOST: &str = "AWS-StartPortForwardingSessionToRemoteHost";
+/// A port session to the task's own localhost.
+const TO_TASK: &str = "AWS-StartPortForwardingSession";
 /// Events the mux may hold per stream before the channel stops being read.
 const STREAM_QUEUE: usize = 64;
 /// Bytes buffered between the channel and the mux.
 const PIPE_BYTES: usize = 256 * 1024;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Where to forward: `[LOCAL_PORT:]HOST[:PORT]`, HOST being a name, an address, or
-/// `rds:<db-identifier>` (resolved through the RDS API, which also gives the port).
+/// Where to forward: `[LOCAL_PORT:]HOST[:PORT]`, HOST being a name, an address,
+/// `rds:<db-identifier>` (resolved through the RDS API, which also gives the port),
+/// `service:<name>` or `task:<id>` (the task's private address); or, for a forward to
+/// a task's own port, `[LOCAL_PORT:]PORT` ([`ForwardSpec::to_task`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForwardSpec {
     pub local_port: Option<u16>,
@@ -46,11 +55,17 @@ pub struct ForwardSpec {
 pub enum Host {
     Name(String),
     Rds(String),
+    /// The newest running task of an ECS service of the cluster.
+    Service(String),
+    /// A task of the cluster, by id or ARN.
+    Task(String),
+    /// The task the session goes to, on its own localhost.
+    Itself,
 }
 
 /// A target that cannot be parsed. Exit code 2, before any AWS call.
 #[derive(Debug, Error)]
-#[error("`{spec}` is not a forward target: {reason} (expected [LOCAL_PORT:]HOST[:PORT], where HOST may be rds:<db-identifier>)")]
+#[error("`{spec}` is not a forward target: {reason} (expected [LOCAL_PORT:]HOST[:PORT], where HOST may be rds:<db-identifier>, service:<name> or task:<id>)")]
 pub struct BadTarget {
     pub spec: String,
     pub reason: String,
@@ -88,7 +103,11 @@ impl std::str::FromStr for ForwardSpec {
         };
         let (host, rest) = match parts.as_slice() {
             ["rds", id, rest @ ..] if !id.is_empty() => (Host::Rds(id.to_string()), rest),
-            [name, rest @ ..] if !name.is_empty() && *name != "rds" => {
+            ["service", name, rest @ ..] if !name.is_empty() => {
+                (Host::Service(name.to_string()), rest)
+            }
+            ["task", id, rest @ ..] if !id.is_empty() => (Host::Task(id.to_string()), rest),
+            [name, rest @ ..] if !name.is_empty() && !PREFIXES.contains(name) => {
                 (Host::Name(name.to_string()), rest)
             }
             _ => return Err(bad("no host")),
@@ -98,7 +117,7 @@ impl std::str::FromStr for ForwardSpec {
             [p] => Some(port(p)?),
             _ => return Err(bad("too many `:`")),
         };
-        if port.is_none() && matches!(host, Host::Name(_)) {
+        if port.is_none() && !matches!(host, Host::Rds(_)) {
             return Err(bad(
                 "a remote PORT is needed (only rds: hosts know their own)",
             ));
@@ -111,20 +130,77 @@ impl std::str::FromStr for ForwardSpec {
     }
 }
 
-/// A target resolved to an address the task can dial.
+/// The words before a `:` that name a kind of host rather than a host.
+const PREFIXES: [&str; 3] = ["rds", "service", "task"];
+
+impl ForwardSpec {
+    /// A forward to a port of the session's task itself: `[LOCAL_PORT:]PORT`.
+    pub fn to_task(spec: &str) -> Result<ForwardSpec, BadTarget> {
+        let bad = |reason: &str| BadTarget {
+            spec: spec.to_string(),
+            reason: format!("{reason}; with --service or --task a target is [LOCAL_PORT:]PORT"),
+        };
+        let number = |text: &str, zero: bool| -> Result<u16, BadTarget> {
+            text.parse::<u16>()
+                .ok()
+                .filter(|p| zero || *p > 0)
+                .ok_or_else(|| bad(&format!("`{text}` is not a port (1-65535)")))
+        };
+        let (local_port, port) = match spec.split(':').collect::<Vec<_>>().as_slice() {
+            [port] => (None, number(port, false)?),
+            [local, port] => (Some(number(local, true)?), number(port, false)?),
+            _ => return Err(bad("too many `:`")),
+        };
+        Ok(ForwardSpec {
+            local_port,
+            host: Host::Itself,
+            port: Some(port),
+        })
+    }
+}
+
+/// A target resolved to an address the task can dial (none: the task's own localhost).
 #[derive(Debug, Clone)]
 pub struct Resolved {
-    pub host: String,
+    pub host: Option<String>,
     pub port: u16,
     pub local_port: u16,
 }
 
-/// Resolves `rds:` hosts and fills in default ports.
-pub async fn resolve(rds: &aws_sdk_rds::Client, spec: &ForwardSpec) -> anyhow::Result<Resolved> {
+impl Resolved {
+    fn document(&self) -> &'static str {
+        if self.host.is_some() {
+            TO_REMOTE_HOST
+        } else {
+            TO_TASK
+        }
+    }
+
+    /// The host as the far side sees it.
+    fn host_name(&self) -> &str {
+        self.host.as_deref().unwrap_or("localhost")
+    }
+}
+
+/// Resolves `rds:`, `service:` and `task:` hosts (the latter two within `cluster`) and
+/// fills in default ports.
+pub async fn resolve(
+    clients: &Clients,
+    cluster: &str,
+    spec: &ForwardSpec,
+) -> anyhow::Result<Resolved> {
+    let port = spec.port.unwrap_or_default();
     let (host, port) = match &spec.host {
-        Host::Name(name) => (name.clone(), spec.port.unwrap_or_default()),
+        Host::Name(name) => (Some(name.clone()), port),
+        Host::Itself => (None, port),
+        Host::Service(service) => (
+            Some(service_address(clients, cluster, service).await?),
+            port,
+        ),
+        Host::Task(task) => (Some(task_address(clients, cluster, task).await?), port),
         Host::Rds(id) => {
-            let out = rds
+            let out = clients
+                .rds
                 .describe_db_instances()
                 .db_instance_identifier(id)
                 .send()
@@ -140,7 +216,7 @@ pub async fn resolve(rds: &aws_sdk_rds::Client, spec: &ForwardSpec) -> anyhow::R
                 .port
                 .or_else(|| endpoint.port().and_then(|p| u16::try_from(p).ok()))
                 .context("RDS endpoint without port")?;
-            (address.to_string(), port)
+            (Some(address.to_string()), port)
         }
     };
     Ok(Resolved {
@@ -150,11 +226,82 @@ pub async fn resolve(rds: &aws_sdk_rds::Client, spec: &ForwardSpec) -> anyhow::R
     })
 }
 
+/// The private address of the service's newest running task.
+async fn service_address(
+    clients: &Clients,
+    cluster: &str,
+    service: &str,
+) -> anyhow::Result<String> {
+    let tasks = service_tasks(&clients.ecs, cluster, service).await?;
+    let running = tasks.iter().filter(|t| t.last_status() == Some("RUNNING"));
+    newest(running).and_then(private_ip).ok_or_else(|| {
+        UsageError(format!(
+            "service:{service}: the service has no running task with an address in cluster \
+                 {cluster}"
+        ))
+        .into()
+    })
+}
+
+/// The private address of a task of the cluster.
+async fn task_address(clients: &Clients, cluster: &str, task: &str) -> anyhow::Result<String> {
+    let found = describe_task(&clients.ecs, cluster, task).await?;
+    found
+        .filter(|t| t.last_status() == Some("RUNNING"))
+        .as_ref()
+        .and_then(private_ip)
+        .ok_or_else(|| {
+            UsageError(format!(
+                "task:{task}: no running task with that id in cluster {cluster}"
+            ))
+            .into()
+        })
+}
+
+/// Where local listeners go: loopback unless the user binds elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bind {
+    /// 127.0.0.1, and ::1 on the same port where the machine has it.
+    Loopback,
+    Address(IpAddr),
+}
+
+impl Bind {
+    /// Whether other machines may reach the listeners.
+    pub fn is_exposed(&self) -> bool {
+        matches!(self, Bind::Address(ip) if !ip.is_loopback())
+    }
+}
+
+impl std::str::FromStr for Bind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Bind, String> {
+        let text = text.trim_start_matches('[').trim_end_matches(']');
+        text.parse::<IpAddr>()
+            .map(Bind::Address)
+            .map_err(|_| format!("`{text}` is not an IP address (e.g. 127.0.0.1, ::1 or 0.0.0.0)"))
+    }
+}
+
 /// Listens locally first, so a busy port fails before anything is started in AWS.
-pub async fn listen(local_port: u16) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(("127.0.0.1", local_port))
+pub async fn listen(bind: &Bind, local_port: u16) -> anyhow::Result<Vec<TcpListener>> {
+    let first = match bind {
+        Bind::Loopback => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        Bind::Address(ip) => *ip,
+    };
+    let listener = TcpListener::bind((first, local_port))
         .await
-        .with_context(|| format!("cannot listen on 127.0.0.1:{local_port}"))
+        .with_context(|| format!("cannot listen on {}", SocketAddr::new(first, local_port)))?;
+    let port = listener.local_addr()?.port();
+    let mut listeners = vec![listener];
+    if *bind == Bind::Loopback {
+        // IPv6 loopback too, on the same port, where the machine has one.
+        if let Ok(v6) = TcpListener::bind((Ipv6Addr::LOCALHOST, port)).await {
+            listeners.push(v6);
+        }
+    }
+    Ok(listeners)
 }
 
 /// A port session as StartSession opened it.
@@ -186,7 +333,7 @@ async fn start_session_once(
     let out = ssm
         .start_session()
         .target(target)
-        .document_name(DOCUMENT)
+        .document_name(remote.document())
         .set_parameters(Some(parameters(remote)))
         .send()
         .await
@@ -204,14 +351,14 @@ async fn start_session_once(
 }
 
 fn parameters(remote: &Resolved) -> std::collections::HashMap<String, Vec<String>> {
-    [
-        ("host", remote.host.clone()),
-        ("portNumber", remote.port.to_string()),
-        ("localPortNumber", remote.local_port.to_string()),
-    ]
-    .into_iter()
-    .map(|(name, value)| (name.to_string(), vec![value]))
-    .collect()
+    let host = remote.host.clone().map(|host| ("host", host));
+    host.into_iter()
+        .chain([
+            ("portNumber", remote.port.to_string()),
+            ("localPortNumber", remote.local_port.to_string()),
+        ])
+        .map(|(name, value)| (name.to_string(), vec![value]))
+        .collect()
 }
 
 /// Opens the port session to `target` over our own data channel.
@@ -249,15 +396,31 @@ async fn handshake(channel: &mut Channel) -> Result<(), ForwardError> {
 
 /// Serves local connections until the session ends (an error) or the caller stops us.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     mux: Mux,
     mut session: tokio::task::JoinHandle<Option<Event>>,
 ) -> anyhow::Result<()> {
     let mux = std::sync::Arc::new(mux);
+    let (accepted_tx, mut accepted) = tokio::sync::mpsc::channel(16);
+    let accepting: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| {
+            let accepted_tx = accepted_tx.clone();
+            tokio::spawn(async move {
+                loop {
+                    let next = listener.accept().await;
+                    if accepted_tx.send(next).await.is_err() {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect();
+    let _stop_accepting = AbortOnDrop(accepting);
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (socket, peer) = accepted.context("accepting a local connection")?;
+            Some(next) = accepted.recv() => {
+                let (socket, peer) = next.context("accepting a local connection")?;
                 let mux = mux.clone();
                 tokio::spawn(async move { connection(socket, peer, &mux).await });
             }
@@ -269,6 +432,17 @@ pub async fn serve(
                 };
                 return Err(ForwardError::Ended(reason).into());
             }
+        }
+    }
+}
+
+/// Aborts the listeners' accept loops when the forward ends.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
         }
     }
 }
@@ -336,27 +510,35 @@ fn reset(socket: TcpStream) {
     drop(socket);
 }
 
+/// What `jump forward` was asked for: its targets and where to listen for them.
+#[derive(Debug, Clone)]
+pub struct Forwards {
+    pub specs: Vec<ForwardSpec>,
+    pub bind: Bind,
+}
+
 /// Forwards every target through `task` until one session ends or the caller stops us.
 pub async fn forward_all(
     clients: &Clients,
     task: &ExecTarget,
-    specs: &[ForwardSpec],
+    forwards: &Forwards,
     output: Output,
 ) -> anyhow::Result<Exit> {
     let target = ssm_target(&clients.ecs, task).await?;
+    let bind = &forwards.bind;
     let mut serving: Vec<BoxFuture<'static, anyhow::Result<()>>> = Vec::new();
-    for spec in specs {
-        let mut remote = resolve(&clients.rds, spec).await?;
-        let listener = listen(remote.local_port).await?;
-        let local = listener.local_addr()?;
+    for spec in &forwards.specs {
+        let mut remote = resolve(clients, &task.cluster, spec).await?;
+        let listeners = listen(bind, remote.local_port).await?;
+        let local = listeners[0].local_addr()?;
         let serve_it = match &clients.ssm_plugin {
             None => {
                 let (mux, session) = open(clients, task.agent(), &target, &remote).await?;
-                serve(listener, mux, session).boxed()
+                serve(listeners, mux, session).boxed()
             }
             Some(program) => {
                 // The plugin listens itself: free the port (chosen by us if it was 0).
-                drop(listener);
+                drop(listeners);
                 remote.local_port = local.port();
                 let started = start_session(clients, task.agent(), &target, &remote).await?;
                 let handoff = Handoff {
@@ -367,7 +549,7 @@ pub async fn forward_all(
                     }),
                     request: serde_json::json!({
                         "Target": target,
-                        "DocumentName": DOCUMENT,
+                        "DocumentName": remote.document(),
                         "Parameters": parameters(&remote),
                     }),
                     service: "ssm",
@@ -383,16 +565,25 @@ pub async fn forward_all(
             // so a script reads lines rather than waiting for a whole document.
             let ready = serde_json::json!({
                 "local_address": local.to_string(),
-                "remote_host": remote.host,
+                "remote_host": remote.host_name(),
                 "remote_port": remote.port,
                 "task_arn": task.task_arn,
             });
             output.print(&ready.to_string());
         } else {
             output.print(&local.to_string());
+            let through = match &remote.host {
+                Some(host) => format!("{host}:{} through the jumphost", remote.port),
+                None => format!("port {} of task {}", remote.port, task.task_arn),
+            };
             output.note(&format!(
-                "jump: forwarding {local} to {}:{} through the jumphost; Ctrl-C stops",
-                remote.host, remote.port
+                "jump: forwarding {local} to {through}; Ctrl-C stops"
+            ));
+        }
+        if bind.is_exposed() {
+            output.note(&format!(
+                "jump: warning: {local} accepts connections from other machines: anyone who \
+                 can reach it can use the tunnel"
             ));
         }
         serving.push(serve_it);
@@ -427,6 +618,18 @@ mod tests {
             ("rds:orders", None, rds("orders"), None),
             ("rds:orders:6432", None, rds("orders"), Some(6432)),
             ("0:10.0.1.5:7888", Some(0), name("10.0.1.5"), Some(7888)),
+            (
+                "6666:service:api:55555",
+                Some(6666),
+                Host::Service("api".into()),
+                Some(55555),
+            ),
+            (
+                "task:0abc:8080",
+                None,
+                Host::Task("0abc".into()),
+                Some(8080),
+            ),
         ];
         for (text, local_port, host, port) in cases {
             assert_eq!(
@@ -449,9 +652,33 @@ mod tests {
             ("rds:", "no host"),
             ("1:2:3:4", "too many"),
             ("", "no host"),
+            ("service:api", "remote PORT"),
+            ("task:", "no host"),
         ] {
             let err = text.parse::<ForwardSpec>().unwrap_err().to_string();
             assert!(err.contains(why), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn a_task_s_own_ports_are_local_and_remote_port_only() {
+        let own = |text: &str| ForwardSpec::to_task(text).map(|s| (s.local_port, s.port));
+        assert_eq!(own("55555").unwrap(), (None, Some(55555)));
+        assert_eq!(own("6666:55555").unwrap(), (Some(6666), Some(55555)));
+        assert_eq!(own("0:55555").unwrap(), (Some(0), Some(55555)));
+        for bad in ["0", "rds:x", "1:2:3", "db:5432", "70000"] {
+            assert!(own(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bind_addresses_are_ip_addresses_and_only_loopback_is_private() {
+        let bind = |text: &str| text.parse::<Bind>();
+        assert!(!bind("127.0.0.2").unwrap().is_exposed());
+        assert!(!bind("[::1]").unwrap().is_exposed());
+        assert!(bind("0.0.0.0").unwrap().is_exposed());
+        assert!(bind("10.1.2.3").unwrap().is_exposed());
+        assert!(!Bind::Loopback.is_exposed());
+        assert!(bind("localhost").is_err());
     }
 }

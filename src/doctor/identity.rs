@@ -4,8 +4,8 @@ use crate::arn::Account;
 use crate::aws::Clients;
 use crate::plan::Plan;
 use crate::policy_sim::{denied, Context, Question};
-use crate::session::awslogs::AwsLogs;
 use crate::session::tags::{TAG_CONTENT_HASH, TAG_EXPIRES, TAG_OWNER, TAG_OWNER_ID, TAG_SESSION};
+use crate::task::awslogs::AwsLogs;
 
 use super::Check;
 

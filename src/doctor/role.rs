@@ -6,7 +6,7 @@ use crate::arn::{key_arn, Account, EcrRepository};
 use crate::aws::Clients;
 use crate::connect::exec_access::CHANNEL_ACTIONS;
 use crate::policy_sim::{denied, Question};
-use crate::session::awslogs::AwsLogs;
+use crate::task::awslogs::AwsLogs;
 
 use super::cluster::ExecSettings;
 use super::Check;

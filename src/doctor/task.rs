@@ -2,7 +2,7 @@
 
 use aws_sdk_ecs::types::{ContainerDefinition, LaunchType, PidMode, Task, TaskDefinition};
 
-use crate::session::wait::exec_agent_status;
+use crate::task::exec_agent_status;
 
 use super::Check;
 

@@ -21,7 +21,7 @@ use super::wait::{self, Endpoint, WaitSpec};
 use super::SessionId;
 use crate::aws::{describe_task, Clients};
 use crate::connect::exec;
-use crate::connect::forward::{self, ForwardSpec};
+use crate::connect::forward::{self, Forwards};
 use crate::connect::ssh::{self, Target};
 use crate::connect::target::ExecTarget;
 use crate::exit::{Exit, UsageError};
@@ -38,7 +38,7 @@ pub enum Then {
     /// A shell, or these words as a command.
     Run(Vec<String>),
     /// Port forwards for as long as the user wants (exec mode).
-    Forward(Vec<ForwardSpec>),
+    Forward(Forwards),
     /// Hand the session over once `Announce` has told the user about it.
     Detach(Announce),
 }
@@ -243,8 +243,8 @@ impl Session {
             Then::Run(words) => Ok(Exit::Remote(
                 exec::run(&self.clients, &target, &words, &self.local.child).await?,
             )),
-            Then::Forward(specs) => {
-                forward::forward_all(&self.clients, &target, &specs, self.local.output).await
+            Then::Forward(forwards) => {
+                forward::forward_all(&self.clients, &target, &forwards, self.local.output).await
             }
             Then::Detach(_) => Err(UsageError("a one-off task cannot be detached".into()).into()),
         }

@@ -4,12 +4,10 @@
 //! task definition, `provision`, or a service's) → `launch` (the one RunTask) → `wait`
 //! (until it runs, or why not) → `hostkey` (ssh mode) → connect (`crate::connect`) →
 //! `guard` (teardown). `lifecycle` runs those steps for every command that starts a
-//! task. `record` finds sessions again (locally by record, remotely by `tags`), `keys`
-//! is the local session directory, and `awslogs` and `eni` read what ECS reports about a
-//! task's log stream and network interface.
+//! task. `record` finds sessions again (locally by record, remotely by `tags`), and
+//! `keys` is the local session directory. What ECS reports about a task, whoever started
+//! it, is `crate::task`'s.
 
-pub mod awslogs;
-pub mod eni;
 pub mod guard;
 pub mod hostkey;
 pub mod keys;
@@ -76,12 +74,6 @@ impl fmt::Display for SessionId {
     }
 }
 
-/// The last path segment of a task ARN (`arn:aws:ecs:…:task/cluster/<id>`), which is also
-/// the last segment of its awslogs stream name.
-pub fn task_id(task_arn: &str) -> &str {
-    task_arn.rsplit('/').next().unwrap_or(task_arn)
-}
-
 crate::exit::exit_class!(Usage: BadSessionId);
 
 #[cfg(test)]
@@ -110,14 +102,5 @@ mod tests {
             assert!(bad.parse::<SessionId>().is_err(), "{bad}");
         }
         assert!("0123456789ab".parse::<SessionId>().is_ok());
-    }
-
-    #[test]
-    fn task_id_is_last_segment() {
-        assert_eq!(
-            task_id("arn:aws:ecs:eu-west-1:1:task/c/0123abcd"),
-            "0123abcd"
-        );
-        assert_eq!(task_id("plain"), "plain");
     }
 }

@@ -25,13 +25,13 @@ use thiserror::Error;
 
 use crate::template::{self, Gap};
 
-use super::awslogs::LOG_STREAM_PREFIX;
 use super::launch::RunSpec;
 use super::reuse;
 use super::tags::{session_tags, tag, TAG_CONTENT_HASH};
 use super::SessionId;
 use crate::aws::{ApiError, RawBody};
 use crate::plan::{Mode, Plan};
+use crate::task::awslogs::LOG_STREAM_PREFIX;
 
 /// The task definition template, with `{{name}}` placeholders.
 const TASKDEF_TEMPLATE: &str = include_str!("../../templates/taskdef.json");

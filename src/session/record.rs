@@ -12,13 +12,13 @@ use aws_sdk_ecs::types::{ClusterField, DesiredStatus, Task, TaskField};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::eni::private_ip;
 use super::tags::{SessionTags, DEDICATED_BY, STARTED_BY, TAG_MANAGED_BY};
 use super::wait::TaskFailed;
 use super::SessionId;
 use crate::aws::{describe_cluster, ApiError, Clients};
 use crate::plan::MAX_TTL;
 use crate::session::keys::{KeyError, SessionDir};
+use crate::task::eni::private_ip;
 
 const RECORD_FILE: &str = "session.json";
 

@@ -11,7 +11,6 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_ecs::types::{AwsVpcConfiguration, ContainerOverride, KeyValuePair};
 
-use super::awslogs::AwsLogs;
 use super::keys::SessionDir;
 use super::launch::RunSpec;
 use super::provision::{self, Launch};
@@ -22,6 +21,7 @@ use crate::aws::{ApiError, Caller, Clients};
 use crate::exit::UsageError;
 use crate::output::Output;
 use crate::plan::{Mode, Plan};
+use crate::task::awslogs::AwsLogs;
 
 /// How long a one-off task may take to start.
 const ONE_OFF_WAIT: Duration = Duration::from_secs(5 * 60);

@@ -9,13 +9,13 @@
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_sdk_ecs::types::{Container, DesiredStatus, Task};
+use aws_sdk_ecs::types::Task;
 use thiserror::Error;
 
-use super::awslogs::AwsLogs;
-use super::eni;
 use crate::aws::{describe_task, ApiError, Clients};
 use crate::retry::{self, Backoff};
+use crate::task::awslogs::AwsLogs;
+use crate::task::{eni, exec_agent_running};
 
 /// How many log lines a stopped-task error shows.
 const TAIL_LINES: i32 = 20;
@@ -223,61 +223,6 @@ async fn endpoint(
         public_ip,
         not_before,
     }))
-}
-
-/// Whether the task's ExecuteCommandAgent is up (ECS Exec refuses sessions before), in
-/// `container` if named, else in any container.
-pub fn exec_agent_running(task: &Task, container: Option<&str>) -> bool {
-    task.containers()
-        .iter()
-        .filter(|c| container.is_none_or(|name| c.name() == Some(name)))
-        .any(|c| exec_agent_status(c) == Some("RUNNING"))
-}
-
-/// The last status ECS reports for a container's ExecuteCommandAgent, if it has one.
-pub fn exec_agent_status(container: &Container) -> Option<&str> {
-    container
-        .managed_agents()
-        .iter()
-        .find(|a| a.name().map(|n| n.as_str()) == Some("ExecuteCommandAgent"))
-        .and_then(|a| a.last_status())
-}
-
-/// The running tasks of an ECS service (the first 100: DescribeTasks' limit), for
-/// `exec --service` and `doctor --service`.
-pub async fn service_tasks(
-    ecs: &aws_sdk_ecs::Client,
-    cluster: &str,
-    service: &str,
-) -> Result<Vec<Task>, ApiError> {
-    let arns = ecs
-        .list_tasks()
-        .cluster(cluster)
-        .service_name(service)
-        .desired_status(DesiredStatus::Running)
-        .send()
-        .await
-        .map_err(|e| ApiError::from_sdk("ecs:ListTasks", e))?
-        .task_arns()
-        .to_vec();
-    if arns.is_empty() {
-        return Ok(Vec::new());
-    }
-    let out = ecs
-        .describe_tasks()
-        .cluster(cluster)
-        .set_tasks(Some(arns.into_iter().take(100).collect()))
-        .send()
-        .await
-        .map_err(|e| ApiError::from_sdk("ecs:DescribeTasks", e))?;
-    Ok(out.tasks().to_vec())
-}
-
-/// The most recently started task: the one the latest deployment runs.
-pub fn newest<'a>(tasks: impl IntoIterator<Item = &'a Task>) -> Option<&'a Task> {
-    tasks
-        .into_iter()
-        .max_by_key(|t| t.started_at().map(|d| (d.secs(), d.subsec_nanos())))
 }
 
 /// Returns once the task has stopped, with why: raced against a wait for something the

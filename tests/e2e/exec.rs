@@ -215,22 +215,7 @@ fn exec_into_a_service_task() {
         .find(|c| c["id"] == "exec-enabled")
         .unwrap();
     assert_eq!(enabled["status"], "FAIL");
-    for name in ["web", "worker"] {
-        world.sandbox.aws(&[
-            "ecs",
-            "delete-service",
-            "--cluster",
-            &world.cluster,
-            "--service",
-            name,
-            "--force",
-        ]);
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !world.running_tasks().is_empty() {
-        assert!(Instant::now() < deadline, "service tasks never stopped");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    world.delete_services(&["web", "worker"]);
     world.assert_nothing_left();
 }
 

@@ -38,20 +38,7 @@ pub fn database() -> &'static str {
 /// `jump forward --json TARGETS` in the background; returns it and the local address
 /// of each target, from the ready line it prints for each.
 fn forward_all(world: &World, targets: &[&str]) -> (Child, Vec<String>) {
-    let mut child = world.spawn(&[&["forward", "--json"], targets].concat(), Stdio::null());
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut addresses = Vec::new();
-    for _ in targets {
-        let line = lines.next().and_then(Result::ok).unwrap_or_default();
-        let ready: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| {
-            panic!(
-                "no ready line: {line:?}; stderr: {}",
-                drain_stderr(&mut child)
-            )
-        });
-        addresses.push(ready["local_address"].as_str().unwrap().to_string());
-    }
-    (child, addresses)
+    forward_all_with(world, &[], targets)
 }
 
 fn forward(world: &World, target: &str) -> (Child, String) {
@@ -362,4 +349,168 @@ fn named_targets_and_bad_targets() {
         expect_exit(&out, 2, "forward target");
     }
     world.assert_nothing_left();
+}
+
+/// A service `api` whose task runs a line-based "REPL" on 55555 (each line evaluated, the
+/// answer sent back as `=> VALUE`), with ECS Exec enabled; returns its task's ARN once it
+/// runs and its exec agent is up.
+fn repl_service(world: &World) -> String {
+    let family = format!("repl-{}", world.cluster);
+    let server = "use IO::Socket::INET; $s=IO::Socket::INET->new(LocalPort=>55555,Listen=>16,ReuseAddr=>1) or die; \
+                  while($c=$s->accept){ if(!fork){ while(<$c>){ chomp; print $c '=> '.eval($_).\"\\n\" } exit } }";
+    world.sandbox.image("repl:1", SERVER);
+    world.register_with(
+        &family,
+        &serde_json::json!([{ "name": "api", "image": "repl:1", "command": ["perl", "-e", server] }]),
+        &["--task-role-arn", world.sandbox_var("JUMP_TASK_ROLE")],
+    );
+    let network = format!(
+        "awsvpcConfiguration={{subnets=[{}],securityGroups=[{}]}}",
+        world.sandbox_var("JUMP_SUBNETS"),
+        world.sandbox_var("JUMP_SECURITY_GROUPS")
+    );
+    world.sandbox.aws(&[
+        "ecs",
+        "create-service",
+        "--cluster",
+        &world.cluster,
+        "--service-name",
+        "api",
+        "--task-definition",
+        &family,
+        "--desired-count",
+        "1",
+        "--launch-type",
+        "FARGATE",
+        "--network-configuration",
+        &network,
+        "--enable-execute-command",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(arn) = world.running_tasks().first() {
+            let task = world.describe(arn);
+            let agent = &task["containers"][0]["managedAgents"][0]["lastStatus"];
+            if task["lastStatus"] == "RUNNING" && agent == "RUNNING" {
+                return arn.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the api service's task never ran"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Sends one line to the REPL at `address` and returns its answer.
+fn evaluate(address: &str, expression: &str) -> String {
+    let mut stream = connect(address);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    writeln!(stream, "{expression}").unwrap();
+    let mut answer = String::new();
+    BufReader::new(stream).read_line(&mut answer).unwrap();
+    answer.trim_end().to_string()
+}
+
+/// Ctrl-C ends a forward that started no task of its own: nothing of jump's is left.
+fn stop_forward(world: &World, child: Child) {
+    // SAFETY: kill(2) on a child we spawned and have not reaped.
+    unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "stderr: {}", stderr(&out));
+    assert_eq!(world.state_files(), Vec::<std::path::PathBuf>::new());
+}
+
+/// The nREPL case: a service's own port, through the task's own exec agent. No jumphost
+/// is started, and the listener is where `--bind` says.
+#[test]
+fn a_service_s_own_port_is_forwarded_without_a_jumphost() {
+    let world = World::new(shared(), "fwd-service");
+    let task = repl_service(&world);
+    let (child, addresses) = forward_all_with(&world, &["--service", "api"], &["0:55555"]);
+    let address = &addresses[0];
+    assert!(address.starts_with("127.0.0.1:"), "{address}");
+    assert_eq!(evaluate(address, "6*7"), "=> 42");
+    assert_eq!(
+        world.running_tasks(),
+        vec![task.clone()],
+        "a task was started"
+    );
+    stop_forward(&world, child);
+
+    // `--task` names the task; `--bind` moves the listener off the default address.
+    let id = task.rsplit('/').next().unwrap();
+    let flags = ["--task", id, "--bind", "127.0.0.2"];
+    let (child, addresses) = forward_all_with(&world, &flags, &["0:55555"]);
+    let address = &addresses[0];
+    let port = address.strip_prefix("127.0.0.2:").expect("bound as asked");
+    assert_eq!(evaluate(address, "2**10"), "=> 1024");
+    assert!(
+        TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_err(),
+        "the default address listens too"
+    );
+    stop_forward(&world, child);
+    world.delete_services(&["api"]);
+}
+
+/// `service:NAME` and `task:ID` in a target: the task's private address, through a
+/// jumphost, which is stopped afterwards.
+#[test]
+fn service_and_task_names_resolve_to_their_addresses_through_a_jumphost() {
+    let world = World::new(shared(), "fwd-names");
+    let task = repl_service(&world);
+    let id = task.rsplit('/').next().unwrap().to_string();
+    let by_task = format!("0:task:{id}:55555");
+    let (child, addresses) = forward_all_with(&world, &[], &["0:service:api:55555", &by_task]);
+    assert_eq!(evaluate(&addresses[0], "1+1"), "=> 2");
+    assert_eq!(evaluate(&addresses[1], "3*3"), "=> 9");
+    stop_forward(&world, child);
+    world.delete_services(&["api"]);
+    world.assert_nothing_left();
+}
+
+#[test]
+fn forward_refuses_bad_bind_addresses_and_targets_before_any_aws_call() {
+    let world = World::new(shared(), "fwd-bad");
+    for (args, needle) in [
+        (vec!["--bind", "localhost-ish", "0:rds:x"], "--bind"),
+        (
+            vec!["--service", "api", "0:rds:orders"],
+            "[LOCAL_PORT:]PORT",
+        ),
+        (vec!["--task", "abc", "70000"], "not a port"),
+        (
+            vec!["--container", "app", "0:db:5432"],
+            "--container goes with",
+        ),
+        (vec!["0:service:api"], "remote PORT"),
+    ] {
+        let out = world.run(&[&["forward"], &args[..]].concat());
+        expect_exit(&out, 2, needle);
+    }
+    let out = world.run(&["forward", "--service", "a", "--task", "b", "1"]);
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", stderr(&out));
+    world.assert_nothing_left();
+}
+
+/// `jump forward --json FLAGS TARGETS` in the background, as [`forward_all`].
+fn forward_all_with(world: &World, flags: &[&str], targets: &[&str]) -> (Child, Vec<String>) {
+    let args = [&["forward", "--json"], flags, targets].concat();
+    let mut child = world.spawn(&args, Stdio::null());
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut addresses = Vec::new();
+    for _ in targets {
+        let line = lines.next().and_then(Result::ok).unwrap_or_default();
+        let ready: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|_| {
+            panic!(
+                "no ready line: {line:?}; stderr: {}",
+                drain_stderr(&mut child)
+            )
+        });
+        addresses.push(ready["local_address"].as_str().unwrap().to_string());
+    }
+    (child, addresses)
 }

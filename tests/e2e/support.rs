@@ -437,6 +437,26 @@ impl<'a> World<'a> {
         self.sandbox.aws(&args)
     }
 
+    /// Deletes services of the world's cluster and waits until their tasks are gone.
+    pub fn delete_services(&self, names: &[&str]) {
+        for name in names {
+            self.sandbox.aws(&[
+                "ecs",
+                "delete-service",
+                "--cluster",
+                &self.cluster,
+                "--service",
+                name,
+                "--force",
+            ]);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.running_tasks().is_empty() {
+            assert!(Instant::now() < deadline, "service tasks never stopped");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// Stops a task directly through ECS (one jump did not start).
     pub fn stop_task(&self, task_arn: &str) {
         self.sandbox.aws(&[
