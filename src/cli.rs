@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use clap::{ArgAction, Args, Parser, Subcommand};
 use clap_complete::Shell;
 
+use crate::connect::terminal::Escape;
+
 const ABOUT: &str =
     "Open a short-lived SSH jumphost in your VPC on ECS Fargate, and always clean it up";
 
@@ -64,6 +66,16 @@ pub struct GlobalArgs {
     /// instead of jump's own client (for policies that require it)
     #[arg(long, global = true, value_name = "PATH", env = "JUMP_SSM_PLUGIN")]
     pub ssm_plugin: Option<PathBuf>,
+    /// Escape character of interactive ECS Exec sessions (`~.` ends one, `~?` lists the
+    /// escapes), or `none`
+    #[arg(
+        long,
+        global = true,
+        value_name = "CHAR",
+        default_value = "~",
+        env = "JUMP_ESCAPE"
+    )]
+    pub escape: Escape,
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,6 +10,7 @@
 //! | 70      | internal error (a bug, or a panic)                               |
 //! | 75      | the task failed to start or stopped unexpectedly                 |
 //! | 76      | could not connect (host key missing or invalid, ssh failed)      |
+//! | 255     | an interactive ECS Exec session ended with the escape `~.`       |
 //! | 129/130/143 | ended by SIGHUP / SIGINT / SIGTERM (128 + signal number)     |
 //!
 //! Errors travel as `anyhow::Error`. Each error type that decides the code says which in

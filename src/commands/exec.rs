@@ -6,7 +6,7 @@
 
 use crate::aws::Clients;
 use crate::cli::{ExecArgs, GlobalArgs};
-use crate::connect::exec;
+use crate::connect::exec::{self, Interactive};
 use crate::connect::target::ExecTarget;
 use crate::exit::{Exit, UsageError};
 use crate::output::Output;
@@ -44,6 +44,10 @@ pub async fn run(
         task_arn,
         container: args.container,
     };
-    let code = exec::run(&clients, &target, &args.command, &child).await?;
+    let local = Interactive {
+        child,
+        escape: global.escape,
+    };
+    let code = exec::run(&clients, &target, &args.command, &local).await?;
     Ok(Exit::Remote(code))
 }

@@ -9,6 +9,7 @@ use serde_json::json;
 use super::{layers, Context};
 use crate::aws::Clients;
 use crate::cli::UpArgs;
+use crate::connect::exec::Interactive;
 use crate::exit::Exit;
 use crate::output::Output;
 use crate::plan::Plan;
@@ -44,7 +45,10 @@ pub async fn start(ctx: &mut Context, source: Source, then: Then) -> anyhow::Res
         .with_ssm_plugin(ctx.global.ssm_plugin.clone());
     let local = Local {
         output: ctx.output,
-        child: ctx.child.clone(),
+        interactive: Interactive {
+            child: ctx.child.clone(),
+            escape: ctx.global.escape,
+        },
     };
     let session = Session::new(clients, source, local)?;
     let guard = session.guard();

@@ -26,8 +26,8 @@ use crate::connect::agent;
 use crate::connect::exec_access::diagnose;
 use crate::connect::plugin;
 use crate::connect::target::{execute_command, ssm_target, ExecError, ExecTarget};
-use crate::connect::terminal::{terminal_size, RawTerminal};
-use crate::connect::wrapper::{self, pump_input, wrapped_command, InputSink, Screen};
+use crate::connect::terminal::{terminal_size, Escape, Escapes, RawTerminal};
+use crate::connect::wrapper::{self, pump_input, wrapped_command, InputEnd, InputSink, Screen};
 use crate::signals::ChildPid;
 use crate::ssm::channel::{Channel, ChannelError, Event, Sender};
 use crate::ssm::cipher::{DataKey, DataKeys, DATA_KEY_BYTES};
@@ -132,6 +132,17 @@ async fn cluster_exec_key(
         .map(str::to_string))
 }
 
+/// jump's status when the user ends a session with the escape, as ssh's is.
+pub const ESCAPED: i32 = 255;
+
+/// This side of an interactive session: the foreground child (the plugin, whose pid
+/// signals are passed to) and the escape character.
+#[derive(Debug, Clone, Default)]
+pub struct Interactive {
+    pub child: ChildPid,
+    pub escape: Escape,
+}
+
 /// Runs `words` (or a shell) in the task and returns its exit status.
 /// `child` is told the official plugin's pid, when one runs, so signals reach it as they
 /// reach ssh.
@@ -139,8 +150,9 @@ pub async fn run(
     clients: &Clients,
     target: &ExecTarget,
     words: &[String],
-    child: &ChildPid,
+    local: &Interactive,
 ) -> anyhow::Result<i32> {
+    let (child, escape) = (&local.child, local.escape);
     let terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     let nonce = wrapper::nonce();
     let command = wrapped_command(&nonce, words, terminal);
@@ -179,7 +191,7 @@ pub async fn run(
     let mut channel = Channel::connect(&opened.url, &opened.token, Some(keys))
         .await
         .map_err(|e| ExecError::Channel(e.to_string()))?;
-    let _raw = if terminal {
+    let raw = if terminal {
         Some(RawTerminal::enter()?)
     } else {
         None
@@ -196,9 +208,17 @@ pub async fn run(
     } else {
         Some(ready_tx)
     };
-    let input = tokio::spawn(pump_input(sender.clone(), terminal, ready_rx));
+    let escapes = terminal.then(|| Escapes::new(escape));
+    let mut input = tokio::spawn(pump_input(sender.clone(), escapes, ready_rx));
     let resize = terminal.then(|| tokio::spawn(follow_resizes(sender)));
-    let result = pump_output(&mut channel, &nonce, ready_tx).await;
+    let result = tokio::select! {
+        result = pump_output(&mut channel, &nonce, ready_tx) => result,
+        Ok(InputEnd::Escaped) = &mut input => {
+            drop(raw);
+            eprintln!("\r\njump: session ended from this side ({})", escape.ending());
+            Ok(ESCAPED)
+        }
+    };
     input.abort();
     if let Some(resize) = resize {
         resize.abort();

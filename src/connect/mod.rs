@@ -8,5 +8,5 @@ pub mod forward;
 pub mod plugin;
 pub mod ssh;
 pub mod target;
-mod terminal;
+pub mod terminal;
 mod wrapper;

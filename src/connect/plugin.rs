@@ -144,7 +144,7 @@ pub async fn exec(
         .take()
         .context("no stdout pipe from the plugin")?;
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let input = tokio::spawn(pump_input(stdin, false, ready_rx));
+    let input = tokio::spawn(pump_input(stdin, None, ready_rx));
     let mut screen = Screen::new(nonce, Some(ready_tx));
     let mut buffer = vec![0u8; 16 * 1024];
     loop {

@@ -59,3 +59,156 @@ impl Drop for SavedTerminal {
         }
     }
 }
+
+/// The escape character of interactive sessions (`~` unless `--escape` says otherwise),
+/// or none. Chosen as ssh's is, so it reads the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Escape(pub Option<u8>);
+
+impl Escape {
+    /// The sequence that ends a session, as the user types it.
+    pub fn ending(&self) -> String {
+        match self.0 {
+            Some(c) => format!("{}.", char::from(c)),
+            None => "no escape".to_string(),
+        }
+    }
+}
+
+impl Default for Escape {
+    fn default() -> Self {
+        Escape(Some(b'~'))
+    }
+}
+
+impl std::str::FromStr for Escape {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Escape, String> {
+        match text.as_bytes() {
+            b"none" => Ok(Escape(None)),
+            [byte] if byte.is_ascii_graphic() => Ok(Escape(Some(*byte))),
+            _ => Err(format!(
+                "`{text}` is not an escape character: give one printable character, or `none`"
+            )),
+        }
+    }
+}
+
+/// What the user typed, once escapes are taken out.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Typed {
+    /// For the remote side.
+    pub send: Vec<u8>,
+    /// `ESC ?`: list the escapes.
+    pub help: bool,
+    /// `ESC .`: end the session here.
+    pub end: bool,
+}
+
+/// Finds ssh-style escapes in typed input: at the start of a line, the escape character
+/// then `.` ends the session and `?` lists the escapes; typed twice it is sent once, and
+/// before anything else it is sent with what follows.
+#[derive(Debug)]
+pub struct Escapes {
+    escape: Option<u8>,
+    line_start: bool,
+    pending: bool,
+}
+
+impl Escapes {
+    pub fn new(escape: Escape) -> Escapes {
+        Escapes {
+            escape: escape.0,
+            line_start: true,
+            pending: false,
+        }
+    }
+
+    pub fn feed(&mut self, bytes: &[u8]) -> Typed {
+        let mut typed = Typed::default();
+        let Some(escape) = self.escape else {
+            typed.send = bytes.to_vec();
+            return typed;
+        };
+        for &byte in bytes {
+            if self.pending {
+                self.pending = false;
+                match byte {
+                    b'.' => {
+                        typed.end = true;
+                        return typed;
+                    }
+                    b'?' => {
+                        typed.help = true;
+                        continue;
+                    }
+                    _ if byte == escape => {
+                        typed.send.push(escape);
+                        self.line_start = false;
+                        continue;
+                    }
+                    _ => typed.send.push(escape),
+                }
+            } else if self.line_start && byte == escape {
+                self.pending = true;
+                continue;
+            }
+            typed.send.push(byte);
+            self.line_start = matches!(byte, b'\r' | b'\n');
+        }
+        typed
+    }
+
+    /// The escapes, as `ESC ?` lists them (raw-mode line ends).
+    pub fn help(&self) -> String {
+        let c = char::from(self.escape.unwrap_or(b'~'));
+        format!(
+            "\r\nSupported escape sequences (at the start of a line):\r\n {c}.  end the session \
+             (the task is stopped as usual)\r\n {c}?  this list\r\n {c}{c}  send the escape \
+             character itself\r\n"
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn typed(escapes: &mut Escapes, text: &str) -> Typed {
+        escapes.feed(text.as_bytes())
+    }
+
+    #[test]
+    fn escapes_act_only_at_the_start_of_a_line() {
+        let mut escapes = Escapes::new(Escape::default());
+        assert_eq!(typed(&mut escapes, "ls ~.\r").send, b"ls ~.\r");
+        let ended = typed(&mut escapes, "~.");
+        assert!(ended.end && ended.send.is_empty());
+
+        let mut escapes = Escapes::new(Escape::default());
+        let help = typed(&mut escapes, "~?");
+        assert!(help.help && !help.end && help.send.is_empty());
+        assert_eq!(typed(&mut escapes, "~~x").send, b"~x");
+        assert_eq!(typed(&mut escapes, "\r~a").send, b"\r~a");
+    }
+
+    #[test]
+    fn an_escape_split_across_reads_still_counts() {
+        let mut escapes = Escapes::new(Escape::default());
+        assert_eq!(typed(&mut escapes, "echo hi\r~").send, b"echo hi\r");
+        assert!(typed(&mut escapes, ".").end);
+    }
+
+    #[test]
+    fn another_character_or_none() {
+        let mut percent = Escapes::new("%".parse().unwrap());
+        assert_eq!(typed(&mut percent, "~.").send, b"~.");
+        assert!(typed(&mut percent, "\r%.").end);
+        let mut none = Escapes::new("none".parse().unwrap());
+        assert_eq!(typed(&mut none, "~.").send, b"~.");
+        for bad in ["", "ab", " ", "\u{7f}"] {
+            assert!(bad.parse::<Escape>().is_err(), "{bad:?}");
+        }
+    }
+}

@@ -18,6 +18,7 @@ use tokio::io::AsyncReadExt;
 
 use crate::connect::ssh::{remote_command, shell_quote};
 use crate::connect::target::ExecError;
+use crate::connect::terminal::Escapes;
 
 /// A fresh nonce for one session's wrapper: output cannot forge the status without it.
 pub fn nonce() -> String {
@@ -193,16 +194,28 @@ pub(crate) trait InputSink {
     async fn put(&mut self, bytes: &[u8]) -> bool;
 }
 
-/// Local input to the remote pty, once it is set up. Without a terminal it travels in
-/// the wrapper's frames (see [`frame_input`]), and end of input is the empty frame.
+/// How the input pump ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InputEnd {
+    /// End of local input, or the other side went away.
+    Done,
+    /// The user typed the escape to end the session.
+    Escaped,
+}
+
+/// Local input to the remote pty, once it is set up. On a terminal, `escapes` takes out
+/// what the user asks of jump itself; without one, input travels in the wrapper's frames
+/// (see [`frame_input`]), and end of input is the empty frame.
 pub(crate) async fn pump_input(
     mut sink: impl InputSink,
-    terminal: bool,
+    escapes: Option<Escapes>,
     ready: tokio::sync::oneshot::Receiver<()>,
-) {
+) -> InputEnd {
     if ready.await.is_err() {
-        return;
+        return InputEnd::Done;
     }
+    let terminal = escapes.is_some();
+    let mut escapes = escapes;
     let mut stdin = tokio::io::stdin();
     let mut buffer = vec![0u8; 16 * 1024];
     loop {
@@ -210,18 +223,30 @@ pub(crate) async fn pump_input(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        let sent = if terminal {
-            sink.put(&buffer[..n]).await
-        } else {
-            sink.put(&frame_input(&buffer[..n])).await
+        let sent = match escapes.as_mut() {
+            Some(escapes) => {
+                let typed = escapes.feed(&buffer[..n]);
+                if typed.help {
+                    let mut stderr = std::io::stderr();
+                    let _ = stderr.write_all(escapes.help().as_bytes());
+                    let _ = stderr.flush();
+                }
+                let sent = typed.send.is_empty() || sink.put(&typed.send).await;
+                if typed.end {
+                    return InputEnd::Escaped;
+                }
+                sent
+            }
+            None => sink.put(&frame_input(&buffer[..n])).await,
         };
         if !sent {
-            return;
+            return InputEnd::Done;
         }
     }
     if !terminal {
         sink.put(&frame_input(&[])).await;
     }
+    InputEnd::Done
 }
 
 /// One frame of piped input as the wrapper reads it: the length in decimal, a newline,

@@ -20,13 +20,12 @@ use super::source::{Prepared, Preparing, Reach, Source};
 use super::wait::{self, Endpoint, WaitSpec};
 use super::SessionId;
 use crate::aws::{describe_task, Clients};
-use crate::connect::exec;
+use crate::connect::exec::{self, Interactive};
 use crate::connect::forward::{self, Forwards};
 use crate::connect::ssh::{self, Target};
 use crate::connect::target::ExecTarget;
 use crate::exit::{Exit, UsageError};
 use crate::output::{Output, Progress};
-use crate::signals::ChildPid;
 
 /// sshd listens on this port in the jumphost.
 const SSH_PORT: u16 = 22;
@@ -47,10 +46,11 @@ pub enum Then {
 /// the session is stopped instead of handed over.
 pub type Announce = Box<dyn FnOnce(&SessionRecord) -> std::io::Result<()> + Send>;
 
-/// This side of the session: where notes go, and the foreground child (ssh, the plugin).
+/// This side of the session: where notes go, the foreground child (ssh, the plugin) and
+/// the escape character of an interactive ECS Exec session.
 pub struct Local {
     pub output: Output,
-    pub child: ChildPid,
+    pub interactive: Interactive,
 }
 
 /// One session: its source, its id and local directory, and the guard that owns both.
@@ -211,7 +211,7 @@ impl Session {
             known_hosts: self.dir.known_hosts_path(),
             host_key_alias: alias,
         };
-        let code = ssh::run(&target, &words, &self.local.child).await?;
+        let code = ssh::run(&target, &words, &self.local.interactive.child).await?;
         Ok(Exit::Remote(code))
     }
 
@@ -241,7 +241,7 @@ impl Session {
         };
         match then {
             Then::Run(words) => Ok(Exit::Remote(
-                exec::run(&self.clients, &target, &words, &self.local.child).await?,
+                exec::run(&self.clients, &target, &words, &self.local.interactive).await?,
             )),
             Then::Forward(forwards) => {
                 forward::forward_all(&self.clients, &target, &forwards, self.local.output).await

@@ -323,6 +323,42 @@ fn interactive_shell_in_a_real_terminal() {
     world.assert_nothing_left();
 }
 
+/// ssh's escapes on an interactive exec session: at the start of a line `~?` lists them
+/// and `~.` ends the session from this side (exit 255, the task stopped as usual);
+/// `--escape none` sends them as typed.
+#[test]
+fn escapes_end_an_interactive_session_from_this_side() {
+    let world = World::new(shared(), "exec-escape");
+    let term = Terminal::start(&world, "up --mode exec");
+    term.wait_for(":/#");
+    term.keys(&["-l", "echo not~.an-$((1+1))"]);
+    term.keys(&["Enter"]);
+    term.wait_for("not~.an-2");
+    term.keys(&["-l", "~?"]);
+    term.wait_for("Supported escape sequences");
+    term.keys(&["-l", "~."]);
+    let shown = term.wait_for("jump-exited-");
+    assert!(
+        shown.contains("session ended from this side (~.)"),
+        "screen:\n{shown}"
+    );
+    assert!(shown.contains("jump-exited-255"), "screen:\n{shown}");
+    drop(term);
+    world.assert_nothing_left();
+
+    let world = World::new(shared(), "exec-escape-none");
+    let term = Terminal::start(&world, "--escape none up --mode exec");
+    term.wait_for(":/#");
+    term.keys(&["-l", "~."]);
+    term.keys(&["Enter"]);
+    term.wait_for("not found");
+    term.keys(&["exit 3", "Enter"]);
+    let shown = term.wait_for("jump-exited-");
+    assert!(shown.contains("jump-exited-3"), "screen:\n{shown}");
+    drop(term);
+    world.assert_nothing_left();
+}
+
 /// With a terminal the official plugin owns it and reports no remote status: jump says so
 /// and exits with the plugin's own status, and still stops the task.
 #[test]
