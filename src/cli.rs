@@ -94,6 +94,19 @@ afterwards, whatever happens, unless --detach is given.",
         after_help = "Examples:\n  jump ssh 3f9c0a1b2c4d\n  jump ssh 3f9c0a1b2c4d -- uptime"
     )]
     Ssh(SshArgs),
+    /// An ssh config Host block for a session, for scp, rsync, sftp and IDEs
+    #[command(
+        long_about = "Print an OpenSSH `Host` block for a session started on this machine: its \
+key, its pinned known_hosts and host key alias, the same locked-down settings `jump ssh` uses \
+and, for a session reached through Session Manager (`ssh_via = \"ssm\"`), a ProxyCommand \
+through jump. Programs that speak ssh then work with their own binaries for as long as the \
+session runs.",
+        after_help = "Examples:\n  jump ssh-config 3f9c0a1b2c4d > /tmp/jump.ssh\n  scp -F /tmp/jump.ssh dump.sql jump-3f9c0a1b2c4d:/tmp/\n  rsync -e 'ssh -F /tmp/jump.ssh' -a ./site/ jump-3f9c0a1b2c4d:site/\n  sftp -F /tmp/jump.ssh jump-3f9c0a1b2c4d"
+    )]
+    SshConfig(SessionArg),
+    /// ssh's ProxyCommand for a session reached through Session Manager (used by jump)
+    #[command(hide = true)]
+    SshProxy(SessionArg),
     /// List running sessions (yours, or everyone's with --all)
     #[command(after_help = "Examples:\n  jump ls\n  jump ls --all --json")]
     Ls(LsArgs),
@@ -260,6 +273,9 @@ pub struct ConfigFlags {
     /// `ssh` (sshd and a pinned host key) or `exec` (ECS Exec only, any image with sh)
     #[arg(long, value_name = "MODE")]
     pub mode: Option<String>,
+    /// ssh mode: reach sshd over the `network` (inbound 22) or through `ssm` (no inbound rule)
+    #[arg(long, value_name = "HOW")]
+    pub ssh_via: Option<String>,
 }
 
 impl ConfigFlags {
@@ -271,7 +287,7 @@ impl ConfigFlags {
             .collect()
     }
 
-    fn entries(&self) -> [(&'static str, &Option<String>); 16] {
+    fn entries(&self) -> [(&'static str, &Option<String>); 17] {
         [
             ("cluster", &self.cluster),
             ("subnets", &self.subnets),
@@ -289,6 +305,7 @@ impl ConfigFlags {
             ("login_user", &self.login_user),
             ("wait_timeout", &self.wait_timeout),
             ("mode", &self.mode),
+            ("ssh_via", &self.ssh_via),
         ]
     }
 }
@@ -380,6 +397,12 @@ pub struct SshArgs {
     /// Command to run instead of an interactive shell
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SessionArg {
+    /// Session id, as printed by `jump up --detach` or `jump ls`
+    pub session: String,
 }
 
 #[derive(Debug, Args)]

@@ -38,6 +38,7 @@ pub const KEYS: &[&str] = &[
     "login_user",
     "wait_timeout",
     "mode",
+    "ssh_via",
     "forwards",
 ];
 
@@ -125,6 +126,12 @@ pub enum PlanError {
          templates/task-role-policy.json (`jump init` creates one), or use --mode ssh"
     )]
     ExecWithoutTaskRole,
+    #[error(
+        "`ssh_via = \"ssm\"` reaches sshd through ECS Exec, which needs a task role: set \
+         --task-role, JUMP_TASK_ROLE or `task_role` in jump.toml to a role with \
+         templates/task-role-policy.json (`jump init` creates one), or use --ssh-via network"
+    )]
+    SsmWithoutTaskRole,
     #[error("`ttl` must be between 1m and 24h (got {0}); set it with --ttl, JUMP_TTL or `ttl` in jump.toml")]
     Ttl(String),
     #[error("`idle_timeout` ({idle}) must not exceed `ttl` ({ttl})")]
@@ -141,6 +148,26 @@ pub enum Mode {
     Ssh,
     /// ECS Exec only: no sshd, no key, works with any image that has `sh`.
     Exec,
+}
+
+/// How ssh reaches the jumphost's sshd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SshVia {
+    /// TCP to the task's address: its security group must let port 22 in.
+    #[default]
+    Network,
+    /// A Session Manager port session to the task's own port 22, through its exec agent:
+    /// no inbound rule, no VPN or public IP.
+    Ssm,
+}
+
+impl SshVia {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SshVia::Network => "network",
+            SshVia::Ssm => "ssm",
+        }
+    }
 }
 
 impl Mode {
@@ -173,6 +200,7 @@ pub struct Plan {
     pub login_user: String,
     pub wait_timeout: Duration,
     pub mode: Mode,
+    pub ssh_via: SshVia,
 }
 
 /// One raw value before it is interpreted for a key.
@@ -201,6 +229,7 @@ pub struct Layers {
     login_user: Option<String>,
     wait_timeout: Option<Duration>,
     mode: Option<Mode>,
+    ssh_via: Option<SshVia>,
     forwards: Option<Vec<(String, String)>>,
 }
 
@@ -294,6 +323,7 @@ impl Layers {
             "login_user" => self.login_user = Some(user_name(raw).map_err(invalid)?),
             "wait_timeout" => self.wait_timeout = Some(duration(raw).map_err(invalid)?),
             "mode" => self.mode = Some(mode(raw).map_err(invalid)?),
+            "ssh_via" => self.ssh_via = Some(ssh_via(raw).map_err(invalid)?),
             "forwards" => self.forwards = Some(named(raw).map_err(invalid)?),
             _ => {
                 return Err(invalid(format!(
@@ -373,6 +403,10 @@ impl Layers {
         if mode == Mode::Exec && task_role.is_none() {
             return Err(PlanError::ExecWithoutTaskRole);
         }
+        let ssh_via = self.ssh_via.unwrap_or_default();
+        if mode == Mode::Ssh && ssh_via == SshVia::Ssm && task_role.is_none() {
+            return Err(PlanError::SsmWithoutTaskRole);
+        }
         Ok(Plan {
             cluster,
             subnets,
@@ -397,6 +431,7 @@ impl Layers {
             login_user: self.login_user.unwrap_or_else(|| "jump".to_string()),
             wait_timeout,
             mode,
+            ssh_via,
         })
     }
 }
@@ -615,6 +650,16 @@ fn named(raw: Raw<'_>) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
+fn ssh_via(raw: Raw<'_>) -> Result<SshVia, String> {
+    match text(raw)?.as_str() {
+        "network" => Ok(SshVia::Network),
+        "ssm" => Ok(SshVia::Ssm),
+        other => Err(format!(
+            "`{other}` is not a way to reach sshd; use `network` or `ssm`"
+        )),
+    }
+}
+
 fn mode(raw: Raw<'_>) -> Result<Mode, String> {
     match text(raw)?.as_str() {
         "ssh" => Ok(Mode::Ssh),
@@ -684,9 +729,34 @@ mod tests {
         layers
     }
 
+    fn with_task_role(mut layers: Layers) -> Layers {
+        layers
+            .set(
+                "task_role",
+                Raw::Text("arn:aws:iam::1:role/t"),
+                &Origin::Flag("--task-role".into()),
+            )
+            .unwrap();
+        layers
+    }
+
     fn with(mut layers: Layers, key: &str, value: &str) -> Result<Plan, PlanError> {
         layers.set(key, Raw::Text(value), &Origin::Flag(format!("--{key}")))?;
         layers.into_plan()
+    }
+
+    #[test]
+    fn ssh_through_ssm_needs_a_task_role_and_a_known_way() {
+        assert_eq!(base().into_plan().unwrap().ssh_via, SshVia::Network);
+        let err = with(base(), "ssh_via", "ssm").unwrap_err().to_string();
+        assert!(
+            err.contains("task_role") && err.contains("--ssh-via network"),
+            "{err}"
+        );
+        let err = with(base(), "ssh_via", "tcp").unwrap_err().to_string();
+        assert!(err.contains("`network` or `ssm`"), "{err}");
+        let layers = with_task_role(base());
+        assert_eq!(with(layers, "ssh_via", "ssm").unwrap().ssh_via, SshVia::Ssm);
     }
 
     #[test]
@@ -912,14 +982,7 @@ mod tests {
             err.contains("task_role") && err.contains("--mode ssh"),
             "{err}"
         );
-        let mut layers = base();
-        layers
-            .set(
-                "task_role",
-                Raw::Text("arn:aws:iam::1:role/t"),
-                &Origin::Flag("--task-role".into()),
-            )
-            .unwrap();
+        let layers = with_task_role(base());
         assert_eq!(with(layers, "mode", "exec").unwrap().mode, Mode::Exec);
     }
 

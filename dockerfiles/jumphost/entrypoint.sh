@@ -102,6 +102,7 @@ PermitTunnel no
 GatewayPorts no
 PermitUserEnvironment no
 X11Forwarding no
+Subsystem sftp internal-sftp
 PrintMotd no
 ClientAliveInterval 30
 ClientAliveCountMax 4

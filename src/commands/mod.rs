@@ -145,6 +145,14 @@ async fn dispatch(ctx: &mut Context, command: Command) -> anyhow::Result<Exit> {
             let work = ssh::run(ctx.global.clone(), ctx.output, ctx.child.clone(), args);
             ctx.supervised(work).await
         }
+        Command::SshConfig(args) => {
+            let work = ssh::config(ctx.global.clone(), ctx.output, args);
+            ctx.supervised(work).await
+        }
+        Command::SshProxy(args) => {
+            let work = ssh::proxy(ctx.global.clone(), args);
+            ctx.supervised(work).await
+        }
         Command::Exec(args) => {
             let work = exec::run(ctx.global.clone(), ctx.output, ctx.child.clone(), args);
             ctx.supervised(work).await

@@ -1,17 +1,22 @@
-//! `jump ssh SESSION`: reconnect to a detached session started on this machine.
+//! `jump ssh SESSION`: reconnect to a detached session started on this machine; and
+//! `jump ssh-config SESSION` / `jump ssh-proxy SESSION`, which let other programs that
+//! speak ssh (scp, rsync, sftp, IDEs) reach it the same way.
 //!
 //! The private key and pinned host key exist only where the session was started, so
-//! this works from that machine only; `jump ls` works from anywhere.
+//! these work from that machine only; `jump ls` works from anywhere.
 
 use std::time::Duration;
 
 use crate::aws::describe_task;
 use crate::aws::Clients;
-use crate::cli::{GlobalArgs, SshArgs};
-use crate::connect::ssh::{self, Target};
+use crate::cli::{GlobalArgs, SessionArg, SshArgs};
+use crate::connect::ssh;
+use crate::connect::ssh_over_ssm;
 use crate::exit::{Exit, UsageError};
 use crate::output::Output;
-use crate::session::keys::{host_key_alias, SessionDir};
+use crate::plan::SshVia;
+use crate::session::keys::SessionDir;
+use crate::session::lifecycle::ssh_target;
 use crate::session::record::SessionRecord;
 use crate::session::wait::TaskFailed;
 use crate::session::SessionId;
@@ -19,15 +24,10 @@ use crate::signals::ChildPid;
 
 /// How long sshd may take to accept connections on a task that is already running.
 const PORT_WAIT: Duration = Duration::from_secs(30);
-const SSH_PORT: u16 = 22;
 
-pub async fn run(
-    global: GlobalArgs,
-    output: Output,
-    child: ChildPid,
-    args: SshArgs,
-) -> anyhow::Result<Exit> {
-    let id: SessionId = args.session.parse()?;
+/// A session started on this machine in ssh mode: its directory and record.
+fn local_ssh_session(session: &str) -> anyhow::Result<(SessionDir, SessionRecord)> {
+    let id: SessionId = session.parse()?;
     let dir = SessionDir::open(&id)?.ok_or_else(|| {
         UsageError(format!(
             "no session {id} on this machine: `jump ssh` needs the key kept by `jump up --detach` here (see `jump ls` for running sessions)"
@@ -41,11 +41,23 @@ pub async fn run(
         ))
         .into());
     }
-    let region = global
-        .region
-        .clone()
-        .unwrap_or_else(|| record.region.clone());
-    let clients = Clients::new(global.profile.as_deref(), Some(&region)).await?;
+    Ok((dir, record))
+}
+
+async fn clients_for(global: &GlobalArgs, record: &SessionRecord) -> anyhow::Result<Clients> {
+    let region = global.region.as_deref().unwrap_or(&record.region);
+    Ok(Clients::new(global.profile.as_deref(), Some(region)).await?)
+}
+
+pub async fn run(
+    global: GlobalArgs,
+    output: Output,
+    child: ChildPid,
+    args: SshArgs,
+) -> anyhow::Result<Exit> {
+    let (dir, record) = local_ssh_session(&args.session)?;
+    let id = &record.id;
+    let clients = clients_for(&global, &record).await?;
     let task = describe_task(&clients.ecs, &record.cluster, &record.task_arn).await?;
     let status = task
         .as_ref()
@@ -60,21 +72,46 @@ pub async fn run(
         }
         .into());
     }
-    if !output.json() {
-        output.note(&format!(
-            "jump: connecting to session {id} at {}",
-            record.ip
-        ));
+    let target = ssh_target(&record, &dir, global.profile.as_deref())?;
+    if record.ssh_via == SshVia::Ssm.as_str() {
+        if !output.json() {
+            output.note(&format!(
+                "jump: connecting to session {id} through Session Manager"
+            ));
+        }
+        ssh_over_ssm::wait_for_sshd(&clients, &record.exec_target(), PORT_WAIT).await?;
+    } else {
+        if !output.json() {
+            output.note(&format!(
+                "jump: connecting to session {id} at {}",
+                record.ip
+            ));
+        }
+        ssh::wait_for_port(&record.ip, target.port, PORT_WAIT).await?;
     }
-    ssh::wait_for_port(&record.ip, SSH_PORT, PORT_WAIT).await?;
-    let target = Target {
-        host: record.ip.clone(),
-        port: SSH_PORT,
-        user: record.login_user.clone(),
-        identity: dir.private_key_path(),
-        known_hosts: dir.known_hosts_path(),
-        host_key_alias: host_key_alias(&id),
-    };
     let code = ssh::run(&target, &args.command, &child).await?;
     Ok(Exit::Remote(code))
+}
+
+/// `jump ssh-config SESSION`: an OpenSSH Host block named `jump-<session>`.
+pub async fn config(global: GlobalArgs, output: Output, args: SessionArg) -> anyhow::Result<Exit> {
+    let (dir, record) = local_ssh_session(&args.session)?;
+    let target = ssh_target(&record, &dir, global.profile.as_deref())?;
+    let mut block = format!(
+        "# jump session {}: valid while the session runs (`jump down {}` ends it)\nHost {}\n  HostName {}\n  Port {}\n  User {}\n",
+        record.id, record.id, target.host_key_alias, target.host, target.port, target.user
+    );
+    for (key, value) in target.settings() {
+        block.push_str(&format!("  {key} {value}\n"));
+    }
+    output.print(block.trim_end());
+    Ok(Exit::Success)
+}
+
+/// `jump ssh-proxy SESSION`: ssh's ProxyCommand, stdin and stdout to the session's sshd.
+pub async fn proxy(global: GlobalArgs, args: SessionArg) -> anyhow::Result<Exit> {
+    let (_, record) = local_ssh_session(&args.session)?;
+    let clients = clients_for(&global, &record).await?;
+    ssh_over_ssm::proxy_stdio(&clients, &record.exec_target()).await?;
+    Ok(Exit::Success)
 }

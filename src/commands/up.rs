@@ -49,6 +49,7 @@ pub async fn start(ctx: &mut Context, source: Source, then: Then) -> anyhow::Res
             child: ctx.child.clone(),
             escape: ctx.global.escape,
         },
+        profile: ctx.global.profile.clone(),
     };
     let session = Session::new(clients, source, local)?;
     let guard = session.guard();

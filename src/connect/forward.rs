@@ -378,6 +378,21 @@ pub async fn open(
     Ok(over_channel(channel, STREAM_QUEUE, PIPE_BYTES))
 }
 
+/// A port session to `port` of the task itself, open and handshaken.
+pub async fn open_to_task(
+    clients: &Clients,
+    task: &ExecTarget,
+    target: &str,
+    port: u16,
+) -> anyhow::Result<(Mux, tokio::task::JoinHandle<Option<Event>>)> {
+    let remote = Resolved {
+        host: None,
+        port,
+        local_port: 0,
+    };
+    open(clients, task.agent(), target, &remote).await
+}
+
 async fn handshake(channel: &mut Channel) -> Result<(), ForwardError> {
     loop {
         match channel.recv().await {

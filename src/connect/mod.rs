@@ -7,6 +7,7 @@ pub mod exec_access;
 pub mod forward;
 pub mod plugin;
 pub mod ssh;
+pub mod ssh_over_ssm;
 pub mod target;
 pub mod terminal;
 mod wrapper;

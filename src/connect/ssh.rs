@@ -52,34 +52,53 @@ pub struct Target {
     pub known_hosts: PathBuf,
     /// The name the host key is pinned under in `known_hosts` (`jump-<session>`).
     pub host_key_alias: String,
+    /// A command ssh reaches sshd through instead of TCP to `host` (`jump ssh-proxy`).
+    pub proxy: Option<Vec<String>>,
+}
+
+impl Target {
+    /// ssh's settings for this target, as `(option, value)`: what `ssh_args` passes with
+    /// `-o` and what `jump ssh-config` writes into a Host block.
+    pub fn settings(&self) -> Vec<(&'static str, String)> {
+        let mut settings = vec![
+            ("IdentityFile", format!("\"{}\"", self.identity.display())),
+            ("IdentitiesOnly", "yes".to_string()),
+            ("StrictHostKeyChecking", "yes".to_string()),
+            // Quoted: ssh splits option values at white space.
+            (
+                "UserKnownHostsFile",
+                format!("\"{}\"", self.known_hosts.display()),
+            ),
+            ("HostKeyAlias", self.host_key_alias.clone()),
+        ];
+        settings.extend(LOCKED_DOWN.iter().map(|(k, v)| (*k, v.to_string())));
+        if let Some(proxy) = &self.proxy {
+            settings.push(("ProxyCommand", remote_command(proxy)));
+        }
+        settings
+    }
 }
 
 /// What a session's ssh never does, whatever the user's configuration says.
-const LOCKED_DOWN: &[&str] = &[
-    "ForwardAgent=no",
-    "ForwardX11=no",
-    "ControlMaster=no",
-    "ControlPath=none",
-    "PermitLocalCommand=no",
-    "KnownHostsCommand=none",
-    "UpdateHostKeys=no",
-    "GlobalKnownHostsFile=/dev/null",
+const LOCKED_DOWN: &[(&str, &str)] = &[
+    ("ForwardAgent", "no"),
+    ("ForwardX11", "no"),
+    ("ControlMaster", "no"),
+    ("ControlPath", "none"),
+    ("PermitLocalCommand", "no"),
+    ("KnownHostsCommand", "none"),
+    ("UpdateHostKeys", "no"),
+    ("GlobalKnownHostsFile", "/dev/null"),
 ];
 
 /// The ssh command line (without the program name).
 pub fn ssh_args(target: &Target, command: &[String]) -> Vec<String> {
     let option = |setting: String| ["-o".to_string(), setting];
     let mut args = vec!["-i".to_string(), target.identity.display().to_string()];
-    args.extend(option("IdentitiesOnly=yes".into()));
-    args.extend(option("StrictHostKeyChecking=yes".into()));
-    // Quoted: ssh splits option values at white space.
-    args.extend(option(format!(
-        "UserKnownHostsFile=\"{}\"",
-        target.known_hosts.display()
-    )));
-    args.extend(option(format!("HostKeyAlias={}", target.host_key_alias)));
-    for setting in LOCKED_DOWN {
-        args.extend(option(setting.to_string()));
+    for (key, value) in target.settings() {
+        if key != "IdentityFile" {
+            args.extend(option(format!("{key}={value}")));
+        }
     }
     args.extend(option("ConnectTimeout=10".into()));
     if command.is_empty() {
@@ -188,6 +207,7 @@ mod tests {
             identity: "/s/id_ed25519".into(),
             known_hosts: "/s/known_hosts".into(),
             host_key_alias: "jump-00112233aabb".into(),
+            proxy: None,
         }
     }
 

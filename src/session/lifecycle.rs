@@ -23,9 +23,11 @@ use crate::aws::{describe_task, Clients};
 use crate::connect::exec::{self, Interactive};
 use crate::connect::forward::{self, Forwards};
 use crate::connect::ssh::{self, Target};
+use crate::connect::ssh_over_ssm;
 use crate::connect::target::ExecTarget;
 use crate::exit::{Exit, UsageError};
 use crate::output::{Output, Progress};
+use crate::plan::SshVia;
 
 /// sshd listens on this port in the jumphost.
 const SSH_PORT: u16 = 22;
@@ -51,6 +53,8 @@ pub type Announce = Box<dyn FnOnce(&SessionRecord) -> std::io::Result<()> + Send
 pub struct Local {
     pub output: Output,
     pub interactive: Interactive,
+    /// The AWS profile given on the command line, for `jump ssh-proxy`.
+    pub profile: Option<String>,
 }
 
 /// One session: its source, its id and local directory, and the guard that owns both.
@@ -184,6 +188,7 @@ impl Session {
         self.dir.write_known_hosts(&alias, SSH_PORT, &host_key)?;
         let record = self.record(prepared, &running, owner);
         record.save(&self.dir)?;
+        let target = ssh_target(&record, &self.dir, self.local.profile.as_deref())?;
         let words = match then {
             Then::Detach(announce) => {
                 stages.finish();
@@ -196,21 +201,25 @@ impl Session {
                 )
             }
         };
-        let host = running.host;
-        stages.stage(&format!("waiting for sshd on {host}"));
+        let left = remaining(running.deadline);
+        let sshd = async {
+            match plan.ssh_via {
+                SshVia::Network => {
+                    stages.stage(&format!("waiting for sshd on {}", running.host));
+                    Ok(ssh::wait_for_port(&running.host, SSH_PORT, left).await?)
+                }
+                SshVia::Ssm => {
+                    stages.stage("waiting for sshd through Session Manager");
+                    let task = record.exec_target();
+                    ssh_over_ssm::wait_for_sshd(&self.clients, &task, left).await
+                }
+            }
+        };
         tokio::select! {
-            ready = ssh::wait_for_port(&host, SSH_PORT, remaining(running.deadline)) => ready?,
+            ready = sshd => ready?,
             stopped = wait::until_stopped(&self.clients, &spec) => return Err(stopped.into()),
         }
         stages.finish();
-        let target = Target {
-            host,
-            port: SSH_PORT,
-            user: plan.login_user.clone(),
-            identity: self.dir.private_key_path(),
-            known_hosts: self.dir.known_hosts_path(),
-            host_key_alias: alias,
-        };
         let code = ssh::run(&target, &words, &self.local.interactive.child).await?;
         Ok(Exit::Remote(code))
     }
@@ -261,9 +270,13 @@ impl Session {
     }
 
     fn record(&self, prepared: &Prepared, running: &Running, owner: &str) -> SessionRecord {
-        let (login_user, mode) = match &self.source {
-            Source::Cold(plan) => (plan.login_user.clone(), plan.mode.as_str().to_string()),
-            Source::OneOff(_) => (String::new(), "exec".to_string()),
+        let (login_user, mode, ssh_via) = match &self.source {
+            Source::Cold(plan) => (
+                plan.login_user.clone(),
+                plan.mode.as_str(),
+                plan.ssh_via.as_str(),
+            ),
+            Source::OneOff(_) => (String::new(), "exec", "network"),
         };
         SessionRecord {
             id: self.id.to_string(),
@@ -276,7 +289,8 @@ impl Session {
             expires: humantime::format_rfc3339_seconds(prepared.expires).to_string(),
             owner: owner.to_string(),
             login_user,
-            mode,
+            mode: mode.to_string(),
+            ssh_via: ssh_via.to_string(),
         }
     }
 
@@ -289,6 +303,42 @@ impl Session {
     }
 }
 
+/// How ssh reaches a session: its key and pinned host key, and either the task's address
+/// or, through Session Manager, `jump ssh-proxy` (with this machine's jump and profile).
+pub fn ssh_target(
+    record: &SessionRecord,
+    dir: &SessionDir,
+    profile: Option<&str>,
+) -> anyhow::Result<Target> {
+    let id: SessionId = record.id.parse()?;
+    let alias = host_key_alias(&id);
+    let (host, proxy) = if record.ssh_via == SshVia::Ssm.as_str() {
+        let jump = std::env::current_exe().context("cannot tell where jump itself is")?;
+        let mut proxy = vec![jump.display().to_string()];
+        if let Some(profile) = profile {
+            proxy.extend(["--profile".to_string(), profile.to_string()]);
+        }
+        proxy.extend([
+            "--region".to_string(),
+            record.region.clone(),
+            "ssh-proxy".to_string(),
+            record.id.clone(),
+        ]);
+        (alias.clone(), Some(proxy))
+    } else {
+        (record.ip.clone(), None)
+    };
+    Ok(Target {
+        host,
+        port: SSH_PORT,
+        user: record.login_user.clone(),
+        identity: dir.private_key_path(),
+        known_hosts: dir.known_hosts_path(),
+        host_key_alias: alias,
+        proxy,
+    })
+}
+
 fn wait_spec<'a>(prepared: &'a Prepared, task_arn: &'a str, deadline: Instant) -> WaitSpec<'a> {
     WaitSpec {
         cluster: &prepared.run.cluster,
@@ -296,7 +346,7 @@ fn wait_spec<'a>(prepared: &'a Prepared, task_arn: &'a str, deadline: Instant) -
         container: &prepared.container,
         logs: prepared.logs.as_ref(),
         public: prepared.public,
-        exec_agent: prepared.reach == Reach::Exec,
+        exec_agent: prepared.exec_agent,
         timeout: remaining(deadline),
     }
 }

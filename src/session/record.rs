@@ -16,6 +16,7 @@ use super::tags::{SessionTags, DEDICATED_BY, STARTED_BY, TAG_MANAGED_BY};
 use super::wait::TaskFailed;
 use super::SessionId;
 use crate::aws::{describe_cluster, ApiError, Clients};
+use crate::connect::target::ExecTarget;
 use crate::plan::MAX_TTL;
 use crate::session::keys::{KeyError, SessionDir};
 use crate::task::eni::private_ip;
@@ -53,13 +54,29 @@ pub struct SessionRecord {
     /// `ssh` or `exec`: how to reconnect.
     #[serde(default = "ssh_mode")]
     pub mode: String,
+    /// ssh mode: `network` or `ssm`, how ssh reaches sshd.
+    #[serde(default = "over_the_network")]
+    pub ssh_via: String,
 }
 
 fn ssh_mode() -> String {
     "ssh".to_string()
 }
 
+fn over_the_network() -> String {
+    "network".to_string()
+}
+
 impl SessionRecord {
+    /// The session's task, as ECS Exec and port sessions address it.
+    pub fn exec_target(&self) -> ExecTarget {
+        ExecTarget {
+            cluster: self.cluster.clone(),
+            task_arn: self.task_arn.clone(),
+            container: None,
+        }
+    }
+
     pub fn save(&self, dir: &SessionDir) -> Result<(), RecordError> {
         let json = serde_json::to_vec_pretty(self)?;
         dir.write_private(RECORD_FILE, &json)?;
@@ -372,11 +389,17 @@ mod tests {
             owner: "arn:me".into(),
             login_user: "jump".into(),
             mode: "ssh".into(),
+            ssh_via: "ssm".into(),
         };
         let json = serde_json::to_string(&record).unwrap();
         assert_eq!(
             serde_json::from_str::<SessionRecord>(&json).unwrap(),
             record
         );
+        // A record written before `ssh_via` existed reads as reached over the network.
+        let mut old: serde_json::Value = serde_json::from_str(&json).unwrap();
+        old.as_object_mut().unwrap().remove("ssh_via");
+        let read: SessionRecord = serde_json::from_value(old).unwrap();
+        assert_eq!(read.ssh_via, "network");
     }
 }

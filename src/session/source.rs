@@ -20,7 +20,7 @@ use crate::arn::revision_name;
 use crate::aws::{ApiError, Caller, Clients};
 use crate::exit::UsageError;
 use crate::output::Output;
-use crate::plan::{Mode, Plan};
+use crate::plan::{Mode, Plan, SshVia};
 use crate::task::awslogs::AwsLogs;
 
 /// How long a one-off task may take to start.
@@ -75,6 +75,8 @@ pub struct Prepared {
     pub logs: Option<AwsLogs>,
     pub public: bool,
     pub reach: Reach,
+    /// Also wait for the ECS Exec agent: exec mode, or ssh through Session Manager.
+    pub exec_agent: bool,
     pub wait_timeout: Duration,
     pub expires: SystemTime,
 }
@@ -148,6 +150,7 @@ async fn cold(
         logs: Some(AwsLogs::jumphost(&plan.log_group)),
         public: plan.public,
         reach,
+        exec_agent: reach == Reach::Exec || plan.ssh_via == SshVia::Ssm,
         wait_timeout: plan.wait_timeout,
         expires,
     })
@@ -202,6 +205,7 @@ impl OneOff {
             logs: chosen.logs,
             public: false,
             reach: Reach::Exec,
+            exec_agent: true,
             wait_timeout: ONE_OFF_WAIT,
             expires,
         })

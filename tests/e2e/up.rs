@@ -1,5 +1,7 @@
 //! `jump up`, `ssh`, `ls`, `down` against the shared sandbox.
 
+use std::process::{Command, Stdio};
+
 use crate::support::{expect_exit, policy, shared, stderr, stdout, Sandbox, World, SERVER};
 
 #[test]
@@ -677,4 +679,110 @@ fn a_restart_policy_or_ulimits_planted_in_jumps_revision_are_not_trusted() {
         container["ulimits"] =
             serde_json::json!([{"name": "nofile", "softLimit": 16, "hardLimit": 16}]);
     });
+}
+
+/// Port sessions the sandbox's Session Manager has seen to this task (`ssm
+/// describe-sessions`, active and ended).
+fn port_sessions_to(world: &World, task_arn: &str) -> usize {
+    let id = task_arn.rsplit('/').next().unwrap();
+    ["Active", "History"]
+        .iter()
+        .map(|state| {
+            let listed = world
+                .sandbox
+                .aws(&["ssm", "describe-sessions", "--state", state]);
+            listed["Sessions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|s| s["Target"].as_str().unwrap_or_default().contains(id))
+                .count()
+        })
+        .sum()
+}
+
+/// ssh mode through Session Manager: sshd reached over a port session to the task's own
+/// port 22 (no inbound rule needed), the host key still pinned; `jump ssh-config` lets
+/// scp and sftp use the same path with their own binaries.
+#[test]
+fn ssh_through_session_manager_and_ssh_config_for_scp_and_sftp() {
+    let world = World::new(shared(), "ssh-ssm");
+    let out = world.run(&["up", "--ssh-via", "ssm", "--", "echo", "via-ssm"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "via-ssm");
+    let arn = world.tasks("STOPPED").pop().expect("the session's task");
+    assert!(
+        port_sessions_to(&world, &arn) >= 1,
+        "no port session was used"
+    );
+    world.assert_nothing_left();
+
+    let session = world.json(&["up", "--ssh-via", "ssm", "--detach", "--json"]);
+    let id = session["session"].as_str().unwrap().to_string();
+    let arn = session["task_arn"].as_str().unwrap().to_string();
+    let out = world.run(&["ssh", &id, "--", "echo", "again"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "again");
+
+    let config = world.run(&["ssh-config", &id]);
+    assert!(config.status.success(), "stderr: {}", stderr(&config));
+    let text = stdout(&config);
+    assert!(text.contains(&format!("Host jump-{id}")), "{text}");
+    assert!(text.contains("ProxyCommand "), "{text}");
+    let config_file = world.home.path().join("ssh_config");
+    std::fs::write(&config_file, &text).unwrap();
+    let payload = world.home.path().join("payload.bin");
+    let bytes: Vec<u8> = (0..20 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&payload, &bytes).unwrap();
+    let host = format!("jump-{id}");
+    let ssh_env = |cmd: &mut Command| {
+        // What `jump ssh-proxy` needs from the environment, as jump itself has it.
+        cmd.env_clear()
+            .envs(world.jump().get_envs().filter_map(|(k, v)| Some((k, v?))));
+    };
+    let mut scp = Command::new("scp");
+    ssh_env(&mut scp);
+    let out = scp
+        .args(["-q", "-F"])
+        .arg(&config_file)
+        .arg(&payload)
+        .arg(format!("{host}:payload.bin"))
+        .output()
+        .expect("scp runs");
+    assert!(out.status.success(), "scp: {}", stderr(&out));
+    let sum = world.run(&["ssh", &id, "--", "sha256sum", "payload.bin"]);
+    let expected = {
+        use ssh_key::sha2::{Digest, Sha256};
+        format!("{:x}", Sha256::digest(&bytes))
+    };
+    assert!(stdout(&sum).starts_with(&expected), "{}", stdout(&sum));
+    let mut sftp = Command::new("sftp");
+    ssh_env(&mut sftp);
+    let out = sftp
+        .args(["-q", "-b", "-", "-F"])
+        .arg(&config_file)
+        .arg(&host)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write as _;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(b"ls -l payload.bin\n")?;
+            child.wait_with_output()
+        })
+        .expect("sftp runs");
+    assert!(out.status.success(), "sftp: {}", stderr(&out));
+    assert!(stdout(&out).contains("20971520"), "{}", stdout(&out));
+
+    let out = world.run(&["down", &id]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    world.wait_stopped(&arn);
+    world.assert_nothing_left();
 }
