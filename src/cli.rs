@@ -144,6 +144,18 @@ connections and exits 76.",
         after_help = "Examples:\n  jump forward 5432:rds:orders            # psql -h 127.0.0.1 -p 5432 ...\n  jump forward db                          # [forwards] db = \"5432:rds:orders\" in jump.toml\n  jump forward --service api 6666:55555    # the service's own nREPL: lein repl :connect localhost:6666\n  jump forward 6666:service:api:55555      # the same through a jumphost\n  jump forward 3f9c0a1b2c4d 7888:repl.internal:7888\n  jump forward --json 0:rds:orders         # any free local port, printed as JSON\n  jump forward --bind 0.0.0.0 5432:rds:orders   # reachable from containers (and the network)"
     )]
     Forward(Box<ForwardArgs>),
+    /// A local SOCKS5 proxy into the VPC: each connection reaches the host it asks for
+    #[command(
+        long_about = "A local SOCKS5 proxy (no authentication, CONNECT; IPv4 and domain-name \
+targets, names resolved inside the VPC) through one task: each connection reaches whatever \
+host and port it asks for, over a Session Manager port session per target, reused while it \
+lasts. With a SESSION, through that session's task; without one, through an exec-mode jumphost \
+started for as long as the proxy runs and stopped afterwards. A target that refuses the \
+connection gets a SOCKS failure reply. Listens on 127.0.0.1 (and ::1) unless --bind says \
+otherwise; prints the proxy's address when ready (--json for scripts).",
+        after_help = "Examples:\n  jump socks --port 1080\n  curl --socks5-hostname 127.0.0.1:1080 http://grafana.internal:3000/\n  ssh -o ProxyCommand='nc -X 5 -x 127.0.0.1:1080 %h %p' admin@10.0.3.7\n  jump socks 3f9c0a1b2c4d --port 1080      # through a detached session's task"
+    )]
+    Socks(Box<SocksArgs>),
     /// A one-off task from a service's own task definition, a command in it, then gone
     #[command(
         long_about = "Start a one-off task from a service's own task definition and network \
@@ -397,6 +409,23 @@ pub struct SshArgs {
     /// Command to run instead of an interactive shell
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SocksArgs {
+    /// A session whose task carries the proxy; without one, a jumphost is started
+    pub session: Option<String>,
+    /// Local port (0: any free one, printed)
+    #[arg(long, value_name = "N", default_value_t = 1080)]
+    pub port: u16,
+    /// Listen on this address (default 127.0.0.1 and ::1; 0.0.0.0 exposes the proxy)
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<String>,
+    /// Use this config file instead of searching for jump.toml
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub settings: ConfigFlags,
 }
 
 #[derive(Debug, Args)]

@@ -4,7 +4,7 @@
 //! Every target is parsed, the bind address checked and every explicit local port checked
 //! free before the first AWS call: a typo or a busy port must not cost a task.
 
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::TcpListener;
 
 use crate::aws::Clients;
 use crate::cli::{ClusterArgs, ForwardArgs, GlobalArgs};
@@ -34,13 +34,18 @@ enum Through {
     Jumphost,
 }
 
-pub async fn run(ctx: &mut Context, args: ForwardArgs) -> anyhow::Result<Exit> {
-    let bind = match args.bind.as_deref() {
-        None => Bind::Loopback,
+/// `--bind`'s address, checked.
+pub(super) fn bind_address(text: Option<&str>) -> Result<Bind, UsageError> {
+    match text {
+        None => Ok(Bind::Loopback),
         Some(text) => text
             .parse::<Bind>()
-            .map_err(|e| UsageError(format!("--bind: {e}")))?,
-    };
+            .map_err(|e| UsageError(format!("--bind: {e}"))),
+    }
+}
+
+pub async fn run(ctx: &mut Context, args: ForwardArgs) -> anyhow::Result<Exit> {
+    let bind = bind_address(args.bind.as_deref())?;
     if bind != Bind::Loopback && ctx.global.ssm_plugin.is_some() {
         return Err(UsageError(
             "--bind cannot be combined with --ssm-plugin: the plugin listens on localhost only"
@@ -107,10 +112,7 @@ fn targets(layers: &Layers, words: &[String]) -> anyhow::Result<Vec<ForwardSpec>
 }
 
 fn check_ports_free(bind: &Bind, specs: &[ForwardSpec]) -> Result<(), UsageError> {
-    let address = match bind {
-        Bind::Loopback => Ipv4Addr::LOCALHOST.into(),
-        Bind::Address(ip) => *ip,
-    };
+    let address = bind.first_address();
     for port in specs
         .iter()
         .filter_map(|s| s.local_port)

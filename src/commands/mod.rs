@@ -8,6 +8,7 @@ mod init;
 mod logs;
 mod ls;
 mod run;
+mod socks;
 mod ssh;
 mod up;
 
@@ -159,6 +160,7 @@ async fn dispatch(ctx: &mut Context, command: Command) -> anyhow::Result<Exit> {
         }
         Command::Forward(args) => forward::run(ctx, *args).await,
         Command::Run(args) => run::run(ctx, *args).await,
+        Command::Socks(args) => socks::run(ctx, *args).await,
         Command::Logs(args) => {
             let work = logs::run(ctx.global.clone(), ctx.output, args);
             ctx.supervised(work).await

@@ -26,7 +26,7 @@ use crate::connect::target::{ssm_target, ExecTarget};
 use crate::exit::{Exit, UsageError};
 use crate::output::Output;
 use crate::ssm::channel::{Channel, Event};
-use crate::ssm::smux::{over_channel, Mux};
+use crate::ssm::smux::{over_channel, Mux, MuxStream};
 use crate::task::eni::private_ip;
 use crate::task::{newest, service_tasks};
 
@@ -267,6 +267,14 @@ pub enum Bind {
 }
 
 impl Bind {
+    /// The address the first (or only) listener binds.
+    pub fn first_address(&self) -> IpAddr {
+        match self {
+            Bind::Loopback => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Bind::Address(ip) => *ip,
+        }
+    }
+
     /// Whether other machines may reach the listeners.
     pub fn is_exposed(&self) -> bool {
         matches!(self, Bind::Address(ip) if !ip.is_loopback())
@@ -286,10 +294,7 @@ impl std::str::FromStr for Bind {
 
 /// Listens locally first, so a busy port fails before anything is started in AWS.
 pub async fn listen(bind: &Bind, local_port: u16) -> anyhow::Result<Vec<TcpListener>> {
-    let first = match bind {
-        Bind::Loopback => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        Bind::Address(ip) => *ip,
-    };
+    let first = bind.first_address();
     let listener = TcpListener::bind((first, local_port))
         .await
         .with_context(|| format!("cannot listen on {}", SocketAddr::new(first, local_port)))?;
@@ -359,6 +364,22 @@ fn parameters(remote: &Resolved) -> std::collections::HashMap<String, Vec<String
         ])
         .map(|(name, value)| (name.to_string(), vec![value]))
         .collect()
+}
+
+/// A port session to `host:port` through the task, open and handshaken.
+pub async fn open_to_host(
+    clients: &Clients,
+    task: &ExecTarget,
+    target: &str,
+    host: &str,
+    port: u16,
+) -> anyhow::Result<(Mux, tokio::task::JoinHandle<Option<Event>>)> {
+    let remote = Resolved {
+        host: Some(host.to_string()),
+        port,
+        local_port: 0,
+    };
+    open(clients, task.agent(), target, &remote).await
 }
 
 /// Opens the port session to `target` over our own data channel.
@@ -463,16 +484,23 @@ impl Drop for AbortOnDrop {
 }
 
 /// One local connection over one smux stream.
-async fn connection(mut socket: TcpStream, peer: SocketAddr, mux: &Mux) {
+async fn connection(socket: TcpStream, peer: SocketAddr, mux: &Mux) {
     let _ = socket.set_nodelay(true);
-    let mut stream = match mux.open().await {
-        Ok(stream) => stream,
+    match mux.open().await {
+        Ok(stream) => pipe(socket, stream, Vec::new(), mux).await,
         Err(err) => {
             tracing::warn!(%peer, %err, "cannot open a stream for a local connection");
             reset(socket);
-            return;
         }
-    };
+    }
+}
+
+/// Carries a local connection over its stream both ways (`first`: what the far side
+/// already sent) until both ends are done; a cut tunnel resets the local socket.
+pub(crate) async fn pipe(mut socket: TcpStream, mut stream: MuxStream, first: Vec<u8>, mux: &Mux) {
+    if !first.is_empty() && socket.write_all(&first).await.is_err() {
+        return;
+    }
     let writer = stream.writer();
     let (mut local_read, mut local_write) = socket.split();
     let upload = async {
@@ -520,7 +548,7 @@ async fn connection(mut socket: TcpStream, peer: SocketAddr, mux: &Mux) {
 }
 
 /// Closes with RST (SO_LINGER 0): how a client learns its data was cut short.
-fn reset(socket: TcpStream) {
+pub(crate) fn reset(socket: TcpStream) {
     let _ = socket.set_zero_linger();
     drop(socket);
 }

@@ -22,6 +22,7 @@ use super::SessionId;
 use crate::aws::{describe_task, Clients};
 use crate::connect::exec::{self, Interactive};
 use crate::connect::forward::{self, Forwards};
+use crate::connect::socks::{self, Proxy};
 use crate::connect::ssh::{self, Target};
 use crate::connect::ssh_over_ssm;
 use crate::connect::target::ExecTarget;
@@ -40,6 +41,8 @@ pub enum Then {
     Run(Vec<String>),
     /// Port forwards for as long as the user wants (exec mode).
     Forward(Forwards),
+    /// A SOCKS5 proxy into the VPC for as long as the user wants (exec mode).
+    Socks(Proxy),
     /// Hand the session over once `Announce` has told the user about it.
     Detach(Announce),
 }
@@ -195,10 +198,11 @@ impl Session {
                 return self.detached(&record, announce).await;
             }
             Then::Run(words) => words,
-            Then::Forward(_) => {
-                return Err(
-                    UsageError("port forwards go through ECS Exec (exec mode)".into()).into(),
+            Then::Forward(_) | Then::Socks(_) => {
+                return Err(UsageError(
+                    "forwards and proxies go through ECS Exec (exec mode)".into(),
                 )
+                .into())
             }
         };
         let left = remaining(running.deadline);
@@ -254,6 +258,9 @@ impl Session {
             )),
             Then::Forward(forwards) => {
                 forward::forward_all(&self.clients, &target, &forwards, self.local.output).await
+            }
+            Then::Socks(proxy) => {
+                socks::run(&self.clients, &target, &proxy, self.local.output).await
             }
             Then::Detach(_) => Err(UsageError("a one-off task cannot be detached".into()).into()),
         }

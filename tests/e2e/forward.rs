@@ -198,10 +198,16 @@ fn echo_task(world: &World) -> (String, String) {
                   while(sysread($c,$b,65536)){ syswrite($c,$b) } exit } }";
     world.sandbox.image("echo:1", SERVER);
     let definition = serde_json::json!([{ "name": "echo", "image": "echo:1", "command": ["perl", "-e", server] }]);
-    let arn = world.run_task(&family, &definition);
+    perl_task(world, &family, &definition)
+}
+
+/// Runs a task of `definition` (a perl server) in the world's cluster and returns its ARN
+/// and private IP once it runs.
+fn perl_task(world: &World, family: &str, definition: &serde_json::Value) -> (String, String) {
+    let arn = world.run_task(family, definition);
     let deadline = Instant::now() + Duration::from_secs(30);
     while world.describe(&arn)["lastStatus"] != "RUNNING" {
-        assert!(Instant::now() < deadline, "echo task never ran");
+        assert!(Instant::now() < deadline, "{family} task never ran");
         std::thread::sleep(Duration::from_millis(100));
     }
     let ip = world.describe(&arn)["containers"][0]["networkInterfaces"][0]["privateIpv4Address"]
@@ -513,4 +519,81 @@ fn forward_all_with(world: &World, flags: &[&str], targets: &[&str]) -> (Child, 
         addresses.push(ready["local_address"].as_str().unwrap().to_string());
     }
     (child, addresses)
+}
+
+/// Three HTTP servers (8080, 8081, 8082) in one task of the cluster, each answering
+/// `page-PORT`; returns the task's ARN and private IP.
+fn web_task(world: &World) -> (String, String) {
+    let family = format!("web-{}", world.cluster);
+    let server = "use IO::Socket::INET; for $p (8080, 8081, 8082) { if (!fork) { \
+                  $s=IO::Socket::INET->new(LocalPort=>$p,Listen=>64,ReuseAddr=>1) or die; \
+                  while($c=$s->accept){ if(!fork){ while(<$c>){ last if /^\\r?$/ } $b=\"page-$p\"; \
+                  print $c \"HTTP/1.0 200 OK\\r\\nContent-Length: \".length($b).\"\\r\\nConnection: close\\r\\n\\r\\n$b\"; \
+                  exit } close $c } } } sleep 3600";
+    world.sandbox.image("web:1", SERVER);
+    let definition =
+        serde_json::json!([{ "name": "web", "image": "web:1", "command": ["perl", "-e", server] }]);
+    perl_task(world, &family, &definition)
+}
+
+fn curl_through(proxy: &str, url: &str) -> std::process::Output {
+    Command::new("curl")
+        .args(["-sS", "--max-time", "30", "--socks5-hostname", proxy, url])
+        .output()
+        .expect("curl runs")
+}
+
+/// `jump socks`: each connection reaches the host and port it asks for, through one
+/// jumphost; many at once to several targets; a refused one gets a SOCKS failure reply.
+#[test]
+fn a_socks_proxy_reaches_any_host_and_port_it_is_asked_for() {
+    let world = World::new(shared(), "socks");
+    let (web, ip) = web_task(&world);
+    let mut child = world.spawn(&["socks", "--json", "--port", "0"], Stdio::null());
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().and_then(Result::ok).unwrap_or_default();
+    let ready: serde_json::Value = serde_json::from_str(&line)
+        .unwrap_or_else(|_| panic!("no ready line: {line:?}; {}", drain_stderr(&mut child)));
+    let proxy = ready["socks_address"].as_str().unwrap().to_string();
+
+    let out = curl_through(&proxy, &format!("http://{ip}:8080/"));
+    assert!(out.status.success(), "curl: {}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "page-8080");
+
+    let clients: Vec<_> = (0..16)
+        .map(|i| {
+            let port = 8080 + i % 3;
+            let (proxy, url) = (proxy.clone(), format!("http://{ip}:{port}/"));
+            std::thread::spawn(move || (port, curl_through(&proxy, &url)))
+        })
+        .collect();
+    for client in clients {
+        let (port, out) = client.join().unwrap();
+        assert!(out.status.success(), "curl to {port}: {}", stderr(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("page-{port}"));
+    }
+
+    // Nothing listens on port 9 of that task: a SOCKS failure, not a hang or an empty success.
+    let mut socks = connect(&proxy);
+    socks
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let octets: Vec<u8> = ip.split('.').map(|o| o.parse().unwrap()).collect();
+    socks.write_all(&[5, 1, 0]).unwrap();
+    let mut answer = [0u8; 2];
+    socks.read_exact(&mut answer).unwrap();
+    assert_eq!(answer, [5, 0]);
+    socks
+        .write_all(&[&[5u8, 1, 0, 1][..], &octets, &9u16.to_be_bytes()].concat())
+        .unwrap();
+    let mut reply = [0u8; 10];
+    socks.read_exact(&mut reply).unwrap();
+    assert_eq!(reply[0], 5);
+    assert_ne!(
+        reply[1], 0,
+        "a refused target was reported as connected: {reply:?}"
+    );
+
+    world.stop_task(&web);
+    stop(&world, child);
 }
