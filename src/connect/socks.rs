@@ -58,39 +58,53 @@ struct Tunnel {
 /// A target: host (an address or a name) and port.
 type Destination = (String, u16);
 
-/// The port sessions of one proxy, by target.
+/// The port sessions of one proxy, by target. Each target has its own slot, so opening a
+/// session to one target never holds up connections to another.
 #[derive(Clone)]
 struct Tunnels {
     clients: Clients,
     task: ExecTarget,
     target: String,
-    open: Arc<Mutex<HashMap<Destination, Arc<Mutex<Tunnel>>>>>,
+    slots: Arc<Mutex<HashMap<Destination, Slot>>>,
 }
 
+type Slot = Arc<Mutex<Option<Tunnel>>>;
+
 impl Tunnels {
-    /// The target's tunnel: the open one, or a new port session.
-    async fn get(&self, host: &str, port: u16) -> anyhow::Result<Arc<Mutex<Tunnel>>> {
-        let key = (host.to_string(), port);
-        let mut open = self.open.lock().await;
-        if let Some(tunnel) = open.get(&key) {
-            if !tunnel.lock().await.mux.is_ended() {
-                return Ok(tunnel.clone());
-            }
+    async fn slot(&self, host: &str, port: u16) -> Slot {
+        let mut slots = self.slots.lock().await;
+        slots.entry((host.to_string(), port)).or_default().clone()
+    }
+
+    /// The target's session, and whether the target has answered through it: the open
+    /// one, or a new port session.
+    async fn get(&self, host: &str, port: u16) -> anyhow::Result<(Arc<Mux>, bool)> {
+        let slot = self.slot(host, port).await;
+        let mut tunnel = slot.lock().await;
+        if let Some(open) = tunnel.as_ref().filter(|t| !t.mux.is_ended()) {
+            return Ok((open.mux.clone(), open.answered));
         }
         let (mux, session) =
             open_to_host(&self.clients, &self.task, &self.target, host, port).await?;
         // The session's own end is seen through the mux; nothing else waits for it.
         drop(session);
-        let tunnel = Arc::new(Mutex::new(Tunnel {
-            mux: Arc::new(mux),
+        let mux = Arc::new(mux);
+        *tunnel = Some(Tunnel {
+            mux: mux.clone(),
             answered: false,
-        }));
-        open.insert(key, tunnel.clone());
-        Ok(tunnel)
+        });
+        Ok((mux, false))
+    }
+
+    /// The target answered: later connections to it are answered at once.
+    async fn answered(&self, host: &str, port: u16) {
+        if let Some(tunnel) = self.slot(host, port).await.lock().await.as_mut() {
+            tunnel.answered = true;
+        }
     }
 
     async fn forget(&self, host: &str, port: u16) {
-        self.open.lock().await.remove(&(host.to_string(), port));
+        *self.slot(host, port).await.lock().await = None;
     }
 }
 
@@ -144,7 +158,7 @@ async fn serve(
         clients: clients.clone(),
         task: task.clone(),
         target: ssm_target(&clients.ecs, task).await?,
-        open: Arc::default(),
+        slots: Arc::default(),
     };
     let (accepted_tx, mut accepted) = tokio::sync::mpsc::channel(64);
     for listener in listeners {
@@ -235,16 +249,12 @@ async fn client(mut socket: TcpStream, tunnels: &Tunnels) -> anyhow::Result<()> 
         Some(Request::Refused(code)) => return Ok(socket.write_all(&reply(code)).await?),
         Some(Request::Connect { host, port }) => (host, port),
     };
-    let tunnel = match tunnels.get(&host, port).await {
+    let (mux, answered) = match tunnels.get(&host, port).await {
         Ok(tunnel) => tunnel,
         Err(err) => {
             tracing::warn!(host, port, "cannot open a port session: {err:#}");
             return Ok(socket.write_all(&reply(GENERAL_FAILURE)).await?);
         }
-    };
-    let (mux, answered) = {
-        let tunnel = tunnel.lock().await;
-        (tunnel.mux.clone(), tunnel.answered)
     };
     let Ok(mut stream) = mux.open().await else {
         tunnels.forget(&host, port).await;
@@ -261,7 +271,7 @@ async fn client(mut socket: TcpStream, tunnels: &Tunnels) -> anyhow::Result<()> 
             Ok(Some(data)) => first = data,
             Err(_) => {}
         }
-        tunnel.lock().await.answered = true;
+        tunnels.answered(&host, port).await;
     }
     if socket.write_all(&reply(SUCCEEDED)).await.is_err() {
         reset(socket);

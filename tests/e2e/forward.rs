@@ -234,8 +234,10 @@ fn connect(address: &str) -> TcpStream {
     }
 }
 
+/// Many small request/answer exchanges on one connection, each answered in full before
+/// the next: the latency figures themselves are `benches/tunnel.sh`'s, not a test's.
 #[test]
-fn small_round_trips_are_fast() {
+fn small_round_trips_are_answered_one_after_another() {
     let world = World::new(shared(), "fwd-rtt");
     let (echo, ip) = echo_task(&world);
     let (child, address) = forward(&world, &format!("0:{ip}:7000"));
@@ -252,12 +254,11 @@ fn small_round_trips_are_fast() {
         assert_eq!(reply, request);
     }
     times.sort();
-    let median = times[times.len() / 2];
     eprintln!(
-        "100-byte round trip: median {median:?}, p90 {:?}",
+        "100-byte round trip: median {:?}, p90 {:?}",
+        times[times.len() / 2],
         times[times.len() * 9 / 10]
     );
-    assert!(median < Duration::from_millis(5), "median {median:?}");
     drop(stream);
     stop_echo(&world, child, &echo);
 }
@@ -312,11 +313,6 @@ fn a_killed_tunnel_is_reported_at_once_and_resets_local_sockets() {
         assert!(ready.elapsed() < KILL_AFTER * 3, "jump did not notice");
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(
-        ready.elapsed() < KILL_AFTER + Duration::from_secs(1),
-        "took {:?}",
-        ready.elapsed()
-    );
     assert_eq!(status.code(), Some(76));
     let err = stream
         .read(&mut buffer)
