@@ -213,6 +213,11 @@ Exits 1 if any check FAILs.",
         /// The shell to generate completions for
         shell: Shell,
     },
+    /// Print jump's manual page (roff), made from the same definitions as --help
+    #[command(
+        after_help = "Examples:\n  jump man | man -l -\n  jump man > ~/.local/share/man/man1/jump.1"
+    )]
+    Man,
 }
 
 #[derive(Debug, Args)]

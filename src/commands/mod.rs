@@ -198,6 +198,16 @@ async fn dispatch(ctx: &mut Context, command: Command) -> anyhow::Result<Exit> {
             let _ = std::io::stdout().write_all(&buffer);
             Ok(Exit::Success)
         }
+        Command::Man => {
+            let mut buffer = Vec::new();
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut buffer)
+                .context("cannot render the manual page")?;
+            std::io::stdout()
+                .write_all(&buffer)
+                .context("cannot print the manual page")?;
+            Ok(Exit::Success)
+        }
     }
 }
 

@@ -179,12 +179,41 @@ fn completions_are_generated_without_aws() {
         let out = t.jump(&["completions", shell], &[]);
         assert_eq!(out.status.code(), Some(0), "{shell}: {}", stderr(&out));
         let script = String::from_utf8_lossy(&out.stdout);
-        for command in ["forward", "exec", "down"] {
+        for command in ["forward", "exec", "down", "socks", "ssh-config", "man"] {
             assert!(
                 script.contains(command),
                 "{shell} completion lacks {command}"
             );
         }
+    }
+}
+
+/// `jump man`: a manual page from the same definitions as `--help`, which `man` renders.
+#[test]
+fn the_manual_page_is_generated_without_aws_and_man_reads_it() {
+    let t = NoAws::new();
+    let out = t.jump(&["man"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let page = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(page.contains("\n.TH jump 1 "), "{page}");
+    let dir = t.dir.path().join("jump.1");
+    std::fs::write(&dir, &page).unwrap();
+    let rendered = std::process::Command::new("man")
+        .args(["-l", "-P", "cat"])
+        .arg(&dir)
+        .env("MANWIDTH", "100")
+        .output()
+        .expect("man runs");
+    assert!(rendered.status.success(), "{}", stderr(&rendered));
+    let text = String::from_utf8_lossy(&rendered.stdout);
+    for section in [
+        "NAME",
+        "SYNOPSIS",
+        "SUBCOMMANDS",
+        "jump-socks",
+        "jump-ssh-config",
+    ] {
+        assert!(text.contains(section), "no {section} in:\n{text}");
     }
 }
 
