@@ -8,13 +8,12 @@ use crate::aws::Clients;
 use crate::cli::{ExecArgs, GlobalArgs};
 use crate::connect::exec::{self, Interactive};
 use crate::connect::target::ExecTarget;
-use crate::exit::{Exit, UsageError};
+use crate::exit::Exit;
 use crate::output::Output;
-use crate::session::record::{session_task, Whose};
 use crate::session::SessionId;
 use crate::signals::ChildPid;
 
-use super::{cluster, exec_ready_task};
+use super::{cluster, Existing};
 
 pub async fn run(
     global: GlobalArgs,
@@ -27,15 +26,10 @@ pub async fn run(
     let clients = Clients::new(global.profile.as_deref(), global.region.as_deref())
         .await?
         .with_ssm_plugin(global.ssm_plugin.clone());
-    let task_arn = if let Some(id) = session {
-        session_task(&clients, &cluster, &id, Whose::Mine).await?
-    } else if let Some(task) = args.task {
-        task
-    } else if let Some(service) = &args.service {
-        exec_ready_task(&clients.ecs, &cluster, service, args.container.as_deref()).await?
-    } else {
-        return Err(UsageError("name a SESSION, a --task or a --service".into()).into());
-    };
+    let existing = Existing::named(session, args.task, args.service)?;
+    let task_arn = existing
+        .task_arn(&clients, &cluster, args.container.as_deref())
+        .await?;
     if !output.json() {
         output.note(&format!("jump: ECS Exec into {task_arn}"));
     }

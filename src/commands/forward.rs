@@ -4,8 +4,6 @@
 //! Every target is parsed, the bind address checked and every explicit local port checked
 //! free before the first AWS call: a typo or a busy port must not cost a task.
 
-use std::net::TcpListener;
-
 use crate::aws::Clients;
 use crate::cli::{ClusterArgs, ForwardArgs, GlobalArgs};
 use crate::connect::forward::{self, Bind, ForwardSpec, Forwards};
@@ -14,22 +12,16 @@ use crate::exit::{Exit, UsageError};
 use crate::output::Output;
 use crate::plan::Layers;
 use crate::session::lifecycle::Then;
-use crate::session::record::{session_task, Whose};
 use crate::session::SessionId;
 
 use super::up;
-use super::{cluster, exec_ready_task, layers, Context};
+use super::{check_port_free, cluster, layers, Context, Existing};
 
 /// Which task the forwards go through.
 enum Through {
-    /// A session's task (by id), to hosts it reaches.
-    Session(SessionId),
-    /// A task of the cluster or the newest exec-ready one of a service, to its own ports.
-    Task {
-        task: Option<String>,
-        service: Option<String>,
-        container: Option<String>,
-    },
+    /// A session's task, to hosts it reaches; or a task of the cluster or the newest
+    /// exec-ready one of a service, to its own ports.
+    Existing(Existing),
     /// A jumphost started for the purpose.
     Jumphost,
 }
@@ -58,16 +50,12 @@ pub async fn run(ctx: &mut Context, args: ForwardArgs) -> anyhow::Result<Exit> {
         return Err(UsageError("--container goes with --service or --task".into()).into());
     }
     let (through, words) = match args.targets.split_first() {
-        _ if to_task => (
-            Through::Task {
-                task: args.task.clone(),
-                service: args.service.clone(),
-                container: args.container.clone(),
-            },
-            &args.targets[..],
-        ),
+        _ if to_task => {
+            let existing = Existing::named(None, args.task.clone(), args.service.clone())?;
+            (Through::Existing(existing), &args.targets[..])
+        }
         Some((first, rest)) if !rest.is_empty() => match first.parse::<SessionId>() {
-            Ok(id) => (Through::Session(id), rest),
+            Ok(id) => (Through::Existing(Existing::Session(id)), rest),
             Err(_) => (Through::Jumphost, &args.targets[..]),
         },
         _ => (Through::Jumphost, &args.targets[..]),
@@ -83,16 +71,26 @@ pub async fn run(ctx: &mut Context, args: ForwardArgs) -> anyhow::Result<Exit> {
     } else {
         targets(&layers, words)?
     };
-    check_ports_free(&bind, &specs)?;
+    for port in specs.iter().filter_map(|s| s.local_port) {
+        check_port_free(&bind, port, "local port", "pick another")?;
+    }
     let forwards = Forwards { specs, bind };
     match through {
         Through::Jumphost => up::run_plan(ctx, layers.into_plan()?, Then::Forward(forwards)).await,
-        through => {
+        Through::Existing(existing) => {
             let cluster = cluster(&ClusterArgs {
                 cluster: args.settings.cluster.clone(),
                 config: args.config.clone(),
             })?;
-            let work = through_task(ctx.global.clone(), ctx.output, cluster, through, forwards);
+            let container = args.container.clone();
+            let work = through_task(
+                ctx.global.clone(),
+                ctx.output,
+                cluster,
+                existing,
+                container,
+                forwards,
+            );
             ctx.supervised(work).await
         }
     }
@@ -111,55 +109,20 @@ fn targets(layers: &Layers, words: &[String]) -> anyhow::Result<Vec<ForwardSpec>
         .collect()
 }
 
-fn check_ports_free(bind: &Bind, specs: &[ForwardSpec]) -> Result<(), UsageError> {
-    let address = bind.first_address();
-    for port in specs
-        .iter()
-        .filter_map(|s| s.local_port)
-        .filter(|p| *p != 0)
-    {
-        TcpListener::bind((address, port)).map_err(|err| {
-            UsageError(format!(
-                "local port {port} is not available on {address} ({err}); pick another, e.g. 0 \
-                 for any"
-            ))
-        })?;
-    }
-    Ok(())
-}
-
 async fn through_task(
     global: GlobalArgs,
     output: Output,
     cluster: String,
-    through: Through,
+    existing: Existing,
+    container: Option<String>,
     forwards: Forwards,
 ) -> anyhow::Result<Exit> {
     let clients = Clients::new(global.profile.as_deref(), global.region.as_deref())
         .await?
         .with_ssm_plugin(global.ssm_plugin.clone());
-    let (task_arn, container) = match through {
-        Through::Session(id) => (
-            session_task(&clients, &cluster, &id, Whose::Mine).await?,
-            None,
-        ),
-        Through::Task {
-            task: Some(task),
-            container,
-            ..
-        } => (task, container),
-        Through::Task {
-            service: Some(service),
-            container,
-            ..
-        } => {
-            let task = exec_ready_task(&clients.ecs, &cluster, &service, container.as_deref());
-            (task.await?, container)
-        }
-        Through::Task { .. } | Through::Jumphost => {
-            return Err(UsageError("name a SESSION, a --task or a --service".into()).into())
-        }
-    };
+    let task_arn = existing
+        .task_arn(&clients, &cluster, container.as_deref())
+        .await?;
     let target = ExecTarget {
         cluster,
         task_arn,

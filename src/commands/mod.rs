@@ -18,9 +18,10 @@ use anyhow::Context as _;
 use aws_sdk_ecs::types::Task;
 use clap::CommandFactory;
 
-use crate::aws::{ApiError, NoRegion};
+use crate::aws::{ApiError, Clients, NoRegion};
 use crate::cli::{Cli, ClusterArgs, Command, DownArgs, GlobalArgs};
 use crate::connect::exec_access::AccessError;
+use crate::connect::forward::Bind;
 use crate::connect::forward::ForwardError;
 use crate::connect::plugin::PluginError;
 use crate::connect::ssh::ConnectError;
@@ -32,8 +33,9 @@ use crate::plan::PlanError;
 use crate::session::guard::Guard;
 use crate::session::hostkey::HostKeyError;
 use crate::session::keys::{BadHostKey, UnsafeStateDir};
+use crate::session::record::{session_task, Whose};
 use crate::session::wait::TaskFailed;
-use crate::session::BadSessionId;
+use crate::session::{BadSessionId, SessionId};
 use crate::signals::{supervise, ChildPid, Outcome, Signal, Signals};
 use crate::task::{exec_agent_running, newest, service_tasks};
 
@@ -241,9 +243,70 @@ fn cluster(args: &ClusterArgs) -> anyhow::Result<String> {
     Ok(layers(args.config.as_deref(), &flags)?.cluster()?)
 }
 
+/// An existing task a command goes to: a session's (the caller's own), one named by id or
+/// ARN, or the newest exec-ready one of a service.
+pub(super) enum Existing {
+    Session(SessionId),
+    Task(String),
+    Service(String),
+}
+
+impl Existing {
+    /// The one the flags name, in that order of preference.
+    pub(super) fn named(
+        session: Option<SessionId>,
+        task: Option<String>,
+        service: Option<String>,
+    ) -> Result<Existing, UsageError> {
+        session
+            .map(Existing::Session)
+            .or(task.map(Existing::Task))
+            .or(service.map(Existing::Service))
+            .ok_or_else(|| UsageError("name a SESSION, a --task or a --service".into()))
+    }
+
+    /// Its task ARN (for `--task`, as given); a service's task must have its exec agent up
+    /// in `container`, if one is named.
+    pub(super) async fn task_arn(
+        self,
+        clients: &Clients,
+        cluster: &str,
+        container: Option<&str>,
+    ) -> anyhow::Result<String> {
+        match self {
+            Existing::Session(id) => Ok(session_task(clients, cluster, &id, Whose::Mine).await?),
+            Existing::Task(task) => Ok(task),
+            Existing::Service(service) => {
+                exec_ready_task(&clients.ecs, cluster, &service, container).await
+            }
+        }
+    }
+}
+
+/// Fails unless `port` (unless 0: any) is free on the bind address; `pick` says how to
+/// choose another.
+pub(super) fn check_port_free(
+    bind: &Bind,
+    port: u16,
+    what: &str,
+    pick: &str,
+) -> Result<(), UsageError> {
+    if port == 0 {
+        return Ok(());
+    }
+    let address = bind.first_address();
+    std::net::TcpListener::bind((address, port))
+        .map(drop)
+        .map_err(|err| {
+            UsageError(format!(
+                "{what} {port} is not available on {address} ({err}); {pick}, e.g. 0 for any"
+            ))
+        })
+}
+
 /// The newest of the service's running tasks whose exec agent runs (in `container`, if
 /// named): the one a deployment most recently started, so the current code.
-pub(super) async fn exec_ready_task(
+async fn exec_ready_task(
     ecs: &aws_sdk_ecs::Client,
     cluster: &str,
     service: &str,

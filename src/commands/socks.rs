@@ -2,32 +2,21 @@
 //! a jumphost started for as long as it runs. The bind address and the port are checked
 //! before the first AWS call.
 
-use std::net::TcpListener;
-
 use super::forward::bind_address;
-use super::{cluster, layers, up, Context};
+use super::{check_port_free, cluster, layers, up, Context, Existing};
 use crate::aws::Clients;
 use crate::cli::{ClusterArgs, GlobalArgs, SocksArgs};
 use crate::connect::socks::{self, Proxy};
-use crate::exit::{Exit, UsageError};
+use crate::connect::target::ExecTarget;
+use crate::exit::Exit;
 use crate::output::Output;
 use crate::session::lifecycle::Then;
-use crate::session::record::{session_task, Whose};
 use crate::session::SessionId;
 
 pub async fn run(ctx: &mut Context, args: SocksArgs) -> anyhow::Result<Exit> {
     let session: Option<SessionId> = args.session.as_deref().map(str::parse).transpose()?;
     let bind = bind_address(args.bind.as_deref())?;
-    if args.port != 0 {
-        TcpListener::bind((bind.first_address(), args.port)).map_err(|err| {
-            UsageError(format!(
-                "port {} is not available on {} ({err}); pick another with --port, e.g. 0 \
-                 for any",
-                args.port,
-                bind.first_address()
-            ))
-        })?;
-    }
+    check_port_free(&bind, args.port, "port", "pick another with --port")?;
     let proxy = Proxy {
         bind,
         port: args.port,
@@ -56,10 +45,12 @@ async fn through_session(
     proxy: Proxy,
 ) -> anyhow::Result<Exit> {
     let clients = Clients::new(global.profile.as_deref(), global.region.as_deref()).await?;
-    let task = session_task(&clients, &cluster, &id, Whose::Mine).await?;
-    let target = crate::connect::target::ExecTarget {
+    let task_arn = Existing::Session(id)
+        .task_arn(&clients, &cluster, None)
+        .await?;
+    let target = ExecTarget {
         cluster,
-        task_arn: task,
+        task_arn,
         container: None,
     };
     socks::run(&clients, &target, &proxy, output).await

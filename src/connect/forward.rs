@@ -366,16 +366,17 @@ fn parameters(remote: &Resolved) -> std::collections::HashMap<String, Vec<String
         .collect()
 }
 
-/// A port session to `host:port` through the task, open and handshaken.
-pub async fn open_to_host(
+/// A port session through the task to `host:port`, or (no host) to `port` of the task
+/// itself, open and handshaken.
+pub async fn open_to(
     clients: &Clients,
     task: &ExecTarget,
     target: &str,
-    host: &str,
+    host: Option<&str>,
     port: u16,
 ) -> anyhow::Result<(Mux, tokio::task::JoinHandle<Option<Event>>)> {
     let remote = Resolved {
-        host: Some(host.to_string()),
+        host: host.map(str::to_string),
         port,
         local_port: 0,
     };
@@ -397,21 +398,6 @@ pub async fn open(
         .await
         .map_err(|_| ForwardError::Handshake("the agent never completed the handshake".into()))??;
     Ok(over_channel(channel, STREAM_QUEUE, PIPE_BYTES))
-}
-
-/// A port session to `port` of the task itself, open and handshaken.
-pub async fn open_to_task(
-    clients: &Clients,
-    task: &ExecTarget,
-    target: &str,
-    port: u16,
-) -> anyhow::Result<(Mux, tokio::task::JoinHandle<Option<Event>>)> {
-    let remote = Resolved {
-        host: None,
-        port,
-        local_port: 0,
-    };
-    open(clients, task.agent(), target, &remote).await
 }
 
 async fn handshake(channel: &mut Channel) -> Result<(), ForwardError> {
@@ -437,25 +423,10 @@ pub async fn serve(
     mut session: tokio::task::JoinHandle<Option<Event>>,
 ) -> anyhow::Result<()> {
     let mux = std::sync::Arc::new(mux);
-    let (accepted_tx, mut accepted) = tokio::sync::mpsc::channel(16);
-    let accepting: Vec<_> = listeners
-        .into_iter()
-        .map(|listener| {
-            let accepted_tx = accepted_tx.clone();
-            tokio::spawn(async move {
-                loop {
-                    let next = listener.accept().await;
-                    if accepted_tx.send(next).await.is_err() {
-                        return;
-                    }
-                }
-            })
-        })
-        .collect();
-    let _stop_accepting = AbortOnDrop(accepting);
+    let mut accepted = Accepting::new(listeners);
     loop {
         tokio::select! {
-            Some(next) = accepted.recv() => {
+            Some(next) = accepted.next() => {
                 let (socket, peer) = next.context("accepting a local connection")?;
                 let mux = mux.clone();
                 tokio::spawn(async move { connection(socket, peer, &mux).await });
@@ -472,14 +443,55 @@ pub async fn serve(
     }
 }
 
-/// Aborts the listeners' accept loops when the forward ends.
-struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+/// Connections accepted on every listener of one forward or proxy, in one queue; the
+/// accept loops end when this is dropped.
+pub struct Accepting {
+    queue: tokio::sync::mpsc::Receiver<std::io::Result<(TcpStream, SocketAddr)>>,
+    loops: Vec<tokio::task::JoinHandle<()>>,
+}
 
-impl Drop for AbortOnDrop {
+impl Accepting {
+    pub fn new(listeners: Vec<TcpListener>) -> Accepting {
+        let (accepted, queue) = tokio::sync::mpsc::channel(64);
+        let loops = listeners
+            .into_iter()
+            .map(|listener| {
+                let accepted = accepted.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let next = listener.accept().await;
+                        if accepted.send(next).await.is_err() {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        Accepting { queue, loops }
+    }
+
+    /// The next connection, or a listener's error.
+    pub async fn next(&mut self) -> Option<std::io::Result<(TcpStream, SocketAddr)>> {
+        self.queue.recv().await
+    }
+}
+
+impl Drop for Accepting {
     fn drop(&mut self) {
-        for task in &self.0 {
+        for task in &self.loops {
             task.abort();
         }
+    }
+}
+
+/// Says so when a listener accepts connections from other machines (`what`: the tunnel,
+/// the proxy).
+pub fn warn_if_exposed(bind: &Bind, local: SocketAddr, what: &str, output: Output) {
+    if bind.is_exposed() {
+        output.note(&format!(
+            "jump: warning: {local} accepts connections from other machines: anyone who can \
+             reach it can use the {what}"
+        ));
     }
 }
 
@@ -623,12 +635,7 @@ pub async fn forward_all(
                 "jump: forwarding {local} to {through}; Ctrl-C stops"
             ));
         }
-        if bind.is_exposed() {
-            output.note(&format!(
-                "jump: warning: {local} accepts connections from other machines: anyone who \
-                 can reach it can use the tunnel"
-            ));
-        }
+        warn_if_exposed(bind, local, "tunnel", output);
         serving.push(serve_it);
     }
     futures_util::future::try_join_all(serving).await?;

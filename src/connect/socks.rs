@@ -26,7 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 
 use crate::aws::Clients;
-use crate::connect::forward::{listen, open_to_host, pipe, reset, Bind};
+use crate::connect::forward::{listen, open_to, pipe, reset, warn_if_exposed, Accepting, Bind};
 use crate::connect::target::{ssm_target, ExecTarget};
 use crate::exit::Exit;
 use crate::output::Output;
@@ -85,7 +85,7 @@ impl Tunnels {
             return Ok((open.mux.clone(), open.answered));
         }
         let (mux, session) =
-            open_to_host(&self.clients, &self.task, &self.target, host, port).await?;
+            open_to(&self.clients, &self.task, &self.target, Some(host), port).await?;
         // The session's own end is seen through the mux; nothing else waits for it.
         drop(session);
         let mux = Arc::new(mux);
@@ -138,12 +138,7 @@ pub async fn run(
             task.task_arn
         ));
     }
-    if proxy.bind.is_exposed() {
-        output.note(&format!(
-            "jump: warning: {local} accepts connections from other machines: anyone who can \
-             reach it can use the proxy"
-        ));
-    }
+    warn_if_exposed(&proxy.bind, local, "proxy", output);
     serve(clients, task, listeners).await?;
     Ok(Exit::Success)
 }
@@ -160,18 +155,15 @@ async fn serve(
         target: ssm_target(&clients.ecs, task).await?,
         slots: Arc::default(),
     };
-    let (accepted_tx, mut accepted) = tokio::sync::mpsc::channel(64);
-    for listener in listeners {
-        let accepted_tx = accepted_tx.clone();
-        tokio::spawn(async move {
-            while let Ok((socket, _)) = listener.accept().await {
-                if accepted_tx.send(socket).await.is_err() {
-                    return;
-                }
+    let mut accepted = Accepting::new(listeners);
+    while let Some(next) = accepted.next().await {
+        let socket = match next {
+            Ok((socket, _)) => socket,
+            Err(err) => {
+                tracing::debug!(%err, "accepting a SOCKS client");
+                continue;
             }
-        });
-    }
-    while let Some(socket) = accepted.recv().await {
+        };
         let tunnels = tunnels.clone();
         tokio::spawn(async move {
             if let Err(err) = client(socket, &tunnels).await {

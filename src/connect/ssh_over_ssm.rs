@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::aws::Clients;
-use crate::connect::forward::{open_to_task, ForwardError};
+use crate::connect::forward::{open_to, ForwardError};
 use crate::connect::ssh::ConnectError;
 use crate::connect::target::{ssm_target, ExecTarget};
 use crate::retry::Backoff;
@@ -29,7 +29,7 @@ pub async fn wait_for_sshd(
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let target = ssm_target(&clients.ecs, task).await?;
-    let (mux, _session) = open_to_task(clients, task, &target, SSH_PORT).await?;
+    let (mux, _session) = open_to(clients, task, &target, None, SSH_PORT).await?;
     let mut backoff = Backoff::polling();
     loop {
         if let Ok(mut stream) = mux.open().await {
@@ -55,7 +55,7 @@ pub async fn wait_for_sshd(
 /// ssh runs as its `ProxyCommand`.
 pub async fn proxy_stdio(clients: &Clients, task: &ExecTarget) -> anyhow::Result<()> {
     let target = ssm_target(&clients.ecs, task).await?;
-    let (mux, mut session) = open_to_task(clients, task, &target, SSH_PORT).await?;
+    let (mux, mut session) = open_to(clients, task, &target, None, SSH_PORT).await?;
     let mut stream = mux.open().await?;
     let writer = stream.writer();
     let upload = async {

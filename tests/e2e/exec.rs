@@ -152,32 +152,8 @@ fn exec_into_a_service_task() {
         &serde_json::json!([{ "name": "app", "image": "app:1", "command": ["sleep", "600"] }]),
         &["--task-role-arn", world.sandbox_var("JUMP_TASK_ROLE")],
     );
-    let network = format!(
-        "awsvpcConfiguration={{subnets=[{}],securityGroups=[{}]}}",
-        world.sandbox_var("JUMP_SUBNETS"),
-        world.sandbox_var("JUMP_SECURITY_GROUPS")
-    );
     for (name, exec) in [("web", true), ("worker", false)] {
-        let mut args = vec![
-            "ecs",
-            "create-service",
-            "--cluster",
-            &world.cluster,
-            "--service-name",
-            name,
-            "--task-definition",
-            &family,
-            "--desired-count",
-            "1",
-            "--launch-type",
-            "FARGATE",
-            "--network-configuration",
-            &network,
-        ];
-        if exec {
-            args.push("--enable-execute-command");
-        }
-        world.sandbox.aws(&args);
+        world.create_service(name, &family, exec);
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     let out = loop {

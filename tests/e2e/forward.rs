@@ -366,28 +366,7 @@ fn repl_service(world: &World) -> String {
         &serde_json::json!([{ "name": "api", "image": "repl:1", "command": ["perl", "-e", server] }]),
         &["--task-role-arn", world.sandbox_var("JUMP_TASK_ROLE")],
     );
-    let network = format!(
-        "awsvpcConfiguration={{subnets=[{}],securityGroups=[{}]}}",
-        world.sandbox_var("JUMP_SUBNETS"),
-        world.sandbox_var("JUMP_SECURITY_GROUPS")
-    );
-    world.sandbox.aws(&[
-        "ecs",
-        "create-service",
-        "--cluster",
-        &world.cluster,
-        "--service-name",
-        "api",
-        "--task-definition",
-        &family,
-        "--desired-count",
-        "1",
-        "--launch-type",
-        "FARGATE",
-        "--network-configuration",
-        &network,
-        "--enable-execute-command",
-    ]);
+    world.create_service("api", &family, true);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(arn) = world.running_tasks().first() {

@@ -437,6 +437,36 @@ impl<'a> World<'a> {
         self.sandbox.aws(&args)
     }
 
+    /// A service of the world's cluster running one task of `family` in the sandbox's
+    /// subnets and security groups, with ECS Exec if `exec`.
+    pub fn create_service(&self, name: &str, family: &str, exec: bool) {
+        let network = format!(
+            "awsvpcConfiguration={{subnets=[{}],securityGroups=[{}]}}",
+            self.sandbox_var("JUMP_SUBNETS"),
+            self.sandbox_var("JUMP_SECURITY_GROUPS")
+        );
+        let mut args = vec![
+            "ecs",
+            "create-service",
+            "--cluster",
+            &self.cluster,
+            "--service-name",
+            name,
+            "--task-definition",
+            family,
+            "--desired-count",
+            "1",
+            "--launch-type",
+            "FARGATE",
+            "--network-configuration",
+            &network,
+        ];
+        if exec {
+            args.push("--enable-execute-command");
+        }
+        self.sandbox.aws(&args);
+    }
+
     /// Deletes services of the world's cluster and waits until their tasks are gone.
     pub fn delete_services(&self, names: &[&str]) {
         for name in names {
