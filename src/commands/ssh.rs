@@ -87,7 +87,7 @@ pub async fn run(
                 record.ip
             ));
         }
-        ssh::wait_for_port(&record.ip, target.port, PORT_WAIT).await?;
+        ssh::wait_for_port(&record.ip, target.port, &[], PORT_WAIT).await?;
     }
     let code = ssh::run(&target, &args.command, &child).await?;
     Ok(Exit::Remote(code))

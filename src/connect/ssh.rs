@@ -26,6 +26,10 @@ use crate::signals::ChildPid;
 const SSH_FAILURE: i32 = 255;
 /// Per-attempt limit for the TCP probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Probes in a row that get no answer at all before we stop waiting. A port whose
+/// daemon is not up yet answers at once with a reset; silence is a security group or
+/// a route dropping the packets, and waiting longer never changes that.
+const SILENT_PROBES: u32 = 3;
 
 /// Could not connect. Exit code 76.
 #[derive(Debug, Error)]
@@ -35,6 +39,19 @@ pub enum ConnectError {
         host: String,
         port: u16,
         waited: Duration,
+    },
+    #[error(
+        "{host}:{port} does not answer: {SILENT_PROBES} connection attempts in a row got no reply. \
+         A security group with no inbound rule for port {port} from this machine{groups} drops \
+         packets like this, as does a network with no route from here to the VPC. Allow port \
+         {port} from your address, or set ssh_via = \"ssm\" (or pass --ssh-via ssm) to reach \
+         sshd through Session Manager, which needs no inbound rule"
+    )]
+    Dropped {
+        host: String,
+        port: u16,
+        /// ` (the jumphost's: sg-…)` when they are known, else empty.
+        groups: String,
     },
     #[error("cannot run ssh: {0} (is OpenSSH installed and on PATH?)")]
     Spawn(std::io::Error),
@@ -135,16 +152,40 @@ pub fn shell_quote(word: &str) -> String {
     }
 }
 
-/// Waits until `host:port` accepts a TCP connection.
-pub async fn wait_for_port(host: &str, port: u16, timeout: Duration) -> Result<(), ConnectError> {
+/// Waits until `host:port` accepts a TCP connection; gives up early when the packets
+/// are dropped (`groups`, if known, name the security groups that may be dropping them).
+pub async fn wait_for_port(
+    host: &str,
+    port: u16,
+    groups: &[String],
+    timeout: Duration,
+) -> Result<(), ConnectError> {
     let started = Instant::now();
     let mut backoff = Backoff::polling();
+    let mut silent = 0;
     loop {
         let attempt = tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect((host, port))).await;
         match attempt {
             Ok(Ok(_)) => return Ok(()),
-            Ok(Err(e)) => tracing::debug!(host, port, error = %e, "port not ready"),
-            Err(_) => tracing::debug!(host, port, "port probe timed out"),
+            Ok(Err(e)) => {
+                silent = 0;
+                tracing::debug!(host, port, error = %e, "port not ready");
+            }
+            Err(_) => {
+                silent += 1;
+                tracing::debug!(host, port, silent, "port probe got no answer");
+                if silent >= SILENT_PROBES {
+                    return Err(ConnectError::Dropped {
+                        host: host.to_string(),
+                        port,
+                        groups: if groups.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (the jumphost's: {})", groups.join(", "))
+                        },
+                    });
+                }
+            }
         }
         if started.elapsed() >= timeout {
             return Err(ConnectError::Unreachable {

@@ -210,7 +210,8 @@ impl Session {
             match plan.ssh_via {
                 SshVia::Network => {
                     stages.stage(&format!("waiting for sshd on {}", running.host));
-                    Ok(ssh::wait_for_port(&running.host, SSH_PORT, left).await?)
+                    let groups = &plan.security_groups;
+                    Ok(ssh::wait_for_port(&running.host, SSH_PORT, groups, left).await?)
                 }
                 SshVia::Ssm => {
                     stages.stage("waiting for sshd through Session Manager");

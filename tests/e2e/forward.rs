@@ -7,13 +7,16 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::support::{expect_exit, shared, stderr, Sandbox, World, SERVER};
+use crate::support::{expect_exit, shared, stderr, stdout, Sandbox, World, SERVER};
 
 /// A PostgreSQL-backed RDS instance in the shared sandbox.
 pub fn database() -> &'static str {
     static DB: OnceLock<()> = OnceLock::new();
     DB.get_or_init(|| {
-        shared().aws(&[
+        let sandbox = shared();
+        // The database's own group admits PostgreSQL from the jumphosts' group only.
+        let group = sandbox.group_admitting("tunneldb", 5432, sandbox.var("JUMP_SECURITY_GROUPS"));
+        sandbox.aws(&[
             "rds",
             "create-db-instance",
             "--db-instance-identifier",
@@ -30,6 +33,8 @@ pub fn database() -> &'static str {
             "orders",
             "--allocated-storage",
             "20",
+            "--vpc-security-group-ids",
+            &group,
         ]);
     });
     "tunneldb"
@@ -354,8 +359,9 @@ fn named_targets_and_bad_targets() {
 }
 
 /// A service `api` whose task runs a line-based "REPL" on 55555 (each line evaluated, the
-/// answer sent back as `=> VALUE`), with ECS Exec enabled; returns its task's ARN once it
-/// runs and its exec agent is up.
+/// answer sent back as `=> VALUE`), with ECS Exec enabled, in a group of its own that
+/// admits 55555 from the VPC only; returns its task's ARN once it runs and its exec agent
+/// is up.
 fn repl_service(world: &World) -> String {
     let family = format!("repl-{}", world.cluster);
     let server = "use IO::Socket::INET; $s=IO::Socket::INET->new(LocalPort=>55555,Listen=>16,ReuseAddr=>1) or die; \
@@ -366,7 +372,12 @@ fn repl_service(world: &World) -> String {
         &serde_json::json!([{ "name": "api", "image": "repl:1", "command": ["perl", "-e", server] }]),
         &["--task-role-arn", world.sandbox_var("JUMP_TASK_ROLE")],
     );
-    world.create_service("api", &family, true);
+    let group = world.sandbox.group_admitting(
+        &format!("api-{}", world.cluster),
+        55555,
+        &world.sandbox.vpc_cidr(),
+    );
+    world.create_service_in("api", &family, true, &group);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(arn) = world.running_tasks().first() {
@@ -434,7 +445,51 @@ fn a_service_s_own_port_is_forwarded_without_a_jumphost() {
         "the default address listens too"
     );
     stop_forward(&world, child);
+
+    // Another machine (the api task's own network namespace, on the VPC bridge) reaches
+    // a listener on 0.0.0.0 through this machine's bridge address, and not the default.
+    let (child, addresses) = forward_all_with(&world, &["--task", id], &["0:55555"]);
+    let port = addresses[0].rsplit_once(':').unwrap().1.to_string();
+    let out = from_another_machine(&world, &task, &port, "5+5");
+    assert!(
+        !out.status.success(),
+        "loopback's listener was reachable from the VPC"
+    );
+    stop_forward(&world, child);
+    let flags = ["--task", id, "--bind", "0.0.0.0"];
+    let (child, addresses) = forward_all_with(&world, &flags, &["0:55555"]);
+    let port = addresses[0]
+        .strip_prefix("0.0.0.0:")
+        .expect("bound as asked");
+    let out = from_another_machine(&world, &task, port, "5+5");
+    assert_eq!(stdout(&out).trim(), "=> 10", "{}", stderr(&out));
+    stop_forward(&world, child);
     world.delete_services(&["api"]);
+}
+
+/// Sends `expression` from inside the network namespace of sandbox task `arn` (another
+/// host in the VPC, as far as the network goes) to `port` on this machine's address on
+/// the VPC bridge, and returns what came back.
+fn from_another_machine(
+    world: &World,
+    arn: &str,
+    port: &str,
+    expression: &str,
+) -> std::process::Output {
+    let id = arn.rsplit('/').next().unwrap();
+    let namespace = format!(
+        "jsb-{}-{}",
+        world.sandbox_var("JUMP_SANDBOX_INSTANCE"),
+        &id[..12]
+    );
+    let script = format!(
+        "gw=$(ip -4 route show default | cut -d' ' -f3); exec 3<>/dev/tcp/$gw/{port} || exit 9; \
+         echo '{expression}' >&3; timeout 20 head -n 1 <&3"
+    );
+    Command::new("ip")
+        .args(["netns", "exec", &namespace, "bash", "-c", &script])
+        .output()
+        .expect("ip netns exec runs")
 }
 
 /// `service:NAME` and `task:ID` in a target: the task's private address, through a

@@ -50,6 +50,11 @@ fn the_smoke_script_passes_every_step_and_leaves_nothing() {
             ("JUMP_SMOKE_VPC", &vpc),
             ("JUMP_SMOKE_SUBNETS", world.sandbox_var("JUMP_SUBNETS")),
             ("JUMP_SMOKE_IMAGE", "jumphost:latest"),
+            // init's own group admits nothing: ssh over the network needs one that admits 22.
+            (
+                "JUMP_SMOKE_SSH_SECURITY_GROUPS",
+                world.sandbox_var("JUMP_SECURITY_GROUPS"),
+            ),
             ("JUMP_SMOKE_SERVICE", "web"),
             ("JUMP_SMOKE_RDS", crate::forward::database()),
         ],

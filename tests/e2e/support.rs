@@ -165,6 +165,69 @@ impl Sandbox {
 }
 
 impl Sandbox {
+    /// A value from the sandbox's environment (the default subnets, security group, ...).
+    pub fn var(&self, key: &str) -> &str {
+        let found = self.env.iter().find(|(k, _)| k == key);
+        found.map(|(_, v)| v.as_str()).expect("the sandbox sets it")
+    }
+
+    /// The CIDR of the sandbox's VPC, where its default subnets are.
+    pub fn vpc_cidr(&self) -> String {
+        let vpc = self.aws(&["ec2", "describe-vpcs", "--vpc-ids", &self.vpc()]);
+        vpc["Vpcs"][0]["CidrBlock"].as_str().unwrap().to_string()
+    }
+
+    fn vpc(&self) -> String {
+        let jumphosts = self.var("JUMP_SECURITY_GROUPS");
+        let groups = self.aws(&["ec2", "describe-security-groups", "--group-ids", jumphosts]);
+        groups["SecurityGroups"][0]["VpcId"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// A new security group in the sandbox's VPC that admits TCP `port` from `source`
+    /// only (a CIDR, or a group id for that group's members), as a team sets one up for a
+    /// database or a service. Otherwise AWS's defaults: no inbound rule, all outbound.
+    pub fn group_admitting(&self, name: &str, port: u16, source: &str) -> String {
+        let id = self.group(name);
+        let from = if source.starts_with("sg-") {
+            "--source-group"
+        } else {
+            "--cidr"
+        };
+        let port = port.to_string();
+        self.aws(&[
+            "ec2",
+            "authorize-security-group-ingress",
+            "--group-id",
+            &id,
+            "--protocol",
+            "tcp",
+            "--port",
+            &port,
+            from,
+            source,
+        ]);
+        id
+    }
+
+    /// A new security group in the sandbox's VPC with AWS's defaults, as `jump init`
+    /// makes one: no inbound rule, all outbound.
+    pub fn group(&self, name: &str) -> String {
+        let created = self.aws(&[
+            "ec2",
+            "create-security-group",
+            "--group-name",
+            name,
+            "--description",
+            name,
+            "--vpc-id",
+            &self.vpc(),
+        ]);
+        created["GroupId"].as_str().unwrap().to_string()
+    }
+
     /// The AWS CLI's whole answer, for calls that are meant to fail.
     pub fn aws_output(&self, args: &[&str]) -> Output {
         let endpoint = self.env.iter().find(|(k, _)| k == "AWS_ENDPOINT_URL");
@@ -341,8 +404,7 @@ impl<'a> World<'a> {
 
     /// A value from the sandbox's environment (the default subnets, security group, ...).
     pub fn sandbox_var(&self, key: &str) -> &str {
-        let found = self.sandbox.env.iter().find(|(k, _)| k == key);
-        found.map(|(_, v)| v.as_str()).expect("the sandbox sets it")
+        self.sandbox.var(key)
     }
 
     pub fn jump(&self) -> Command {
@@ -380,12 +442,14 @@ impl<'a> World<'a> {
         self.run_registered(family, &[])
     }
 
-    /// Runs a task of a registered family in the default subnets, with `extra` run-task
+    /// Runs a task of a registered family in the default subnets and security group
+    /// (whose members reach each other, jumphosts included), with `extra` run-task
     /// arguments; returns its ARN.
     pub fn run_registered(&self, family: &str, extra: &[&str]) -> String {
         let network = format!(
-            "awsvpcConfiguration={{subnets=[{}]}}",
-            self.sandbox_var("JUMP_SUBNETS")
+            "awsvpcConfiguration={{subnets=[{}],securityGroups=[{}]}}",
+            self.sandbox_var("JUMP_SUBNETS"),
+            self.sandbox_var("JUMP_SECURITY_GROUPS")
         );
         let mut args = vec![
             "ecs",
@@ -440,10 +504,14 @@ impl<'a> World<'a> {
     /// A service of the world's cluster running one task of `family` in the sandbox's
     /// subnets and security groups, with ECS Exec if `exec`.
     pub fn create_service(&self, name: &str, family: &str, exec: bool) {
+        self.create_service_in(name, family, exec, self.sandbox_var("JUMP_SECURITY_GROUPS"));
+    }
+
+    /// The same, in security group `group`.
+    pub fn create_service_in(&self, name: &str, family: &str, exec: bool, group: &str) {
         let network = format!(
-            "awsvpcConfiguration={{subnets=[{}],securityGroups=[{}]}}",
+            "awsvpcConfiguration={{subnets=[{}],securityGroups=[{group}]}}",
             self.sandbox_var("JUMP_SUBNETS"),
-            self.sandbox_var("JUMP_SECURITY_GROUPS")
         );
         let mut args = vec![
             "ecs",

@@ -701,12 +701,36 @@ fn port_sessions_to(world: &World, task_arn: &str) -> usize {
         .sum()
 }
 
-/// ssh mode through Session Manager: sshd reached over a port session to the task's own
-/// port 22 (no inbound rule needed), the host key still pinned; `jump ssh-config` lets
-/// scp and sftp use the same path with their own binaries.
+/// ssh over the network into a jumphost whose security group has no inbound rule (as
+/// `jump init` makes it): after a few silent probes jump says the packets are dropped,
+/// names the groups and the way out, and leaves nothing behind.
 #[test]
-fn ssh_through_session_manager_and_ssh_config_for_scp_and_sftp() {
+fn ssh_to_a_jumphost_its_group_does_not_admit_says_so_and_names_the_way_out() {
+    let world = World::new(shared(), "ssh-dropped");
+    let group = world.sandbox.group(&format!("closed-{}", world.cluster));
+    let out = world.run(&["up", "--security-groups", &group, "--", "true"]);
+    expect_exit(&out, 76, "does not answer");
+    for needle in [
+        group.as_str(),
+        "ssh_via = \"ssm\"",
+        "inbound rule for port 22",
+    ] {
+        assert!(stderr(&out).contains(needle), "{needle}: {}", stderr(&out));
+    }
+    let arn = world.tasks("STOPPED").pop().expect("the session's task");
+    world.wait_stopped(&arn);
+    world.assert_nothing_left();
+}
+
+/// ssh mode through Session Manager, into a jumphost whose security group has no inbound
+/// rule at all: sshd is reached over a port session to the task's own port 22, the host
+/// key still pinned, while TCP to its port 22 goes nowhere; `jump ssh-config` lets scp,
+/// sftp and rsync use the same path with their own binaries.
+#[test]
+fn ssh_through_session_manager_needs_no_inbound_rule_and_serves_scp_sftp_rsync() {
     let world = World::new(shared(), "ssh-ssm");
+    let group = world.sandbox.group(&format!("closed-{}", world.cluster));
+    let world = world.with_env("JUMP_SECURITY_GROUPS", &group);
     let out = world.run(&["up", "--ssh-via", "ssm", "--", "echo", "via-ssm"]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "via-ssm");
@@ -723,6 +747,15 @@ fn ssh_through_session_manager_and_ssh_config_for_scp_and_sftp() {
     let out = world.run(&["ssh", &id, "--", "echo", "again"]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     assert_eq!(stdout(&out).trim(), "again");
+    let address = (session["private_ip"].as_str().unwrap(), 22);
+    let address = std::net::ToSocketAddrs::to_socket_addrs(&address)
+        .unwrap()
+        .next()
+        .unwrap();
+    assert!(
+        std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(2)).is_err(),
+        "the group has no inbound rule, yet {address} took a connection"
+    );
 
     let config = world.run(&["ssh-config", &id]);
     assert!(config.status.success(), "stderr: {}", stderr(&config));
@@ -780,6 +813,32 @@ fn ssh_through_session_manager_and_ssh_config_for_scp_and_sftp() {
         .expect("sftp runs");
     assert!(out.status.success(), "sftp: {}", stderr(&out));
     assert!(stdout(&out).contains("20971520"), "{}", stdout(&out));
+
+    let tree = world.home.path().join("tree");
+    std::fs::create_dir_all(tree.join("nested/deeper")).unwrap();
+    std::fs::write(tree.join("a.txt"), "alpha\n").unwrap();
+    std::fs::write(tree.join("nested/b.bin"), &bytes[..65536]).unwrap();
+    std::fs::write(tree.join("nested/deeper/c"), "").unwrap();
+    let mut rsync = Command::new("rsync");
+    ssh_env(&mut rsync);
+    let out = rsync
+        .arg("-a")
+        .arg("-e")
+        .arg(format!("ssh -F {}", config_file.display()))
+        .arg(format!("{}/", tree.display()))
+        .arg(format!("{host}:tree/"))
+        .output()
+        .expect("rsync runs");
+    assert!(out.status.success(), "rsync: {}", stderr(&out));
+    let listing = "cd tree && find . -type f | sort | xargs sha256sum";
+    let remote = world.run(&["ssh", &id, "--", "sh", "-c", listing]);
+    let local = Command::new("sh")
+        .args(["-c", listing])
+        .current_dir(world.home.path())
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&remote), stdout(&local), "{}", stderr(&remote));
+    assert_eq!(stdout(&local).lines().count(), 3);
 
     let out = world.run(&["down", &id]);
     assert!(out.status.success(), "stderr: {}", stderr(&out));

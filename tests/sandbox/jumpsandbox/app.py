@@ -5,8 +5,8 @@ Every request passes here before moto. In order: the control API
 (ECS tasks, IAM policy simulation), what AWS refuses before acting
 (validation.py: IAM, CloudWatch Logs, ECS clusters, RDS) and
 RegisterTaskDefinition's Fargate checks (taskdefs.py), then moto, with hooks after RDS instance
-creation and deletion so the data plane follows, and around ECS service
-actions so that services run sandbox tasks.
+creation and deletion and after security group changes so the data plane
+follows, and around ECS service actions so that services run sandbox tasks.
 
 Control API (JSON over HTTP on the same port; ``tests/sandbox/ctl`` wraps it):
   GET    /_sandbox/health                      -> {"ok": true, "instance": ...}
@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass
 from .awsproto import AwsError, error_response, json_response, preset_error, read_request, xml_response
 from .ecs_services import ACTIONS as SERVICE_ACTIONS
 from .ecs_tasks import RUN_FAILURES, TASK_FAULT_KINDS, RunFailure, TaskFault
+from .firewall import CHANGING_ACTIONS
 from .gateway import GatewayFaults
 from .taskdefs import check_registration
 from .validation import check_request
@@ -110,8 +111,9 @@ class MotoRefused(Exception):
 
 
 class SandboxApp:
-    def __init__(self, moto_app, tasks, services, databases, simulator, sessions, info: dict):
+    def __init__(self, moto_app, tasks, services, databases, simulator, sessions, info: dict, firewall):
         self.moto_app = moto_app
+        self.firewall = firewall
         self.tasks = tasks
         self.services = services
         self.sessions = sessions
@@ -159,6 +161,12 @@ class SandboxApp:
             return self._rds(environ, start_response, request)
         if request.service == "ecs" and request.action == "DescribeClusters":
             return self._describe_clusters(environ, start_response, request.params)
+        if request.service == "ec2" and request.action in CHANGING_ACTIONS:
+            status, headers, body = self._moto(environ)
+            if status.startswith("200"):
+                self.firewall.refresh()  # live interfaces follow their groups at once, as in a VPC
+            start_response(status, headers)
+            return [body]
         return self.moto_app(environ, start_response)
 
     def _describe_clusters(self, environ, start_response, params: dict):

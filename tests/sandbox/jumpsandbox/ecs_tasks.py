@@ -285,6 +285,7 @@ class Task:
     setup_error: str | None = None  # why the data plane cannot host this task, if it cannot
     stop_requested: threading.Event = field(default_factory=threading.Event)
     host_ns: str | None = None
+    security_groups: list = field(default_factory=list)  # its ENI's, enforced by firewall.py
     host_pid: int | None = None  # the main container process: the namespaces exec sessions enter
     container_name: str | None = None  # podman's name for it, when it is a real container
     platform_version: str = "1.4.0"
@@ -377,8 +378,9 @@ class Task:
 class TaskService:
     """The sandbox's ECS task API and the lifecycle of every task."""
 
-    def __init__(self, network, state_dir, timing: Timing, simulator, containers=None):
+    def __init__(self, network, firewall, state_dir, timing: Timing, simulator, containers=None):
         self.network = network
+        self.firewall = firewall  # the security groups of every task's interface, on the data plane
         self.simulator = simulator  # judges what the execution role may pull
         self.state_dir = state_dir
         self.timing = timing
@@ -500,11 +502,14 @@ class TaskService:
             raise invalid("Subnets must all be in the same VPC.")
         groups = vpc_config.get("securityGroups") or []
         for gid in groups:
-            if ec2.get_security_group_from_id(gid) is None:
+            group = ec2.get_security_group_from_id(gid)
+            if group is None:
                 raise invalid(
                     f"Error retrieving security group information for [{gid}]: The security group '{gid}' "
                     "does not exist (ErrorCode: InvalidGroup.NotFound)"
                 )
+            if group.vpc_id != subnets[0].vpc_id:  # the interface would sit in one VPC, its group in another
+                raise invalid(f"Security group {gid} and subnet {subnets[0].id} belong to different networks.")
         if not groups:
             default = ec2.get_security_group_from_name("default", vpc_id=subnets[0].vpc_id)
             groups = [default.id] if default else []
@@ -606,6 +611,7 @@ class TaskService:
             volumes=list(getattr(taskdef, "volumes", None) or []),
             main_override=by_name.get(main.name, {}),
             setup_error=setup_error,
+            security_groups=list(launch.groups),
             platform_version=PLATFORM_VERSIONS[p.get("platformVersion", "LATEST")],
         )
         with self.lock:
@@ -912,6 +918,7 @@ class TaskService:
             addresses.append((task.public_ip, self.network.public_net.prefixlen))
         hostname = task.private_dns.split(".")[0]
         task.host_ns = self.network.add_host(task.id[:12], addresses, task.vpc_gateway, hostname)
+        self.firewall.admit(task.host_ns, task.region, [a for a, _ in addresses], task.security_groups)
         runtime = self._runtime_dir(task)
         if not image.container:
             host = MainProcess.on_host(task.host_ns, hostname, argv, env, sink, runtime / "output.log")
@@ -995,6 +1002,7 @@ class TaskService:
             for c in task.containers:
                 c.last_status = STOPPED
         if task.host_ns:
+            self.firewall.forget(task.host_ns)
             self.network.remove_host(task.host_ns)
         time.sleep(self.timing.step)
         ec2 = ec2_backends[ACCOUNT][task.region]

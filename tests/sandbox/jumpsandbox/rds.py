@@ -2,13 +2,15 @@
 
 The most common reason to open a tunnel into a VPC is a private database, so
 an RDS instance created in the sandbox is a real PostgreSQL in a namespace of
-its own on the VPC bridge, reachable only from inside the VPC (tasks), with
-the instance's master user, password and database. Its endpoint name resolves
+its own on the VPC bridge, reachable only from what its VPC security groups
+admit (firewall.py; without any, its VPC's default group), with the
+instance's master user, password and database. Its endpoint name resolves
 in every task namespace. The server is up before CreateDBInstance returns, so
 "available" in moto is true.
 """
 
 import glob
+import ipaddress
 import os
 import shutil
 import signal
@@ -18,6 +20,7 @@ import time
 from pathlib import Path
 
 from moto.core import DEFAULT_ACCOUNT_ID
+from moto.ec2.models import ec2_backends
 from moto.rds.models import rds_backends
 
 POSTGRES_ENGINES = ("postgres", "aurora-postgresql")
@@ -31,8 +34,9 @@ def _pg_bin(name: str) -> str:
 
 
 class Databases:
-    def __init__(self, network, state_dir: Path, address_pool):
+    def __init__(self, network, firewall, state_dir: Path, address_pool):
         self.network = network
+        self.firewall = firewall
         self.state_dir = state_dir
         self.next_address = address_pool  # callable returning (ip, prefix, gateway)
         self.servers: dict[str, tuple[subprocess.Popen, str]] = {}
@@ -46,9 +50,11 @@ class Databases:
         address, prefix, gateway = self.next_address()
         ns = self.network.add_host(f"rds-{identifier}"[:40], [(address, prefix)], gateway, identifier)
         try:
+            self.firewall.admit(ns, region, [address], _groups(region, db, address))
             proc = self._serve(ns, db, address)
         except Exception:
             # No half-made database: the instance disappears with its server.
+            self.firewall.forget(ns)
             self.network.remove_host(ns)
             backend.databases.pop(identifier, None)
             raise
@@ -118,8 +124,21 @@ class Databases:
                 proc.wait(5)
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 pass
+            self.firewall.forget(ns)
             self.network.remove_host(ns)
 
     def stop_all(self) -> None:
         for identifier in list(self.servers):
             self.deleted(identifier)
+
+
+def _groups(region: str, db, address: str) -> list[str]:
+    """The instance's VPC security groups; without any, AWS gives it its VPC's default group."""
+    if db.vpc_security_group_ids:
+        return list(db.vpc_security_group_ids)
+    ec2 = ec2_backends[DEFAULT_ACCOUNT_ID][region]
+    for vpc in ec2.vpcs.values():
+        if ipaddress.ip_address(address) in ipaddress.ip_network(vpc.cidr_block):
+            default = ec2.get_security_group_from_name("default", vpc_id=vpc.id)
+            return [default.id] if default else []
+    return []

@@ -15,8 +15,9 @@ to an attached internet gateway), or through an attached internet gateway
 (only for a task with a public IP), or nowhere. Without a way out, only VPC
 endpoints of the task's region in the task's VPC reach AWS: interface endpoints
 with private DNS (`ssmmessages`, `ecr.api`, `ecr.dkr`), and the S3 gateway
-endpoint if it is associated with the subnet's route table. Security groups,
-network ACLs and endpoint policies are not evaluated.
+endpoint if it is associated with the subnet's route table. Network ACLs and
+endpoint policies are not evaluated, and security groups act on the data plane
+only (firewall.py): an egress rule that shuts out 443 does not fail a pull here.
 
 This is control-plane modelling only: the data plane (network.py) routes
 nothing beyond the sandbox's own bridge, and nothing here dials anything; the

@@ -31,6 +31,7 @@ from .app import SandboxApp  # noqa: E402
 from .ecs_services import ServiceScheduler  # noqa: E402
 from .ecs_tasks import TaskService, Timing  # noqa: E402
 from .exec_api import SessionApi  # noqa: E402
+from .firewall import Firewall  # noqa: E402
 from .gateway import Gateway  # noqa: E402
 from .iam import PolicySimulator  # noqa: E402
 from .network import (  # noqa: E402
@@ -65,7 +66,7 @@ def require_root() -> None:
         sys.exit("jump sandbox: must run as root (it creates network namespaces, veths and a bridge)")
 
 
-def _bootstrap(endpoint: str, vpc_net) -> dict:
+def _bootstrap(endpoint: str, vpc_net, public_net) -> dict:
     """Creates the VPC, subnets, security group and cluster that `jump up` uses by default."""
     session = boto3.session.Session(aws_access_key_id="sandbox", aws_secret_access_key="sandbox", region_name=REGION)
     ec2 = session.client("ec2", endpoint_url=endpoint)
@@ -80,6 +81,18 @@ def _bootstrap(endpoint: str, vpc_net) -> dict:
     _bootstrap_routes(ec2, vpc, str(blocks[0]), subnets)
     _default_vpc_internet(ec2)
     group = ec2.create_security_group(GroupName="jump-sandbox", Description="jump sandbox jumphosts", VpcId=vpc)
+    # What a team's jumphost group usually allows: ssh from inside the VPC (where the sandbox
+    # host's bridge address is, as a VPN client's would be) and from the sandbox's stand-in
+    # for the internet (an office's public range, for tasks with a public IP), and its
+    # members to each other.
+    ec2.authorize_security_group_ingress(
+        GroupId=group["GroupId"],
+        IpPermissions=[
+            {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22,
+             "IpRanges": [{"CidrIp": str(vpc_net)}, {"CidrIp": str(public_net)}]},
+            {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": group["GroupId"]}]},
+        ],
+    )
     ecs.create_cluster(clusterName=CLUSTER)
     roles = _bootstrap_roles(session.client("iam", endpoint_url=endpoint))
     return {"vpc": vpc, "subnets": subnets, "security_group": group["GroupId"], **roles}
@@ -209,20 +222,21 @@ def start(port: int, env_file: str | None, step: float, stop_on_eof: bool = Fals
         return str(db_net.network_address + next(db_pool)), vpc_net.prefixlen, network.gateways[vpc_net]
 
     simulator = PolicySimulator()
-    tasks = TaskService(network, state_dir, Timing(step=step), simulator, podman)
+    firewall = Firewall()
+    tasks = TaskService(network, firewall, state_dir, Timing(step=step), simulator, podman)
     services = ServiceScheduler(tasks)
-    databases = Databases(network, state_dir, next_db_address)
+    databases = Databases(network, firewall, state_dir, next_db_address)
     info = {"instance": instance, "vpc_cidr": str(vpc_net), "public_cidr": str(network.public_net)}
     gateway = Gateway()
     sessions = SessionApi(tasks, gateway, simulator)
     moto_app = DomainDispatcherApplication(create_backend_app)
-    app = SandboxApp(moto_app, tasks, services, databases, simulator, sessions, info)
+    app = SandboxApp(moto_app, tasks, services, databases, simulator, sessions, info, firewall)
     server = make_server("127.0.0.1", port, app, threaded=True, request_handler=QuietHandler)
     serving = threading.Thread(target=server.serve_forever, daemon=True)
     serving.start()
     endpoint = f"http://127.0.0.1:{server.server_port}"
     try:
-        created = _bootstrap(endpoint, vpc_net)
+        created = _bootstrap(endpoint, vpc_net, network.public_net)
         env = {
             "AWS_ENDPOINT_URL": endpoint,
             "AWS_REGION": REGION,

@@ -85,6 +85,15 @@ class Aws:
             time.sleep(remaining + 0.05)  # a known deadline: nothing to poll for
         return role["Arn"]
 
+    def database_group(self, name: str, port: int = 5432) -> str:
+        """A database's security group, as a team makes one: PORT open to the jumphosts' group only."""
+        vpc = self.ec2.describe_security_groups(GroupIds=self.groups[:1])["SecurityGroups"][0]["VpcId"]
+        group = self.ec2.create_security_group(GroupName=name, Description=f"{name} database", VpcId=vpc)["GroupId"]
+        self.ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[{
+            "IpProtocol": "tcp", "FromPort": port, "ToPort": port, "UserIdGroupPairs": [{"GroupId": self.groups[0]}],
+        }])
+        return group
+
     def register(self, family="jumphost", volumes=(), **container) -> str:
         """A Fargate task definition with the account's task role, which ECS Exec needs."""
         definition = {

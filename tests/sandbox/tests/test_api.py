@@ -147,12 +147,16 @@ def test_a_reused_address_reaches_the_new_host_at_once(aws):
 
     vpc = routed_vpc(aws, "10.198.0.0/16")
     subnet = aws.ec2.create_subnet(VpcId=vpc, CidrBlock="10.198.0.0/28")["Subnet"]["SubnetId"]  # 11 usable
+    group = aws.ec2.create_security_group(GroupName="reuse", Description="ssh from the VPC", VpcId=vpc)["GroupId"]
+    aws.ec2.authorize_security_group_ingress(GroupId=group, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "10.198.0.0/16"}]}])
     keys = {"name": "JUMP_AUTHORIZED_KEYS", "value": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFakeFakeFakeFakeFakeFakeFakeFake x"}
 
     def run(count):
         return aws.ecs.run_task(
             cluster=aws.cluster, taskDefinition="jumphost", launchType="FARGATE", count=count,
-            networkConfiguration={"awsvpcConfiguration": {"subnets": [subnet], "assignPublicIp": "ENABLED"}},
+            networkConfiguration={"awsvpcConfiguration": {
+                "subnets": [subnet], "securityGroups": [group], "assignPublicIp": "ENABLED"}},
             overrides={"containerOverrides": [{"name": "jumphost", "environment": [keys]}]},
         )["tasks"]
 

@@ -130,6 +130,7 @@ def postgres_instance(aws, identifier, password, db_name=None):
     aws.rds.create_db_instance(
         DBInstanceIdentifier=identifier, Engine="postgres", DBInstanceClass="db.t3.micro",
         MasterUsername="app", MasterUserPassword=password, AllocatedStorage=20, **named,
+        VpcSecurityGroupIds=[aws.database_group(f"{identifier}-db")],
     )
     yield aws.rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]["Endpoint"]
     aws.rds.delete_db_instance(DBInstanceIdentifier=identifier, SkipFinalSnapshot=True)

@@ -42,6 +42,7 @@ def busy_sandbox() -> tuple[Sandbox, Aws, str]:
     aws.rds.create_db_instance(
         DBInstanceIdentifier="hygienedb", Engine="postgres", DBInstanceClass="db.t3.micro",
         MasterUsername="u", MasterUserPassword="p-secret", AllocatedStorage=20,
+        VpcSecurityGroupIds=[aws.database_group("hygienedb")],
     )
     arn = aws.run(env={"JUMP_AUTHORIZED_KEYS": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFakeFakeFakeFakeFakeFakeFakeFake x"})["taskArn"]
     aws.wait_for(arn, "RUNNING")

@@ -45,6 +45,7 @@ def test_ssh_session_and_database_through_a_task(aws, keypair, tmp_path):
     aws.rds.create_db_instance(
         DBInstanceIdentifier="flowdb", Engine="postgres", DBInstanceClass="db.t3.micro",
         MasterUsername="app", MasterUserPassword="flow-secret", DBName="orders", AllocatedStorage=20,
+        VpcSecurityGroupIds=[aws.database_group("flowdb")],
     )
     endpoint = aws.rds.describe_db_instances(DBInstanceIdentifier="flowdb")["DBInstances"][0]["Endpoint"]
 
