@@ -149,9 +149,10 @@ connections and exits 76.",
         long_about = "A local SOCKS5 proxy (no authentication, CONNECT; IPv4 and domain-name \
 targets, names resolved inside the VPC) through one task: each connection reaches whatever \
 host and port it asks for, over a Session Manager port session per target, reused while it \
-lasts. With a SESSION, through that session's task; without one, through an exec-mode jumphost \
-started for as long as the proxy runs and stopped afterwards. A target that refuses the \
-connection gets a SOCKS failure reply. Listens on 127.0.0.1 (and ::1) unless --bind says \
+lasts. With a SESSION, through that session's task (an ssh-mode session started on this machine \
+is proxied by OpenSSH itself, `ssh -D`, with the session's key: no ECS Exec needed); without one, \
+through an exec-mode jumphost started for as long as the proxy runs and stopped afterwards. A \
+target that refuses the connection gets a SOCKS failure reply. Listens on 127.0.0.1 (and ::1) unless --bind says \
 otherwise; prints the proxy's address when ready (--json for scripts).",
         after_help = "Examples:\n  jump socks --port 1080\n  curl --socks5-hostname 127.0.0.1:1080 http://grafana.internal:3000/\n  ssh -o ProxyCommand='nc -X 5 -x 127.0.0.1:1080 %h %p' admin@10.0.3.7\n  jump socks 3f9c0a1b2c4d --port 1080      # through a detached session's task"
     )]

@@ -1,17 +1,29 @@
 //! `jump socks [SESSION]`: a local SOCKS5 proxy into the VPC, through a session's task or
 //! a jumphost started for as long as it runs. The bind address and the port are checked
 //! before the first AWS call.
+//!
+//! A session in ssh mode started on this machine is proxied by OpenSSH itself (`ssh -D`,
+//! with the session's pinned key): its task needs no ECS Exec for that. Every other
+//! session, and the jumphost started without one, goes through Session Manager port
+//! sessions (`connect::socks`).
+
+use std::net::SocketAddr;
 
 use super::forward::bind_address;
 use super::{check_port_free, cluster, layers, up, Context, Existing};
 use crate::aws::Clients;
 use crate::cli::{ClusterArgs, GlobalArgs, SocksArgs};
+use crate::connect::forward::warn_if_exposed;
 use crate::connect::socks::{self, Proxy};
+use crate::connect::ssh::{self, Target};
 use crate::connect::target::ExecTarget;
 use crate::exit::Exit;
 use crate::output::Output;
-use crate::session::lifecycle::Then;
+use crate::session::keys::SessionDir;
+use crate::session::lifecycle::{ssh_target, Then};
+use crate::session::record::SessionRecord;
 use crate::session::SessionId;
+use crate::signals::ChildPid;
 
 pub async fn run(ctx: &mut Context, args: SocksArgs) -> anyhow::Result<Exit> {
     let session: Option<SessionId> = args.session.as_deref().map(str::parse).transpose()?;
@@ -27,6 +39,11 @@ pub async fn run(ctx: &mut Context, args: SocksArgs) -> anyhow::Result<Exit> {
     match session {
         None => up::run_plan(ctx, layers.into_plan()?, Then::Socks(proxy)).await,
         Some(id) => {
+            if let Some((dir, record)) = local_ssh_session(&id)? {
+                let target = ssh_target(&record, &dir, ctx.global.profile.as_deref())?;
+                let work = over_ssh(ctx.output, ctx.child.clone(), target, record, proxy);
+                return ctx.supervised(work).await;
+            }
             let cluster = cluster(&ClusterArgs {
                 cluster: args.settings.cluster.clone(),
                 config: args.config.clone(),
@@ -35,6 +52,41 @@ pub async fn run(ctx: &mut Context, args: SocksArgs) -> anyhow::Result<Exit> {
             ctx.supervised(work).await
         }
     }
+}
+
+/// This machine's record of session `id`, if it runs in ssh mode.
+fn local_ssh_session(id: &SessionId) -> anyhow::Result<Option<(SessionDir, SessionRecord)>> {
+    let Some(dir) = SessionDir::open(id)? else {
+        return Ok(None);
+    };
+    let record = SessionRecord::load(&dir)?;
+    Ok((record.mode == "ssh").then_some((dir, record)))
+}
+
+/// `ssh -D` on the proxy's address, announced as the Session Manager proxy is.
+async fn over_ssh(
+    output: Output,
+    child: ChildPid,
+    target: Target,
+    record: SessionRecord,
+    proxy: Proxy,
+) -> anyhow::Result<Exit> {
+    let local = SocketAddr::new(proxy.bind.first_address(), free_port(&proxy).await?);
+    let ready = || {
+        socks::announce(output, local, &record.task_arn);
+        warn_if_exposed(&proxy.bind, local, "proxy", output);
+    };
+    let code = ssh::socks(&target, local, &child, ready).await?;
+    Ok(Exit::Remote(code))
+}
+
+/// The port asked for, or one the system has free now (ssh -D cannot pick its own).
+async fn free_port(proxy: &Proxy) -> anyhow::Result<u16> {
+    if proxy.port != 0 {
+        return Ok(proxy.port);
+    }
+    let probe = tokio::net::TcpListener::bind((proxy.bind.first_address(), 0)).await?;
+    Ok(probe.local_addr()?.port())
 }
 
 async fn through_session(

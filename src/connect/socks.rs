@@ -16,7 +16,7 @@
 //! connections to it are answered at once.
 
 use std::collections::HashMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -125,22 +125,27 @@ pub async fn run(
 ) -> anyhow::Result<Exit> {
     let listeners = listen(&proxy.bind, proxy.port).await?;
     let local = listeners[0].local_addr()?;
+    announce(output, local, &task.task_arn);
+    warn_if_exposed(&proxy.bind, local, "proxy", output);
+    serve(clients, task, listeners).await?;
+    Ok(Exit::Success)
+}
+
+/// Says where the proxy listens: the address on stdout (`--json`: with the task), and
+/// how to stop it on stderr.
+pub fn announce(output: Output, local: SocketAddr, task_arn: &str) {
     if output.json() {
         let ready = serde_json::json!({
             "socks_address": local.to_string(),
-            "task_arn": task.task_arn,
+            "task_arn": task_arn,
         });
         output.print(&ready.to_string());
     } else {
         output.print(&local.to_string());
         output.note(&format!(
-            "jump: SOCKS5 proxy on {local} into the VPC through task {}; Ctrl-C stops",
-            task.task_arn
+            "jump: SOCKS5 proxy on {local} into the VPC through task {task_arn}; Ctrl-C stops"
         ));
     }
-    warn_if_exposed(&proxy.bind, local, "proxy", output);
-    serve(clients, task, listeners).await?;
-    Ok(Exit::Success)
 }
 
 /// Serves SOCKS clients on `listeners` through `task` until the caller stops us.

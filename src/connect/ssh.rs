@@ -12,6 +12,7 @@
 //! sshd in the task starts a moment after the host key is logged, so we first wait until
 //! its port accepts TCP connections rather than retrying ssh and misreading its errors.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -110,6 +111,31 @@ const LOCKED_DOWN: &[(&str, &str)] = &[
 
 /// The ssh command line (without the program name).
 pub fn ssh_args(target: &Target, command: &[String]) -> Vec<String> {
+    let mut args = base_args(target);
+    if command.is_empty() {
+        args.push("-t".into());
+    } else {
+        args.extend(["-o".into(), "BatchMode=yes".into()]);
+    }
+    args.extend(destination(target));
+    if !command.is_empty() {
+        args.push(remote_command(command));
+    }
+    args
+}
+
+/// The ssh command line of a SOCKS proxy on `listen`: no command, no terminal, and ssh
+/// exits (instead of carrying on without it) if it cannot listen there.
+pub fn socks_args(target: &Target, listen: SocketAddr) -> Vec<String> {
+    let mut args = base_args(target);
+    args.extend(["-o".into(), "BatchMode=yes".into()]);
+    args.extend(["-o".into(), "ExitOnForwardFailure=yes".into()]);
+    args.extend(["-N".into(), "-D".into(), listen.to_string()]);
+    args.extend(destination(target));
+    args
+}
+
+fn base_args(target: &Target) -> Vec<String> {
     let option = |setting: String| ["-o".to_string(), setting];
     let mut args = vec!["-i".to_string(), target.identity.display().to_string()];
     for (key, value) in target.settings() {
@@ -118,18 +144,14 @@ pub fn ssh_args(target: &Target, command: &[String]) -> Vec<String> {
         }
     }
     args.extend(option("ConnectTimeout=10".into()));
-    if command.is_empty() {
-        args.push("-t".into());
-    } else {
-        args.extend(option("BatchMode=yes".into()));
-    }
-    args.extend(["-p".into(), target.port.to_string()]);
+    args
+}
+
+fn destination(target: &Target) -> Vec<String> {
+    let mut args = vec!["-p".into(), target.port.to_string()];
     args.extend(["-l".into(), target.user.clone()]);
     args.push("--".into());
     args.push(target.host.clone());
-    if !command.is_empty() {
-        args.push(remote_command(command));
-    }
     args
 }
 
@@ -214,24 +236,60 @@ pub async fn run(
     command: &[String],
     child: &ChildPid,
 ) -> Result<i32, ConnectError> {
-    let args = ssh_args(target, command);
-    tracing::debug!(?args, "running ssh");
-    let mut process = tokio::process::Command::new("ssh")
-        .args(&args)
-        .stdin(Stdio::inherit())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(ConnectError::Spawn)?;
+    let mut process = spawn(&ssh_args(target, command), Stdio::inherit)?;
     child.set(process.id());
     let status = process.wait().await;
     child.set(None);
+    finished(target, status)
+}
+
+/// ssh with these arguments; stdin and stdout from `stdio`, stderr always ours (its
+/// messages are the user's to read).
+fn spawn(args: &[String], stdio: fn() -> Stdio) -> Result<tokio::process::Child, ConnectError> {
+    tracing::debug!(?args, "running ssh");
+    tokio::process::Command::new("ssh")
+        .args(args)
+        .stdin(stdio())
+        .stdout(stdio())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(ConnectError::Spawn)
+}
+
+/// ssh's exit code, or the error its own failure (255) stands for.
+fn finished(target: &Target, status: std::io::Result<ExitStatus>) -> Result<i32, ConnectError> {
     let code = exit_code(status.map_err(ConnectError::Spawn)?);
     if code == SSH_FAILURE {
         return Err(ConnectError::Ssh(target.host.clone()));
     }
     Ok(code)
+}
+
+/// Runs OpenSSH's own SOCKS proxy (`ssh -N -D`) through the jumphost until ssh ends or
+/// is stopped; `ready` runs once the proxy accepts connections. Returns ssh's exit code.
+pub async fn socks(
+    target: &Target,
+    listen: SocketAddr,
+    child: &ChildPid,
+    ready: impl FnOnce(),
+) -> Result<i32, ConnectError> {
+    let mut process = spawn(&socks_args(target, listen), Stdio::null)?;
+    child.set(process.id());
+    let mut backoff = Backoff::polling();
+    let status = loop {
+        tokio::select! {
+            status = process.wait() => break status,
+            () = tokio::time::sleep(backoff.next_delay()) => {
+                if TcpStream::connect(listen).await.is_ok() {
+                    ready();
+                    break process.wait().await;
+                }
+            }
+        }
+    };
+    child.set(None);
+    finished(target, status)
 }
 
 crate::exit::exit_class!(Connect: ConnectError);
@@ -276,6 +334,17 @@ mod tests {
         assert!(!args.contains(&"-t".to_string()));
         assert_eq!(args[args.len() - 2], "10.0.1.5");
         assert_eq!(args[args.len() - 1], "psql -c 'select 1'");
+    }
+
+    #[test]
+    fn socks_args_listen_and_run_nothing() {
+        let args = socks_args(&target(), "127.0.0.1:1080".parse().unwrap()).join(" ");
+        assert!(
+            args.contains("-o ExitOnForwardFailure=yes -N -D 127.0.0.1:1080 -p 22"),
+            "{args}"
+        );
+        assert!(args.ends_with("-l jump -- 10.0.1.5"), "{args}");
+        assert!(!args.contains(" -t "), "{args}");
     }
 
     #[test]

@@ -627,3 +627,50 @@ fn a_socks_proxy_reaches_any_host_and_port_it_is_asked_for() {
     world.stop_task(&web);
     stop(&world, child);
 }
+
+/// `jump socks SESSION` on an ssh-mode session: OpenSSH's own proxy (`ssh -D`) through
+/// the session's pinned key, no Session Manager involved; Ctrl-C ends the proxy and
+/// leaves the session running for `jump down`.
+#[test]
+fn a_socks_proxy_through_an_ssh_session_is_ssh_s_own() {
+    let world = World::new(shared(), "socks-ssh");
+    let (web, ip) = web_task(&world);
+    let session = world.json(&["up", "--detach", "--json"]);
+    let id = session["session"].as_str().unwrap().to_string();
+    let arn = session["task_arn"].as_str().unwrap().to_string();
+    let mut child = world.spawn(&["socks", &id, "--json"], Stdio::null());
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().and_then(Result::ok).unwrap_or_default();
+    let ready: serde_json::Value = serde_json::from_str(&line)
+        .unwrap_or_else(|_| panic!("no ready line: {line:?}; {}", drain_stderr(&mut child)));
+    assert_eq!(ready["task_arn"], arn.as_str());
+    let proxy = ready["socks_address"].as_str().unwrap().to_string();
+    for port in [8080, 8081] {
+        let out = curl_through(&proxy, &format!("http://{ip}:{port}/"));
+        assert!(out.status.success(), "curl: {}", stderr(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout), format!("page-{port}"));
+    }
+    assert_eq!(crate::up::port_sessions_to(&world, &arn), 0);
+
+    // SAFETY: kill(2) on a child we spawned and have not reaped.
+    unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "stderr: {}", stderr(&out));
+    assert!(
+        curl_through(&proxy, &format!("http://{ip}:8080/"))
+            .status
+            .code()
+            != Some(0),
+        "the proxy outlived jump"
+    );
+    assert!(
+        world.running_tasks().contains(&arn),
+        "the session was stopped"
+    );
+    let out = world.run(&["down", &id]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    world.wait_stopped(&arn);
+    world.stop_task(&web);
+    world.wait_stopped(&web);
+    world.assert_nothing_left();
+}

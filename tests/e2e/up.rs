@@ -683,7 +683,7 @@ fn a_restart_policy_or_ulimits_planted_in_jumps_revision_are_not_trusted() {
 
 /// Port sessions the sandbox's Session Manager has seen to this task (`ssm
 /// describe-sessions`, active and ended).
-fn port_sessions_to(world: &World, task_arn: &str) -> usize {
+pub fn port_sessions_to(world: &World, task_arn: &str) -> usize {
     let id = task_arn.rsplit('/').next().unwrap();
     ["Active", "History"]
         .iter()
