@@ -132,6 +132,7 @@ fn is_transient_code(code: &str) -> bool {
                 | "ServiceUnavailableException"
                 | "InternalError"
                 | "InternalFailure"
+                | "InternalServerError"
                 | "ServerException"
         )
 }

@@ -25,6 +25,7 @@ use crate::aws::{describe_cluster, ApiError, Clients};
 use crate::connect::agent;
 use crate::connect::exec_access::diagnose;
 use crate::connect::plugin;
+use crate::connect::resume::SessionResume;
 use crate::connect::target::{execute_command, ssm_target, ExecError, ExecTarget};
 use crate::connect::terminal::{terminal_size, Escape, Escapes, RawTerminal};
 use crate::connect::wrapper::{self, pump_input, wrapped_command, InputEnd, InputSink, Screen};
@@ -188,7 +189,11 @@ pub async fn run(
         session_id: opened.session_id.clone(),
         required: required?,
     });
-    let mut channel = Channel::connect(&opened.url, &opened.token, Some(keys))
+    let resume = Arc::new(SessionResume {
+        ssm: clients.ssm.clone(),
+        session_id: opened.session_id.clone(),
+    });
+    let mut channel = Channel::connect(&opened.url, &opened.token, Some(keys), Some(resume))
         .await
         .map_err(|e| ExecError::Channel(e.to_string()))?;
     let raw = if terminal {

@@ -10,6 +10,7 @@
 //! client can tell a cut tunnel from a finished transfer.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -22,6 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::aws::{describe_task, ApiError, Clients};
 use crate::connect::agent::{self, Agent};
 use crate::connect::plugin::{Handoff, Listening};
+use crate::connect::resume::SessionResume;
 use crate::connect::target::{ssm_target, ExecTarget};
 use crate::exit::{Exit, UsageError};
 use crate::output::Output;
@@ -391,7 +393,11 @@ pub async fn open(
     remote: &Resolved,
 ) -> anyhow::Result<(Mux, tokio::task::JoinHandle<Option<Event>>)> {
     let started = start_session(clients, agent, target, remote).await?;
-    let mut channel = Channel::connect(&started.url, &started.token, None)
+    let resume = Arc::new(SessionResume {
+        ssm: clients.ssm.clone(),
+        session_id: started.session_id.clone(),
+    });
+    let mut channel = Channel::connect(&started.url, &started.token, None, Some(resume))
         .await
         .map_err(|e| ForwardError::Handshake(e.to_string()))?;
     tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut channel))

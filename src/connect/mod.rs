@@ -6,6 +6,7 @@ pub mod exec;
 pub mod exec_access;
 pub mod forward;
 pub mod plugin;
+pub mod resume;
 pub mod socks;
 pub mod ssh;
 pub mod ssh_over_ssm;

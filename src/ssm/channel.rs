@@ -35,7 +35,20 @@
 //! agent starts unencrypted, or under another key, fails the channel before any input
 //! leaves. A payload that fails authentication fails the channel; it is never delivered.
 //! A closed or failing socket, by contrast, ends the channel at once with
-//! [`Event::Failed`], so a killed gateway is reported within one read.
+//! [`Event::Failed`], so a killed gateway is reported within one read, unless the
+//! channel can resume (below).
+//!
+//! # Resuming
+//! The service closes a data channel's WebSocket now and then (about hourly) and networks
+//! drop idle or broken paths, while the session itself, and what runs in the task, carry
+//! on. A channel given a [`Resume`] reconnects instead of failing: it asks for a new token
+//! (`ssm:ResumeSession`), opens a new WebSocket with the same client id, sends every
+//! message still unacknowledged again and goes on with the same sequence numbers both
+//! ways, so no byte is lost or repeated and open smux streams survive. Attempts back off
+//! for at most [`RESUME_WINDOW`]; a refusal (the session was terminated, access denied,
+//! credentials expired) ends the channel at once with the reason. Neither the consumer
+//! nor the senders notice anything but a pause. Only a `channel_closed` from the agent,
+//! or our own [`Channel::close`], ends a resumable channel.
 //!
 //! # Client version
 //! We announce [`CLIENT_VERSION`] = 1.2.339.0. The agent gates behaviour on it, and this
@@ -46,6 +59,8 @@
 //! which SigV4-signs the WebSocket upgrade, something we do not do.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
@@ -89,6 +104,12 @@ const RESEND_CHECK: Duration = Duration::from_millis(100);
 /// The plugin pings about every 5 minutes; the agent pings every 54 s.
 const PING_EVERY: Duration = Duration::from_secs(300);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a lost connection may take to resume before the channel fails.
+pub const RESUME_WINDOW: Duration = Duration::from_secs(60);
+/// One resume attempt (the API call and the new connection) gives up after this.
+const RESUME_ATTEMPT: Duration = Duration::from_secs(10);
+const RESUME_FIRST_DELAY: Duration = Duration::from_millis(100);
+const RESUME_MAX_DELAY: Duration = Duration::from_secs(5);
 
 /// ActionStatus values in a HandshakeResponse.
 const ACTION_SUCCESS: u32 = 1;
@@ -142,6 +163,33 @@ pub enum ChannelError {
     Closed,
     #[error("session encryption failed: {0}")]
     Encryption(String),
+    #[error("{lost}, and the session could not be resumed: {why}")]
+    Resume {
+        lost: Box<ChannelError>,
+        why: String,
+    },
+}
+
+/// A new connection's address and token for the same session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resumed {
+    pub stream_url: String,
+    pub token: String,
+}
+
+/// Why a session cannot be resumed, now or at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResumeError {
+    /// Worth another try: the API or the gateway did not answer.
+    Transient(String),
+    /// Final: the session is gone, or the caller may not resume it.
+    Refused(String),
+}
+
+/// Where a channel gets a new token when its connection is lost while the session lives
+/// on. The caller supplies it: only the caller holds the AWS clients and the session id.
+pub trait Resume: Send + Sync {
+    fn resume(&self) -> Pin<Box<dyn Future<Output = Result<Resumed, ResumeError>> + Send>>;
 }
 
 /// Something the agent said, in order.
@@ -243,12 +291,14 @@ impl Channel {
     /// Opens the channel to `stream_url` (`wss://` for AWS, `ws://` in tests).
     /// `keys` is where a data key comes from if the agent requires KMS encryption;
     /// without it such a session is refused.
+    /// `resume`, if given, is how the channel reconnects when its connection is lost.
     pub async fn connect(
         stream_url: &str,
         token: &str,
         keys: Option<Arc<dyn DataKeys>>,
+        resume: Option<Arc<dyn Resume>>,
     ) -> Result<Channel, ChannelError> {
-        Self::connect_with(stream_url, token, Limits::default(), keys).await
+        Self::connect_with(stream_url, token, Limits::default(), keys, resume).await
     }
 
     /// [`Channel::connect`] with explicit limits.
@@ -257,21 +307,10 @@ impl Channel {
         token: &str,
         limits: Limits,
         keys: Option<Arc<dyn DataKeys>>,
+        resume: Option<Arc<dyn Resume>>,
     ) -> Result<Channel, ChannelError> {
-        let ws = tokio::time::timeout(CONNECT_TIMEOUT, open_socket(stream_url))
-            .await
-            .map_err(|_| ChannelError::Connect("timed out".to_string()))??;
-        let (mut sink, stream) = ws.split();
-        let opening = serde_json::json!({
-            "MessageSchemaVersion": "1.0",
-            "RequestId": Uuid::new_v4().to_string(),
-            "TokenValue": token,
-            "ClientId": Uuid::new_v4().to_string(),
-            "ClientVersion": CLIENT_VERSION,
-        });
-        sink.send(Message::text(opening.to_string()))
-            .await
-            .map_err(|e| ChannelError::Socket(e.to_string()))?;
+        let client_id = Uuid::new_v4().to_string();
+        let (sink, stream) = open_channel_socket(stream_url, token, &client_id).await?;
 
         let (commands, command_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
@@ -303,6 +342,8 @@ impl Channel {
             held: Vec::new(),
             key_request: None,
             pending_response: None,
+            resume,
+            client_id,
         };
         let driver = tokio::spawn(driver.run(stream, writer, command_rx));
         Ok(Channel {
@@ -369,6 +410,30 @@ fn stream_endpoint(
         other => return Err(ChannelError::Url(format!("unsupported scheme {other:?}"))),
     };
     Ok((host, uri.port_u16().unwrap_or(default_port)))
+}
+
+/// Opens the socket and sends the opening text frame with `token` (a new token, with the
+/// same client id, when resuming).
+async fn open_channel_socket(
+    stream_url: &str,
+    token: &str,
+    client_id: &str,
+) -> Result<(SplitSink<Ws, Message>, SplitStream<Ws>), ChannelError> {
+    let ws = tokio::time::timeout(CONNECT_TIMEOUT, open_socket(stream_url))
+        .await
+        .map_err(|_| ChannelError::Connect("timed out".to_string()))??;
+    let (mut sink, stream) = ws.split();
+    let opening = serde_json::json!({
+        "MessageSchemaVersion": "1.0",
+        "RequestId": Uuid::new_v4().to_string(),
+        "TokenValue": token,
+        "ClientId": client_id,
+        "ClientVersion": CLIENT_VERSION,
+    });
+    sink.send(Message::text(opening.to_string()))
+        .await
+        .map_err(|e| ChannelError::Socket(e.to_string()))?;
+    Ok((sink, stream))
 }
 
 /// Connects TCP ourselves (to set TCP_NODELAY), then TLS if `wss`, then the upgrade.
@@ -475,6 +540,10 @@ struct Driver {
     key_request: Option<oneshot::Receiver<Result<DataKey, String>>>,
     /// The handshake response waiting for that key.
     pending_response: Option<HandshakeResponse>,
+    /// How to reconnect when the connection is lost; without it, a loss fails the channel.
+    resume: Option<Arc<dyn Resume>>,
+    /// Ours for the whole session: a resumed connection presents the same one.
+    client_id: String,
 }
 
 /// When caller data may be sent.
@@ -514,6 +583,7 @@ impl Driver {
             if key_wait.is_none() {
                 key_wait = self.key_request.take();
             }
+            let mut lost = None;
             if let Some((deadline, _)) = &closing {
                 if self.unacked.is_empty() || Instant::now() >= *deadline {
                     break End::Quiet;
@@ -539,10 +609,10 @@ impl Driver {
                 () = events.closed(), if closing.is_none() => break End::Quiet,
                 message = stream.next() => match message {
                     Some(Ok(Message::Binary(bytes))) => self.on_message(&bytes),
-                    Some(Ok(Message::Close(_))) | None => break self.socket_ended(ChannelError::PeerClosed),
+                    Some(Ok(Message::Close(_))) | None => lost = Some(ChannelError::PeerClosed),
                     // Pings are answered by tungstenite itself.
                     Some(Ok(_)) => {}
-                    Some(Err(e)) => break self.socket_ended(ChannelError::Socket(e.to_string())),
+                    Some(Err(e)) => lost = Some(ChannelError::Socket(e.to_string())),
                 },
                 command = commands.recv(), if closing.is_none() => match command {
                     Some(Command::Data { payload_type, bytes }) if self.gate == Gate::Open => {
@@ -568,7 +638,23 @@ impl Driver {
                 }
                 reason = &mut writer => {
                     let reason = reason.unwrap_or_else(|e| e.to_string());
-                    break self.socket_ended(ChannelError::Socket(reason));
+                    lost = Some(ChannelError::Socket(reason));
+                }
+            }
+            if let Some(error) = lost {
+                if self.closed.is_some() || closing.is_some() {
+                    break self.socket_ended(error);
+                }
+                match self.reconnect(error).await {
+                    Ok((sink, new_stream)) => {
+                        writer.abort();
+                        let (out, out_rx) = mpsc::unbounded_channel();
+                        self.out = out;
+                        writer = tokio::spawn(write_socket(sink, out_rx));
+                        stream = new_stream;
+                        self.resend_all();
+                    }
+                    Err(error) => break End::Failed(error),
                 }
             }
         };
@@ -596,6 +682,65 @@ impl Driver {
         if let Some((_, done)) = closing {
             let _ = done.send(());
         }
+    }
+
+    /// A new connection to the same session, or why there is none: without a [`Resume`],
+    /// `lost` itself; a refusal at once; transient failures retried with backoff for at
+    /// most [`RESUME_WINDOW`].
+    async fn reconnect(
+        &mut self,
+        lost: ChannelError,
+    ) -> Result<(SplitSink<Ws, Message>, SplitStream<Ws>), ChannelError> {
+        let Some(resume) = self.resume.clone() else {
+            return Err(lost);
+        };
+        tracing::debug!(error = %lost, "data channel connection lost; resuming");
+        let started = Instant::now();
+        let mut delay = RESUME_FIRST_DELAY;
+        loop {
+            let attempt = async {
+                let resumed = resume.resume().await?;
+                tracing::trace!("resuming: new token; connecting");
+                open_channel_socket(&resumed.stream_url, &resumed.token, &self.client_id)
+                    .await
+                    .map_err(|e| ResumeError::Transient(e.to_string()))
+            };
+            let attempt = tokio::time::timeout(RESUME_ATTEMPT, attempt)
+                .await
+                .unwrap_or_else(|_| Err(ResumeError::Transient("the attempt timed out".into())));
+            let why = match attempt {
+                Ok(socket) => {
+                    tracing::debug!(after = ?started.elapsed(), "data channel resumed");
+                    return Ok(socket);
+                }
+                Err(ResumeError::Refused(why)) => {
+                    return Err(ChannelError::Resume {
+                        lost: Box::new(lost),
+                        why,
+                    })
+                }
+                Err(ResumeError::Transient(why)) => why,
+            };
+            if started.elapsed() + delay > RESUME_WINDOW {
+                return Err(ChannelError::Resume {
+                    lost: Box::new(lost),
+                    why: format!("still failing after {}s: {why}", RESUME_WINDOW.as_secs()),
+                });
+            }
+            tracing::debug!(%why, ?delay, "resume attempt failed; retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(RESUME_MAX_DELAY);
+        }
+    }
+
+    /// On a new connection, everything unacknowledged goes out again at once (the old
+    /// connection may have lost any of it), oldest first.
+    fn resend_all(&mut self) {
+        self.paused = false; // a pause was the old connection's
+        for unacked in self.unacked.values_mut() {
+            unacked.last_sent = None;
+        }
+        self.send_unsent();
     }
 
     /// After `channel_closed` the socket going away is expected, not a failure.

@@ -46,7 +46,7 @@ fn forward_all(world: &World, targets: &[&str]) -> (Child, Vec<String>) {
     forward_all_with(world, &[], targets)
 }
 
-fn forward(world: &World, target: &str) -> (Child, String) {
+pub fn forward(world: &World, target: &str) -> (Child, String) {
     let (child, mut addresses) = forward_all(world, &[target]);
     (child, addresses.remove(0))
 }
@@ -70,7 +70,7 @@ fn psql(address: &str, sql: &str) -> std::process::Output {
         .expect("psql runs")
 }
 
-fn stop(world: &World, child: Child) {
+pub fn stop(world: &World, child: Child) {
     // SAFETY: kill(2) on a child we spawned and have not reaped.
     unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
@@ -196,7 +196,7 @@ fn fifty_megabytes_arrive_intact_even_with_a_paused_reader() {
 
 /// A TCP echo server on another task of the cluster: the "REPL on another task" case.
 /// Returns the task's ARN and private IP.
-fn echo_task(world: &World) -> (String, String) {
+pub fn echo_task(world: &World) -> (String, String) {
     let family = format!("echo-{}", world.cluster);
     let server = "use IO::Socket::INET; use Socket; $s=IO::Socket::INET->new(LocalPort=>7000,Listen=>16,ReuseAddr=>1) or die; \
                   while($c=$s->accept){ if(!fork){ setsockopt($c,IPPROTO_TCP,TCP_NODELAY,1); \
@@ -208,7 +208,7 @@ fn echo_task(world: &World) -> (String, String) {
 
 /// Runs a task of `definition` (a perl server) in the world's cluster and returns its ARN
 /// and private IP once it runs.
-fn perl_task(world: &World, family: &str, definition: &serde_json::Value) -> (String, String) {
+pub fn perl_task(world: &World, family: &str, definition: &serde_json::Value) -> (String, String) {
     let arn = world.run_task(family, definition);
     let deadline = Instant::now() + Duration::from_secs(30);
     while world.describe(&arn)["lastStatus"] != "RUNNING" {
@@ -228,7 +228,7 @@ fn stop_echo(world: &World, child: Child, echo: &str) {
     stop(world, child);
 }
 
-fn connect(address: &str) -> TcpStream {
+pub fn connect(address: &str) -> TcpStream {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match TcpStream::connect(address) {

@@ -7,6 +7,7 @@ mod exec;
 mod faults;
 mod forward;
 mod init;
+mod long;
 mod run;
 mod signals;
 mod smoke;

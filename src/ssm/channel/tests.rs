@@ -34,19 +34,22 @@ async fn pair(limits: Limits) -> (Channel, Agent) {
 
 async fn pair_with(limits: Limits, keys: Option<Arc<dyn DataKeys>>) -> (Channel, Agent) {
     let (listener, url) = listen().await;
-    let accept = tokio::spawn(async move {
-        let (tcp, _) = listener.accept().await.unwrap();
-        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
-        let opening = match ws.next().await.unwrap().unwrap() {
-            Message::Text(text) => serde_json::from_str(&text).unwrap(),
-            other => panic!("expected the opening text frame, got {other:?}"),
-        };
-        Agent { ws, opening }
-    });
-    let channel = Channel::connect_with(&url, "token-1", limits, keys)
+    let agent = tokio::spawn(async move { accept(&listener).await });
+    let channel = Channel::connect_with(&url, "token-1", limits, keys, None)
         .await
         .unwrap();
-    (channel, accept.await.unwrap())
+    (channel, agent.await.unwrap())
+}
+
+/// The agent end of the next connection to `listener`, once its opening frame is in.
+async fn accept(listener: &TcpListener) -> Agent {
+    let (tcp, _) = listener.accept().await.unwrap();
+    let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+    let opening = match ws.next().await.unwrap().unwrap() {
+        Message::Text(text) => serde_json::from_str(&text).unwrap(),
+        other => panic!("expected the opening text frame, got {other:?}"),
+    };
+    Agent { ws, opening }
 }
 
 fn data(seq: i64, payload_type: PayloadType, payload: &[u8]) -> Frame {
@@ -907,7 +910,7 @@ async fn wss_uses_the_single_rustls_provider() {
         let (tcp, _) = listener.accept().await.unwrap();
         drop(tcp);
     });
-    let result = Channel::connect(&url, "t", None).await;
+    let result = Channel::connect(&url, "t", None, None).await;
     assert!(
         matches!(result, Err(ChannelError::Connect(_))),
         "{:?}",
@@ -937,4 +940,88 @@ fn plain_ws_only_to_loopback() {
         assert!(err.contains("only wss:// is accepted"), "{url}: {err}");
     }
     assert!(endpoint("http://127.0.0.1/x").is_err());
+}
+
+/// Hands out one scripted answer per resume: a new URL and token, or a refusal.
+struct Scripted {
+    answers: StdMutex<Vec<Result<Resumed, ResumeError>>>,
+}
+
+impl Resume for Scripted {
+    fn resume(&self) -> Pin<Box<dyn Future<Output = Result<Resumed, ResumeError>> + Send>> {
+        let answer = self
+            .answers
+            .lock()
+            .unwrap()
+            .pop()
+            .unwrap_or_else(|| Err(ResumeError::Refused("no more answers".into())));
+        Box::pin(async move { answer })
+    }
+}
+
+#[tokio::test]
+async fn a_lost_connection_resumes_with_the_same_client_and_sends_the_unacknowledged_again() {
+    let (listener, url) = listen().await;
+    let resume = Arc::new(Scripted {
+        answers: StdMutex::new(vec![Ok(Resumed {
+            stream_url: url.clone(),
+            token: "token-2".into(),
+        })]),
+    });
+    let connecting = Channel::connect(&url, "token-1", None, Some(resume));
+    let (channel, mut agent) = tokio::join!(connecting, accept(&listener));
+    let mut channel = channel.unwrap();
+    agent.send(&data(0, PayloadType::Output, b"$ ")).await;
+    assert_eq!(acked_seq(&agent.next().await), 0);
+    assert_eq!(
+        next_event(&mut channel).await,
+        Event::Output(b"$ ".to_vec())
+    );
+    channel
+        .sender()
+        .send(PayloadType::Output, b"ls\n")
+        .await
+        .unwrap();
+    let first = agent.next().await;
+    assert_eq!(first.sequence_number, 0);
+
+    // The agent's side drops the connection without acknowledging the input.
+    let client = agent.opening["ClientId"].clone();
+    drop(agent);
+    let mut agent = accept(&listener).await;
+    assert_eq!(agent.opening["TokenValue"], "token-2");
+    assert_eq!(agent.opening["ClientId"], client);
+    let again = agent.next().await;
+    assert_eq!(
+        (again.sequence_number, &again.payload[..]),
+        (0, &b"ls\n"[..])
+    );
+    agent.send(&ack_for(&again)).await;
+    // Output goes on with the next sequence number, delivered once.
+    agent.send(&data(1, PayloadType::Output, b"file\n")).await;
+    assert_eq!(acked_seq(&agent.next().await), 1);
+    assert_eq!(
+        next_event(&mut channel).await,
+        Event::Output(b"file\n".to_vec())
+    );
+}
+
+#[tokio::test]
+async fn a_refused_resume_fails_the_channel_with_the_reason() {
+    let (listener, url) = listen().await;
+    let resume = Arc::new(Scripted {
+        answers: StdMutex::new(vec![Err(ResumeError::Refused(
+            "session s-1 no longer exists".into(),
+        ))]),
+    });
+    let connecting = Channel::connect(&url, "token-1", None, Some(resume));
+    let (channel, agent) = tokio::join!(connecting, accept(&listener));
+    let mut channel = channel.unwrap();
+    drop(agent);
+    match next_event(&mut channel).await {
+        Event::Failed(ChannelError::Resume { why, .. }) => {
+            assert!(why.contains("no longer exists"), "{why}")
+        }
+        other => panic!("expected a failed resume, got {other:?}"),
+    }
 }

@@ -43,7 +43,8 @@ def ctl(args) -> int:
     elif args.what == "gateway-fault":
         route = "gateway-faults"
         body = {k: v for k, v in vars(args).items()
-                if k in ("drop", "duplicate", "delay", "delay_ms", "kill_after", "seed") and v is not None}
+                if k in ("drop", "duplicate", "delay", "delay_ms", "kill_after", "recycle_every", "break_every", "seed")
+                and v is not None}
     elif args.what == "timing":
         fields = ("step", "stop_grace", "agent_connect", "iam_propagation")
         body = {k: getattr(args, k) for k in fields if getattr(args, k) is not None}
@@ -55,7 +56,7 @@ def ctl(args) -> int:
             _call(endpoint, "DELETE", route, None)
         print("cleared API faults, task faults, run failures, gateway faults and IAM denials")
         return 0
-    elif args.what in ("health", "hosts", "faults"):
+    elif args.what in ("health", "hosts", "faults", "sessions"):
         method, body = "GET", None
     print(json.dumps(_call(endpoint, method, route, body), indent=2))
     return 0
@@ -127,7 +128,12 @@ def main() -> int:
     g.add_argument("--duplicate", type=float, help="probability that a message is sent twice")
     g.add_argument("--delay", type=float, help="probability that a message is held back (reordering)")
     g.add_argument("--delay-ms", type=int, help="how long a held-back message waits (default 50)")
-    g.add_argument("--kill-after", type=float, help="abort the connection this many seconds into a session")
+    g.add_argument("--kill-after", type=float,
+                   help="this many seconds into a session, abort its connection and terminate it (no resume)")
+    g.add_argument("--recycle-every", type=float, metavar="SECONDS",
+                   help="close each connection of a session with code 1000 after this long (the session lives on)")
+    g.add_argument("--break-every", type=float, metavar="SECONDS",
+                   help="abort each connection of a session without a close frame after this long")
     g.add_argument("--seed", type=int, help="random seed (default 1)")
     tm = what.add_parser("timing", help="change lifecycle delays (seconds)")
     tm.add_argument("--step", type=float, help="each task lifecycle step")
@@ -140,6 +146,7 @@ def main() -> int:
     what.add_parser("clear", help="remove all faults and denials")
     what.add_parser("health", help="show the sandbox's identity")
     what.add_parser("hosts", help="list task hosts")
+    what.add_parser("sessions", help="list sessions: status and how many connections each has had")
     what.add_parser("faults", help="list injected API faults not yet hit")
 
     args = parser.parse_args()

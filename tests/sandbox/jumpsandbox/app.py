@@ -20,12 +20,14 @@ Control API (JSON over HTTP on the same port; ``tests/sandbox/ctl`` wraps it):
   POST   /_sandbox/task-age     {"task", "seconds"}   -> the task as if created that long ago
   POST   /_sandbox/images       {"name", "entrypoint"?, "cmd"?}   -> an image tasks can run
   GET    /_sandbox/images                      -> the images tests registered
-  POST   /_sandbox/gateway-faults {"drop"?, "duplicate"?, "delay"?, "delay_ms"?, "kill_after"?, "seed"?}
+  POST   /_sandbox/gateway-faults {"drop"?, "duplicate"?, "delay"?, "delay_ms"?, "kill_after"?,
+                                 "recycle_every"?, "break_every"?, "seed"?}
   DELETE /_sandbox/gateway-faults
   POST   /_sandbox/timing       {"step"?, "stop_grace"?, "agent_connect"?, "iam_propagation"?}
   POST   /_sandbox/iam/deny     {"actions": [...], "principal"?}
   DELETE /_sandbox/iam/deny
   GET    /_sandbox/hosts                       -> the data plane's tasks and namespaces
+  GET    /_sandbox/sessions                    -> every session: status, connections it has had
 """
 
 import io
@@ -299,6 +301,13 @@ class SandboxApp:
             if method == "DELETE":
                 self.simulator.clear()
                 return {"cleared": True}
+        if (method, route) == ("GET", "sessions"):
+            gateway = self.sessions.gateway
+            with gateway.lock:
+                return {"sessions": [
+                    {"id": s.session_id, "status": s.status, "connections": s.connections, "target": s.target}
+                    for s in gateway.sessions.values()
+                ]}
         if (method, route) == ("GET", "hosts"):
             with self.tasks.lock:
                 return {

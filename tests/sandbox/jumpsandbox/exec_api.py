@@ -156,15 +156,23 @@ class SessionApi:
             _check_length("sessionId", session_id, SESSION_ID_MAX)
             self.gateway.terminate(session_id)
             return {"SessionId": session_id}
+        if action == "ResumeSession":
+            session_id = p.get("SessionId") or ""
+            _check_length("sessionId", session_id, SESSION_ID_MAX)
+            token = self.gateway.resume(session_id)
+            if token is None:  # unknown, or terminated: "Connections can be resumed for disconnected sessions, but not terminated sessions."
+                raise AwsError("DoesNotExistException", f"Session {session_id} does not exist or has been terminated.")
+            return {"SessionId": session_id, "TokenValue": token,
+                    "StreamUrl": self.gateway.stream_url(region, session_id)}
         if action == "DescribeSessions":
             state = p.get("State")
             if state not in ("Active", "History"):
                 raise AwsError("ValidationException", "State must be Active or History")
-            wanted = "Connected" if state == "Active" else "Terminated"
+            wanted = ("Connected", "Disconnected") if state == "Active" else ("Terminated",)
             return {"Sessions": [
                 {"SessionId": s.session_id, "Target": s.target, "Status": s.status, "StartDate": s.created,
                  "Owner": f"arn:aws:sts::{ACCOUNT}:user/moto"}
-                for s in list(self.gateway.sessions.values()) if s.status == wanted
+                for s in list(self.gateway.sessions.values()) if s.status in wanted
             ]}
         return None
 

@@ -22,9 +22,23 @@ re-encrypt, then AES-256-GCM on every Output payload in both directions. The
 agent seals with the key's first half and opens with its second; the client
 does the opposite. Port sessions are never encrypted.
 
+A session outlives its WebSocket, as in the service: when the connection
+closes or breaks while the session runs, the session becomes Disconnected and
+what runs in the task carries on (its output waits, unacknowledged, within the
+send window); a client that calls ssm:ResumeSession gets a new token, opens a
+new WebSocket to the same stream URL with it, and the session continues where
+it was: the same sequence numbers both ways, every unacknowledged message sent
+again. A session nobody resumes within RESUME_GRACE seconds is terminated. A
+terminated session (TerminateSession, its task stopping, the kill fault) can
+never be resumed.
+
 Faults for tests (set per new session through the control API): delay (hold
 some messages back so later ones overtake them), duplicate, drop (resent by
-retransmission), and kill (abort the TCP connection after N seconds).
+retransmission), kill (abort the TCP connection after N seconds and terminate
+the session, as an agent that dies does), and for every connection of a
+session: recycle_every (close it with code 1000 every N seconds, as the service
+does about hourly) and break_every (abort it without a close frame every N
+seconds, as a network that drops the path does).
 """
 
 import asyncio
@@ -70,6 +84,9 @@ ACTION_SUCCESS = 1
 _libc = ctypes.CDLL("libc.so.6", use_errno=True)
 
 
+RESUME_GRACE = 60  # seconds a Disconnected session waits to be resumed
+
+
 @dataclass
 class GatewayFaults:
     delay: float = 0.0  # probability that a message is held back
@@ -77,6 +94,8 @@ class GatewayFaults:
     duplicate: float = 0.0
     drop: float = 0.0
     kill_after: float | None = None  # seconds after the session opens
+    recycle_every: float | None = None  # seconds each connection lasts before a close 1000
+    break_every: float | None = None  # seconds each connection lasts before it is aborted
     seed: int = 1
 
 
@@ -134,6 +153,7 @@ class SessionSpec:
     kms: SessionKms | None = None  # set when the cluster encrypts exec sessions
     created: float = field(default_factory=time.time)
     status: str = "Connected"
+    connections: int = 0  # WebSocket connections that have carried it (resumes add one each)
 
 
 def _client_version(text: str) -> tuple:
@@ -179,6 +199,15 @@ class Gateway:
         with self.lock:
             self.sessions[spec.session_id] = spec
 
+    def resume(self, session_id: str) -> str | None:
+        """A new token for a session that still runs (Connected or Disconnected), else None."""
+        with self.lock:
+            spec = self.sessions.get(session_id)
+            if spec is None or spec.status not in ("Connected", "Disconnected"):
+                return None
+            spec.token = new_token()
+            return spec.token
+
     def terminate(self, session_id: str) -> bool:
         with self.lock:
             spec = self.sessions.get(session_id)
@@ -193,7 +222,8 @@ class Gateway:
     def end_for_task(self, pid: int) -> None:
         """A stopping task takes its sessions with it, as on ECS."""
         with self.lock:
-            ids = [s.session_id for s in self.sessions.values() if s.task_pid == pid and s.status == "Connected"]
+            ids = [s.session_id for s in self.sessions.values()
+               if s.task_pid == pid and s.status in ("Connected", "Disconnected")]
         for session_id in ids:
             self.terminate(session_id)
 
@@ -208,8 +238,13 @@ class Gateway:
         with self.lock:
             spec = self.sessions.get(session_id)
             faults = GatewayFaults(**vars(self.faults))
-        if spec is None or spec.status != "Connected":
+        if spec is None or spec.status not in ("Connected", "Disconnected"):
             await ws.close(4004, "unknown or ended session")
+            return
+        with self.lock:
+            running = self.active.get(session_id)
+        if running is not None:  # a client resuming: the agent's side of the session lives on
+            await running.resume(ws)
             return
         agent = AgentSession(ws, spec, faults)
         with self.lock:
@@ -240,6 +275,8 @@ class AgentSession:
         self.tasks: list[asyncio.Task] = []
         self.cipher: SessionCipher | None = None  # once a KMS handshake has set one up
         self.failure = ""  # why the agent ends the session, for channel_closed
+        self.attached = asyncio.Event()  # set while a connection carries the session
+        self.attached.set()
 
     # ---- transport ------------------------------------------------------
 
@@ -251,11 +288,12 @@ class AgentSession:
                 self.faults.delay_ms / 1000, lambda: asyncio.ensure_future(self._send_quietly(data))
             )
             return
-        await self.ws.send(data)
+        await self._send_quietly(data)
         if fresh and self.faults.duplicate and self.rng.random() < self.faults.duplicate:
-            await self.ws.send(data)
+            await self._send_quietly(data)
 
     async def _send_quietly(self, data: bytes) -> None:
+        """Sends on the current connection; with none, data waits (unacknowledged) for a resume."""
         try:
             await self.ws.send(data)
         except ConnectionClosed:
@@ -287,7 +325,13 @@ class AgentSession:
                     await self._send_raw(data, fresh=False)
 
     async def _reader(self) -> None:
-        async for raw in self.ws:
+        try:
+            await self._read(self.ws)
+        except ConnectionClosed:
+            pass  # broken rather than closed: the same to the session
+
+    async def _read(self, ws) -> None:
+        async for raw in ws:
             if isinstance(raw, str):
                 continue
             try:
@@ -309,7 +353,60 @@ class AgentSession:
 
     async def _kill_later(self) -> None:
         await asyncio.sleep(self.faults.kill_after)
+        self.spec.status = "Terminated"  # the agent is gone: nothing to resume
+        self.closing.set()
         self.ws.transport.abort()
+
+    def _connection_faults(self, ws) -> None:
+        """The recycle and break faults, for one connection of the session."""
+
+        async def recycle(after: float):
+            await asyncio.sleep(after)
+            await ws.close(1000, "recycled")
+
+        async def cut(after: float):
+            await asyncio.sleep(after)
+            ws.transport.abort()
+
+        if self.faults.recycle_every:
+            self.tasks.append(asyncio.create_task(recycle(self.faults.recycle_every)))
+        if self.faults.break_every:
+            self.tasks.append(asyncio.create_task(cut(self.faults.break_every)))
+
+    async def resume(self, ws) -> None:
+        """Carries on the session over a new connection (after ResumeSession), until it closes."""
+        try:
+            opening = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        except (asyncio.TimeoutError, ValueError, ConnectionClosed):
+            await ws.close(4001, "expected the open-data-channel message")
+            return
+        if opening.get("TokenValue") != self.spec.token:
+            await ws.close(4003, "invalid token")
+            return
+        self.spec.connections += 1
+        previous, self.ws = self.ws, ws
+        if previous is not ws:
+            previous.transport.abort()  # a client that gave up on a connection we still thought alive
+        self.spec.status = "Connected"
+        for seq, (data, _) in list(self.unacked.items()):
+            self.unacked[seq] = (data, 0.0)  # sent again at the next retransmission round
+        self._connection_faults(ws)
+        self.attached.set()
+        await ws.wait_closed()
+
+    async def _await_resume(self, lost, work: asyncio.Task) -> bool:
+        """After connection LOST ended: whether a client resumed the session in time."""
+        if self.ws is not lost:
+            return True  # already resumed over a newer connection
+        self.attached.clear()
+        self.spec.status = "Disconnected"
+        resumed = asyncio.create_task(self.attached.wait())
+        done, _ = await asyncio.wait({resumed, work}, timeout=RESUME_GRACE, return_when=asyncio.FIRST_COMPLETED)
+        resumed.cancel()
+        if resumed in done and not self.closing.is_set():
+            return True
+        self.spec.status = "Terminated"
+        return False
 
     async def shutdown(self, reason: str) -> None:
         self.closing.set()
@@ -321,7 +418,11 @@ class AgentSession:
 
     async def _drain_then_close(self, output: str = "") -> None:
         deadline = time.monotonic() + 5
-        while self.unacked and time.monotonic() < deadline:
+        while (self.unacked or not self.attached.is_set()) and not self.closing.is_set():
+            if not self.attached.is_set():  # a resume is on its way, or the grace ends the session
+                deadline = max(deadline, time.monotonic() + 1)
+            elif time.monotonic() >= deadline:
+                break
             await asyncio.sleep(0.02)
         try:
             await self.ws.send(f.encode(f.channel_closed(self.spec.session_id, output)))
@@ -341,20 +442,31 @@ class AgentSession:
             await self.ws.close(4003, "invalid token")
             return
         self.client_version = str(opening.get("ClientVersion", ""))
+        self.spec.connections += 1
         self.tasks = [asyncio.create_task(self._retransmit())]
         if self.faults.kill_after is not None:
             self.tasks.append(asyncio.create_task(self._kill_later()))
+        self._connection_faults(self.ws)
         worker = self._command() if self.spec.kind == "command" else self._port()
-        reader = asyncio.create_task(self._reader())
         work = asyncio.create_task(worker)
+        reader = None
         try:
-            await asyncio.wait({reader, work}, return_when=asyncio.FIRST_COMPLETED)
+            while True:
+                connection = self.ws
+                reader = asyncio.create_task(self._reader())
+                await asyncio.wait({reader, work}, return_when=asyncio.FIRST_COMPLETED)
+                if work.done() or self.closing.is_set() or self.spec.status == "Terminated":
+                    break
+                if not await self._await_resume(connection, work):
+                    break
         finally:
             self.closing.set()
             await self.inbox.put(None)
-            for task in (reader, work, *self.tasks):
+            running = [t for t in (reader, work, *self.tasks) if t is not None]
+            for task in running:
                 task.cancel()
-            await asyncio.gather(reader, work, *self.tasks, return_exceptions=True)
+            await asyncio.gather(*running, return_exceptions=True)
+            await self.ws.close(1000, "session ended")
 
     async def _inputs(self):
         """The client's messages in order; input that does not decrypt ends them (and the session)."""

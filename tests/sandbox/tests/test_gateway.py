@@ -32,6 +32,13 @@ class Client:
         self.closed = None
         self.received = []  # sequence numbers as they arrived, duplicates included
 
+    def resumed(self, url: str, token: str) -> "Client":
+        """A new connection to the same session (after ResumeSession), carrying on where this one was."""
+        other = Client(url, token, ack=self.ack)
+        other.seq, other.expected, other.early = self.seq, self.expected, self.early
+        other.received = self.received
+        return other
+
     def send(self, payload_type: int, payload: bytes) -> None:
         msg = f.Message(f.INPUT, self.seq, 0, uuid.uuid4(), payload_type, payload)
         self.seq += 1
@@ -239,6 +246,81 @@ def test_killed_connection(sandbox, aws):
         assert client.closed is not None
     finally:
         ctl(sandbox, "clear")
+    aws.ecs.stop_task(cluster=aws.cluster, task=task["taskArn"])
+
+
+def status_of(aws, session_id: str) -> list[str]:
+    active = aws.ssm.describe_sessions(State="Active")["Sessions"]
+    return [s["Status"] for s in active if s["SessionId"] == session_id]
+
+
+def follow(aws, client: Client, session: dict) -> tuple[bytes, int]:
+    """Everything the session says, resuming it each time its connection ends, and the
+    number of connections that took; checks on the way that a lost connection leaves the
+    session Disconnected and that each resume retires the token before it."""
+    data, connections = b"", 1
+    while True:
+        while (msg := client.next()) is not None:
+            data += msg.payload
+        if not client.closed.startswith("Connection"):  # channel_closed's output: the session ended
+            return data, connections
+        deadline = time.monotonic() + 5  # the gateway learns of the loss a moment after the client
+        while status_of(aws, session["sessionId"]) != ["Disconnected"]:
+            assert time.monotonic() < deadline, status_of(aws, session["sessionId"])
+            time.sleep(0.05)
+        resumed = aws.ssm.resume_session(SessionId=session["sessionId"])
+        assert resumed["SessionId"] == session["sessionId"]
+        with pytest.raises(ConnectionClosed):  # the token before it opens nothing any more
+            Client(resumed["StreamUrl"], session["tokenValue"]).ws.recv(timeout=5)
+        session["tokenValue"] = resumed["TokenValue"]
+        client = client.resumed(resumed["StreamUrl"], resumed["TokenValue"])
+        connections += 1
+        assert connections < 10, data
+
+
+def connected_under(sandbox, aws, task, command: str, *fault: str) -> tuple[dict, Client]:
+    """A session running COMMAND whose first connection opened while FAULT was set."""
+    ctl(sandbox, "gateway-fault", *fault)
+    try:  # a session's faults are the ones set when its first connection opens
+        session = execute(aws, task, command)
+        return session, Client(session["streamUrl"], session["tokenValue"])
+    finally:
+        ctl(sandbox, "clear")
+
+
+def test_a_session_outlives_its_connection_and_resumes_where_it_was(sandbox, aws):
+    task = exec_task(aws)
+    ticks = "sh -c 'for i in 1 2 3 4 5 6; do echo tick-$i; sleep 0.4; done; exit 0'"
+    session, client = connected_under(sandbox, aws, task, ticks, "--recycle-every", "1")
+    data, connections = follow(aws, client, session)
+    lines = data.decode().split()
+    assert lines == [f"tick-{i}" for i in range(1, 7)], lines  # in order, none lost, none twice
+    assert connections >= 3, connections  # the command takes 2.4 s, each connection 1 s
+    aws.ecs.stop_task(cluster=aws.cluster, task=task["taskArn"])
+
+
+def test_a_terminated_session_cannot_be_resumed(aws):
+    task = exec_task(aws)
+    session = execute(aws, task, "sleep 30")
+    aws.ssm.terminate_session(SessionId=session["sessionId"])
+    with pytest.raises(aws.ssm.exceptions.DoesNotExistException):
+        aws.ssm.resume_session(SessionId=session["sessionId"])
+    with pytest.raises(aws.ssm.exceptions.DoesNotExistException):
+        aws.ssm.resume_session(SessionId="nobody-0123456789abcdef0")
+    aws.ecs.stop_task(cluster=aws.cluster, task=task["taskArn"])
+
+
+def test_a_broken_connection_resumes_and_a_killed_session_does_not(sandbox, aws):
+    task = exec_task(aws)
+    command = "sh -c 'sleep 1.5; echo after-the-breaks'"
+    session, client = connected_under(sandbox, aws, task, command, "--break-every", "0.7")
+    data, connections = follow(aws, client, session)
+    assert data.strip() == b"after-the-breaks" and connections >= 3, (data, connections)
+
+    session, client = connected_under(sandbox, aws, task, "sleep 30", "--kill-after", "0.5")
+    assert client.next() is None
+    with pytest.raises(aws.ssm.exceptions.DoesNotExistException):
+        aws.ssm.resume_session(SessionId=session["sessionId"])
     aws.ecs.stop_task(cluster=aws.cluster, task=task["taskArn"])
 
 

@@ -534,6 +534,9 @@ def test_user_template_stops_execs_and_forwards_only_through_own_tasks(aws, jump
     assert decision(aws, a["user"], "ssm:TerminateSession", session, ended) == "allowed"
     assert decision(aws, a["user"], "ssm:TerminateSession", session, {**ended, "aws:userid": "AIDAOTHER"}) == (
         "implicitDeny")
+    assert decision(aws, a["user"], "ssm:ResumeSession", session, ended) == "allowed"
+    assert decision(aws, a["user"], "ssm:ResumeSession", session, {**ended, "aws:userid": "AIDAOTHER"}) == (
+        "implicitDeny")
 
 
 def test_user_template_grants_nothing_jump_never_calls(aws, jump_account):

@@ -1,0 +1,191 @@
+//! Sessions that outlast their connection: the service recycles a data channel's WebSocket
+//! (about hourly), networks cut it without a word, and jump resumes the session
+//! (`ssm:ResumeSession`) without losing or repeating a byte. Each test has a sandbox of its
+//! own: gateway faults apply to every session opened while they are set.
+
+use std::io::{Read, Write};
+use std::process::Stdio;
+
+use ssh_key::sha2::{Digest, Sha256};
+
+use crate::forward::{connect, forward, perl_task, stop};
+use crate::support::{expect_exit, stderr, stdout, Sandbox, World, SERVER};
+
+/// Bytes each connection to the source task's port 9000 sends: MIB mebibytes of a
+/// repeating pattern, then it closes.
+fn source_task(world: &World, mib: usize) -> (String, String) {
+    let family = format!("source-{}", world.cluster);
+    let server = format!(
+        "use IO::Socket::INET; $s=IO::Socket::INET->new(LocalPort=>9000,Listen=>4,ReuseAddr=>1) or die; \
+         $b=join('', map {{ chr(($_ * 7 + 3) % 251) }} 0..1048575); \
+         while($c=$s->accept){{ if(!fork){{ for (1..{mib}) {{ print $c $b }} close $c; exit }} close $c }}"
+    );
+    world.sandbox.image("source:1", SERVER);
+    let definition = serde_json::json!([{ "name": "source", "image": "source:1", "command": ["perl", "-e", server] }]);
+    perl_task(world, &family, &definition)
+}
+
+fn expected_digest(mib: usize) -> (usize, String) {
+    let block: Vec<u8> = (0..1_048_576u32)
+        .map(|i| ((i * 7 + 3) % 251) as u8)
+        .collect();
+    let mut hash = Sha256::new();
+    for _ in 0..mib {
+        hash.update(&block);
+    }
+    (mib * block.len(), format!("{:x}", hash.finalize()))
+}
+
+/// Reads everything from `address` and returns its length and SHA-256.
+fn fetch(address: &str) -> (usize, String) {
+    let mut stream = connect(address);
+    let (mut hash, mut total, mut buffer) = (Sha256::new(), 0, vec![0u8; 256 * 1024]);
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => {
+                hash.update(&buffer[..n]);
+                total += n;
+            }
+            Err(e) => panic!("the transfer broke after {total} bytes: {e}"),
+        }
+    }
+    (total, format!("{:x}", hash.finalize()))
+}
+
+/// The largest number of connections any port or exec session of the sandbox has had.
+fn most_connections(sandbox: &Sandbox) -> u64 {
+    let listing: serde_json::Value = serde_json::from_str(&sandbox.ctl(&["sessions"])).unwrap();
+    listing["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["connections"].as_u64())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Downloads MIB mebibytes through `jump forward` while the gateway applies `fault`
+/// (`--recycle-every N` or `--break-every N`) to every connection, and checks they arrive
+/// whole and in order, and that connections were indeed lost on the way.
+fn download_across(name: &str, fault: &[&str], mib: usize) {
+    let sandbox = Sandbox::start(0.2);
+    let world = World::new(&sandbox, name);
+    let (source, ip) = source_task(&world, mib);
+    sandbox.ctl(&[&["gateway-fault"], fault].concat());
+    let (child, address) = forward(&world, &format!("0:{ip}:9000"));
+    assert_eq!(fetch(&address), expected_digest(mib));
+    assert!(
+        most_connections(&sandbox) >= 2,
+        "no connection was lost: {}",
+        sandbox.ctl(&["sessions"])
+    );
+    world.stop_task(&source);
+    stop(&world, child);
+}
+
+/// The service closes the WebSocket (code 1000) every 3 s: a 200 MB download through
+/// `jump forward` arrives whole and in order across the recycles.
+#[test]
+fn a_forward_carries_200_mb_intact_across_recycled_connections() {
+    download_across("long-recycle", &["--recycle-every", "3"], 200);
+}
+
+/// A network that drops the connection without a close frame, mid-transfer: resumed,
+/// nothing lost.
+#[test]
+fn a_forward_survives_connections_cut_without_a_close_frame() {
+    download_across("long-break", &["--break-every", "1"], 50);
+}
+
+/// A command that outlives several connections: its output and its exit status arrive.
+#[test]
+fn an_exec_command_outlives_its_connections_and_keeps_its_exit_status() {
+    let sandbox = Sandbox::start(0.2);
+    let world = World::new(&sandbox, "long-exec");
+    sandbox.ctl(&["gateway-fault", "--recycle-every", "3"]);
+    let script = "echo begun; sleep 10; echo done; exit 6";
+    let out = world.run(&["up", "--mode", "exec", "--", "sh", "-c", script]);
+    assert_eq!(out.status.code(), Some(6), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), "begun\ndone\n");
+    assert!(
+        most_connections(&sandbox) >= 3,
+        "{}",
+        sandbox.ctl(&["sessions"])
+    );
+    world.assert_nothing_left();
+}
+
+/// A session terminated through the API cannot be resumed: jump names the reason, exits
+/// 76, and stops the jumphost it started.
+#[test]
+fn a_session_that_cannot_be_resumed_ends_with_the_reason() {
+    let sandbox = Sandbox::start(0.2);
+    let world = World::new(&sandbox, "long-refused");
+    let mut child = world.spawn(
+        &[
+            "up",
+            "--mode",
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            "echo started; sleep 60",
+        ],
+        Stdio::null(),
+    );
+    let mut first = [0u8; 8];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    assert_eq!(&first, b"started\n");
+    let active = sandbox.aws(&["ssm", "describe-sessions", "--state", "Active"]);
+    let sessions = active["Sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "{active}");
+    let id = sessions[0]["SessionId"].as_str().unwrap();
+    sandbox.aws(&["ssm", "terminate-session", "--session-id", id]);
+    let out = child.wait_with_output().unwrap();
+    expect_exit(&out, 76, "could not be resumed");
+    assert!(
+        stderr(&out).contains("no longer exists"),
+        "{}",
+        stderr(&out)
+    );
+    world.assert_nothing_left();
+}
+
+/// Input typed into a command while its connection is being recycled reaches it once,
+/// in order.
+#[test]
+fn piped_input_crosses_recycled_connections_byte_for_byte() {
+    let sandbox = Sandbox::start(0.2);
+    let world = World::new(&sandbox, "long-input");
+    sandbox.ctl(&["gateway-fault", "--recycle-every", "2"]);
+    let mut child = world.spawn(&["up", "--mode", "exec", "--", "sha256sum"], Stdio::piped());
+    let input: Vec<u8> = (0..6 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = {
+        let input = input.clone();
+        std::thread::spawn(move || {
+            // Slowly enough to span several connections.
+            for chunk in input.chunks(256 * 1024) {
+                stdin.write_all(chunk).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+        })
+    };
+    writer.join().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let expected = format!("{:x}", Sha256::digest(&input));
+    assert!(stdout(&out).starts_with(&expected), "{}", stdout(&out));
+    assert!(
+        most_connections(&sandbox) >= 2,
+        "{}",
+        sandbox.ctl(&["sessions"])
+    );
+    world.assert_nothing_left();
+}
