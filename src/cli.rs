@@ -124,8 +124,8 @@ becomes jump's; without a terminal (CI) output streams as it comes and piped std
 command byte for byte, through a pipe (the container needs `stty` and `head`, as coreutils and busybox \
 have). Sessions on clusters whose ECS Exec configuration names a KMS key are encrypted end to \
 end with a data key from that key (you need kms:GenerateDataKey on it). A lost connection \
-(Session Manager recycles them about hourly; networks drop them) is resumed with \
-ssm:ResumeSession, nothing lost or repeated; a session that cannot be resumed ends with the reason \
+(Session Manager recycles them about hourly; networks drop them; one silent for 15 s counts as \
+lost) is resumed with ssm:ResumeSession, nothing lost or repeated; a session that cannot be resumed ends with the reason \
 and exit 76. ECS Exec's idle timeout (20 minutes without input, not changeable for ECS Exec) ends \
 the session itself.",
         after_help = "Examples:\n  jump exec 3f9c0a1b2c4d\n  jump exec 3f9c0a1b2c4d -- sh -c 'echo $HOSTNAME'\n  jump exec --service web --container app -- bin/rails console\n  jump exec --task 0123456789abcdef0123456789abcdef --container web -- ps aux\n  echo 'select 1' | jump exec 3f9c0a1b2c4d -- psql -h db.internal\n  jump exec --ssm-plugin /usr/local/bin/session-manager-plugin 3f9c0a1b2c4d"
@@ -144,8 +144,8 @@ through its own ECS Exec agent: no jumphost is started and the task needs no inb
 must run with ECS Exec enabled). Many local connections share one session, each on its own \
 stream. Listens on 127.0.0.1 (and ::1) unless --bind says otherwise. Prints the local address \
 when ready (--json for scripts). A lost connection is resumed (ssm:ResumeSession) without open \
-connections noticing; if the tunnel cannot be resumed, jump says so at once, resets open \
-connections and exits 76.",
+connections noticing; a session that cannot be resumed resets the connections it carried and new \
+ones go through a new session; if no new session can be opened, jump exits 76.",
         after_help = "Examples:\n  jump forward 5432:rds:orders            # psql -h 127.0.0.1 -p 5432 ...\n  jump forward db                          # [forwards] db = \"5432:rds:orders\" in jump.toml\n  jump forward --service api 6666:55555    # the service's own nREPL: lein repl :connect localhost:6666\n  jump forward 6666:service:api:55555      # the same through a jumphost\n  jump forward 3f9c0a1b2c4d 7888:repl.internal:7888\n  jump forward --json 0:rds:orders         # any free local port, printed as JSON\n  jump forward --bind 0.0.0.0 5432:rds:orders   # reachable from containers (and the network)"
     )]
     Forward(Box<ForwardArgs>),

@@ -27,7 +27,7 @@ use crate::connect::resume::SessionResume;
 use crate::connect::target::{ssm_target, ExecTarget};
 use crate::exit::{Exit, UsageError};
 use crate::output::Output;
-use crate::ssm::channel::{Channel, Event};
+use crate::ssm::channel::{Channel, ChannelError, Event};
 use crate::ssm::smux::{over_channel, Mux, MuxStream};
 use crate::task::eni::private_ip;
 use crate::task::{newest, service_tasks};
@@ -422,13 +422,33 @@ async fn handshake(channel: &mut Channel) -> Result<(), ForwardError> {
     }
 }
 
-/// Serves local connections until the session ends (an error) or the caller stops us.
+/// What opens one target's port sessions: the first, and a fresh one when a session
+/// ends for good (it could not be resumed) while the forward runs.
+pub struct PortSessions {
+    pub clients: Clients,
+    pub task: ExecTarget,
+    pub target: String,
+    pub remote: Resolved,
+}
+
+impl PortSessions {
+    pub async fn open(&self) -> anyhow::Result<(Mux, tokio::task::JoinHandle<Option<Event>>)> {
+        open(&self.clients, self.task.agent(), &self.target, &self.remote).await
+    }
+}
+
+/// Serves local connections through `first` until the caller stops us. A session that
+/// cannot be resumed (terminated, or lost for longer than resuming allows) resets the
+/// connections it carried, and new ones go through a new session from `sessions`; any
+/// other end of a session ends the forward (an error).
 pub async fn serve(
     listeners: Vec<TcpListener>,
-    mux: Mux,
-    mut session: tokio::task::JoinHandle<Option<Event>>,
+    first: (Mux, tokio::task::JoinHandle<Option<Event>>),
+    sessions: PortSessions,
+    output: Output,
 ) -> anyhow::Result<()> {
-    let mux = std::sync::Arc::new(mux);
+    let (mux, mut session) = first;
+    let mut mux = std::sync::Arc::new(mux);
     let mut accepted = Accepting::new(listeners);
     loop {
         tokio::select! {
@@ -438,12 +458,26 @@ pub async fn serve(
                 tokio::spawn(async move { connection(socket, peer, &mux).await });
             }
             end = &mut session => {
-                let reason = match end {
-                    Ok(Some(Event::Failed(err))) => err.to_string(),
-                    Ok(Some(Event::Closed(Some(text)))) if !text.is_empty() => text,
-                    _ => "the data channel closed".to_string(),
+                let (reason, renew) = match end {
+                    Ok(Some(Event::Failed(err))) => {
+                        (err.to_string(), matches!(err, ChannelError::Resume { .. }))
+                    }
+                    Ok(Some(Event::Closed(Some(text)))) if !text.is_empty() => (text, false),
+                    _ => ("the data channel closed".to_string(), false),
                 };
-                return Err(ForwardError::Ended(reason).into());
+                if !renew {
+                    return Err(ForwardError::Ended(reason).into());
+                }
+                output.note(&format!(
+                    "jump: {reason}; its open connections were reset, new ones go through a new \
+                     session"
+                ));
+                let (fresh, ended) = sessions
+                    .open()
+                    .await
+                    .with_context(|| format!("{reason}, and no new session could be opened"))?;
+                mux = std::sync::Arc::new(fresh);
+                session = ended;
             }
         }
     }
@@ -594,8 +628,14 @@ pub async fn forward_all(
         let local = listeners[0].local_addr()?;
         let serve_it = match &clients.ssm_plugin {
             None => {
-                let (mux, session) = open(clients, task.agent(), &target, &remote).await?;
-                serve(listeners, mux, session).boxed()
+                let sessions = PortSessions {
+                    clients: clients.clone(),
+                    task: task.clone(),
+                    target: target.clone(),
+                    remote: remote.clone(),
+                };
+                let first = sessions.open().await?;
+                serve(listeners, first, sessions, output).boxed()
             }
             Some(program) => {
                 // The plugin listens itself: free the port (chosen by us if it was 0).

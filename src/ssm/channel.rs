@@ -50,6 +50,12 @@
 //! nor the senders notice anything but a pause. Only a `channel_closed` from the agent,
 //! or our own [`Channel::close`], ends a resumable channel.
 //!
+//! A path can also die without closing (a VPN that drops packets, a laptop that slept):
+//! we ping every [`Limits::keepalive`] (which also keeps NAT and VPN idle timers from
+//! cutting a quiet session), and a connection silent for [`Limits::silence`] (no message,
+//! no pong) counts as lost, so it is resumed within seconds instead of hanging until
+//! TCP gives up.
+//!
 //! # Client version
 //! We announce [`CLIENT_VERSION`] = 1.2.339.0. The agent gates behaviour on it, and this
 //! is the oldest plugin release consistent with what we implement: at least 1.1.70, so
@@ -101,8 +107,6 @@ const INITIAL_RTO: Duration = Duration::from_millis(200);
 const MAX_RTO: Duration = Duration::from_secs(1);
 const CLOCK_GRANULARITY: Duration = Duration::from_millis(10);
 const RESEND_CHECK: Duration = Duration::from_millis(100);
-/// The plugin pings about every 5 minutes; the agent pings every 54 s.
-const PING_EVERY: Duration = Duration::from_secs(300);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a lost connection may take to resume before the channel fails.
 pub const RESUME_WINDOW: Duration = Duration::from_secs(60);
@@ -131,6 +135,12 @@ pub struct Limits {
     pub max_attempts: u32,
     /// How long [`Channel::close`] waits for outstanding acknowledgements.
     pub close_grace: Duration,
+    /// How often we ping the gateway. The plugin pings about every 5 minutes and the agent
+    /// every 54 s; more often keeps NAT and VPN idle timers from cutting a quiet session.
+    pub keepalive: Duration,
+    /// Silence (not a message, not a pong) after which the connection counts as dead and
+    /// is resumed: a path that drops everything never closes by itself.
+    pub silence: Duration,
 }
 
 impl Default for Limits {
@@ -142,6 +152,8 @@ impl Default for Limits {
             // The plugin's 3000 attempts at up to 1 s apart: about five minutes.
             max_attempts: 3000,
             close_grace: Duration::from_secs(1),
+            keepalive: Duration::from_secs(5),
+            silence: Duration::from_secs(15),
         }
     }
 }
@@ -157,6 +169,8 @@ pub enum ChannelError {
     Socket(String),
     #[error("the session gateway closed the connection")]
     PeerClosed,
+    #[error("the session gateway stopped answering ({}s without a word)", .0.as_secs())]
+    Silent(Duration),
     #[error("message {seq} was not acknowledged after {attempts} attempts")]
     Unacknowledged { seq: i64, attempts: u32 },
     #[error("the session channel is closed")]
@@ -574,7 +588,9 @@ impl Driver {
     ) {
         let mut resend = tokio::time::interval(RESEND_CHECK);
         resend.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut ping = tokio::time::interval_at(Instant::now() + PING_EVERY, PING_EVERY);
+        let keepalive = self.limits.keepalive;
+        let mut ping = tokio::time::interval_at(Instant::now() + keepalive, keepalive);
+        let mut heard = Instant::now();
         let mut closing: Option<(Instant, oneshot::Sender<()>)> = None;
         let events = self.events.clone();
         let mut key_wait: Option<oneshot::Receiver<Result<DataKey, String>>> = None;
@@ -608,10 +624,13 @@ impl Driver {
                 }
                 () = events.closed(), if closing.is_none() => break End::Quiet,
                 message = stream.next() => match message {
-                    Some(Ok(Message::Binary(bytes))) => self.on_message(&bytes),
+                    Some(Ok(Message::Binary(bytes))) => {
+                        heard = Instant::now();
+                        self.on_message(&bytes);
+                    }
                     Some(Ok(Message::Close(_))) | None => lost = Some(ChannelError::PeerClosed),
-                    // Pings are answered by tungstenite itself.
-                    Some(Ok(_)) => {}
+                    // Pings are answered by tungstenite itself; pongs answer ours.
+                    Some(Ok(_)) => heard = Instant::now(),
                     Some(Err(e)) => lost = Some(ChannelError::Socket(e.to_string())),
                 },
                 command = commands.recv(), if closing.is_none() => match command {
@@ -634,7 +653,11 @@ impl Driver {
                     }
                 }
                 _ = ping.tick() => {
-                    let _ = self.out.send(Message::Ping(Bytes::new()));
+                    if heard.elapsed() >= self.limits.silence {
+                        lost = Some(ChannelError::Silent(self.limits.silence));
+                    } else {
+                        let _ = self.out.send(Message::Ping(Bytes::new()));
+                    }
                 }
                 reason = &mut writer => {
                     let reason = reason.unwrap_or_else(|e| e.to_string());
@@ -652,6 +675,7 @@ impl Driver {
                         self.out = out;
                         writer = tokio::spawn(write_socket(sink, out_rx));
                         stream = new_stream;
+                        heard = Instant::now();
                         self.resend_all();
                     }
                     Err(error) => break End::Failed(error),

@@ -8,7 +8,7 @@ use std::process::Stdio;
 
 use ssh_key::sha2::{Digest, Sha256};
 
-use crate::forward::{connect, forward, perl_task, stop};
+use crate::forward::{connect, echo_task, forward, perl_task, stop};
 use crate::support::{expect_exit, stderr, stdout, Sandbox, World, SERVER};
 
 /// Bytes each connection to the source task's port 9000 sends: MIB mebibytes of a
@@ -98,6 +98,13 @@ fn a_forward_survives_connections_cut_without_a_close_frame() {
     download_across("long-break", &["--break-every", "1"], 50);
 }
 
+/// A connection that goes silent (a path that drops everything, never closing): jump's
+/// keepalive notices within seconds and resumes; the download arrives whole.
+#[test]
+fn a_forward_outlives_a_connection_that_goes_silent() {
+    download_across("long-stall", &["--stall-every", "1"], 30);
+}
+
 /// A command that outlives several connections: its output and its exit status arrive.
 #[test]
 fn an_exec_command_outlives_its_connections_and_keeps_its_exit_status() {
@@ -155,6 +162,47 @@ fn a_session_that_cannot_be_resumed_ends_with_the_reason() {
         stderr(&out)
     );
     world.assert_nothing_left();
+}
+
+/// A forward whose port session is terminated (it cannot be resumed) keeps running: the
+/// connection it carried is reset, and a new one goes through a new session.
+#[test]
+fn a_forward_whose_session_is_terminated_carries_on_through_a_new_one() {
+    let sandbox = Sandbox::start(0.2);
+    let world = World::new(&sandbox, "long-renew");
+    let (echo, ip) = echo_task(&world);
+    let (mut child, address) = forward(&world, &format!("0:{ip}:7000"));
+    let mut before = connect(&address);
+    before.write_all(b"one").unwrap();
+    let mut answer = [0u8; 3];
+    before.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"one");
+    let active = sandbox.aws(&["ssm", "describe-sessions", "--state", "Active"]);
+    let sessions = active["Sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "{active}");
+    let first = sessions[0]["SessionId"].as_str().unwrap().to_string();
+    sandbox.aws(&["ssm", "terminate-session", "--session-id", &first]);
+
+    let err = before
+        .read(&mut answer)
+        .expect_err("a connection of a terminated session must not end cleanly");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+    let mut after = connect(&address);
+    after.write_all(b"two").unwrap();
+    after.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"two");
+    assert!(child.try_wait().unwrap().is_none(), "the forward ended");
+    let active = sandbox.aws(&["ssm", "describe-sessions", "--state", "Active"]);
+    let ids: Vec<&str> = active["Sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["SessionId"].as_str())
+        .collect();
+    assert!(ids.len() == 1 && ids[0] != first, "{active}");
+    drop(after);
+    world.stop_task(&echo);
+    stop(&world, child);
 }
 
 /// Input typed into a command while its connection is being recycled reaches it once,

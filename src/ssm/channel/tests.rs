@@ -1025,3 +1025,35 @@ async fn a_refused_resume_fails_the_channel_with_the_reason() {
         other => panic!("expected a failed resume, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_silent_connection_is_declared_dead_and_resumed() {
+    let (listener, url) = listen().await;
+    let resume = Arc::new(Scripted {
+        answers: StdMutex::new(vec![Ok(Resumed {
+            stream_url: url.clone(),
+            token: "token-2".into(),
+        })]),
+    });
+    let limits = Limits {
+        keepalive: Duration::from_millis(50),
+        silence: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let connecting = Channel::connect_with(&url, "token-1", limits, None, Some(resume));
+    let (channel, silent) = tokio::join!(connecting, accept(&listener));
+    let mut channel = channel.unwrap();
+    // The first agent reads nothing (so it never answers a ping) and never closes.
+    let mut agent = timeout(Duration::from_secs(5), accept(&listener))
+        .await
+        .expect("a new connection once the old one went quiet");
+    assert_eq!(agent.opening["TokenValue"], "token-2");
+    agent
+        .send(&data(0, PayloadType::Output, b"still here"))
+        .await;
+    assert_eq!(
+        next_event(&mut channel).await,
+        Event::Output(b"still here".to_vec())
+    );
+    drop(silent);
+}

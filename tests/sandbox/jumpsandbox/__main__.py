@@ -43,7 +43,8 @@ def ctl(args) -> int:
     elif args.what == "gateway-fault":
         route = "gateway-faults"
         body = {k: v for k, v in vars(args).items()
-                if k in ("drop", "duplicate", "delay", "delay_ms", "kill_after", "recycle_every", "break_every", "seed")
+                if k in ("drop", "duplicate", "delay", "delay_ms", "kill_after", "recycle_every", "break_every", "stall_every",
+                         "seed")
                 and v is not None}
     elif args.what == "timing":
         fields = ("step", "stop_grace", "agent_connect", "iam_propagation")
@@ -134,6 +135,9 @@ def main() -> int:
                    help="close each connection of a session with code 1000 after this long (the session lives on)")
     g.add_argument("--break-every", type=float, metavar="SECONDS",
                    help="abort each connection of a session without a close frame after this long")
+    g.add_argument("--stall-every", type=float, metavar="SECONDS",
+                   help="after this long, stop reading, writing and answering pings on each connection of a "
+                        "session, without closing it")
     g.add_argument("--seed", type=int, help="random seed (default 1)")
     tm = what.add_parser("timing", help="change lifecycle delays (seconds)")
     tm.add_argument("--step", type=float, help="each task lifecycle step")

@@ -21,7 +21,7 @@ Control API (JSON over HTTP on the same port; ``tests/sandbox/ctl`` wraps it):
   POST   /_sandbox/images       {"name", "entrypoint"?, "cmd"?}   -> an image tasks can run
   GET    /_sandbox/images                      -> the images tests registered
   POST   /_sandbox/gateway-faults {"drop"?, "duplicate"?, "delay"?, "delay_ms"?, "kill_after"?,
-                                 "recycle_every"?, "break_every"?, "seed"?}
+                                 "recycle_every"?, "break_every"?, "stall_every"?, "seed"?}
   DELETE /_sandbox/gateway-faults
   POST   /_sandbox/timing       {"step"?, "stop_grace"?, "agent_connect"?, "iam_propagation"?}
   POST   /_sandbox/iam/deny     {"actions": [...], "principal"?}

@@ -37,8 +37,11 @@ some messages back so later ones overtake them), duplicate, drop (resent by
 retransmission), kill (abort the TCP connection after N seconds and terminate
 the session, as an agent that dies does), and for every connection of a
 session: recycle_every (close it with code 1000 every N seconds, as the service
-does about hourly) and break_every (abort it without a close frame every N
-seconds, as a network that drops the path does).
+does about hourly), break_every (abort it without a close frame every N
+seconds, as a network that drops the path does) and stall_every (after N
+seconds, neither read nor write on it again, nor answer its pings, and never
+close it: a path that silently drops everything, which only a client's own
+keepalive can notice).
 """
 
 import asyncio
@@ -96,6 +99,7 @@ class GatewayFaults:
     kill_after: float | None = None  # seconds after the session opens
     recycle_every: float | None = None  # seconds each connection lasts before a close 1000
     break_every: float | None = None  # seconds each connection lasts before it is aborted
+    stall_every: float | None = None  # seconds each connection lasts before it goes silent
     seed: int = 1
 
 
@@ -277,6 +281,7 @@ class AgentSession:
         self.failure = ""  # why the agent ends the session, for channel_closed
         self.attached = asyncio.Event()  # set while a connection carries the session
         self.attached.set()
+        self.stalled: set = set()  # connections the stall fault has silenced
 
     # ---- transport ------------------------------------------------------
 
@@ -294,6 +299,8 @@ class AgentSession:
 
     async def _send_quietly(self, data: bytes) -> None:
         """Sends on the current connection; with none, data waits (unacknowledged) for a resume."""
+        if self.ws in self.stalled:
+            return
         try:
             await self.ws.send(data)
         except ConnectionClosed:
@@ -368,8 +375,15 @@ class AgentSession:
             await asyncio.sleep(after)
             ws.transport.abort()
 
+        async def stall(after: float):
+            await asyncio.sleep(after)
+            self.stalled.add(ws)
+            ws.transport.pause_reading()  # no more input, acks or pings read: no pongs either
+
         if self.faults.recycle_every:
             self.tasks.append(asyncio.create_task(recycle(self.faults.recycle_every)))
+        if self.faults.stall_every:
+            self.tasks.append(asyncio.create_task(stall(self.faults.stall_every)))
         if self.faults.break_every:
             self.tasks.append(asyncio.create_task(cut(self.faults.break_every)))
 

@@ -324,6 +324,22 @@ def test_a_broken_connection_resumes_and_a_killed_session_does_not(sandbox, aws)
     aws.ecs.stop_task(cluster=aws.cluster, task=task["taskArn"])
 
 
+def test_a_stalled_connection_goes_silent_without_closing_and_resumes(sandbox, aws):
+    task = exec_task(aws)
+    command = "sh -c 'sleep 4; echo after-the-stall'"
+    session, client = connected_under(sandbox, aws, task, command, "--stall-every", "3")
+    deadline = time.monotonic() + 10
+    while client.ws.ping().wait(1):  # answered: not stalled yet
+        assert time.monotonic() < deadline, "the connection never went silent"
+        time.sleep(0.2)
+    with pytest.raises(TimeoutError):  # silent, and not closed either
+        client.ws.recv(timeout=0.5)
+    resumed = aws.ssm.resume_session(SessionId=session["sessionId"])
+    client = client.resumed(resumed["StreamUrl"], resumed["TokenValue"])
+    assert b"after-the-stall" in client.read_until(b"after-the-stall")
+    aws.ecs.stop_task(cluster=aws.cluster, task=task["taskArn"])
+
+
 def test_stopping_the_task_ends_its_sessions(aws):
     task, client = exec_session(aws, "/bin/sh")
     aws.ecs.stop_task(cluster=aws.cluster, task=task["taskArn"])

@@ -188,10 +188,16 @@ def test_private_ip_in_subnet_public_ip_when_asked_and_eni_deleted(aws, keypair)
     public_ip = eni["Association"]["PublicIp"]
     assert ipaddress.ip_address(public_ip) in ipaddress.ip_network("198.18.0.0/15")
     aws.wait_log(task["taskArn"], "jump-host-key: ")
-    # sshd answers on the public address too.
-    probe = subprocess.run(["bash", "-c", f"exec 3<>/dev/tcp/{public_ip}/22 && head -c 7 <&3"],
-                           capture_output=True, text=True, timeout=10)
-    assert probe.stdout == "SSH-2.0"
+    # sshd answers on the public address too. It starts a moment after the host key is
+    # logged, so a refusal (the host is there, sshd not yet) is tried again.
+    deadline = time.monotonic() + 5
+    while True:
+        probe = subprocess.run(["bash", "-c", f"exec 3<>/dev/tcp/{public_ip}/22 && head -c 7 <&3"],
+                               capture_output=True, text=True, timeout=10)
+        if probe.stdout or "refused" not in probe.stderr or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert probe.stdout == "SSH-2.0", probe.stderr
     aws.ecs.stop_task(cluster=aws.cluster, task=task["taskArn"])
     aws.wait_for(task["taskArn"], "STOPPED")
     enis = aws.ec2.describe_network_interfaces(
