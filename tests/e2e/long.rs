@@ -9,7 +9,7 @@ use std::process::Stdio;
 use ssh_key::sha2::{Digest, Sha256};
 
 use crate::forward::{connect, echo_task, forward, perl_task, stop};
-use crate::support::{expect_exit, stderr, stdout, Sandbox, World, SERVER};
+use crate::support::{expect_exit, stderr, stdout, Sandbox, Terminal, World, SERVER};
 
 /// Bytes each connection to the source task's port 9000 sends: MIB mebibytes of a
 /// repeating pattern, then it closes.
@@ -235,5 +235,46 @@ fn piped_input_crosses_recycled_connections_byte_for_byte() {
         "{}",
         sandbox.ctl(&["sessions"])
     );
+    world.assert_nothing_left();
+}
+
+/// An interactive shell in tmux keeps going across recycled connections: the same shell
+/// (the same pid) answers before and after, and its exit status is jump's.
+#[test]
+fn an_interactive_shell_keeps_its_process_across_recycled_connections() {
+    let sandbox = Sandbox::start(0.2);
+    let world = World::new(&sandbox, "long-tty");
+    sandbox.ctl(&["gateway-fault", "--recycle-every", "2"]);
+    let term = Terminal::start(&world, "up --mode exec");
+    term.wait_for(":/#");
+    term.keys(&["echo bef\"\"ore-$$", "Enter"]); // the quotes keep the typed line from matching
+    let shown = term.wait_for("before-");
+    let pid = |shown: &str, tag: &str| -> String {
+        let line = shown
+            .lines()
+            .rev()
+            .find(|l| l.starts_with(tag))
+            .unwrap_or_default();
+        line.trim_start_matches(tag).trim().to_string()
+    };
+    let before = pid(&shown, "before-");
+    assert!(!before.is_empty(), "screen:\n{shown}");
+    // Wait (on the sandbox's own count) until the connection has been replaced twice.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while most_connections(&sandbox) < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            sandbox.ctl(&["sessions"])
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    term.keys(&["echo aft\"\"er-$$", "Enter"]);
+    let shown = term.wait_for("after-");
+    assert_eq!(pid(&shown, "after-"), before, "screen:\n{shown}");
+    term.keys(&["exit 4", "Enter"]);
+    let shown = term.wait_for("jump-exited-");
+    assert!(shown.contains("jump-exited-4"), "screen:\n{shown}");
+    drop(term);
     world.assert_nothing_left();
 }
