@@ -13,13 +13,11 @@ use super::forward::bind_address;
 use super::{check_port_free, cluster, layers, up, Context, Existing};
 use crate::aws::Clients;
 use crate::cli::{ClusterArgs, GlobalArgs, SocksArgs};
-use crate::connect::forward::warn_if_exposed;
 use crate::connect::socks::{self, Proxy};
 use crate::connect::ssh::{self, Target};
 use crate::connect::target::ExecTarget;
 use crate::exit::Exit;
 use crate::output::Output;
-use crate::session::keys::SessionDir;
 use crate::session::lifecycle::{ssh_target, Then};
 use crate::session::record::SessionRecord;
 use crate::session::SessionId;
@@ -39,7 +37,9 @@ pub async fn run(ctx: &mut Context, args: SocksArgs) -> anyhow::Result<Exit> {
     match session {
         None => up::run_plan(ctx, layers.into_plan()?, Then::Socks(proxy)).await,
         Some(id) => {
-            if let Some((dir, record)) = local_ssh_session(&id)? {
+            // An ssh-mode session started here: OpenSSH proxies with the session's key.
+            if let Some((dir, record)) = SessionRecord::local(&id)?.filter(|(_, r)| r.mode == "ssh")
+            {
                 let target = ssh_target(&record, &dir, ctx.global.profile.as_deref())?;
                 let work = over_ssh(ctx.output, ctx.child.clone(), target, record, proxy);
                 return ctx.supervised(work).await;
@@ -54,15 +54,6 @@ pub async fn run(ctx: &mut Context, args: SocksArgs) -> anyhow::Result<Exit> {
     }
 }
 
-/// This machine's record of session `id`, if it runs in ssh mode.
-fn local_ssh_session(id: &SessionId) -> anyhow::Result<Option<(SessionDir, SessionRecord)>> {
-    let Some(dir) = SessionDir::open(id)? else {
-        return Ok(None);
-    };
-    let record = SessionRecord::load(&dir)?;
-    Ok((record.mode == "ssh").then_some((dir, record)))
-}
-
 /// `ssh -D` on the proxy's address, announced as the Session Manager proxy is.
 async fn over_ssh(
     output: Output,
@@ -72,10 +63,7 @@ async fn over_ssh(
     proxy: Proxy,
 ) -> anyhow::Result<Exit> {
     let local = SocketAddr::new(proxy.bind.first_address(), free_port(&proxy).await?);
-    let ready = || {
-        socks::announce(output, local, &record.task_arn);
-        warn_if_exposed(&proxy.bind, local, "proxy", output);
-    };
+    let ready = || socks::announce(output, &proxy.bind, local, &record.task_arn);
     let code = ssh::socks(&target, local, &child, ready).await?;
     Ok(Exit::Remote(code))
 }

@@ -28,12 +28,11 @@ const PORT_WAIT: Duration = Duration::from_secs(30);
 /// A session started on this machine in ssh mode: its directory and record.
 fn local_ssh_session(session: &str) -> anyhow::Result<(SessionDir, SessionRecord)> {
     let id: SessionId = session.parse()?;
-    let dir = SessionDir::open(&id)?.ok_or_else(|| {
+    let (dir, record) = SessionRecord::local(&id)?.ok_or_else(|| {
         UsageError(format!(
             "no session {id} on this machine: `jump ssh` needs the key kept by `jump up --detach` here (see `jump ls` for running sessions)"
         ))
     })?;
-    let record = SessionRecord::load(&dir)?;
     if record.mode != "ssh" {
         return Err(UsageError(format!(
             "session {id} runs in {} mode, without sshd: use `jump exec {id}`",

@@ -17,7 +17,7 @@ use anyhow::Context as _;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt as _;
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::aws::{describe_task, ApiError, Clients};
@@ -448,7 +448,7 @@ pub async fn serve(
     output: Output,
 ) -> anyhow::Result<()> {
     let (mux, mut session) = first;
-    let mut mux = std::sync::Arc::new(mux);
+    let mut mux = Arc::new(mux);
     let mut accepted = Accepting::new(listeners);
     loop {
         tokio::select! {
@@ -476,7 +476,7 @@ pub async fn serve(
                     .open()
                     .await
                     .with_context(|| format!("{reason}, and no new session could be opened"))?;
-                mux = std::sync::Arc::new(fresh);
+                mux = Arc::new(fresh);
                 session = ended;
             }
         }
@@ -555,20 +555,7 @@ pub(crate) async fn pipe(mut socket: TcpStream, mut stream: MuxStream, first: Ve
     }
     let writer = stream.writer();
     let (mut local_read, mut local_write) = socket.split();
-    let upload = async {
-        let mut buffer = vec![0u8; 32 * 1024];
-        loop {
-            match local_read.read(&mut buffer).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if writer.write(&buffer[..n]).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-        writer.finish().await;
-    };
+    let upload = writer.copy_from(&mut local_read);
     let download = async {
         while let Some(data) = stream.read().await {
             if local_write.write_all(&data).await.is_err() {

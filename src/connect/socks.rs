@@ -125,15 +125,14 @@ pub async fn run(
 ) -> anyhow::Result<Exit> {
     let listeners = listen(&proxy.bind, proxy.port).await?;
     let local = listeners[0].local_addr()?;
-    announce(output, local, &task.task_arn);
-    warn_if_exposed(&proxy.bind, local, "proxy", output);
+    announce(output, &proxy.bind, local, &task.task_arn);
     serve(clients, task, listeners).await?;
     Ok(Exit::Success)
 }
 
-/// Says where the proxy listens: the address on stdout (`--json`: with the task), and
-/// how to stop it on stderr.
-pub fn announce(output: Output, local: SocketAddr, task_arn: &str) {
+/// Says where the proxy listens: the address on stdout (`--json`: with the task), how
+/// to stop it on stderr, and a warning when `bind` exposes it to other machines.
+pub fn announce(output: Output, bind: &Bind, local: SocketAddr, task_arn: &str) {
     if output.json() {
         let ready = serde_json::json!({
             "socks_address": local.to_string(),
@@ -146,6 +145,7 @@ pub fn announce(output: Output, local: SocketAddr, task_arn: &str) {
             "jump: SOCKS5 proxy on {local} into the VPC through task {task_arn}; Ctrl-C stops"
         ));
     }
+    warn_if_exposed(bind, local, "proxy", output);
 }
 
 /// Serves SOCKS clients on `listeners` through `task` until the caller stops us.

@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::aws::Clients;
 use crate::connect::forward::{open_to, ForwardError};
@@ -59,19 +59,7 @@ pub async fn proxy_stdio(clients: &Clients, task: &ExecTarget) -> anyhow::Result
     let mut stream = mux.open().await?;
     let writer = stream.writer();
     let upload = async {
-        let mut stdin = tokio::io::stdin();
-        let mut buffer = vec![0u8; 32 * 1024];
-        loop {
-            match stdin.read(&mut buffer).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    if writer.write(&buffer[..n]).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        }
-        writer.finish().await;
+        writer.copy_from(&mut tokio::io::stdin()).await;
         std::future::pending::<()>().await;
     };
     let download = async {

@@ -92,6 +92,15 @@ impl SessionRecord {
         let text = std::fs::read_to_string(&path).map_err(|e| read(e.to_string()))?;
         serde_json::from_str(&text).map_err(|e| read(e.to_string()))
     }
+
+    /// Session `id` as this machine started it (its directory and record), if it did.
+    pub fn local(id: &SessionId) -> anyhow::Result<Option<(SessionDir, Self)>> {
+        let Some(dir) = SessionDir::open(id)? else {
+            return Ok(None);
+        };
+        let record = Self::load(&dir)?;
+        Ok(Some((dir, record)))
+    }
 }
 
 /// Which tasks a listing holds.

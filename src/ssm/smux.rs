@@ -193,6 +193,23 @@ impl StreamWriter {
         Ok(())
     }
 
+    /// Sends everything `reader` yields until its end (or a read error, or the stream
+    /// breaking), then ends the stream (FIN).
+    pub async fn copy_from<R: AsyncRead + Unpin>(&self, reader: &mut R) {
+        let mut buffer = vec![0u8; 32 * 1024];
+        loop {
+            match reader.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if self.write(&buffer[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        self.finish().await;
+    }
+
     /// Ends the stream (FIN), once; later writes fail.
     pub async fn finish(&self) {
         if !self.fin_sent.swap(true, Ordering::AcqRel) {

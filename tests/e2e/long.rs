@@ -84,6 +84,17 @@ fn download_across(name: &str, fault: &[&str], mib: usize) {
     stop(&world, child);
 }
 
+/// Terminates (`ssm terminate-session`, as an administrator would) the one active
+/// session of the sandbox and returns its id.
+fn terminate_the_only_session(sandbox: &Sandbox) -> String {
+    let active = sandbox.aws(&["ssm", "describe-sessions", "--state", "Active"]);
+    let sessions = active["Sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "{active}");
+    let id = sessions[0]["SessionId"].as_str().unwrap().to_string();
+    sandbox.aws(&["ssm", "terminate-session", "--session-id", &id]);
+    id
+}
+
 /// The service closes the WebSocket (code 1000) every 3 s: a 200 MB download through
 /// `jump forward` arrives whole and in order across the recycles.
 #[test]
@@ -149,11 +160,7 @@ fn a_session_that_cannot_be_resumed_ends_with_the_reason() {
         .read_exact(&mut first)
         .unwrap();
     assert_eq!(&first, b"started\n");
-    let active = sandbox.aws(&["ssm", "describe-sessions", "--state", "Active"]);
-    let sessions = active["Sessions"].as_array().unwrap();
-    assert_eq!(sessions.len(), 1, "{active}");
-    let id = sessions[0]["SessionId"].as_str().unwrap();
-    sandbox.aws(&["ssm", "terminate-session", "--session-id", id]);
+    terminate_the_only_session(&sandbox);
     let out = child.wait_with_output().unwrap();
     expect_exit(&out, 76, "could not be resumed");
     assert!(
@@ -177,11 +184,7 @@ fn a_forward_whose_session_is_terminated_carries_on_through_a_new_one() {
     let mut answer = [0u8; 3];
     before.read_exact(&mut answer).unwrap();
     assert_eq!(&answer, b"one");
-    let active = sandbox.aws(&["ssm", "describe-sessions", "--state", "Active"]);
-    let sessions = active["Sessions"].as_array().unwrap();
-    assert_eq!(sessions.len(), 1, "{active}");
-    let first = sessions[0]["SessionId"].as_str().unwrap().to_string();
-    sandbox.aws(&["ssm", "terminate-session", "--session-id", &first]);
+    let first = terminate_the_only_session(&sandbox);
 
     let err = before
         .read(&mut answer)

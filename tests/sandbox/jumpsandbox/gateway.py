@@ -242,11 +242,10 @@ class Gateway:
         with self.lock:
             spec = self.sessions.get(session_id)
             faults = GatewayFaults(**vars(self.faults))
+            running = self.active.get(session_id)
         if spec is None or spec.status not in ("Connected", "Disconnected"):
             await ws.close(4004, "unknown or ended session")
             return
-        with self.lock:
-            running = self.active.get(session_id)
         if running is not None:  # a client resuming: the agent's side of the session lives on
             await running.resume(ws)
             return
