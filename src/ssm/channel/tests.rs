@@ -117,16 +117,16 @@ impl Agent {
     }
 
     async fn next(&mut self) -> Frame {
-        self.next_within(Duration::from_secs(2))
+        self.next_within(Duration::from_secs(10))
             .await
-            .expect("a message from the client")
+            .expect("a message from the client before the hang guard")
     }
 }
 
 async fn next_event(channel: &mut Channel) -> Event {
-    timeout(Duration::from_secs(2), channel.recv())
+    timeout(Duration::from_secs(10), channel.recv())
         .await
-        .expect("an event in time")
+        .expect("an event before the hang guard")
         .expect("an open channel")
 }
 
@@ -299,23 +299,31 @@ async fn gives_up_after_bounded_attempts() {
 
 /// 5 MB to a consumer that starts late and reads slowly: every byte arrives in order,
 /// and the agent sees acknowledgements withheld while the queue is full.
+///
+/// The consumer holds off until the agent has seen the queue's worth acknowledged and
+/// had to send something again; it then sends a marker, and reads once the agent has it.
+/// The channel writes everything through one ordered socket writer, so the
+/// acknowledgements the agent has when the marker arrives are all given before anyone read.
 #[tokio::test]
 async fn slow_consumer_gets_every_byte() {
     const MESSAGES: i64 = 5 * 1024;
     let limits = Limits::default();
     let queue = limits.queue;
     let (mut channel, mut agent) = pair(limits).await;
+    let (stalled_tx, stalled_rx) = tokio::sync::oneshot::channel();
+    let (marked_tx, marked_rx) = tokio::sync::oneshot::channel();
 
     let agent = tokio::spawn(async move {
         let pattern =
             |seq: i64| -> Vec<u8> { (0..1024).map(|i| (seq as usize * 7 + i) as u8).collect() };
-        let start = Instant::now();
         let mut in_flight: BTreeMap<i64, (Frame, Instant)> = BTreeMap::new();
         let mut next = 0;
         let mut acked = 0usize;
         let mut retransmissions = 0;
-        let mut acked_while_stalled = None;
-        while next < MESSAGES || !in_flight.is_empty() {
+        let mut stalled = Some(stalled_tx);
+        let mut marked = Some(marked_tx);
+        let mut acked_before_reading = None;
+        while next < MESSAGES || !in_flight.is_empty() || acked_before_reading.is_none() {
             // Keep up to 256 messages in flight, like an agent with a modest buffer.
             while next < MESSAGES && in_flight.len() < 256 {
                 let frame = data(next, PayloadType::Output, &pattern(next));
@@ -323,15 +331,26 @@ async fn slow_consumer_gets_every_byte() {
                 in_flight.insert(next, (frame, Instant::now()));
                 next += 1;
             }
-            if let Some(frame) = agent.next_within(Duration::from_millis(20)).await {
-                if frame.message_type == MessageType::Acknowledge
-                    && in_flight.remove(&acked_seq(&frame)).is_some()
-                {
-                    acked += 1;
+            // Take in everything that has arrived before deciding what to send again.
+            let mut wait = Duration::from_millis(20);
+            while let Some(frame) = agent.next_within(wait).await {
+                wait = Duration::ZERO;
+                if frame.message_type == MessageType::Acknowledge {
+                    if in_flight.remove(&acked_seq(&frame)).is_some() {
+                        acked += 1;
+                    }
+                } else if frame.message_type == MessageType::InputStreamData {
+                    agent.send(&ack_for(&frame)).await;
+                    acked_before_reading = Some(acked);
+                    if let Some(marked) = marked.take() {
+                        marked.send(()).unwrap();
+                    }
                 }
             }
-            if acked_while_stalled.is_none() && start.elapsed() > Duration::from_millis(250) {
-                acked_while_stalled = Some(acked);
+            if acked >= queue && retransmissions > 0 {
+                if let Some(stalled) = stalled.take() {
+                    stalled.send(()).unwrap();
+                }
             }
             let now = Instant::now();
             for (frame, sent) in in_flight.values_mut() {
@@ -342,11 +361,22 @@ async fn slow_consumer_gets_every_byte() {
                 }
             }
         }
-        (acked_while_stalled, retransmissions)
+        acked_before_reading
     });
 
-    // The consumer does not read at all for 300 ms, then sleeps now and then.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    timeout(Duration::from_secs(30), stalled_rx)
+        .await
+        .expect("the agent never saw the queue fill and stall")
+        .unwrap();
+    channel
+        .sender()
+        .send(PayloadType::Output, b"reading now")
+        .await
+        .unwrap();
+    timeout(Duration::from_secs(30), marked_rx)
+        .await
+        .expect("the marker never reached the agent")
+        .unwrap();
     let mut received = Vec::with_capacity(MESSAGES as usize * 1024);
     let mut events = 0;
     while received.len() < MESSAGES as usize * 1024 {
@@ -368,10 +398,8 @@ async fn slow_consumer_gets_every_byte() {
             "message {seq} corrupted"
         );
     }
-    let (acked_while_stalled, retransmissions) = agent.await.unwrap();
     // Only what fit the delivery queue was acknowledged before the consumer read.
-    assert_eq!(acked_while_stalled, Some(queue));
-    assert!(retransmissions > 0);
+    assert_eq!(agent.await.unwrap(), Some(queue));
 }
 
 #[tokio::test]
@@ -779,7 +807,9 @@ async fn pause_publication_holds_input() {
     agent
         .send(&control(MessageType::PausePublication, b""))
         .await;
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Frames are handled in order: once the next one is acknowledged, the pause is in.
+    agent.send(&data(1, PayloadType::Output, b"$ ")).await;
+    assert_eq!(acked_seq(&agent.next().await), 1);
     channel
         .sender()
         .send(PayloadType::Output, b"held")
@@ -800,20 +830,21 @@ async fn pause_publication_holds_input() {
 }
 
 #[tokio::test]
-async fn killed_gateway_fails_the_channel_promptly() {
+async fn killed_gateway_fails_the_channel() {
     let (mut channel, agent) = pair(Limits::default()).await;
     let mut agent = agent;
     agent
         .send(&data(0, PayloadType::Output, b"last words"))
         .await;
-    let started = Instant::now();
     drop(agent);
     assert_eq!(
         next_event(&mut channel).await,
         Event::Output(b"last words".to_vec())
     );
-    assert!(matches!(next_event(&mut channel).await, Event::Failed(_)));
-    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(matches!(
+        next_event(&mut channel).await,
+        Event::Failed(ChannelError::PeerClosed | ChannelError::Socket(_))
+    ));
     assert_eq!(channel.recv().await, None);
 }
 
