@@ -126,8 +126,9 @@ have). Sessions on clusters whose ECS Exec configuration names a KMS key are enc
 end with a data key from that key (you need kms:GenerateDataKey on it). A lost connection \
 (Session Manager recycles them about hourly; networks drop them; one silent for 15 s counts as \
 lost) is resumed with ssm:ResumeSession, nothing lost or repeated; a session that cannot be resumed ends with the reason \
-and exit 76. ECS Exec's idle timeout (20 minutes without input, not changeable for ECS Exec) ends \
-the session itself.",
+and exit 76. ECS Exec's idle timeout (20 minutes without input; output and keepalives do not \
+count, and AWS does not let it be changed) ends the session itself and the processes it started: \
+jump says so and exits 76. Keep long work in tmux or nohup on the task, or use `jump run`.",
         after_help = "Examples:\n  jump exec 3f9c0a1b2c4d\n  jump exec 3f9c0a1b2c4d -- sh -c 'echo $HOSTNAME'\n  jump exec --service web --container app -- bin/rails console\n  jump exec --task 0123456789abcdef0123456789abcdef --container web -- ps aux\n  echo 'select 1' | jump exec 3f9c0a1b2c4d -- psql -h db.internal\n  jump exec --ssm-plugin /usr/local/bin/session-manager-plugin 3f9c0a1b2c4d"
     )]
     Exec(ExecArgs),
@@ -145,8 +146,15 @@ must run with ECS Exec enabled). Many local connections share one session, each 
 stream. Listens on 127.0.0.1 (and ::1) unless --bind says otherwise. Prints the local address \
 when ready (--json for scripts). A lost connection is resumed (ssm:ResumeSession) without open \
 connections noticing; a session that cannot be resumed resets the connections it carried and new \
-ones go through a new session; if no new session can be opened, jump exits 76.",
-        after_help = "Examples:\n  jump forward 5432:rds:orders            # psql -h 127.0.0.1 -p 5432 ...\n  jump forward db                          # [forwards] db = \"5432:rds:orders\" in jump.toml\n  jump forward --service api 6666:55555    # the service's own nREPL: lein repl :connect localhost:6666\n  jump forward 6666:service:api:55555      # the same through a jumphost\n  jump forward 3f9c0a1b2c4d 7888:repl.internal:7888\n  jump forward --json 0:rds:orders         # any free local port, printed as JSON\n  jump forward --bind 0.0.0.0 5432:rds:orders   # reachable from containers (and the network)"
+ones go through a new session; if no new session can be opened, jump exits 76. The same happens \
+when the account's Session Manager idle timeout (20 minutes without traffic unless changed) ends \
+an unused port session. After `--`, a local COMMAND runs once every forward listens, with \
+{host} and {port} in its words replaced by the first target's local address and every target's \
+in its environment (JUMP_FORWARD_<NAME>_HOST and _PORT, NAME being the [forwards] name or the \
+target's position, 1, 2, …); when it exits, the forward and any jumphost started for it are torn \
+down and its exit status is jump's. The command owns the terminal while it runs: Ctrl-C is \
+its own (a console cancels a query), and the tunnel stays up until it exits.",
+        after_help = "Examples:\n  jump forward 5432:rds:orders            # psql -h 127.0.0.1 -p 5432 ...\n  jump forward db                          # [forwards] db = \"5432:rds:orders\" in jump.toml\n  jump forward --service api 6666:55555    # the service's own nREPL: lein repl :connect localhost:6666\n  jump forward 6666:service:api:55555      # the same through a jumphost\n  jump forward 3f9c0a1b2c4d 7888:repl.internal:7888\n  jump forward --json 0:rds:orders         # any free local port, printed as JSON\n  jump forward --bind 0.0.0.0 5432:rds:orders   # reachable from containers (and the network)\n  jump forward db -- psql -h {host} -p {port} -U app orders   # a console through a fresh jumphost\n  jump forward 0:rds:orders 0:cache.internal:6379 -- sh -c 'echo $JUMP_FORWARD_2_PORT'"
     )]
     Forward(Box<ForwardArgs>),
     /// A local SOCKS5 proxy into the VPC: each connection reaches the host it asks for
@@ -488,6 +496,10 @@ pub struct ForwardArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub settings: ConfigFlags,
+    /// A local command to run through the forwards ({host} and {port}: the first
+    /// target's address); its exit ends the forward, and its status is jump's
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Args)]

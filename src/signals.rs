@@ -13,13 +13,17 @@
 //! If ssh still runs after that, the session task is aborted, which kills ssh (its
 //! handle is `kill_on_drop`). The exit code is then 128 + the signal number.
 //!
+//! A local command run by `jump forward … -- CMD` is different: it owns the terminal's
+//! signals ([`ChildPid::set_owning_signals`]), as a shell's foreground job would, so a
+//! database console's Ctrl-C cancels its query without ending the tunnel under it.
+//!
 //! A signal to the whole group also ends ssh, so the session can finish (ssh "failed")
 //! before tokio has handed us the signal. Each arrival is therefore also counted in the
 //! signal handler itself ([`arrivals`]): work that finishes after a signal arrived counts
 //! as signalled, and a signal tokio reports late is not mistaken for a second one.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -136,16 +140,33 @@ impl Signals {
 
 /// The pid of the foreground child (ssh), if one runs; shared with the signal logic.
 #[derive(Debug, Clone, Default)]
-pub struct ChildPid(Arc<AtomicI32>);
+pub struct ChildPid(Arc<AtomicI32>, Arc<AtomicBool>);
 
 impl ChildPid {
     pub fn set(&self, pid: Option<u32>) {
+        self.set_with(pid, false);
+    }
+
+    /// A local command in the foreground that answers the terminal's signals itself (a
+    /// database console cancels a query on Ctrl-C and carries on). While it runs, Ctrl-C
+    /// and hang-ups are its business, SIGTERM is passed on to it, and `jump` waits for it
+    /// to exit, then tears down as usual.
+    pub fn set_owning_signals(&self, pid: Option<u32>) {
+        self.set_with(pid, pid.is_some());
+    }
+
+    fn set_with(&self, pid: Option<u32>, owns: bool) {
         let pid = pid.and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+        self.1.store(owns, Ordering::SeqCst);
         self.0.store(pid, Ordering::SeqCst);
     }
 
     fn get(&self) -> Option<i32> {
         Some(self.0.load(Ordering::SeqCst)).filter(|pid| *pid > 0)
+    }
+
+    fn owns_signals(&self) -> bool {
+        self.1.load(Ordering::SeqCst) && self.get().is_some()
     }
 
     fn send(&self, signal: Signal) {
@@ -172,26 +193,36 @@ where
     T: Send + 'static,
     F: Future<Output = anyhow::Result<T>> + Send + 'static,
 {
-    let before = signals.handled;
+    let mut before = signals.handled;
     let mut handle = tokio::spawn(work);
-    // Signal first: a hang-up or Ctrl-C to the whole group also ends ssh, and the work
-    // then finishes at about the same moment; the signal is what happened.
-    tokio::select! {
-        biased;
-        signal = signals.recv() => {
-            tracing::info!(signal = signal.name(), "received signal");
-            wind_down(handle, child, signal).await;
-            Outcome::Signalled(signal)
-        }
-        joined = &mut handle => match (joined, last().filter(|_| arrivals() > before)) {
-            (Ok(_), Some(signal)) => {
-                tracing::info!(signal = signal.name(), "received signal as the work ended");
-                signals.all_handled();
-                Outcome::Signalled(signal)
+    loop {
+        // Signal first: a hang-up or Ctrl-C to the whole group also ends ssh, and the work
+        // then finishes at about the same moment; the signal is what happened.
+        tokio::select! {
+            biased;
+            signal = signals.recv() => {
+                if child.owns_signals() {
+                    tracing::info!(signal = signal.name(), "left to the foreground command");
+                    if signal == Signal::Terminate {
+                        child.send(signal);
+                    }
+                    before = signals.handled;
+                    continue;
+                }
+                tracing::info!(signal = signal.name(), "received signal");
+                wind_down(handle, child, signal).await;
+                return Outcome::Signalled(signal);
             }
-            (Ok(result), None) => Outcome::Finished(result),
-            (Err(e), _) => Outcome::Panicked(panic_message(e)),
-        },
+            joined = &mut handle => return match (joined, last().filter(|_| arrivals() > before)) {
+                (Ok(_), Some(signal)) => {
+                    tracing::info!(signal = signal.name(), "received signal as the work ended");
+                    signals.all_handled();
+                    Outcome::Signalled(signal)
+                }
+                (Ok(result), None) => Outcome::Finished(result),
+                (Err(e), _) => Outcome::Panicked(panic_message(e)),
+            },
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 use crate::aws::Clients;
 use crate::cli::{ClusterArgs, ForwardArgs, GlobalArgs};
 use crate::connect::forward::{self, Bind, ForwardSpec, Forwards};
+use crate::connect::local_command::{env_name, LocalCommand};
 use crate::connect::target::ExecTarget;
 use crate::exit::{Exit, UsageError};
 use crate::output::Output;
@@ -63,18 +64,21 @@ pub async fn run(ctx: &mut Context, args: ForwardArgs) -> anyhow::Result<Exit> {
     let mut flags = args.settings.pairs();
     flags.push(("mode", "exec".to_string()));
     let layers = layers(args.config.as_deref(), &flags)?;
-    let specs = if to_task {
-        words
+    let (specs, names) = if to_task {
+        let specs = words
             .iter()
             .map(|word| ForwardSpec::to_task(word).map_err(|e| UsageError(e.to_string()).into()))
-            .collect::<anyhow::Result<Vec<_>>>()?
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let names = (0..specs.len()).map(|i| env_name(None, i)).collect();
+        (specs, names)
     } else {
         targets(&layers, words)?
     };
     for port in specs.iter().filter_map(|s| s.local_port) {
         check_port_free(&bind, port, "local port", "pick another")?;
     }
-    let forwards = Forwards { specs, bind };
+    let then = local_command(args.command, names, ctx)?;
+    let forwards = Forwards { specs, bind, then };
     match through {
         Through::Jumphost => up::run_plan(ctx, layers.into_plan()?, Then::Forward(forwards)).await,
         Through::Existing(existing) => {
@@ -96,17 +100,51 @@ pub async fn run(ctx: &mut Context, args: ForwardArgs) -> anyhow::Result<Exit> {
     }
 }
 
-/// Targets from the command line, with names looked up in `[forwards]`.
-fn targets(layers: &Layers, words: &[String]) -> anyhow::Result<Vec<ForwardSpec>> {
+/// Targets from the command line, with names looked up in `[forwards]`, and each one's
+/// name for a local command's environment.
+fn targets(layers: &Layers, words: &[String]) -> anyhow::Result<(Vec<ForwardSpec>, Vec<String>)> {
     words
         .iter()
-        .map(|word| {
+        .enumerate()
+        .map(|(position, word)| {
             let named = layers.forwards().iter().find(|(name, _)| name == word);
             let text = named.map_or(word.as_str(), |(_, spec)| spec.as_str());
-            text.parse::<ForwardSpec>()
-                .map_err(|err| UsageError(err.to_string()).into())
+            let spec = text
+                .parse::<ForwardSpec>()
+                .map_err(|err| UsageError(err.to_string()))?;
+            Ok((
+                spec,
+                env_name(named.map(|(name, _)| name.as_str()), position),
+            ))
         })
-        .collect()
+        .collect::<anyhow::Result<Vec<_>>>()
+        .map(|pairs| pairs.into_iter().unzip())
+}
+
+/// The command after `--`, checked runnable before anything starts for it.
+fn local_command(
+    words: Vec<String>,
+    names: Vec<String>,
+    ctx: &Context,
+) -> anyhow::Result<Option<LocalCommand>> {
+    if words.is_empty() {
+        return Ok(None);
+    }
+    if ctx.output.json() {
+        return Err(UsageError(
+            "--json prints the forwards' addresses for a script to read; with -- COMMAND, the \
+             command gets them in its arguments ({host}, {port}) and environment instead"
+                .into(),
+        )
+        .into());
+    }
+    let command = LocalCommand {
+        words,
+        names,
+        child: ctx.child.clone(),
+    };
+    command.check()?;
+    Ok(Some(command))
 }
 
 async fn through_task(

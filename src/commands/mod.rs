@@ -23,6 +23,7 @@ use crate::cli::{Cli, ClusterArgs, Command, DownArgs, GlobalArgs};
 use crate::connect::exec_access::AccessError;
 use crate::connect::forward::Bind;
 use crate::connect::forward::ForwardError;
+use crate::connect::local_command::CommandError;
 use crate::connect::plugin::PluginError;
 use crate::connect::ssh::ConnectError;
 use crate::connect::target::ExecError;
@@ -55,6 +56,7 @@ const EXIT_CLASSES: &[Recognise] = &[
     class_of::<AccessError>,
     class_of::<ForwardError>,
     class_of::<PluginError>,
+    class_of::<CommandError>,
 ];
 
 /// How long teardown may take before jump gives up and says what it left behind.

@@ -30,7 +30,7 @@ use crate::connect::target::{execute_command, ssm_target, ExecError, ExecTarget}
 use crate::connect::terminal::{terminal_size, Escape, Escapes, RawTerminal};
 use crate::connect::wrapper::{self, pump_input, wrapped_command, InputEnd, InputSink, Screen};
 use crate::signals::ChildPid;
-use crate::ssm::channel::{Channel, ChannelError, Event, Sender};
+use crate::ssm::channel::{closed_for_inactivity, Channel, ChannelError, Event, Sender};
 use crate::ssm::cipher::{DataKey, DataKeys, DATA_KEY_BYTES};
 use crate::ssm::frame::PayloadType;
 
@@ -261,6 +261,9 @@ async fn pump_output(
         }
     }
     screen.finish()?.or(reported).ok_or_else(|| match closed {
+        Some(reason) if closed_for_inactivity(&reason) => {
+            ExecError::Idle(reason.trim().to_string()).into()
+        }
         Some(reason) => ExecError::Ended(reason.trim().to_string()).into(),
         None => ExecError::NoStatus.into(),
     })

@@ -22,12 +22,13 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::aws::{describe_task, ApiError, Clients};
 use crate::connect::agent::{self, Agent};
+use crate::connect::local_command::LocalCommand;
 use crate::connect::plugin::{Handoff, Listening};
 use crate::connect::resume::SessionResume;
 use crate::connect::target::{ssm_target, ExecTarget};
 use crate::exit::{Exit, UsageError};
 use crate::output::Output;
-use crate::ssm::channel::{Channel, ChannelError, Event};
+use crate::ssm::channel::{closed_for_inactivity, Channel, ChannelError, Event};
 use crate::ssm::smux::{over_channel, Mux, MuxStream};
 use crate::task::eni::private_ip;
 use crate::task::{newest, service_tasks};
@@ -438,9 +439,10 @@ impl PortSessions {
 }
 
 /// Serves local connections through `first` until the caller stops us. A session that
-/// cannot be resumed (terminated, or lost for longer than resuming allows) resets the
-/// connections it carried, and new ones go through a new session from `sessions`; any
-/// other end of a session ends the forward (an error).
+/// cannot be resumed (terminated, or lost for longer than resuming allows) or that the
+/// service ended for its idle timeout resets the connections it carried, and new ones go
+/// through a new session from `sessions`; any other end of a session ends the forward
+/// (an error).
 pub async fn serve(
     listeners: Vec<TcpListener>,
     first: (Mux, tokio::task::JoinHandle<Option<Event>>),
@@ -462,6 +464,15 @@ pub async fn serve(
                     Ok(Some(Event::Failed(err))) => {
                         (err.to_string(), matches!(err, ChannelError::Resume { .. }))
                     }
+                    Ok(Some(Event::Closed(Some(text)))) if closed_for_inactivity(&text) => (
+                        format!(
+                            "the port session had no traffic for the account's Session Manager \
+                             idle timeout (20 minutes unless changed) and the service ended it \
+                             ({})",
+                            text.trim()
+                        ),
+                        true,
+                    ),
                     Ok(Some(Event::Closed(Some(text)))) if !text.is_empty() => (text, false),
                     _ => ("the data channel closed".to_string(), false),
                 };
@@ -592,14 +603,17 @@ pub(crate) fn reset(socket: TcpStream) {
     drop(socket);
 }
 
-/// What `jump forward` was asked for: its targets and where to listen for them.
+/// What `jump forward` was asked for: its targets, where to listen for them, and the
+/// local command to run through them, if any.
 #[derive(Debug, Clone)]
 pub struct Forwards {
     pub specs: Vec<ForwardSpec>,
     pub bind: Bind,
+    pub then: Option<LocalCommand>,
 }
 
-/// Forwards every target through `task` until one session ends or the caller stops us.
+/// Forwards every target through `task` until one session ends or the caller stops us,
+/// or, with a local command, until that command exits (its status is jump's).
 pub async fn forward_all(
     clients: &Clients,
     task: &ExecTarget,
@@ -609,6 +623,7 @@ pub async fn forward_all(
     let target = ssm_target(&clients.ecs, task).await?;
     let bind = &forwards.bind;
     let mut serving: Vec<BoxFuture<'static, anyhow::Result<()>>> = Vec::new();
+    let mut ready = Vec::new();
     for spec in &forwards.specs {
         let mut remote = resolve(clients, &task.cluster, spec).await?;
         let listeners = listen(bind, remote.local_port).await?;
@@ -648,7 +663,14 @@ pub async fn forward_all(
                     .boxed()
             }
         };
-        if output.json() {
+        let through = match &remote.host {
+            Some(host) => format!("{host}:{} through the jumphost", remote.port),
+            None => format!("port {} of task {}", remote.port, task.task_arn),
+        };
+        if forwards.then.is_some() {
+            // Stdout is the command's; the addresses reach it as arguments and environment.
+            output.note(&format!("jump: forwarding {local} to {through}"));
+        } else if output.json() {
             // One line per target, printed when it is ready: the forward keeps running,
             // so a script reads lines rather than waiting for a whole document.
             let ready = serde_json::json!({
@@ -660,19 +682,22 @@ pub async fn forward_all(
             output.print(&ready.to_string());
         } else {
             output.print(&local.to_string());
-            let through = match &remote.host {
-                Some(host) => format!("{host}:{} through the jumphost", remote.port),
-                None => format!("port {} of task {}", remote.port, task.task_arn),
-            };
             output.note(&format!(
                 "jump: forwarding {local} to {through}; Ctrl-C stops"
             ));
         }
         warn_if_exposed(bind, local, "tunnel", output);
         serving.push(serve_it);
+        ready.push(local);
     }
-    futures_util::future::try_join_all(serving).await?;
-    Ok(Exit::Success)
+    let served = futures_util::future::try_join_all(serving);
+    match &forwards.then {
+        None => served.await.map(|_| Exit::Success),
+        Some(command) => tokio::select! {
+            ended = served => ended.map(|_| Exit::Success),
+            status = command.run(&ready) => Ok(Exit::Remote(status?)),
+        },
+    }
 }
 
 crate::exit::exit_class!(Connect: ForwardError);

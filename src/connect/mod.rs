@@ -5,6 +5,7 @@ pub mod agent;
 pub mod exec;
 pub mod exec_access;
 pub mod forward;
+pub mod local_command;
 pub mod plugin;
 pub mod resume;
 pub mod socks;

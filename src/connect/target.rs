@@ -39,6 +39,12 @@ pub enum ExecError {
     #[error("the ECS Exec agent ended the session: {0}")]
     Ended(String),
     #[error(
+        "{0} ECS Exec ends a session after 20 minutes without input (output does not count, \
+         and AWS does not let the limit be changed), and the processes it started end with \
+         it: keep long work in tmux or nohup on the task, or run it with `jump run`"
+    )]
+    Idle(String),
+    #[error(
         "the container cannot take piped input byte for byte: it needs `stty` and `head -c` \
          (coreutils or busybox); add them to the image, or run jump from a terminal"
     )]

@@ -229,6 +229,14 @@ pub enum Event {
     Failed(ChannelError),
 }
 
+/// Whether a `channel_closed` message is the service ending a session for its idle
+/// timeout ("Your session timed out due to inactivity and has been terminated.").
+/// Only input from the client counts as activity there: output, acknowledgements and
+/// WebSocket pings do not, so no keepalive of ours can hold it off.
+pub fn closed_for_inactivity(output: &str) -> bool {
+    output.contains("timed out due to inactivity")
+}
+
 /// An open data channel. Dropping it closes the socket without ceremony; prefer
 /// [`Channel::close`].
 pub struct Channel {

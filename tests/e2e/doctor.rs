@@ -621,13 +621,7 @@ fn a_role_session_name_every_run_shares_is_a_warning() {
         ]);
         let creds = &assumed["Credentials"];
         let out = world
-            .jump()
-            .env("AWS_ACCESS_KEY_ID", creds["AccessKeyId"].as_str().unwrap())
-            .env(
-                "AWS_SECRET_ACCESS_KEY",
-                creds["SecretAccessKey"].as_str().unwrap(),
-            )
-            .env("AWS_SESSION_TOKEN", creds["SessionToken"].as_str().unwrap())
+            .jump_with_credentials(creds)
             .args(["doctor", "--json"])
             .output()
             .unwrap();

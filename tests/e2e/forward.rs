@@ -70,12 +70,15 @@ fn psql(address: &str, sql: &str) -> std::process::Output {
         .expect("psql runs")
 }
 
-pub fn stop(world: &World, child: Child) {
+/// Ends a forward with Ctrl-C, checks it exits 130 leaving nothing behind, and returns
+/// what it printed.
+pub fn stop(world: &World, child: Child) -> std::process::Output {
     // SAFETY: kill(2) on a child we spawned and have not reaped.
     unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "stderr: {}", stderr(&out));
     world.assert_nothing_left();
+    out
 }
 
 /// AWS's plugin's command-line contract, played by the sandbox's stand-in client.
@@ -669,5 +672,132 @@ fn a_socks_proxy_through_an_ssh_session_is_ssh_s_own() {
     world.wait_stopped(&arn);
     world.stop_task(&web);
     world.wait_stopped(&web);
+    world.assert_nothing_left();
+}
+
+/// `jump forward TARGET -- CMD`: a database console in one command. The client runs once
+/// the tunnel listens, with its address filled in; its output is all stdout carries, its
+/// exit status is jump's, and the jumphost started for it is gone afterwards.
+#[test]
+fn a_one_shot_client_runs_through_a_fresh_jumphost_and_its_status_is_jump_s() {
+    let world = World::new(shared(), "fwd-once");
+    let target = format!("0:rds:{}", database());
+    let console = |sql: &str| {
+        world
+            .jump()
+            .env("PGPASSWORD", "tunnel-secret")
+            .env("PGCONNECT_TIMEOUT", "10")
+            .args([
+                "forward", &target, "--", "psql", "-h", "{host}", "-p", "{port}",
+            ])
+            .args(["-U", "app", "-d", "orders", "-At", "-c", sql])
+            .output()
+            .unwrap()
+    };
+    let out = console("select 6*7");
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), "42\n");
+    world.assert_nothing_left();
+    let out = console("select 1/0");
+    assert_eq!(out.status.code(), Some(1), "stderr: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("division by zero"),
+        "{}",
+        stderr(&out)
+    );
+    world.assert_nothing_left();
+}
+
+/// Every target's address is in the command's environment, by `[forwards]` name or by
+/// position, and `{host}`/`{port}` are the first target's.
+#[test]
+fn a_one_shot_command_finds_every_target_in_its_environment() {
+    let world = World::new(shared(), "fwd-once-env");
+    let (echo, ip) = echo_task(&world);
+    std::fs::write(
+        world.home.path().join("jump.toml"),
+        format!("[forwards]\necho-srv = \"0:{ip}:7000\"\n"),
+    )
+    .unwrap();
+    let script = "test \"$JUMP_FORWARD_ECHO_SRV_PORT\" = \"$1\" && test \"$JUMP_FORWARD_ECHO_SRV_HOST\" = \"$2\" \
+                  && printf 'through %s:%s and %s\\n' \"$2\" \"$1\" \"$JUMP_FORWARD_2_PORT\"; exit 3";
+    let out = world.run(&[
+        "forward",
+        "echo-srv",
+        &format!("0:{ip}:7000"),
+        "--",
+        "sh",
+        "-c",
+        script,
+        "sh",
+        "{port}",
+        "{host}",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "stderr: {}", stderr(&out));
+    let line = stdout(&out);
+    assert!(line.starts_with("through 127.0.0.1:"), "{line}");
+    let ports: Vec<&str> = line.trim().rsplit(' ').collect();
+    assert!(ports[0].parse::<u16>().is_ok(), "{line}");
+    world.stop_task(&echo);
+    world.assert_nothing_left();
+}
+
+/// The command owns the terminal's Ctrl-C while it runs: a console that catches it
+/// carries on, and the tunnel under it with it; when it exits, jump tears down.
+#[test]
+fn ctrl_c_belongs_to_the_one_shot_command_while_it_runs() {
+    use std::os::unix::process::CommandExt as _;
+    let world = World::new(shared(), "fwd-once-int");
+    let (echo, ip) = echo_task(&world);
+    let stop_file = world.home.path().join("stop");
+    let script = format!(
+        "trap 'echo caught' INT; echo ready; while [ ! -e '{}' ]; do sleep 0.1; done; echo done",
+        stop_file.display()
+    );
+    let mut child = world
+        .jump()
+        .args([
+            "forward",
+            &format!("0:{ip}:7000"),
+            "--",
+            "sh",
+            "-c",
+            &script,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0) // jump and its command: the terminal's foreground group
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    let group = i32::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on the process group of a child we spawned and have not reaped.
+    unsafe { libc::kill(-group, libc::SIGINT) };
+    assert_eq!(lines.next().unwrap().unwrap(), "caught");
+    std::fs::write(&stop_file, "").unwrap();
+    assert_eq!(lines.next().unwrap().unwrap(), "done");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    world.stop_task(&echo);
+    world.assert_nothing_left();
+}
+
+/// A command that is not there, or `--json` with a command: refused before anything
+/// starts.
+#[test]
+fn a_one_shot_command_that_cannot_run_is_refused_before_any_aws_call() {
+    let world = World::new(shared(), "fwd-once-bad");
+    let out = world.run(&[
+        "forward",
+        "0:rds:x",
+        "--",
+        "no-such-console",
+        "-h",
+        "{host}",
+    ]);
+    expect_exit(&out, 2, "cannot run `no-such-console`");
+    let out = world.run(&["--json", "forward", "0:rds:x", "--", "sh", "-c", "true"]);
+    expect_exit(&out, 2, "--json");
     world.assert_nothing_left();
 }

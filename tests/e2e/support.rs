@@ -422,6 +422,20 @@ impl<'a> World<'a> {
         cmd
     }
 
+    /// `jump` signed with temporary credentials: the `Credentials` of an `sts assume-role`
+    /// answer, in the environment as a CI job or a credentials helper would put them.
+    pub fn jump_with_credentials(&self, creds: &Value) -> Command {
+        let mut cmd = self.jump();
+        for (var, field) in [
+            ("AWS_ACCESS_KEY_ID", "AccessKeyId"),
+            ("AWS_SECRET_ACCESS_KEY", "SecretAccessKey"),
+            ("AWS_SESSION_TOKEN", "SessionToken"),
+        ] {
+            cmd.env(var, creds[field].as_str().expect("a credentials field"));
+        }
+        cmd
+    }
+
     /// `jump` without any of the sandbox's `JUMP_*` settings or the world's cluster and
     /// image: a configuration file then works as it is, or not at all.
     pub fn jump_with_only_config(&self) -> Command {

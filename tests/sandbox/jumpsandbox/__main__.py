@@ -44,7 +44,7 @@ def ctl(args) -> int:
         route = "gateway-faults"
         body = {k: v for k, v in vars(args).items()
                 if k in ("drop", "duplicate", "delay", "delay_ms", "kill_after", "recycle_every", "break_every", "stall_every",
-                         "seed")
+                         "idle_close", "seed")
                 and v is not None}
     elif args.what == "timing":
         fields = ("step", "stop_grace", "agent_connect", "iam_propagation")
@@ -52,10 +52,12 @@ def ctl(args) -> int:
     elif args.what == "deny":
         route = "iam/deny"
         body = {"actions": args.actions, "principal": args.principal}
+    elif args.what == "credentials":
+        body = {"lifetime": args.lifetime}
     elif args.what == "clear":
-        for route in ("faults", "task-faults", "run-failures", "iam/deny", "gateway-faults"):
+        for route in ("faults", "task-faults", "run-failures", "iam/deny", "gateway-faults", "credentials"):
             _call(endpoint, "DELETE", route, None)
-        print("cleared API faults, task faults, run failures, gateway faults and IAM denials")
+        print("cleared API faults, task faults, run failures, gateway faults, IAM denials and credential lifetimes")
         return 0
     elif args.what in ("health", "hosts", "faults", "sessions"):
         method, body = "GET", None
@@ -138,6 +140,9 @@ def main() -> int:
     g.add_argument("--stall-every", type=float, metavar="SECONDS",
                    help="after this long, stop reading, writing and answering pings on each connection of a "
                         "session, without closing it")
+    g.add_argument("--idle-close", type=float, metavar="SECONDS",
+                   help="end a session that has had no input from its client for this long, with the service's "
+                        "channel_closed message (its idle session timeout; it cannot be resumed)")
     g.add_argument("--seed", type=int, help="random seed (default 1)")
     tm = what.add_parser("timing", help="change lifecycle delays (seconds)")
     tm.add_argument("--step", type=float, help="each task lifecycle step")
@@ -147,6 +152,10 @@ def main() -> int:
     d = what.add_parser("deny", help="make SimulatePrincipalPolicy deny these actions")
     d.add_argument("actions", nargs="+")
     d.add_argument("--principal", help="only for principals whose ARN contains this")
+    cr = what.add_parser("credentials", help="how long STS's temporary credentials last (compressed time)")
+    cr.add_argument("--lifetime", type=float, metavar="SECONDS",
+                    help="credentials issued from now on expire this long after issue, and say so in their "
+                         "Expiration (omit: what the caller asked for, as in AWS)")
     what.add_parser("clear", help="remove all faults and denials")
     what.add_parser("health", help="show the sandbox's identity")
     what.add_parser("hosts", help="list task hosts")

@@ -2,7 +2,8 @@
 
 Every request passes here before moto. In order: the control API
 (``/_sandbox/...``), injected faults, the actions the sandbox answers itself
-(ECS tasks, IAM policy simulation), what AWS refuses before acting
+(ECS tasks, IAM policy simulation), calls signed with expired temporary
+credentials (credentials.py), what AWS refuses before acting
 (validation.py: IAM, CloudWatch Logs, ECS clusters, RDS) and
 RegisterTaskDefinition's Fargate checks (taskdefs.py), then moto, with hooks after RDS instance
 creation and deletion and after security group changes so the data plane
@@ -21,13 +22,15 @@ Control API (JSON over HTTP on the same port; ``tests/sandbox/ctl`` wraps it):
   POST   /_sandbox/images       {"name", "entrypoint"?, "cmd"?}   -> an image tasks can run
   GET    /_sandbox/images                      -> the images tests registered
   POST   /_sandbox/gateway-faults {"drop"?, "duplicate"?, "delay"?, "delay_ms"?, "kill_after"?,
-                                 "recycle_every"?, "break_every"?, "stall_every"?, "seed"?}
+                                 "recycle_every"?, "break_every"?, "stall_every"?, "idle_close"?, "seed"?}
   DELETE /_sandbox/gateway-faults
   POST   /_sandbox/timing       {"step"?, "stop_grace"?, "agent_connect"?, "iam_propagation"?}
   POST   /_sandbox/iam/deny     {"actions": [...], "principal"?}
   DELETE /_sandbox/iam/deny
   GET    /_sandbox/hosts                       -> the data plane's tasks and namespaces
   GET    /_sandbox/sessions                    -> every session: status, connections it has had
+  POST   /_sandbox/credentials  {"lifetime": SECONDS | null}   -> STS credentials issued afterwards expire so soon
+  DELETE /_sandbox/credentials                 -> they last what the caller asked for again
 """
 
 import io
@@ -38,6 +41,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from .awsproto import AwsError, error_response, json_response, preset_error, read_request, xml_response
+from .credentials import ISSUING, Credentials
 from .ecs_services import ACTIONS as SERVICE_ACTIONS
 from .ecs_tasks import RUN_FAILURES, TASK_FAULT_KINDS, RunFailure, TaskFault
 from .firewall import CHANGING_ACTIONS
@@ -122,6 +126,7 @@ class SandboxApp:
         self.databases = databases
         self.simulator = simulator
         self.faults = FaultBook()
+        self.credentials = Credentials()
         self.info = info
 
     def __call__(self, environ, start_response):
@@ -131,6 +136,10 @@ class SandboxApp:
         request = read_request(environ)
         if request is None:
             return self.moto_app(environ, start_response)
+        try:
+            self.credentials.check(environ, request.service)
+        except AwsError as err:
+            return error_response(start_response, request.service, err)
         fault = self.faults.take(request.service, request.action)
         if fault is not None:
             error, silence = fault
@@ -152,6 +161,8 @@ class SandboxApp:
             if request.service == "iam" and request.action == "SimulatePrincipalPolicy":
                 return xml_response(start_response, self.simulator.simulate(request.raw_query))
             check_request(request.service, request.action, request.region, request.params, request.raw_query)
+            if request.service == "sts":
+                self.credentials.check_duration(request.action, request.params)
             if request.service == "ecs" and request.action == "RegisterTaskDefinition":
                 _replace_body(environ, check_registration(request.params))
         except AwsError as err:
@@ -163,6 +174,13 @@ class SandboxApp:
             return self._rds(environ, start_response, request)
         if request.service == "ecs" and request.action == "DescribeClusters":
             return self._describe_clusters(environ, start_response, request.params)
+        if request.service == "sts" and request.action in ISSUING:
+            status, headers, body = self._moto(environ)
+            if status.startswith("200"):
+                body = self.credentials.issued(body)
+                headers = [(k, str(len(body)) if k.lower() == "content-length" else v) for k, v in headers]
+            start_response(status, headers)
+            return [body]
         if request.service == "ec2" and request.action in CHANGING_ACTIONS:
             status, headers, body = self._moto(environ)
             if status.startswith("200"):
@@ -301,6 +319,11 @@ class SandboxApp:
             if method == "DELETE":
                 self.simulator.clear()
                 return {"cleared": True}
+        if route == "credentials" and method in ("POST", "DELETE"):
+            lifetime = spec.get("lifetime") if method == "POST" else None
+            with self.credentials.lock:
+                self.credentials.lifetime = None if lifetime is None else float(lifetime)
+            return {"lifetime": self.credentials.lifetime}
         if (method, route) == ("GET", "sessions"):
             gateway = self.sessions.gateway
             with gateway.lock:

@@ -41,7 +41,14 @@ does about hourly), break_every (abort it without a close frame every N
 seconds, as a network that drops the path does) and stall_every (after N
 seconds, neither read nor write on it again, nor answer its pings, and never
 close it: a path that silently drops everything, which only a client's own
-keepalive can notice).
+keepalive can notice). And idle_close: the service's idle session timeout
+(Session Manager's preference, 20 minutes and fixed for ECS Exec). The agent has
+no timer of its own: the service sends channel_closed ("Your session timed out
+due to inactivity and has been terminated.") and the session is over, never to
+be resumed. What counts as activity is the client's input_stream_data, as the
+service's own hints go: the official plugin turns smux keepalives off because
+they would keep a session from ever timing out. Acknowledgements, the agent's
+output and WebSocket pings do not count.
 """
 
 import asyncio
@@ -88,6 +95,7 @@ _libc = ctypes.CDLL("libc.so.6", use_errno=True)
 
 
 RESUME_GRACE = 60  # seconds a Disconnected session waits to be resumed
+IDLE_CLOSED = "Your session timed out due to inactivity and has been terminated."
 
 
 @dataclass
@@ -100,6 +108,7 @@ class GatewayFaults:
     recycle_every: float | None = None  # seconds each connection lasts before a close 1000
     break_every: float | None = None  # seconds each connection lasts before it is aborted
     stall_every: float | None = None  # seconds each connection lasts before it goes silent
+    idle_close: float | None = None  # seconds without client input before the service ends the session
     seed: int = 1
 
 
@@ -281,6 +290,7 @@ class AgentSession:
         self.attached = asyncio.Event()  # set while a connection carries the session
         self.attached.set()
         self.stalled: set = set()  # connections the stall fault has silenced
+        self.last_input = time.monotonic()  # the client's latest new input_stream_data
 
     # ---- transport ------------------------------------------------------
 
@@ -352,6 +362,7 @@ class AgentSession:
                 await self._send_raw(f.encode(f.ack_for(msg)), fresh=False)
                 if msg.sequence < self.in_expected:
                     continue  # a duplicate: acknowledged again, not delivered again
+                self.last_input = time.monotonic()
                 self.early[msg.sequence] = msg
                 while self.in_expected in self.early:
                     await self.inbox.put(self.early.pop(self.in_expected))
@@ -362,6 +373,17 @@ class AgentSession:
         self.spec.status = "Terminated"  # the agent is gone: nothing to resume
         self.closing.set()
         self.ws.transport.abort()
+
+    async def _close_when_idle(self) -> None:
+        """The service's idle timeout: no client input for idle_close seconds ends the session."""
+        while (left := self.last_input + self.faults.idle_close - time.monotonic()) > 0:
+            await asyncio.sleep(left)
+        self.spec.status = "Terminated"
+        try:
+            await self.ws.send(f.encode(f.channel_closed(self.spec.session_id, IDLE_CLOSED)))
+        except ConnectionClosed:
+            pass
+        await self.shutdown("idle timeout")
 
     def _connection_faults(self, ws) -> None:
         """The recycle and break faults, for one connection of the session."""
@@ -459,6 +481,8 @@ class AgentSession:
         self.tasks = [asyncio.create_task(self._retransmit())]
         if self.faults.kill_after is not None:
             self.tasks.append(asyncio.create_task(self._kill_later()))
+        if self.faults.idle_close is not None:
+            self.tasks.append(asyncio.create_task(self._close_when_idle()))
         self._connection_faults(self.ws)
         worker = self._command() if self.spec.kind == "command" else self._port()
         work = asyncio.create_task(worker)

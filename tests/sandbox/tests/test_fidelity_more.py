@@ -488,3 +488,44 @@ def test_a_rule_with_targets_cannot_be_deleted(aws):
     assert err == {"Code": "ValidationException", "Message": "Rule can't be deleted since it has targets."}
     events.remove_targets(Rule=name, Ids=["jump-alerts"])
     events.delete_rule(Name=name)
+
+
+# ---- STS: temporary credentials ---------------------------------------------------------
+
+
+def test_temporary_credentials_stop_working_when_they_expire(sandbox, aws, raw):
+    from conftest import ctl
+
+    name = unique("jump-sso")
+    account = aws.sts.get_caller_identity()["Account"]
+    role = aws.iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust(
+        Principal={"AWS": f"arn:aws:iam::{account}:root"}))["Role"]["Arn"]
+    raw_sts = boto3.session.Session(aws_access_key_id="test", aws_secret_access_key="test",
+                                    region_name=aws.env["AWS_REGION"]).client(
+        "sts", endpoint_url=aws.env["AWS_ENDPOINT_URL"], config=RAW)
+    err = error_of(raw_sts.assume_role, RoleArn=role, RoleSessionName="dev", DurationSeconds=899)
+    assert err == {"Code": "ValidationError", "Message": "1 validation error detected: Value '899' at "
+                   "'durationSeconds' failed to satisfy constraint: Member must have value greater than or "
+                   "equal to 900"}
+
+    ctl(sandbox, "credentials", "--lifetime", "2")
+    try:
+        issued = aws.sts.assume_role(RoleArn=role, RoleSessionName="dev", DurationSeconds=900)["Credentials"]
+    finally:
+        ctl(sandbox, "credentials")
+    left = issued["Expiration"].timestamp() - time.time()
+    assert 0 < left <= 2.5, issued["Expiration"]  # what the answer says is what holds
+    session = boto3.session.Session(aws_access_key_id=issued["AccessKeyId"],
+                                    aws_secret_access_key=issued["SecretAccessKey"],
+                                    aws_session_token=issued["SessionToken"], region_name=aws.env["AWS_REGION"])
+    ecs = session.client("ecs", endpoint_url=aws.env["AWS_ENDPOINT_URL"])
+    sts = session.client("sts", endpoint_url=aws.env["AWS_ENDPOINT_URL"])
+    assert sts.get_caller_identity()["Arn"].endswith(f"assumed-role/{name}/dev")
+    ecs.list_clusters()
+    time.sleep(left + 0.1)  # the credentials' own expiry is the event
+    expired = "The security token included in the request is expired"
+    assert error_of(ecs.list_clusters) == {"Code": "ExpiredTokenException", "Message": expired}
+    assert error_of(sts.get_caller_identity) == {"Code": "ExpiredToken", "Message": expired}
+    # Credentials issued without the compression last what was asked for.
+    fresh = aws.sts.assume_role(RoleArn=role, RoleSessionName="dev", DurationSeconds=900)["Credentials"]
+    assert 890 < fresh["Expiration"].timestamp() - time.time() <= 900

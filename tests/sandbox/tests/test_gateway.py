@@ -340,6 +340,30 @@ def test_a_stalled_connection_goes_silent_without_closing_and_resumes(sandbox, a
     aws.ecs.stop_task(cluster=aws.cluster, task=task["taskArn"])
 
 
+def test_the_idle_timeout_counts_client_input_only_and_ends_the_session_for_good(sandbox, aws):
+    task = exec_task(aws)
+    # Output flowing and acknowledged all along is not activity: the service ends the session.
+    chatter = "sh -c 'while true; do echo out; sleep 0.2; done'"
+    session, client = connected_under(sandbox, aws, task, chatter, "--idle-close", "1")
+    data = client.drain()
+    assert data.count(b"out") >= 2, data
+    assert client.closed == "Your session timed out due to inactivity and has been terminated."
+    with pytest.raises(aws.ssm.exceptions.DoesNotExistException):
+        aws.ssm.resume_session(SessionId=session["sessionId"])
+
+    # Input keeps it: a shell typed into every half second outlives a 3 s limit.
+    session, client = connected_under(sandbox, aws, task, "/bin/sh", "--idle-close", "3")
+    for i in range(10):
+        client.send(f.P_OUTPUT, f"echo typed-$(({i}+1))\n".encode())
+        client.read_until(f"typed-{i + 1}\r\n".encode())
+        time.sleep(0.5)
+    assert client.closed is None
+    client.send(f.P_OUTPUT, b"exit\n")
+    client.drain()
+    assert client.closed != "Your session timed out due to inactivity and has been terminated."
+    aws.ecs.stop_task(cluster=aws.cluster, task=task["taskArn"])
+
+
 def test_stopping_the_task_ends_its_sessions(aws):
     task, client = exec_session(aws, "/bin/sh")
     aws.ecs.stop_task(cluster=aws.cluster, task=task["taskArn"])
