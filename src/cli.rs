@@ -195,6 +195,19 @@ stopped afterwards on every exit path. Without a command you get a shell.",
         after_help = "Examples:\n  jump gc\n  jump gc --cluster platform --json"
     )]
     Gc(ClusterArgs),
+    /// Keep warm jumphosts ready to claim, so a session starts in seconds: create, status, delete
+    #[command(
+        subcommand,
+        long_about = "A warm pool: an ECS service (jump-pool-NAME) whose tasks are idle exec-mode \
+jumphosts from jump's own task definition, each replaced by the service after --recycle-after. With \
+`pool = \"NAME\"` in jump.toml (or --pool NAME, JUMP_POOL), `jump up`, `jump forward` and `jump \
+socks` claim a warm task instead of starting one: the claim is atomic (tags, then an exclusive \
+mkdir in the task through ECS Exec), so two users never share a jumphost; the claimed task is the \
+session's, stopped at its end and never reused, and the service starts a fresh one. With no warm \
+task to claim, jump says so and starts one cold. A pool costs what its tasks cost while they run: \
+`jump pool status` says how much."
+    )]
+    Pool(Box<PoolCommand>),
     /// Create what jumphosts need (cluster, roles, log group, security group, jump.toml)
     #[command(
         long_about = "Show a plan, then create what jumphosts need in a VPC (the default VPC unless \
@@ -307,6 +320,10 @@ pub struct ConfigFlags {
     /// ssh mode: reach sshd over the `network` (inbound 22) or through `ssm` (no inbound rule)
     #[arg(long, value_name = "HOW")]
     pub ssh_via: Option<String>,
+    /// Claim a warm jumphost from this pool (`jump pool create`) instead of starting one;
+    /// exec mode
+    #[arg(long, value_name = "NAME")]
+    pub pool: Option<String>,
 }
 
 impl ConfigFlags {
@@ -318,7 +335,7 @@ impl ConfigFlags {
             .collect()
     }
 
-    fn entries(&self) -> [(&'static str, &Option<String>); 17] {
+    fn entries(&self) -> [(&'static str, &Option<String>); 18] {
         [
             ("cluster", &self.cluster),
             ("subnets", &self.subnets),
@@ -337,6 +354,7 @@ impl ConfigFlags {
             ("wait_timeout", &self.wait_timeout),
             ("mode", &self.mode),
             ("ssh_via", &self.ssh_via),
+            ("pool", &self.pool),
         ]
     }
 }
@@ -408,6 +426,52 @@ pub struct DoctorArgs {
     pub config: Option<PathBuf>,
     #[command(flatten)]
     pub settings: ConfigFlags,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoolCommand {
+    /// Create the pool's service, or bring an existing one to this size and definition
+    #[command(
+        after_help = "Examples:\n  jump pool create --name dev --size 3\n  jump pool create --size 2 --recycle-after 2h   # the name from jump.toml's `pool`"
+    )]
+    Create(Box<PoolCreateArgs>),
+    /// The pool's size, warm and claimed tasks, and its cost per hour
+    #[command(after_help = "Examples:\n  jump pool status --name dev\n  jump pool status --json")]
+    Status(PoolArgs),
+    /// Delete the pool's service (claimed tasks run on until their sessions end)
+    #[command(after_help = "Examples:\n  jump pool delete --name dev")]
+    Delete(PoolArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PoolCreateArgs {
+    /// The pool (default: `pool` from jump.toml, JUMP_POOL or --pool)
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// How many warm tasks to keep (1 to 20)
+    #[arg(long, value_name = "K", default_value_t = 2)]
+    pub size: u32,
+    /// Each warm task is replaced after this long (10m to 24h)
+    #[arg(long, value_name = "DURATION", default_value = "4h")]
+    pub recycle_after: String,
+    /// Use this config file instead of searching for jump.toml
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub settings: ConfigFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct PoolArgs {
+    /// The pool (default: `pool` from jump.toml or JUMP_POOL)
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// ECS cluster name or ARN (default: from jump.toml or JUMP_CLUSTER)
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// Use this config file instead of searching for jump.toml
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
 }
 
 /// Where to find the cluster for commands that need nothing else.

@@ -39,6 +39,7 @@ pub const KEYS: &[&str] = &[
     "wait_timeout",
     "mode",
     "ssh_via",
+    "pool",
     "forwards",
 ];
 
@@ -121,6 +122,11 @@ pub enum PlanError {
     )]
     NoExecutionRole,
     #[error(
+        "a pool's jumphosts are reached through ECS Exec: `pool` goes with exec mode \
+         (drop --mode ssh, or the pool); ssh-mode pools are not there yet"
+    )]
+    PoolNeedsExec,
+    #[error(
         "exec mode reaches the jumphost through ECS Exec, which needs a task role: set \
          --task-role, JUMP_TASK_ROLE or `task_role` in jump.toml to a role with \
          templates/task-role-policy.json (`jump init` creates one), or use --mode ssh"
@@ -201,6 +207,8 @@ pub struct Plan {
     pub wait_timeout: Duration,
     pub mode: Mode,
     pub ssh_via: SshVia,
+    /// A warm pool to claim the jumphost from (`jump pool create`); exec mode.
+    pub pool: Option<String>,
 }
 
 /// One raw value before it is interpreted for a key.
@@ -230,6 +238,7 @@ pub struct Layers {
     wait_timeout: Option<Duration>,
     mode: Option<Mode>,
     ssh_via: Option<SshVia>,
+    pool: Option<String>,
     forwards: Option<Vec<(String, String)>>,
 }
 
@@ -324,6 +333,7 @@ impl Layers {
             "wait_timeout" => self.wait_timeout = Some(duration(raw).map_err(invalid)?),
             "mode" => self.mode = Some(mode(raw).map_err(invalid)?),
             "ssh_via" => self.ssh_via = Some(ssh_via(raw).map_err(invalid)?),
+            "pool" => self.pool = Some(pool_name(raw).map_err(invalid)?),
             "forwards" => self.forwards = Some(named(raw).map_err(invalid)?),
             _ => {
                 return Err(invalid(format!(
@@ -399,7 +409,12 @@ impl Layers {
         let execution_role =
             arn(self.execution_role, "execution_role")?.ok_or(PlanError::NoExecutionRole)?;
         let task_role = arn(self.task_role, "task_role")?;
-        let mode = self.mode.unwrap_or_default();
+        // A pool's jumphosts are exec-mode ones: a pool alone implies exec mode.
+        let mode = match (self.mode, &self.pool) {
+            (None, Some(_)) => Mode::Exec,
+            (Some(Mode::Ssh), Some(_)) => return Err(PlanError::PoolNeedsExec),
+            (mode, _) => mode.unwrap_or_default(),
+        };
         if mode == Mode::Exec && task_role.is_none() {
             return Err(PlanError::ExecWithoutTaskRole);
         }
@@ -432,7 +447,13 @@ impl Layers {
             wait_timeout,
             mode,
             ssh_via,
+            pool: self.pool,
         })
+    }
+
+    /// The pool named by jump.toml, `JUMP_POOL` or `--pool`, for `jump pool`.
+    pub fn pool(&self) -> Option<&str> {
+        self.pool.as_deref()
     }
 }
 
@@ -657,6 +678,29 @@ fn ssh_via(raw: Raw<'_>) -> Result<SshVia, String> {
         other => Err(format!(
             "`{other}` is not a way to reach sshd; use `network` or `ssm`"
         )),
+    }
+}
+
+fn pool_name(raw: Raw<'_>) -> Result<String, String> {
+    let name = text(raw)?;
+    check_pool_name(&name)?;
+    Ok(name)
+}
+
+/// A pool's name: it names an ECS service (`jump-pool-NAME`) and a tag value.
+pub fn check_pool_name(name: &str) -> Result<(), String> {
+    let valid = name.len() <= 32
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{name}' is not a pool name: lower-case letters, digits and '-', starting with a \
+             letter, at most 32 characters"
+        ))
     }
 }
 

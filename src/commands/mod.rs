@@ -7,6 +7,7 @@ mod forward;
 mod init;
 mod logs;
 mod ls;
+mod pool;
 mod run;
 mod socks;
 mod ssh;
@@ -188,6 +189,7 @@ async fn dispatch(ctx: &mut Context, command: Command) -> anyhow::Result<Exit> {
             let work = down::run(ctx.global.clone(), ctx.output, args);
             ctx.supervised(work).await
         }
+        Command::Pool(command) => pool::run(ctx, *command).await,
         Command::Init(args) => {
             let work = init::run(ctx.global.clone(), ctx.output, *args);
             ctx.supervised(work).await

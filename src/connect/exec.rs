@@ -26,7 +26,7 @@ use crate::connect::agent;
 use crate::connect::exec_access::diagnose;
 use crate::connect::plugin;
 use crate::connect::resume::SessionResume;
-use crate::connect::target::{execute_command, ssm_target, ExecError, ExecTarget};
+use crate::connect::target::{execute_command, ssm_target, ExecError, ExecTarget, Opened};
 use crate::connect::terminal::{terminal_size, Escape, Escapes, RawTerminal};
 use crate::connect::wrapper::{self, pump_input, wrapped_command, InputEnd, InputSink, Screen};
 use crate::signals::ChildPid;
@@ -183,19 +183,7 @@ pub async fn run(
         };
         return plugin::exec(clients, program, handoff, child).await;
     }
-    let keys = Arc::new(KmsDataKeys {
-        clients: clients.clone(),
-        target: target.clone(),
-        session_id: opened.session_id.clone(),
-        required: required?,
-    });
-    let resume = Arc::new(SessionResume {
-        ssm: clients.ssm.clone(),
-        session_id: opened.session_id.clone(),
-    });
-    let mut channel = Channel::connect(&opened.url, &opened.token, Some(keys), Some(resume))
-        .await
-        .map_err(|e| ExecError::Channel(e.to_string()))?;
+    let mut channel = connect(clients, target, &opened, required?).await?;
     let raw = if terminal {
         Some(RawTerminal::enter()?)
     } else {
@@ -229,6 +217,57 @@ pub async fn run(
         resize.abort();
     }
     result
+}
+
+/// Our own channel to an opened session: encrypted under `required` when the cluster
+/// names a key, and resumed if its connection is lost.
+async fn connect(
+    clients: &Clients,
+    target: &ExecTarget,
+    opened: &Opened,
+    required: Option<String>,
+) -> anyhow::Result<Channel> {
+    let keys = Arc::new(KmsDataKeys {
+        clients: clients.clone(),
+        target: target.clone(),
+        session_id: opened.session_id.clone(),
+        required,
+    });
+    let resume = Arc::new(SessionResume {
+        ssm: clients.ssm.clone(),
+        session_id: opened.session_id.clone(),
+    });
+    Ok(
+        Channel::connect(&opened.url, &opened.token, Some(keys), Some(resume))
+            .await
+            .map_err(|e| ExecError::Channel(e.to_string()))?,
+    )
+}
+
+/// Runs `command` (ECS Exec's command line) in the task and returns what it printed: for
+/// jump's own short probes, such as a pool claim, never for the user's commands. Always
+/// over jump's own channel, encrypted when the cluster says so.
+pub async fn capture(
+    clients: &Clients,
+    target: &ExecTarget,
+    command: &str,
+) -> anyhow::Result<Vec<u8>> {
+    let required = cluster_exec_key(&clients.ecs, &target.cluster).await?;
+    let opened = agent::when_reachable(clients, target.agent(), || {
+        execute_command(&clients.ecs, target, command)
+    })
+    .await?;
+    let mut channel = connect(clients, target, &opened, required).await?;
+    let mut printed = Vec::new();
+    while let Some(event) = channel.recv().await {
+        match event {
+            Event::Output(bytes) => printed.extend_from_slice(&bytes),
+            Event::Failed(err) => return Err(ExecError::Channel(err.to_string()).into()),
+            Event::Closed(_) => break,
+            _ => {}
+        }
+    }
+    Ok(printed)
 }
 
 async fn pump_output(

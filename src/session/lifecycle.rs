@@ -15,6 +15,7 @@ use super::guard::Guard;
 use super::hostkey::{wait_for_host_key, Stream};
 use super::keys::{host_key_alias, SessionDir};
 use super::launch;
+use super::pool;
 use super::record::SessionRecord;
 use super::source::{Prepared, Preparing, Reach, Source};
 use super::wait::{self, Endpoint, WaitSpec};
@@ -79,6 +80,21 @@ struct Running {
     deadline: Instant,
 }
 
+impl Running {
+    fn new(task_arn: String, endpoint: Endpoint, deadline: Instant) -> Running {
+        let host = endpoint
+            .public_ip
+            .clone()
+            .unwrap_or_else(|| endpoint.private_ip.clone());
+        Running {
+            task_arn,
+            endpoint,
+            host,
+            deadline,
+        }
+    }
+}
+
 impl Session {
     /// A new session with its own id and directory, not yet launched.
     pub fn new(clients: Clients, source: Source, local: Local) -> anyhow::Result<Session> {
@@ -128,6 +144,9 @@ impl Session {
     /// assume a role that was just created; one wait budget covers every start.
     async fn launch(&self, prepared: &Prepared, stages: &Stages) -> anyhow::Result<Running> {
         let deadline = Instant::now() + prepared.wait_timeout;
+        if let Some(running) = self.claim_warm(prepared, stages, deadline).await? {
+            return Ok(running);
+        }
         let attempt = || async {
             stages.stage("starting the task");
             let task_arn = launch::run_task(&self.clients.ecs, &self.guard, &prepared.run).await?;
@@ -141,16 +160,51 @@ impl Session {
         };
         let (task_arn, endpoint) =
             wait::until_roles_assumable(attempt, |note| stages.stage(note)).await?;
-        let host = endpoint
-            .public_ip
-            .clone()
-            .unwrap_or_else(|| endpoint.private_ip.clone());
-        Ok(Running {
-            task_arn,
-            endpoint,
-            host,
-            deadline,
-        })
+        Ok(Running::new(task_arn, endpoint, deadline))
+    }
+
+    /// With a pool, a warm task of it claimed for this session (`super::pool`); `None`
+    /// when there is no pool or nothing to claim, and then the task starts cold.
+    async fn claim_warm(
+        &self,
+        prepared: &Prepared,
+        stages: &Stages,
+        deadline: Instant,
+    ) -> anyhow::Result<Option<Running>> {
+        let Source::Cold(plan) = &self.source else {
+            return Ok(None);
+        };
+        let Some(name) = &plan.pool else {
+            return Ok(None);
+        };
+        stages.stage(&format!("claiming a warm jumphost from pool {name}"));
+        let claimant = pool::Claimant {
+            session: self.id.as_str(),
+            tags: &prepared.run.tags,
+            ttl: plan.ttl,
+            container: &prepared.container,
+        };
+        let claim = pool::claim(&self.clients, &self.guard, &plan.cluster, name, &claimant);
+        let why = match claim.await? {
+            pool::Claim::Won(task_arn) => {
+                tracing::info!(task_arn, session = %self.id, "claimed a pool task");
+                let spec = wait_spec(prepared, &task_arn, deadline);
+                let endpoint = wait::wait_running(&self.clients, &spec, |status| {
+                    stages.stage(&format!("task {status}"))
+                })
+                .await?;
+                return Ok(Some(Running::new(task_arn, endpoint, deadline)));
+            }
+            pool::Claim::NoneWarm => format!("no warm jumphost in pool {name}"),
+            pool::Claim::NoPool => format!(
+                "there is no pool {name} in cluster {} (`jump pool create --name {name}`)",
+                plan.cluster
+            ),
+        };
+        self.local
+            .output
+            .note(&format!("jump: {why}; starting one (cold)"));
+        Ok(None)
     }
 
     /// ssh mode: pin the host key from the log stream, then ssh once sshd listens.

@@ -13,6 +13,7 @@ pub mod hostkey;
 pub mod keys;
 pub mod launch;
 pub mod lifecycle;
+pub mod pool;
 pub mod provision;
 pub mod record;
 mod reuse;

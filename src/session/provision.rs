@@ -90,6 +90,15 @@ pub struct ContainerSpec {
     pub entry_point: Vec<String>,
     #[serde(default)]
     pub command: Vec<String>,
+    #[serde(default)]
+    pub environment: Vec<EnvSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EnvSpec {
+    pub name: String,
+    pub value: String,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -163,19 +172,52 @@ fn drop_empty(value: &mut Value) {
 /// Renders the embedded task definition template for a plan. In exec mode every
 /// container runs jump's watchdog instead of its image's own command.
 pub fn task_definition(plan: &Plan, region: &str) -> Result<TaskDefinition, TemplateError> {
+    hashed(rendered(plan, region)?)
+}
+
+/// A warm pool's task definition: the exec-mode jumphost's, in a family of its own (so
+/// cold and pool revisions never take turns as the family's latest), with the pool's
+/// limits in its environment, since a service cannot override a task's environment. An
+/// idle warm task is the point of a pool: only its TTL ends it, and the service replaces
+/// it.
+pub fn pool_task_definition(
+    plan: &Plan,
+    region: &str,
+    pool: &str,
+    ttl: std::time::Duration,
+) -> Result<TaskDefinition, TemplateError> {
+    let mut json = rendered(plan, region)?;
+    json["family"] = Value::String(format!("{}-pool", plan.family));
+    let seconds = ttl.as_secs().to_string();
+    let environment = serde_json::json!([
+        {"name": "JUMP_TTL_SECONDS", "value": seconds},
+        {"name": "JUMP_IDLE_SECONDS", "value": seconds},
+        {"name": "JUMP_POOL", "value": pool},
+    ]);
+    for container in containers(&mut json) {
+        container.insert("environment".into(), environment.clone());
+    }
+    hashed(json)
+}
+
+/// The container definitions of a rendered task definition, to adjust.
+fn containers(json: &mut Value) -> impl Iterator<Item = &mut serde_json::Map<String, Value>> {
+    json.get_mut("containerDefinitions")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object_mut)
+}
+
+fn rendered(plan: &Plan, region: &str) -> Result<Value, TemplateError> {
     let mut json = filled(TASKDEF_TEMPLATE, &template_values(plan, region))?;
     if plan.mode == Mode::Exec {
-        let containers = json
-            .get_mut("containerDefinitions")
-            .and_then(Value::as_array_mut)
-            .into_iter()
-            .flatten();
-        for container in containers.filter_map(Value::as_object_mut) {
+        for container in containers(&mut json) {
             container.insert("entryPoint".into(), serde_json::json!(["sh", "-c"]));
             container.insert("command".into(), serde_json::json!([EXEC_WATCHDOG]));
         }
     }
-    hashed(json)
+    Ok(json)
 }
 
 /// Returns the ARN of a task definition revision with this content, registering a new
@@ -279,6 +321,16 @@ fn container_definition(spec: &ContainerSpec) -> Result<ContainerDefinition, Tem
         })
         .collect();
     let given = |words: &[String]| (!words.is_empty()).then(|| words.to_vec());
+    let environment = spec
+        .environment
+        .iter()
+        .map(|e| {
+            KeyValuePair::builder()
+                .name(&e.name)
+                .value(&e.value)
+                .build()
+        })
+        .collect::<Vec<_>>();
     Ok(ContainerDefinition::builder()
         .name(&spec.name)
         .image(&spec.image)
@@ -287,7 +339,21 @@ fn container_definition(spec: &ContainerSpec) -> Result<ContainerDefinition, Tem
         .log_configuration(log)
         .set_entry_point(given(&spec.entry_point))
         .set_command(given(&spec.command))
+        .set_environment((!environment.is_empty()).then_some(environment))
         .build())
+}
+
+/// Where the plan's jumphosts run: its subnets and groups, a public address if asked.
+pub fn network(plan: &Plan) -> Result<AwsVpcConfiguration, TemplateError> {
+    Ok(AwsVpcConfiguration::builder()
+        .set_subnets(Some(plan.subnets.clone()))
+        .set_security_groups(Some(plan.security_groups.clone()))
+        .assign_public_ip(if plan.public {
+            AssignPublicIp::Enabled
+        } else {
+            AssignPublicIp::Disabled
+        })
+        .build()?)
 }
 
 /// Everything `RunTask` needs beyond the plan.
@@ -330,15 +396,7 @@ impl Launch<'_> {
     /// The RunTask call that starts this jumphost where the plan says.
     pub fn run_spec(&self) -> Result<RunSpec, TemplateError> {
         let plan = self.plan;
-        let network = AwsVpcConfiguration::builder()
-            .set_subnets(Some(plan.subnets.clone()))
-            .set_security_groups(Some(plan.security_groups.clone()))
-            .assign_public_ip(if plan.public {
-                AssignPublicIp::Enabled
-            } else {
-                AssignPublicIp::Disabled
-            })
-            .build()?;
+        let network = network(plan)?;
         let mut container = ContainerOverride::builder().name(&plan.container_name);
         for (name, value) in self.environment() {
             container =

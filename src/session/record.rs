@@ -12,6 +12,7 @@ use aws_sdk_ecs::types::{ClusterField, DesiredStatus, Task, TaskField};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::pool;
 use super::tags::{SessionTags, DEDICATED_BY, STARTED_BY, TAG_MANAGED_BY};
 use super::wait::TaskFailed;
 use super::SessionId;
@@ -112,6 +113,8 @@ pub enum Listing<'a> {
     Family(&'a str),
     /// Every task of a cluster, whatever its family and however it was started.
     Cluster,
+    /// The tasks of one ECS service.
+    Service(&'a str),
 }
 
 /// Whether the cluster was made for jump's sessions alone (by `jump init` or the
@@ -228,11 +231,25 @@ fn pick(claiming: Vec<RemoteSession>, me: &str, whose: Whose) -> Result<String, 
 /// ECS takes `startedBy` only as the sole filter ("cannot specify startedBy with other
 /// arguments"); it then lists tasks whose desired status is RUNNING, and the describe
 /// step drops any that were asked to stop in between.
+///
+/// Sessions on claimed pool tasks are listed too: ECS started those (for the pool's
+/// service), so they are found through the cluster's pool services, and kept once a
+/// claim has tagged them with a session.
 pub async fn list_remote(
     ecs: &aws_sdk_ecs::Client,
     cluster: &str,
 ) -> Result<Vec<RemoteSession>, ApiError> {
-    list(ecs, cluster, Listing::StartedByJump).await
+    let mut sessions = list(ecs, cluster, Listing::StartedByJump).await?;
+    for service in pool::services(ecs, cluster).await? {
+        for task in list(ecs, cluster, Listing::Service(&service)).await? {
+            let known = sessions.iter().any(|s| s.task_arn == task.task_arn);
+            if task.tags.session.is_some() && !known {
+                sessions.push(task);
+            }
+        }
+    }
+    sessions.sort_by_key(|s| s.created);
+    Ok(sessions)
 }
 
 /// The running tasks of a listing, described with their tags, oldest first.
@@ -249,6 +266,7 @@ pub async fn list(
             Listing::StartedByJump => request.started_by(STARTED_BY),
             Listing::Family(family) => request.family(family),
             Listing::Cluster => request,
+            Listing::Service(service) => request.service_name(service),
         };
         let page = request
             .send()

@@ -4,7 +4,8 @@
 //! A session's task carries its owner, the owner's IAM user id (which the user policy
 //! makes unforgeable), the session id and its expiry, so any machine can find, list and
 //! judge it; `startedBy` marks tasks jump started. Resources `jump init` (or the Terraform
-//! example) made carry `jump:managed-by`.
+//! example) made carry `jump:managed-by`. A warm pool's service and tasks carry its name;
+//! a pool task becomes a session's when a claim adds the session's tags.
 
 use std::time::SystemTime;
 
@@ -20,6 +21,10 @@ pub const TAG_OWNER_ID: &str = "jump:owner-id";
 pub const TAG_SESSION: &str = "jump:session";
 pub const TAG_EXPIRES: &str = "jump:expires";
 pub const TAG_CONTENT_HASH: &str = "jump:content-hash";
+/// A warm pool's name, on its service and (propagated by ECS) on each of its tasks.
+pub const TAG_POOL: &str = "jump:pool";
+/// How long a pool's tasks live (seconds), beside [`TAG_POOL`]: what a claim has left.
+pub const TAG_POOL_TTL: &str = "jump:pool-ttl";
 /// Who made a resource: `jump init` ([`MANAGED_BY`]) or the Terraform example.
 pub const TAG_MANAGED_BY: &str = "jump:managed-by";
 pub const MANAGED_BY: &str = "jump-init";

@@ -5,7 +5,7 @@
 pub mod awslogs;
 pub mod eni;
 
-use aws_sdk_ecs::types::{Container, DesiredStatus, Task};
+use aws_sdk_ecs::types::{Container, DesiredStatus, Task, TaskField};
 
 use crate::aws::ApiError;
 
@@ -33,8 +33,8 @@ pub fn exec_agent_status(container: &Container) -> Option<&str> {
         .and_then(|a| a.last_status())
 }
 
-/// The running tasks of an ECS service (the first 100: DescribeTasks' limit), for
-/// `exec --service` and `doctor --service`.
+/// The running tasks of an ECS service (the first 100: DescribeTasks' limit), with their
+/// tags, for `exec --service`, `doctor --service` and a warm pool's claims.
 pub async fn service_tasks(
     ecs: &aws_sdk_ecs::Client,
     cluster: &str,
@@ -57,6 +57,7 @@ pub async fn service_tasks(
         .describe_tasks()
         .cluster(cluster)
         .set_tasks(Some(arns.into_iter().take(100).collect()))
+        .include(TaskField::Tags)
         .send()
         .await
         .map_err(|e| ApiError::from_sdk("ecs:DescribeTasks", e))?;

@@ -8,6 +8,7 @@ mod faults;
 mod forward;
 mod init;
 mod long;
+mod pool;
 mod run;
 mod signals;
 mod smoke;

@@ -539,6 +539,33 @@ def test_user_template_stops_execs_and_forwards_only_through_own_tasks(aws, jump
         "implicitDeny")
 
 
+def test_user_template_claims_only_untagged_pool_tasks_and_only_as_the_caller(aws, jump_account):
+    a = jump_account
+    keys = ["jump:owner", "jump:owner-id", "jump:session", "jump:expires"]
+    claim = {"aws:RequestTag/jump:owner-id": a["userid"], "aws:userid": a["userid"],
+             "ecs:ResourceTag/jump:pool": "dev", "aws:TagKeys": keys}
+    assert decision(aws, a["user"], "ecs:TagResource", a["task"], claim) == "allowed"
+    as_someone_else = {**claim, "aws:RequestTag/jump:owner-id": "AIDAOTHER"}
+    assert decision(aws, a["user"], "ecs:TagResource", a["task"], as_someone_else) == "implicitDeny"
+    # A pool task someone claimed is theirs; one's own claim may be tagged again.
+    claimed = {**claim, "ecs:ResourceTag/jump:owner-id": "AIDAOTHER"}
+    assert decision(aws, a["user"], "ecs:TagResource", a["task"], claimed) == "implicitDeny"
+    own = {**claim, "ecs:ResourceTag/jump:owner-id": a["userid"]}
+    assert decision(aws, a["user"], "ecs:TagResource", a["task"], own) == "allowed"
+    # Not a pool task (a colleague's session), or tags beyond a session's (moving a task
+    # into a pool, say): refused.
+    not_pooled = {k: v for k, v in claim.items() if k != "ecs:ResourceTag/jump:pool"}
+    assert decision(aws, a["user"], "ecs:TagResource", a["task"], not_pooled) == "implicitDeny"
+    more_keys = {**claim, "aws:TagKeys": [*keys, "jump:pool"]}
+    assert decision(aws, a["user"], "ecs:TagResource", a["task"], more_keys) == "implicitDeny"
+    # Exec into a pool task only once it is one's own claim: nobody reaches a warm task first.
+    unclaimed = {"ecs:ResourceTag/jump:pool": "dev", "aws:userid": a["userid"]}
+    assert decision(aws, a["user"], "ecs:ExecuteCommand", a["task"], unclaimed) == "implicitDeny"
+    assert decision(aws, a["user"], "ecs:ListServices", "*", {"ecs:cluster": a["cluster_arn"]}) == "allowed"
+    assert decision(aws, a["user"], "ecs:ListServices", "*", {"ecs:cluster": a["cluster_arn"] + "x"}) == (
+        "implicitDeny")
+
+
 def test_user_template_grants_nothing_jump_never_calls(aws, jump_account):
     a = jump_account
     unused = {

@@ -1,0 +1,399 @@
+//! A warm pool: an ECS service whose tasks are idle exec-mode jumphosts, so a session
+//! claims one that already runs instead of waiting a minute for Fargate.
+//!
+//! The service (`jump-pool-NAME`) runs the pool's own task definition
+//! ([`provision::pool_task_definition`]) with ECS Exec enabled, and ECS copies its tags
+//! (`jump:pool`, `jump:pool-ttl`) onto every task it starts. A task is warm while it
+//! carries no session tags. A claim:
+//!
+//! 1. tags the task as the session's (owner, owner-id, session, expiry): under the
+//!    shipped user policy this is allowed only on a pool task that no one has tagged, and
+//!    only with the caller's own owner-id, and it is what lets the caller ECS Exec into
+//!    it at all, so no one can reach a warm task before claiming it;
+//! 2. creates a directory in the task through ECS Exec (`mkdir` either creates or fails,
+//!    atomically): two clients that both got past the first step can never both win;
+//! 3. the winner tags the task again until a fresh look shows its own session tag, in
+//!    case a loser's tags landed last (the user policy refuses those; an account without
+//!    it does not).
+//!
+//! A loser leaves the task alone. From the claim on the task is the session's like any
+//! other: teardown stops it (the service starts a fresh one, so a claimed jumphost is
+//! never reused) and `jump gc` reaps it once its expiry passes if the client died. Pool
+//! tasks nobody claimed are bounded by their own TTL.
+
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_ecs::types::{LaunchType, PropagateTags, Task, TaskField};
+use ssh_key::rand_core::{OsRng, RngCore};
+use thiserror::Error;
+
+use super::guard::Guard;
+use super::provision;
+use super::tags::{tag, SessionTags, TAG_POOL, TAG_POOL_TTL};
+use crate::aws::{ApiError, Clients};
+use crate::connect::exec;
+use crate::connect::ssh::shell_quote;
+use crate::connect::target::ExecTarget;
+use crate::plan::Plan;
+use crate::task::{exec_agent_running, service_tasks};
+
+/// Fargate's public on-demand price in us-east-1 (Linux, x86): per vCPU-hour, per GB-hour.
+const VCPU_HOUR_USD: f64 = 0.04048;
+const GB_HOUR_USD: f64 = 0.004445;
+/// Where in a pool task a claim is made: whoever creates it owns the task.
+const CLAIM_DIR: &str = "/tmp/jump-claim";
+
+/// What every pool's service name starts with.
+const SERVICE_PREFIX: &str = "jump-pool-";
+
+/// The ECS service of pool `name`.
+pub fn service_name(name: &str) -> String {
+    format!("{SERVICE_PREFIX}{name}")
+}
+
+/// The names of the cluster's pool services.
+pub async fn services(ecs: &aws_sdk_ecs::Client, cluster: &str) -> Result<Vec<String>, ApiError> {
+    let mut names = Vec::new();
+    let mut pages = ecs.list_services().cluster(cluster).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| ApiError::from_sdk("ecs:ListServices", e))?;
+        names.extend(
+            page.service_arns()
+                .iter()
+                .filter_map(|arn| arn.rsplit('/').next())
+                .filter(|name| name.starts_with(SERVICE_PREFIX))
+                .map(str::to_string),
+        );
+    }
+    Ok(names)
+}
+
+/// What `jump pool create` asks for.
+pub struct PoolSpec<'a> {
+    pub name: &'a str,
+    pub size: u32,
+    /// How long each warm task lives before the service replaces it.
+    pub ttl: Duration,
+}
+
+/// A pool as `jump pool status` reports it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    pub name: String,
+    pub size: i32,
+    pub warm: usize,
+    pub claimed: usize,
+    pub cost_per_hour_usd: f64,
+}
+
+/// Creates the pool's service, or brings an existing one to `spec` (idempotent).
+/// Returns whether it was created.
+pub async fn create(clients: &Clients, plan: &Plan, spec: &PoolSpec<'_>) -> anyhow::Result<bool> {
+    let definition = provision::pool_task_definition(plan, &clients.region, spec.name, spec.ttl)?;
+    let definition_arn = provision::ensure_task_definition(&clients.ecs, &definition).await?;
+    let service = service_name(spec.name);
+    let size = i32::try_from(spec.size)?;
+    if let Some(existing) = describe(clients, &plan.cluster, spec.name).await? {
+        if existing.status() == Some("ACTIVE") {
+            clients
+                .ecs
+                .update_service()
+                .cluster(&plan.cluster)
+                .service(&service)
+                .desired_count(size)
+                .task_definition(&definition_arn)
+                .enable_execute_command(true)
+                .send()
+                .await
+                .map_err(|e| ApiError::from_sdk("ecs:UpdateService", e))?;
+            return Ok(false);
+        }
+    }
+    clients
+        .ecs
+        .create_service()
+        .cluster(&plan.cluster)
+        .service_name(&service)
+        .task_definition(&definition_arn)
+        .desired_count(size)
+        .launch_type(LaunchType::Fargate)
+        .enable_execute_command(true)
+        .network_configuration(
+            aws_sdk_ecs::types::NetworkConfiguration::builder()
+                .awsvpc_configuration(provision::network(plan)?)
+                .build(),
+        )
+        .propagate_tags(PropagateTags::Service)
+        .tags(tag(TAG_POOL, spec.name))
+        .tags(tag(TAG_POOL_TTL, &spec.ttl.as_secs().to_string()))
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ecs:CreateService", e))?;
+    Ok(true)
+}
+
+async fn describe(
+    clients: &Clients,
+    cluster: &str,
+    name: &str,
+) -> anyhow::Result<Option<aws_sdk_ecs::types::Service>> {
+    let out = clients
+        .ecs
+        .describe_services()
+        .cluster(cluster)
+        .services(service_name(name))
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ecs:DescribeServices", e))?;
+    Ok(out.services().first().cloned())
+}
+
+/// The pool's size, its warm and claimed tasks, and what it costs per hour (its task
+/// definition's size at Fargate's us-east-1 price); `None` when there is no such pool.
+pub async fn status(
+    clients: &Clients,
+    cluster: &str,
+    name: &str,
+) -> anyhow::Result<Option<Status>> {
+    let Some(service) = describe(clients, cluster, name).await? else {
+        return Ok(None);
+    };
+    if service.status() != Some("ACTIVE") {
+        return Ok(None);
+    }
+    let tasks = pool_tasks(clients, cluster, name).await?;
+    let warm = tasks.iter().filter(|t| is_warm(t)).count();
+    let claimed = tasks.iter().filter(|t| is_claimed(t)).count();
+    let size = service.desired_count();
+    let definition = clients
+        .ecs
+        .describe_task_definition()
+        .task_definition(service.task_definition().unwrap_or_default())
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ecs:DescribeTaskDefinition", e))?;
+    let units = |text: Option<&str>| text.and_then(|t| t.parse::<f64>().ok()).unwrap_or(0.0);
+    let definition = definition.task_definition();
+    let (cpu, memory) = (
+        units(definition.and_then(|d| d.cpu())),
+        units(definition.and_then(|d| d.memory())),
+    );
+    let per_task = cpu / 1024.0 * VCPU_HOUR_USD + memory / 1024.0 * GB_HOUR_USD;
+    Ok(Some(Status {
+        name: name.to_string(),
+        size,
+        warm,
+        claimed,
+        cost_per_hour_usd: (per_task * f64::from(size) * 10_000.0).round() / 10_000.0,
+    }))
+}
+
+/// Scales the pool to nothing and deletes its service; claimed tasks run on until their
+/// sessions end. Returns whether there was a pool.
+pub async fn delete(clients: &Clients, cluster: &str, name: &str) -> anyhow::Result<bool> {
+    match describe(clients, cluster, name).await? {
+        Some(service) if service.status() == Some("ACTIVE") => {}
+        _ => return Ok(false),
+    }
+    clients
+        .ecs
+        .delete_service()
+        .cluster(cluster)
+        .service(service_name(name))
+        .force(true)
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ecs:DeleteService", e))?;
+    Ok(true)
+}
+
+/// The pool's running tasks, with their tags.
+async fn pool_tasks(clients: &Clients, cluster: &str, name: &str) -> anyhow::Result<Vec<Task>> {
+    Ok(service_tasks(&clients.ecs, cluster, &service_name(name)).await?)
+}
+
+fn session_tags(task: &Task) -> SessionTags {
+    SessionTags::parse(
+        task.tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?, t.value()?))),
+    )
+}
+
+fn is_claimed(task: &Task) -> bool {
+    session_tags(task).owner_id.is_some()
+}
+
+/// Running, reachable through ECS Exec, and nobody's.
+fn is_warm(task: &Task) -> bool {
+    task.last_status() == Some("RUNNING") && exec_agent_running(task, None) && !is_claimed(task)
+}
+
+/// How long a pool task has left before its own TTL ends it.
+fn life_left(task: &Task, now: SystemTime) -> Option<Duration> {
+    let ttl = task
+        .tags()
+        .iter()
+        .find(|t| t.key() == Some(TAG_POOL_TTL))
+        .and_then(|t| t.value()?.parse::<u64>().ok())?;
+    let created = task.created_at()?;
+    let born = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(created.secs()).ok()?);
+    let age = now.duration_since(born).unwrap_or_default();
+    Some(Duration::from_secs(ttl).saturating_sub(age))
+}
+
+/// Someone else's `mkdir` came first.
+#[derive(Debug, Error)]
+#[error("another session claimed the task first")]
+struct LostClaim;
+
+/// What a claim needs to know of the session claiming.
+pub struct Claimant<'a> {
+    pub session: &'a str,
+    /// The session's tags (owner, owner-id, session, expiry).
+    pub tags: &'a [(&'static str, String)],
+    /// How long the session may last: a task with less life left is passed over.
+    pub ttl: Duration,
+    pub container: &'a str,
+}
+
+/// How a claim came out.
+pub enum Claim {
+    /// This task, now the session's and owned by the guard.
+    Won(String),
+    /// No warm task could be had: every one is claimed, starting, or too near its end.
+    NoneWarm,
+    /// The cluster has no such pool.
+    NoPool,
+}
+
+/// Claims a warm task of pool `name` for the session (the caller starts one cold when
+/// none can be had).
+pub async fn claim(
+    clients: &Clients,
+    guard: &Guard,
+    cluster: &str,
+    name: &str,
+    claimant: &Claimant<'_>,
+) -> anyhow::Result<Claim> {
+    let now = SystemTime::now();
+    let tasks = match service_tasks(&clients.ecs, cluster, &service_name(name)).await {
+        Ok(tasks) => tasks,
+        Err(err) if err.code.as_deref() == Some("ServiceNotFoundException") => {
+            return Ok(Claim::NoPool)
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let mut candidates: Vec<Task> = tasks
+        .into_iter()
+        .filter(|t| is_warm(t) && life_left(t, now).is_some_and(|left| left >= claimant.ttl))
+        .collect();
+    // Concurrent claimers start from different tasks, so most win their first try.
+    if !candidates.is_empty() {
+        let start = OsRng.next_u32() as usize % candidates.len();
+        candidates.rotate_left(start);
+    }
+    for task in candidates {
+        let Some(arn) = task.task_arn().map(str::to_string) else {
+            continue;
+        };
+        match claim_one(clients, guard, cluster, &arn, claimant).await {
+            Ok(true) => return Ok(Claim::Won(arn)),
+            Ok(false) => tracing::debug!(arn, "another session claimed it first"),
+            Err(err) => tracing::warn!(arn, "could not claim a pool task: {err:#}"),
+        }
+    }
+    Ok(Claim::NoneWarm)
+}
+
+/// Steps 1 to 3 of the module doc for one task; whether this session won it.
+async fn claim_one(
+    clients: &Clients,
+    guard: &Guard,
+    cluster: &str,
+    arn: &str,
+    claimant: &Claimant<'_>,
+) -> anyhow::Result<bool> {
+    if owner_of(clients, cluster, arn).await?.is_some() {
+        return Ok(false); // claimed since it was listed
+    }
+    tag_task(clients, arn, claimant.tags).await?;
+    let target = ExecTarget {
+        cluster: cluster.to_string(),
+        task_arn: arn.to_string(),
+        container: Some(claimant.container.to_string()),
+    };
+    // The marker is printed in two pieces so that no echo of the command can look like it.
+    let marker = format!("jump-claimed-{}", claimant.session);
+    let script = format!(
+        "mkdir -m 700 {CLAIM_DIR} 2>/dev/null && printf 'jump-%s-%s\\n' claimed {}",
+        shell_quote(claimant.session)
+    );
+    let command = format!("sh -c {}", shell_quote(&script));
+    let (clients, arn, tags) = (clients.clone(), arn.to_string(), claimant.tags.to_vec());
+    let (cluster, session) = (cluster.to_string(), claimant.session.to_string());
+    let won = guard
+        .launch(async move {
+            let printed = exec::capture(&clients, &target, &command).await?;
+            if !String::from_utf8_lossy(&printed).contains(&marker) {
+                return Err(LostClaim.into());
+            }
+            // The loser's tags may have landed after ours (under the user policy they
+            // cannot, once ours are there): the task is ours, so its tags say so.
+            for _ in 0..3 {
+                tag_task(&clients, &arn, &tags).await?;
+                if session_of(&clients, &cluster, &arn).await?.as_deref() == Some(session.as_str())
+                {
+                    return Ok(arn);
+                }
+            }
+            anyhow::bail!("another session keeps tagging task {arn} as its own")
+        })
+        .await;
+    match won {
+        Ok(_) => Ok(true),
+        Err(err) if err.is::<LostClaim>() => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+/// The owner id and session tags a task carries now.
+async fn claim_tags(clients: &Clients, cluster: &str, arn: &str) -> anyhow::Result<SessionTags> {
+    let out = clients
+        .ecs
+        .describe_tasks()
+        .cluster(cluster)
+        .tasks(arn)
+        .include(TaskField::Tags)
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ecs:DescribeTasks", e))?;
+    Ok(out.tasks().first().map(session_tags).unwrap_or_default())
+}
+
+async fn owner_of(clients: &Clients, cluster: &str, arn: &str) -> anyhow::Result<Option<String>> {
+    Ok(claim_tags(clients, cluster, arn).await?.owner_id)
+}
+
+async fn session_of(clients: &Clients, cluster: &str, arn: &str) -> anyhow::Result<Option<String>> {
+    Ok(claim_tags(clients, cluster, arn)
+        .await?
+        .session
+        .map(|id| id.to_string()))
+}
+
+async fn tag_task(
+    clients: &Clients,
+    arn: &str,
+    tags: &[(&'static str, String)],
+) -> anyhow::Result<()> {
+    clients
+        .ecs
+        .tag_resource()
+        .resource_arn(arn)
+        .set_tags(Some(tags.iter().map(|(k, v)| tag(k, v)).collect()))
+        .send()
+        .await
+        .map_err(|e| ApiError::from_sdk("ecs:TagResource", e))?;
+    Ok(())
+}

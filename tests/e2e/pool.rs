@@ -1,0 +1,222 @@
+//! Warm pools: an ECS service keeps idle exec-mode jumphosts, and a session claims one
+//! (atomically, never shared, never reused) instead of waiting for Fargate.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::{expect_exit, shared, stderr, stdout, World};
+
+/// `jump pool status --json` for pool `name`.
+fn status(world: &World, name: &str) -> Value {
+    world.json(&["pool", "status", "--name", name, "--json"])
+}
+
+/// Waits (on the pool's own status) until `warm` tasks of pool `name` are warm.
+fn wait_warm(world: &World, name: &str, warm: u64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let now = status(world, name);
+        if now["warm"] == warm {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pool {name} never had {warm} warm: {now}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A task's tags, as a map.
+fn tags(world: &World, arn: &str) -> std::collections::BTreeMap<String, String> {
+    world.describe(arn)["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["key"].as_str().unwrap().to_string(),
+                t["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Deletes the pool and checks that nothing of it, or of the sessions, is left.
+fn delete_and_check(world: &World, name: &str) {
+    let out = world.run(&["pool", "delete", "--name", name]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    world.assert_nothing_left();
+}
+
+/// A session from the pool: the claimed task is one of the pool's (its environment says
+/// so), tagged with the session; `jump down` stops it, it is never handed out again, and
+/// the service brings the pool back to its size.
+#[test]
+fn a_session_claims_a_warm_jumphost_which_is_stopped_after_and_never_reused() {
+    let world = World::new(shared(), "pool-claim");
+    let created = world.json(&["pool", "create", "--name", "dev", "--size", "2", "--json"]);
+    assert_eq!(created["created"], true, "{created}");
+    let again = world.json(&["pool", "create", "--name", "dev", "--size", "2", "--json"]);
+    assert_eq!(
+        again["created"], false,
+        "creating again changes nothing: {again}"
+    );
+    let warm = wait_warm(&world, "dev", 2);
+    assert_eq!(
+        (warm["size"].as_u64(), warm["claimed"].as_u64()),
+        (Some(2), Some(0))
+    );
+    assert!(warm["cost_per_hour_usd"].as_f64().unwrap() > 0.0, "{warm}");
+
+    let session = world.json(&["up", "--pool", "dev", "--detach", "--json"]);
+    let (id, arn) = (
+        session["session"].as_str().unwrap().to_string(),
+        session["task_arn"].as_str().unwrap().to_string(),
+    );
+    let on = tags(&world, &arn);
+    assert_eq!(
+        on.get("jump:pool").map(String::as_str),
+        Some("dev"),
+        "{on:?}"
+    );
+    assert_eq!(on.get("jump:session"), Some(&id), "{on:?}");
+    let out = world.run(&[
+        "exec",
+        &id,
+        "--",
+        "sh",
+        "-c",
+        "echo pool=$JUMP_POOL; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), "pool=dev\n");
+    let listed = world.json(&["ls", "--json"]);
+    assert!(
+        listed.to_string().contains(&id),
+        "jump ls shows the pool session: {listed}"
+    );
+
+    let out = world.run(&["down", &id]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(world.describe(&arn)["desiredStatus"], "STOPPED");
+    let back = wait_warm(&world, "dev", 2);
+    assert_eq!(back["claimed"], 0, "{back}");
+    let running: BTreeSet<String> = world.running_tasks().into_iter().collect();
+    assert!(!running.contains(&arn), "a claimed jumphost came back");
+    delete_and_check(&world, "dev");
+}
+
+/// More sessions at once than warm tasks: each warm task goes to exactly one session, the
+/// rest start cold (and say so), and every session has a task of its own.
+#[test]
+fn concurrent_claims_never_share_a_jumphost() {
+    let world = World::new(shared(), "pool-race");
+    world.json(&["pool", "create", "--name", "race", "--size", "2", "--json"]);
+    wait_warm(&world, "race", 2);
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            world.spawn(
+                &["up", "--pool", "race", "--detach", "--json"],
+                std::process::Stdio::null(),
+            )
+        })
+        .collect();
+    let mut arns = BTreeSet::new();
+    let (mut from_pool, mut cold) = (0, 0);
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+        let session: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let arn = session["task_arn"].as_str().unwrap().to_string();
+        let on = tags(&world, &arn);
+        assert_eq!(
+            on.get("jump:session"),
+            session["session"].as_str().map(String::from).as_ref()
+        );
+        if on.contains_key("jump:pool") {
+            from_pool += 1;
+        } else {
+            cold += 1;
+            assert!(
+                stderr(&out).contains("no warm jumphost in pool race"),
+                "{}",
+                stderr(&out)
+            );
+        }
+        arns.insert(arn);
+    }
+    assert_eq!(arns.len(), 4, "two sessions share a task: {arns:?}");
+    assert_eq!((from_pool, cold), (2, 2));
+    let out = world.run(&["down", "--all-mine"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    wait_warm(&world, "race", 2);
+    delete_and_check(&world, "race");
+}
+
+/// `jump gc` leaves warm pool tasks alone (their own TTL bounds them) and reaps a claimed
+/// one whose session expired, like any session.
+#[test]
+fn gc_leaves_warm_pool_tasks_alone_and_reaps_expired_claims() {
+    let world = World::new(shared(), "pool-gc");
+    world.json(&["pool", "create", "--name", "gc", "--size", "2", "--json"]);
+    wait_warm(&world, "gc", 2);
+    let session = world.json(&["up", "--pool", "gc", "--ttl", "1m", "--detach", "--json"]);
+    let arn = session["task_arn"].as_str().unwrap().to_string();
+    // The session's expiry, passed: its client is gone and nobody stopped it.
+    world.sandbox.aws(&[
+        "ecs",
+        "tag-resource",
+        "--resource-arn",
+        &arn,
+        "--tags",
+        "key=jump:expires,value=2020-01-01T00:00:00Z",
+    ]);
+    let out = world.run(&["gc", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(world.describe(&arn)["desiredStatus"], "STOPPED");
+    let after = status(&world, "gc");
+    assert!(
+        after["warm"].as_u64().unwrap() >= 1,
+        "gc stopped warm tasks: {after}"
+    );
+    wait_warm(&world, "gc", 2);
+    delete_and_check(&world, "gc");
+}
+
+/// Bad input is refused before any AWS call; a pool that does not exist is said so.
+#[test]
+fn pool_input_is_checked_before_anything_starts() {
+    let world = World::new(shared(), "pool-bad");
+    for (args, needle) in [
+        (vec!["pool", "create", "--name", "Dev_1"], "not a pool name"),
+        (
+            vec!["pool", "create", "--name", "dev", "--size", "0"],
+            "--size",
+        ),
+        (
+            vec!["pool", "create", "--name", "dev", "--recycle-after", "1m"],
+            "--recycle-after",
+        ),
+        (vec!["pool", "status"], "name the pool"),
+        (vec!["up", "--pool", "dev", "--mode", "ssh"], "exec mode"),
+    ] {
+        let out = world.run(&args);
+        expect_exit(&out, 2, needle);
+    }
+    let out = world.run(&["up", "--pool", "nosuch", "--", "true"]);
+    expect_exit(&out, 0, "there is no pool nosuch in cluster");
+    assert!(stderr(&out).contains("starting one (cold)"), "{}", stderr(&out));
+    let out = world.run(&["pool", "status", "--name", "nosuch"]);
+    expect_exit(&out, 2, "there is no pool `nosuch`");
+    let out = world.run(&["pool", "delete", "--name", "nosuch"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert!(
+        stdout(&out).contains("nothing to delete"),
+        "{}",
+        stdout(&out)
+    );
+    world.assert_nothing_left();
+}
