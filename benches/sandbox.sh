@@ -13,8 +13,15 @@ py=tests/sandbox/.venv/bin/python
 [ -x "$py" ] || { echo "run tests/sandbox/setup first" >&2; exit 1; }
 
 work=$(mktemp -d)
+# jump's jumphost runs as a real container (its own filesystem and process table), as the
+# tests run it; the build is cached after its first run.
+dockerfiles/jumphost/build --offline --tag jumphost:sandbox > "$work/image.log" 2>&1 || {
+    cat "$work/image.log" >&2
+    exit 1
+}
 # The sandbox stops (and cleans up) when fd 9 closes, however the script ends.
-exec 9> >(tests/sandbox/start --env-file "$work/env" --step "${sandbox_step:-1.0}" --stop-on-eof > "$work/sandbox.log" 2>&1)
+exec 9> >(tests/sandbox/start --env-file "$work/env" --step "${sandbox_step:-1.0}" --stop-on-eof \
+    --jumphost-image jumphost:sandbox > "$work/sandbox.log" 2>&1)
 for _ in $(seq 600); do [ -f "$work/env" ] && break; sleep 0.1; done
 [ -f "$work/env" ] || { cat "$work/sandbox.log" >&2; exit 1; }
 set -a

@@ -14,7 +14,7 @@
 //! handle is `kill_on_drop`). The exit code is then 128 + the signal number.
 //!
 //! A local command run by `jump forward … -- CMD` is different: it owns the terminal's
-//! signals ([`ChildPid::set_owning_signals`]), as a shell's foreground job would, so a
+//! signals ([`ChildPid::owning_signals`]), as a shell's foreground job would, so a
 //! database console's Ctrl-C cancels its query without ending the tunnel under it.
 //!
 //! A signal to the whole group also ends ssh, so the session can finish (ssh "failed")
@@ -148,11 +148,13 @@ impl ChildPid {
     }
 
     /// A local command in the foreground that answers the terminal's signals itself (a
-    /// database console cancels a query on Ctrl-C and carries on). While it runs, Ctrl-C
-    /// and hang-ups are its business, SIGTERM is passed on to it, and `jump` waits for it
-    /// to exit, then tears down as usual.
-    pub fn set_owning_signals(&self, pid: Option<u32>) {
-        self.set_with(pid, pid.is_some());
+    /// database console cancels a query on Ctrl-C and carries on). From this call, made
+    /// before the command is spawned so that a Ctrl-C in its first instant is its own too,
+    /// until [`ChildPid::set`]`(None)`, Ctrl-C and hang-ups are its business, SIGTERM is
+    /// passed on to it once its pid is known, and `jump` waits for it to exit, then tears
+    /// down as usual.
+    pub fn owning_signals(&self, pid: Option<u32>) {
+        self.set_with(pid, true);
     }
 
     fn set_with(&self, pid: Option<u32>, owns: bool) {
@@ -166,7 +168,7 @@ impl ChildPid {
     }
 
     fn owns_signals(&self) -> bool {
-        self.1.load(Ordering::SeqCst) && self.get().is_some()
+        self.1.load(Ordering::SeqCst)
     }
 
     fn send(&self, signal: Signal) {

@@ -7,7 +7,7 @@
 //! target's is also in the command's environment as `JUMP_FORWARD_<NAME>_HOST` and
 //! `_PORT`, NAME being the target's `[forwards]` name (upper-cased, other characters `_`)
 //! or its position on the command line (1, 2, …). The command owns the terminal's signals
-//! while it runs (see [`ChildPid::set_owning_signals`]).
+//! while it runs (see [`ChildPid::owning_signals`]).
 
 use std::net::SocketAddr;
 use std::os::unix::process::ExitStatusExt as _;
@@ -66,17 +66,35 @@ impl LocalCommand {
                     address.port().to_string(),
                 );
         }
+        let foreground = Foreground::new(&self.child);
         let mut child = command.spawn().map_err(|e| CommandError {
             program: words[0].clone(),
             why: e.to_string(),
         })?;
-        self.child.set_owning_signals(child.id());
+        self.child.owning_signals(child.id());
         let status = child.wait().await;
-        self.child.set(None);
+        drop(foreground);
         let status = status?;
         Ok(status
             .code()
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    }
+}
+
+/// The command's hold on the terminal's signals, from before it is spawned until it has
+/// exited or the forward gave up on it (the future dropped), whichever comes first.
+struct Foreground<'a>(&'a ChildPid);
+
+impl<'a> Foreground<'a> {
+    fn new(child: &'a ChildPid) -> Self {
+        child.owning_signals(None);
+        Foreground(child)
+    }
+}
+
+impl Drop for Foreground<'_> {
+    fn drop(&mut self) {
+        self.0.set(None);
     }
 }
 

@@ -16,7 +16,9 @@
 //!    case a loser's tags landed last (the user policy refuses those; an account without
 //!    it does not).
 //!
-//! A loser leaves the task alone. From the claim on the task is the session's like any
+//! A loser leaves the task alone; a claim that fails halfway (the task tagged, the
+//! `mkdir` never run) stops the task it tagged, which the service replaces. From the
+//! claim on the task is the session's like any
 //! other: teardown stops it (the service starts a fresh one, so a claimed jumphost is
 //! never reused) and `jump gc` reaps it once its expiry passes if the client died. Pool
 //! tasks nobody claimed are bounded by their own TTL.
@@ -27,7 +29,7 @@ use aws_sdk_ecs::types::{LaunchType, PropagateTags, Task, TaskField};
 use ssh_key::rand_core::{OsRng, RngCore};
 use thiserror::Error;
 
-use super::guard::Guard;
+use super::guard::{stop_task, Guard};
 use super::provision;
 use super::tags::{tag, SessionTags, TAG_POOL, TAG_POOL_TTL};
 use crate::aws::{ApiError, Clients};
@@ -300,7 +302,10 @@ pub async fn claim(
         match claim_one(clients, guard, cluster, &arn, claimant).await {
             Ok(true) => return Ok(Claim::Won(arn)),
             Ok(false) => tracing::debug!(arn, "another session claimed it first"),
-            Err(err) => tracing::warn!(arn, "could not claim a pool task: {err:#}"),
+            Err(err) => {
+                tracing::warn!(arn, "could not claim a pool task: {err:#}");
+                release(clients, cluster, &arn, claimant.session).await;
+            }
         }
     }
     Ok(Claim::NoneWarm)
@@ -354,6 +359,18 @@ async fn claim_one(
         Ok(_) => Ok(true),
         Err(err) if err.is::<LostClaim>() => Ok(false),
         Err(err) => Err(err),
+    }
+}
+
+/// A claim that failed halfway (tagged, but the claim inside never ran) leaves a task
+/// nobody else may claim: if it still says it is this session's, it is stopped, and the
+/// service replaces it.
+async fn release(clients: &Clients, cluster: &str, arn: &str, session: &str) {
+    let ours = matches!(session_of(clients, cluster, arn).await, Ok(Some(s)) if s == session);
+    if ours {
+        if let Err(err) = stop_task(&clients.ecs, cluster, arn, "jump: a pool claim failed").await {
+            tracing::warn!(arn, "could not release a half-claimed pool task: {err}");
+        }
     }
 }
 

@@ -29,6 +29,27 @@ fn wait_warm(world: &World, name: &str, warm: u64) -> Value {
     }
 }
 
+/// Creates pool `name` of `size` tasks and waits until they are all warm.
+fn warm_pool(world: &World, name: &str, size: u64) {
+    let size_text = size.to_string();
+    world.json(&[
+        "pool", "create", "--name", name, "--size", &size_text, "--json",
+    ]);
+    wait_warm(world, name, size);
+}
+
+/// Moves a session's expiry into the past: its client is gone and nobody stopped it.
+fn expire(world: &World, arn: &str) {
+    world.sandbox.aws(&[
+        "ecs",
+        "tag-resource",
+        "--resource-arn",
+        arn,
+        "--tags",
+        "key=jump:expires,value=2020-01-01T00:00:00Z",
+    ]);
+}
+
 /// A task's tags, as a map.
 fn tags(world: &World, arn: &str) -> std::collections::BTreeMap<String, String> {
     world.describe(arn)["tags"]
@@ -109,14 +130,14 @@ fn a_session_claims_a_warm_jumphost_which_is_stopped_after_and_never_reused() {
     delete_and_check(&world, "dev");
 }
 
-/// More sessions at once than warm tasks: each warm task goes to exactly one session, the
-/// rest start cold (and say so), and every session has a task of its own.
+/// Ten sessions at once on a pool of three: each warm task goes to exactly one session,
+/// the other seven start cold (and say so), and every session has a task of its own;
+/// `jump down --all-mine` leaves the pool at three warm.
 #[test]
 fn concurrent_claims_never_share_a_jumphost() {
     let world = World::new(shared(), "pool-race");
-    world.json(&["pool", "create", "--name", "race", "--size", "2", "--json"]);
-    wait_warm(&world, "race", 2);
-    let runs: Vec<_> = (0..4)
+    warm_pool(&world, "race", 3);
+    let runs: Vec<_> = (0..10)
         .map(|_| {
             world.spawn(
                 &["up", "--pool", "race", "--detach", "--json"],
@@ -148,11 +169,11 @@ fn concurrent_claims_never_share_a_jumphost() {
         }
         arns.insert(arn);
     }
-    assert_eq!(arns.len(), 4, "two sessions share a task: {arns:?}");
-    assert_eq!((from_pool, cold), (2, 2));
+    assert_eq!(arns.len(), 10, "two sessions share a task: {arns:?}");
+    assert_eq!((from_pool, cold), (3, 7));
     let out = world.run(&["down", "--all-mine"]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
-    wait_warm(&world, "race", 2);
+    wait_warm(&world, "race", 3);
     delete_and_check(&world, "race");
 }
 
@@ -161,19 +182,10 @@ fn concurrent_claims_never_share_a_jumphost() {
 #[test]
 fn gc_leaves_warm_pool_tasks_alone_and_reaps_expired_claims() {
     let world = World::new(shared(), "pool-gc");
-    world.json(&["pool", "create", "--name", "gc", "--size", "2", "--json"]);
-    wait_warm(&world, "gc", 2);
+    warm_pool(&world, "gc", 2);
     let session = world.json(&["up", "--pool", "gc", "--ttl", "1m", "--detach", "--json"]);
     let arn = session["task_arn"].as_str().unwrap().to_string();
-    // The session's expiry, passed: its client is gone and nobody stopped it.
-    world.sandbox.aws(&[
-        "ecs",
-        "tag-resource",
-        "--resource-arn",
-        &arn,
-        "--tags",
-        "key=jump:expires,value=2020-01-01T00:00:00Z",
-    ]);
+    expire(&world, &arn);
     let out = world.run(&["gc", "--json"]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     assert_eq!(world.describe(&arn)["desiredStatus"], "STOPPED");
@@ -208,7 +220,11 @@ fn pool_input_is_checked_before_anything_starts() {
     }
     let out = world.run(&["up", "--pool", "nosuch", "--", "true"]);
     expect_exit(&out, 0, "there is no pool nosuch in cluster");
-    assert!(stderr(&out).contains("starting one (cold)"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("starting one (cold)"),
+        "{}",
+        stderr(&out)
+    );
     let out = world.run(&["pool", "status", "--name", "nosuch"]);
     expect_exit(&out, 2, "there is no pool `nosuch`");
     let out = world.run(&["pool", "delete", "--name", "nosuch"]);
@@ -218,5 +234,94 @@ fn pool_input_is_checked_before_anything_starts() {
         "{}",
         stdout(&out)
     );
+    world.assert_nothing_left();
+}
+
+/// A client that dies in the middle of a claim (here: while ECS Exec does not answer)
+/// leaves a task tagged as its session, with an expiry: `jump ls` shows it, and `jump gc`
+/// reaps it once that expiry has passed, like any session whose client died.
+#[test]
+fn a_client_killed_during_a_claim_leaves_a_session_gc_reaps() {
+    let sandbox = crate::support::Sandbox::start(0.2);
+    let world = World::new(&sandbox, "pool-kill");
+    warm_pool(&world, "kill", 1);
+    sandbox.ctl(&[
+        "fault",
+        "ExecuteCommand",
+        "--kind",
+        "hang",
+        "--seconds",
+        "60",
+    ]);
+    let mut child = world.spawn(
+        &["up", "--pool", "kill", "--detach", "--json"],
+        std::process::Stdio::null(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let arn = loop {
+        let claimed = world
+            .running_tasks()
+            .into_iter()
+            .find(|arn| tags(&world, arn).contains_key("jump:session"));
+        if let Some(arn) = claimed {
+            break arn;
+        }
+        assert!(Instant::now() < deadline, "the claim never tagged the task");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    child.kill().unwrap(); // SIGKILL: no teardown of any kind
+    child.wait().unwrap();
+    sandbox.ctl(&["clear"]);
+    let on = tags(&world, &arn);
+    assert!(
+        on.contains_key("jump:expires") && on.contains_key("jump:owner-id"),
+        "{on:?}"
+    );
+    let listed = world.json(&["ls", "--json"]);
+    assert!(listed.to_string().contains(&arn), "{listed}");
+    expire(&world, &arn);
+    let out = world.run(&["gc"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(world.describe(&arn)["desiredStatus"], "STOPPED");
+    wait_warm(&world, "kill", 1);
+    let out = world.run(&["pool", "delete", "--name", "kill"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    // The killed client's session directory is all it left on this machine.
+    assert_eq!(world.running_tasks(), Vec::<String>::new());
+}
+
+/// A claim that fails halfway (ECS Exec refuses the claim's own command) does not strand
+/// the task it tagged: that task is stopped (the service replaces it) and the session
+/// starts cold.
+#[test]
+fn a_claim_that_fails_halfway_releases_its_task_and_starts_cold() {
+    let sandbox = crate::support::Sandbox::start(0.2);
+    let world = World::new(&sandbox, "pool-half");
+    warm_pool(&world, "half", 1);
+    let warm: Vec<String> = world.running_tasks();
+    sandbox.ctl(&[
+        "fault",
+        "ExecuteCommand",
+        "--kind",
+        "access-denied",
+        "--count",
+        "1",
+    ]);
+    let out = world.run(&["up", "--pool", "half", "--", "true"]);
+    expect_exit(
+        &out,
+        0,
+        "no warm jumphost in pool half; starting one (cold)",
+    );
+    for arn in &warm {
+        assert_eq!(
+            world.describe(arn)["desiredStatus"],
+            "STOPPED",
+            "{arn} was left tagged"
+        );
+    }
+    wait_warm(&world, "half", 1);
+    let out = world.run(&["pool", "delete", "--name", "half"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     world.assert_nothing_left();
 }
