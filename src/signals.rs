@@ -140,7 +140,7 @@ impl Signals {
 
 /// The pid of the foreground child (ssh), if one runs; shared with the signal logic.
 #[derive(Debug, Clone, Default)]
-pub struct ChildPid(Arc<AtomicI32>, Arc<AtomicBool>);
+pub struct ChildPid(Arc<AtomicI32>, Arc<AtomicBool>, Arc<AtomicU64>);
 
 impl ChildPid {
     pub fn set(&self, pid: Option<u32>) {
@@ -159,8 +159,17 @@ impl ChildPid {
 
     fn set_with(&self, pid: Option<u32>, owns: bool) {
         let pid = pid.and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
-        self.1.store(owns, Ordering::SeqCst);
+        if self.1.swap(owns, Ordering::SeqCst) && !owns {
+            // Whatever arrived while the command owned the signals was the command's, even
+            // if tokio has not reported it yet.
+            self.2.store(arrivals(), Ordering::SeqCst);
+        }
         self.0.store(pid, Ordering::SeqCst);
+    }
+
+    /// [`arrivals`] when a command last gave the signals back.
+    fn owned_through(&self) -> u64 {
+        self.2.load(Ordering::SeqCst)
     }
 
     fn get(&self) -> Option<i32> {
@@ -215,7 +224,11 @@ where
                 wind_down(handle, child, signal).await;
                 return Outcome::Signalled(signal);
             }
-            joined = &mut handle => return match (joined, last().filter(|_| arrivals() > before)) {
+            joined = &mut handle => {
+                let seen = before.max(child.owned_through());
+                // A signal the command had, reported late, is no one asking later either.
+                signals.handled = signals.handled.max(child.owned_through());
+                return match (joined, last().filter(|_| arrivals() > seen)) {
                 (Ok(_), Some(signal)) => {
                     tracing::info!(signal = signal.name(), "received signal as the work ended");
                     signals.all_handled();
@@ -223,7 +236,8 @@ where
                 }
                 (Ok(result), None) => Outcome::Finished(result),
                 (Err(e), _) => Outcome::Panicked(panic_message(e)),
-            },
+                };
+            }
         }
     }
 }

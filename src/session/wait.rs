@@ -5,6 +5,9 @@
 //! cheap later. A task that stops instead of running is the most common failure (bad
 //! image, missing role, no route to the registry), so the error carries everything ECS
 //! knows plus the task's last log lines — usually enough to fix it without a console.
+//! A start that takes longer than [`SLOW_START`] is not waited out in silence: the wait
+//! says what the task is waiting for (capacity and its network interface, its image, its
+//! exec agent), from the task's own status fields, each time that changes.
 
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
@@ -19,6 +22,8 @@ use crate::task::{eni, exec_agent_running};
 
 /// How many log lines a stopped-task error shows.
 const TAIL_LINES: i32 = 20;
+/// How long a start may take before the wait says what it is waiting for.
+const SLOW_START: Duration = Duration::from_secs(20);
 
 /// The task did not become usable. Exit code 75.
 #[derive(Debug, Error)]
@@ -162,12 +167,21 @@ pub async fn wait_running(
     let started = Instant::now();
     let mut backoff = Backoff::polling();
     let mut last_status = String::from("UNKNOWN");
+    let mut said = String::new();
     loop {
         if let Some(task) = describe_task(&clients.ecs, spec.cluster, spec.task_arn).await? {
             let status = task.last_status().unwrap_or("UNKNOWN");
             if status != last_status {
                 on_stage(status);
                 last_status = status.to_string();
+            }
+            if started.elapsed() >= SLOW_START {
+                let now = waiting_for(&task, spec);
+                if now != said {
+                    let after = started.elapsed().as_secs();
+                    on_stage(&format!("still starting after {after}s: waiting for {now}"));
+                    said = now;
+                }
             }
             match status {
                 "STOPPED" => return Err(stopped_error(clients, spec, &task).await.into()),
@@ -187,6 +201,48 @@ pub async fn wait_running(
             .into());
         }
         tokio::time::sleep(backoff.next_delay()).await;
+    }
+}
+
+/// What a task that is not usable yet waits for, in words, from what ECS reports of it.
+fn waiting_for(task: &Task, spec: &WaitSpec<'_>) -> String {
+    let interface = task
+        .attachments()
+        .iter()
+        .find(|a| a.r#type() == Some("ElasticNetworkInterface"))
+        .and_then(|a| a.status());
+    let images = || {
+        task.containers()
+            .iter()
+            .filter_map(|c| c.image())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match task.last_status().unwrap_or("UNKNOWN") {
+        "PROVISIONING" => match interface {
+            Some(status) => format!(
+                "Fargate capacity and the task's network interface (ENI {})",
+                status.to_ascii_lowercase()
+            ),
+            None => "Fargate capacity".to_string(),
+        },
+        "PENDING" => match (task.pull_started_at(), task.pull_stopped_at()) {
+            (Some(_), None) => format!("its image to be pulled ({})", images()),
+            (Some(_), Some(_)) => "its containers to start (the image is pulled)".to_string(),
+            _ => "the image pull to begin (registry access, the route to it)".to_string(),
+        },
+        "ACTIVATING" => "ECS to finish activating it".to_string(),
+        "RUNNING" if eni::private_ip(task).is_none() => "its private address".to_string(),
+        "RUNNING" if spec.exec_agent && !exec_agent_running(task, None) => {
+            let agent = task
+                .containers()
+                .iter()
+                .find_map(crate::task::exec_agent_status)
+                .unwrap_or("not reported yet");
+            format!("its ECS Exec agent (status: {agent})")
+        }
+        "RUNNING" if spec.public => "its public address".to_string(),
+        other => format!("ECS (the task is {other})"),
     }
 }
 
@@ -298,7 +354,80 @@ crate::exit::exit_class!(TaskFailed: TaskFailed);
 
 #[cfg(test)]
 mod tests {
+    use aws_sdk_ecs::primitives::DateTime;
+    use aws_sdk_ecs::types::{Attachment, Container, ManagedAgent, ManagedAgentName};
+
     use super::*;
+
+    #[test]
+    fn a_slow_start_says_what_the_task_waits_for() {
+        let spec = WaitSpec {
+            cluster: "c",
+            task_arn: "t",
+            container: "jumphost",
+            logs: None,
+            public: false,
+            exec_agent: true,
+            timeout: Duration::from_secs(300),
+        };
+        let eni = |status: &str| {
+            Attachment::builder()
+                .r#type("ElasticNetworkInterface")
+                .status(status)
+                .build()
+        };
+        let image = Container::builder().image("registry/jumphost:1").build();
+        let provisioning = Task::builder()
+            .last_status("PROVISIONING")
+            .attachments(eni("PRECREATED"))
+            .build();
+        let pulling = Task::builder()
+            .last_status("PENDING")
+            .pull_started_at(DateTime::from_secs(1))
+            .containers(image.clone())
+            .build();
+        let pulled = Task::builder()
+            .last_status("PENDING")
+            .pull_started_at(DateTime::from_secs(1))
+            .pull_stopped_at(DateTime::from_secs(9))
+            .build();
+        let agent = ManagedAgent::builder()
+            .name(ManagedAgentName::ExecuteCommandAgent)
+            .last_status("PENDING")
+            .build();
+        let addressed = Attachment::builder()
+            .r#type("ElasticNetworkInterface")
+            .status("ATTACHED")
+            .details(
+                aws_sdk_ecs::types::KeyValuePair::builder()
+                    .name("privateIPv4Address")
+                    .value("10.0.0.5")
+                    .build(),
+            )
+            .build();
+        let agent_starting = Task::builder()
+            .last_status("RUNNING")
+            .attachments(addressed)
+            .containers(Container::builder().managed_agents(agent).build())
+            .build();
+        let said = |task: &Task| waiting_for(task, &spec);
+        assert_eq!(
+            said(&provisioning),
+            "Fargate capacity and the task's network interface (ENI precreated)"
+        );
+        assert_eq!(
+            said(&pulling),
+            "its image to be pulled (registry/jumphost:1)"
+        );
+        assert_eq!(
+            said(&pulled),
+            "its containers to start (the image is pulled)"
+        );
+        assert_eq!(
+            said(&agent_starting),
+            "its ECS Exec agent (status: PENDING)"
+        );
+    }
 
     #[test]
     fn stopped_message_carries_details() {

@@ -325,3 +325,39 @@ fn a_claim_that_fails_halfway_releases_its_task_and_starts_cold() {
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     world.assert_nothing_left();
 }
+
+/// `jump forward --pool` claims its jumphost from the pool too, and a one-shot client
+/// through it leaves the pool as it found it.
+#[test]
+fn a_forward_goes_through_a_claimed_pool_jumphost() {
+    let world = World::new(shared(), "pool-fwd");
+    let (echo, ip) = crate::forward::echo_task(&world);
+    warm_pool(&world, "fwd", 1);
+    let pooled = world.running_tasks();
+    let client = "use IO::Socket::INET; \
+                  $s = IO::Socket::INET->new(\"$ENV{JUMP_FORWARD_1_HOST}:$ENV{JUMP_FORWARD_1_PORT}\") or die; \
+                  print $s 'ping'; sysread($s, $b, 4) == 4 or die; print $b";
+    let target = format!("0:{ip}:7000");
+    let out = world.run(&[
+        "forward", "--pool", "fwd", &target, "--", "perl", "-e", client,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), "ping");
+    assert!(
+        !stderr(&out).contains("starting one (cold)"),
+        "{}",
+        stderr(&out)
+    );
+    let claimed: Vec<&String> = pooled
+        .iter()
+        .filter(|arn| **arn != echo && world.describe(arn)["desiredStatus"] == "STOPPED")
+        .collect();
+    assert_eq!(
+        claimed.len(),
+        1,
+        "the forward did not use the warm jumphost"
+    );
+    wait_warm(&world, "fwd", 1);
+    world.stop_task(&echo);
+    delete_and_check(&world, "fwd");
+}

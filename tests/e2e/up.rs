@@ -845,3 +845,17 @@ fn ssh_through_session_manager_needs_no_inbound_rule_and_serves_scp_sftp_rsync()
     world.wait_stopped(&arn);
     world.assert_nothing_left();
 }
+
+/// A start slower than 20 s (Fargate's capacity, a big image) is not waited out in
+/// silence: jump says what the task is waiting for, from the task's own status fields.
+#[test]
+fn a_slow_start_says_what_it_is_waiting_for() {
+    let sandbox = Sandbox::start(8.0);
+    let world = World::new(&sandbox, "up-slow");
+    let out = world.run(&["up", "--mode", "exec", "--", "true"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let said = stderr(&out);
+    assert!(said.contains("still starting after 2"), "{said}");
+    assert!(said.contains(": waiting for "), "{said}");
+    world.assert_nothing_left();
+}
