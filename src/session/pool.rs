@@ -163,7 +163,7 @@ pub async fn status(
     if service.status() != Some("ACTIVE") {
         return Ok(None);
     }
-    let tasks = pool_tasks(clients, cluster, name).await?;
+    let tasks = service_tasks(&clients.ecs, cluster, &service_name(name)).await?;
     let warm = tasks.iter().filter(|t| is_warm(t)).count();
     let claimed = tasks.iter().filter(|t| is_claimed(t)).count();
     let size = service.desired_count();
@@ -209,21 +209,8 @@ pub async fn delete(clients: &Clients, cluster: &str, name: &str) -> anyhow::Res
     Ok(true)
 }
 
-/// The pool's running tasks, with their tags.
-async fn pool_tasks(clients: &Clients, cluster: &str, name: &str) -> anyhow::Result<Vec<Task>> {
-    Ok(service_tasks(&clients.ecs, cluster, &service_name(name)).await?)
-}
-
-fn session_tags(task: &Task) -> SessionTags {
-    SessionTags::parse(
-        task.tags()
-            .iter()
-            .filter_map(|t| Some((t.key()?, t.value()?))),
-    )
-}
-
 fn is_claimed(task: &Task) -> bool {
-    session_tags(task).owner_id.is_some()
+    SessionTags::of(task).owner_id.is_some()
 }
 
 /// Running, reachable through ECS Exec, and nobody's.
@@ -385,7 +372,7 @@ async fn claim_tags(clients: &Clients, cluster: &str, arn: &str) -> anyhow::Resu
         .send()
         .await
         .map_err(|e| ApiError::from_sdk("ecs:DescribeTasks", e))?;
-    Ok(out.tasks().first().map(session_tags).unwrap_or_default())
+    Ok(out.tasks().first().map(SessionTags::of).unwrap_or_default())
 }
 
 async fn owner_of(clients: &Clients, cluster: &str, arn: &str) -> anyhow::Result<Option<String>> {

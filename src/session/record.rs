@@ -152,11 +152,7 @@ impl RemoteSession {
     }
 
     fn from_task(task: &Task) -> Option<Self> {
-        let tags = SessionTags::parse(
-            task.tags()
-                .iter()
-                .filter_map(|t| Some((t.key()?, t.value()?))),
-        );
+        let tags = SessionTags::of(task);
         Some(RemoteSession {
             task_arn: task.task_arn()?.to_string(),
             tags,

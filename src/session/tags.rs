@@ -80,6 +80,15 @@ impl SessionTags {
         parsed
     }
 
+    /// The jump tags of an ECS task as DescribeTasks (with its tags) reports it.
+    pub fn of(task: &aws_sdk_ecs::types::Task) -> Self {
+        Self::parse(
+            task.tags()
+                .iter()
+                .filter_map(|t| Some((t.key()?, t.value()?))),
+        )
+    }
+
     /// True when the session's expiry has passed at `now`.
     pub fn is_expired(&self, now: SystemTime) -> bool {
         self.expires.is_some_and(|at| at <= now)
