@@ -108,6 +108,16 @@ pub async fn create(clients: &Clients, plan: &Plan, spec: &PoolSpec<'_>) -> anyh
                 .send()
                 .await
                 .map_err(|e| ApiError::from_sdk("ecs:UpdateService", e))?;
+            // Tasks copy the service's tags when they start: from now on they say the new TTL.
+            let arn = existing.service_arn().unwrap_or_default();
+            clients
+                .ecs
+                .tag_resource()
+                .resource_arn(arn)
+                .set_tags(Some(pool_tags(spec)))
+                .send()
+                .await
+                .map_err(|e| ApiError::from_sdk("ecs:TagResource", e))?;
             return Ok(false);
         }
     }
@@ -126,12 +136,19 @@ pub async fn create(clients: &Clients, plan: &Plan, spec: &PoolSpec<'_>) -> anyh
                 .build(),
         )
         .propagate_tags(PropagateTags::Service)
-        .tags(tag(TAG_POOL, spec.name))
-        .tags(tag(TAG_POOL_TTL, &spec.ttl.as_secs().to_string()))
+        .set_tags(Some(pool_tags(spec)))
         .send()
         .await
         .map_err(|e| ApiError::from_sdk("ecs:CreateService", e))?;
     Ok(true)
+}
+
+/// The service's tags, which ECS copies onto each task it starts.
+fn pool_tags(spec: &PoolSpec<'_>) -> Vec<aws_sdk_ecs::types::Tag> {
+    vec![
+        tag(TAG_POOL, spec.name),
+        tag(TAG_POOL_TTL, &spec.ttl.as_secs().to_string()),
+    ]
 }
 
 async fn describe(

@@ -73,11 +73,17 @@ fn psql(address: &str, sql: &str) -> std::process::Output {
 /// Ends a forward with Ctrl-C, checks it exits 130 leaving nothing behind, and returns
 /// what it printed.
 pub fn stop(world: &World, child: Child) -> std::process::Output {
+    let out = interrupt(child);
+    world.assert_nothing_left();
+    out
+}
+
+/// Ends a forward or proxy with Ctrl-C and checks that it exits 130.
+pub fn interrupt(child: Child) -> std::process::Output {
     // SAFETY: kill(2) on a child we spawned and have not reaped.
     unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "stderr: {}", stderr(&out));
-    world.assert_nothing_left();
     out
 }
 
@@ -553,7 +559,7 @@ fn forward_all_with(world: &World, flags: &[&str], targets: &[&str]) -> (Child, 
 
 /// Three HTTP servers (8080, 8081, 8082) in one task of the cluster, each answering
 /// `page-PORT`; returns the task's ARN and private IP.
-fn web_task(world: &World) -> (String, String) {
+pub fn web_task(world: &World) -> (String, String) {
     let family = format!("web-{}", world.cluster);
     let server = "use IO::Socket::INET; for $p (8080, 8081, 8082) { if (!fork) { \
                   $s=IO::Socket::INET->new(LocalPort=>$p,Listen=>64,ReuseAddr=>1) or die; \
@@ -566,11 +572,19 @@ fn web_task(world: &World) -> (String, String) {
     perl_task(world, &family, &definition)
 }
 
-fn curl_through(proxy: &str, url: &str) -> std::process::Output {
+pub fn curl_through(proxy: &str, url: &str) -> std::process::Output {
     Command::new("curl")
         .args(["-sS", "--max-time", "30", "--socks5-hostname", proxy, url])
         .output()
         .expect("curl runs")
+}
+
+/// The line `jump socks --json` prints once it listens.
+pub fn socks_ready(child: &mut Child) -> serde_json::Value {
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = lines.next().and_then(Result::ok).unwrap_or_default();
+    serde_json::from_str(&line)
+        .unwrap_or_else(|_| panic!("no ready line: {line:?}; {}", drain_stderr(child)))
 }
 
 /// `jump socks`: each connection reaches the host and port it asks for, through one
@@ -580,11 +594,10 @@ fn a_socks_proxy_reaches_any_host_and_port_it_is_asked_for() {
     let world = World::new(shared(), "socks");
     let (web, ip) = web_task(&world);
     let mut child = world.spawn(&["socks", "--json", "--port", "0"], Stdio::null());
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next().and_then(Result::ok).unwrap_or_default();
-    let ready: serde_json::Value = serde_json::from_str(&line)
-        .unwrap_or_else(|_| panic!("no ready line: {line:?}; {}", drain_stderr(&mut child)));
-    let proxy = ready["socks_address"].as_str().unwrap().to_string();
+    let proxy = socks_ready(&mut child)["socks_address"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let out = curl_through(&proxy, &format!("http://{ip}:8080/"));
     assert!(out.status.success(), "curl: {}", stderr(&out));
@@ -639,10 +652,7 @@ fn a_socks_proxy_through_an_ssh_session_is_ssh_s_own() {
     let id = session["session"].as_str().unwrap().to_string();
     let arn = session["task_arn"].as_str().unwrap().to_string();
     let mut child = world.spawn(&["socks", &id, "--json"], Stdio::null());
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next().and_then(Result::ok).unwrap_or_default();
-    let ready: serde_json::Value = serde_json::from_str(&line)
-        .unwrap_or_else(|_| panic!("no ready line: {line:?}; {}", drain_stderr(&mut child)));
+    let ready = socks_ready(&mut child);
     assert_eq!(ready["task_arn"], arn.as_str());
     let proxy = ready["socks_address"].as_str().unwrap().to_string();
     for port in [8080, 8081] {

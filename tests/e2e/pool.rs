@@ -361,3 +361,121 @@ fn a_forward_goes_through_a_claimed_pool_jumphost() {
     world.stop_task(&echo);
     delete_and_check(&world, "fwd");
 }
+
+/// The pool's one warm task, once it is warm and is not `other`.
+fn warm_task_other_than(world: &World, name: &str, other: Option<&str>) -> String {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let warm: Vec<String> = world
+            .running_tasks()
+            .into_iter()
+            .filter(|arn| Some(arn.as_str()) != other)
+            .filter(|arn| {
+                let on = tags(world, arn);
+                on.get("jump:pool").map(String::as_str) == Some(name)
+                    && !on.contains_key("jump:session")
+            })
+            .collect();
+        if let [arn] = warm.as_slice() {
+            if status(world, name)["warm"] == 1 {
+                return arn.clone();
+            }
+        }
+        assert!(Instant::now() < deadline, "no new warm task in {name}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `--recycle-after` bounds every warm task (the TTL in its environment, and the tag a
+/// claim reads it by), changing it reaches the tasks started afterwards, and a claim
+/// takes only a task with a whole session's TTL left: an older one is passed over for a
+/// cold start, and one that ends is replaced by a fresh one.
+#[test]
+fn a_warm_jumphost_is_claimed_only_with_a_session_s_worth_of_life_left() {
+    let world = World::new(shared(), "pool-ttl");
+    let create = |recycle: &str| {
+        world.json(&[
+            "pool",
+            "create",
+            "--name",
+            "ttl",
+            "--size",
+            "1",
+            "--recycle-after",
+            recycle,
+            "--json",
+        ])
+    };
+    create("10m");
+    let first = warm_task_other_than(&world, "ttl", None);
+    assert_eq!(tags(&world, &first)["jump:pool-ttl"], "600");
+    let again = create("30m");
+    assert_eq!(again["created"], false, "{again}");
+    // The task that ends (here stopped; at its TTL it ends itself) is replaced.
+    world.stop_task(&first);
+    let second = warm_task_other_than(&world, "ttl", Some(&first));
+    assert_eq!(tags(&world, &second)["jump:pool-ttl"], "1800");
+    let definition = world.describe(&second)["taskDefinitionArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let registered = world.sandbox.aws(&[
+        "ecs",
+        "describe-task-definition",
+        "--task-definition",
+        &definition,
+    ]);
+    let environment =
+        registered["taskDefinition"]["containerDefinitions"][0]["environment"].to_string();
+    assert!(
+        environment.contains(r#""name":"JUMP_TTL_SECONDS","value":"1800""#),
+        "{environment}"
+    );
+
+    // 15 of its 30 minutes gone: not enough for a 20-minute session.
+    world.sandbox.ctl(&["task-age", &second, "900"]);
+    let out = world.run(&["up", "--pool", "ttl", "--ttl", "20m", "--detach", "--json"]);
+    expect_exit(&out, 0, "no warm jumphost in pool ttl");
+    let cold: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cold_arn = cold["task_arn"].as_str().unwrap();
+    assert!(!tags(&world, cold_arn).contains_key("jump:pool"));
+    assert!(!tags(&world, &second).contains_key("jump:session"));
+
+    world.stop_task(&second);
+    let fresh = warm_task_other_than(&world, "ttl", Some(&second));
+    let claimed = world.json(&["up", "--pool", "ttl", "--ttl", "20m", "--detach", "--json"]);
+    assert_eq!(claimed["task_arn"].as_str(), Some(fresh.as_str()));
+    let out = world.run(&["down", "--all-mine"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    delete_and_check(&world, "ttl");
+}
+
+/// `jump socks --pool` claims its jumphost too: the proxy goes through the claimed task,
+/// which is stopped when the proxy ends.
+#[test]
+fn a_socks_proxy_goes_through_a_claimed_pool_jumphost() {
+    let world = World::new(shared(), "pool-socks");
+    let (web, ip) = crate::forward::web_task(&world);
+    warm_pool(&world, "socks", 1);
+    let warm = warm_task_other_than(&world, "socks", Some(&web));
+    let mut child = world.spawn(
+        &["socks", "--pool", "socks", "--json", "--port", "0"],
+        std::process::Stdio::null(),
+    );
+    let ready = crate::forward::socks_ready(&mut child);
+    let proxy = ready["socks_address"].as_str().unwrap().to_string();
+    assert_eq!(ready["task_arn"].as_str(), Some(warm.as_str()));
+    let out = crate::forward::curl_through(&proxy, &format!("http://{ip}:8081/"));
+    assert!(out.status.success(), "curl: {}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "page-8081");
+    let on = tags(&world, &warm);
+    assert!(
+        on.contains_key("jump:session"),
+        "the proxy's task is not the warm one: {on:?}"
+    );
+    crate::forward::interrupt(child);
+    assert_eq!(world.describe(&warm)["desiredStatus"], "STOPPED");
+    wait_warm(&world, "socks", 1);
+    world.stop_task(&web);
+    delete_and_check(&world, "socks");
+}

@@ -147,6 +147,7 @@ class SandboxApp:
             return error_response(start_response, request.service, error)
         try:
             if request.service == "ecs" and request.action in SERVICE_ACTIONS:
+                check_request(request.service, request.action, request.region, request.params, request.raw_query)
                 return json_response(start_response, self._ecs_service(environ, request))
             if request.service == "ecs":
                 body = self.tasks.handle(request.action, request.region, request.params)

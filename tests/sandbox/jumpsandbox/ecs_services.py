@@ -22,8 +22,11 @@ import sys
 import threading
 from dataclasses import dataclass
 
+from moto.core import DEFAULT_ACCOUNT_ID
+from moto.ecs.models import ecs_backends
+
 from .awsproto import AwsError
-from .ecs_tasks import STOPPED, TaskService, invalid
+from .ecs_tasks import STOPPED, TaskService, check_tags, invalid
 
 ACTIONS = ("CreateService", "UpdateService", "DeleteService", "DescribeServices")
 STARTING = ("PROVISIONING", "PENDING", "ACTIVATING")
@@ -88,10 +91,9 @@ class ServiceScheduler:
         deployment = f"ecs-svc/{10**18 + secrets.randbelow(9 * 10**18)}"
         launch = {key: p[key] for key in LAUNCH_FIELDS if key in p}
         launch.update(cluster=cluster, group=f"service:{name}", startedBy=deployment)
-        if p.get("propagateTags") == "TASK_DEFINITION":
-            launch["propagateTags"] = "TASK_DEFINITION"
-        elif p.get("propagateTags") == "SERVICE":
-            launch["tags"] = p.get("tags") or []
+        if p.get("propagateTags") in ("TASK_DEFINITION", "SERVICE"):
+            launch["propagateTags"] = p["propagateTags"]
+        check_tags(p.get("tags") or [])
         launch = self._validated(region, launch, "CreateService")
         body = moto()
         service = Service(region, cluster, name, int(p.get("desiredCount") or 0), deployment, launch)
@@ -149,10 +151,15 @@ class ServiceScheduler:
             for task in live[wanted:]:
                 self.tasks.request_stop(task, "ServiceSchedulerInitiated", reason)
             missing = wanted - len(live)
+            launch = dict(service.launch)
+            if launch.get("propagateTags") == "SERVICE":
+                # Tags are copied when a task is created, from what the service carries then.
+                launch["tags"] = self._service_tags(service)
+                del launch["propagateTags"]
             try:
                 while missing > 0:
                     count = min(missing, 10)
-                    self.tasks.run_task(service.region, service.launch | {"count": count})
+                    self.tasks.run_task(service.region, launch | {"count": count})
                     missing -= count
             except Exception as err:  # ECS records an event; the caller (an answer, a stopping task) goes on
                 print(f"# sandbox: service {service.name} could not start a task: {err}", file=sys.stderr)
@@ -185,6 +192,11 @@ class ServiceScheduler:
     def _tasks_of(self, service: Service) -> list:
         with self.tasks.lock:
             return [t for t in self.tasks.tasks.values() if service.owns(t)]
+
+    def _service_tags(self, service: Service) -> list:
+        """The tags moto's record of the service carries now (TagResource and UntagResource change them)."""
+        record = ecs_backends[DEFAULT_ACCOUNT_ID][service.region].services.get(f"{service.cluster}:{service.name}")
+        return [dict(t) for t in (record.tags or [])] if record is not None else []
 
     def _get(self, region: str, cluster: str, name: str) -> Service | None:
         with self.lock:

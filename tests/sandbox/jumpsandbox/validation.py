@@ -57,6 +57,9 @@ RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
                   3288, 3653)
 EXEC_LOGGING = ("NONE", "DEFAULT", "OVERRIDE")
 CLUSTER_NAME = re.compile(r"^[a-zA-Z0-9\-_]{1,255}$")
+# "Up to 255 letters (uppercase and lowercase), numbers, underscores, and hyphens" (API reference, CreateService).
+SERVICE_NAME = re.compile(r"^[a-zA-Z0-9\-_]{1,255}$")
+PROPAGATE_TAGS = ("TASK_DEFINITION", "SERVICE", "NONE")
 # An RDS identifier: a letter first, letters, digits and hyphens, no "--", no trailing "-".
 DB_IDENTIFIER = re.compile(r"^[A-Za-z](?!.*--)[A-Za-z0-9-]{0,62}(?<!-)$")
 DB_IDENTIFIER_RULE = ("Identifiers must begin with a letter; must contain only ASCII letters, digits, and "
@@ -351,6 +354,32 @@ def _ecs(action: str, _region: str, p: dict, _query: dict) -> None:
         settings = (p.get("configuration") or {}).get("executeCommandConfiguration")
         if settings is not None:
             _exec_configuration(settings)
+    if action in ("CreateService", "UpdateService"):
+        _service(action, p)
+
+
+def _service(action: str, p: dict) -> None:
+    """What ECS refuses in a service request before anything runs (API reference, CreateService and
+    UpdateService). Only the launch type's wording is ECS's own; the others are best guesses."""
+    name = p.get("serviceName")
+    if action == "CreateService" and (name is None or not SERVICE_NAME.match(name)):
+        raise AwsError("InvalidParameterException",
+                       f"Service name must match ^[a-zA-Z0-9\\-_]{{1,255}}$, but was {name}")
+    count = p.get("desiredCount")
+    if count is not None and (not isinstance(count, int) or count < 0):
+        raise AwsError("InvalidParameterException", "desiredCount must be greater than or equal to 0.")
+    if action == "CreateService" and count is None and p.get("schedulingStrategy", "REPLICA") == "REPLICA":
+        raise AwsError("InvalidParameterException", "desiredCount is required for a service using the REPLICA "
+                       "scheduling strategy.")
+    if p.get("launchType") and p.get("capacityProviderStrategy"):
+        # ECS's words to CreateService (terraform-linters/tflint-ruleset-aws#349, pulumi/pulumi-awsx#599).
+        raise AwsError("InvalidParameterException", "Specifying both a launch type and capacity provider strategy "
+                       "is not supported. Remove one and try again.")
+    propagate = p.get("propagateTags")
+    if propagate is not None and propagate not in PROPAGATE_TAGS:
+        raise AwsError("InvalidParameterException",
+                       f"1 validation error detected: Value '{propagate}' at 'propagateTags' failed to satisfy "
+                       f"constraint: Member must satisfy enum value set: [{', '.join(PROPAGATE_TAGS)}]")
 
 
 def _exec_configuration(settings: dict) -> None:

@@ -148,3 +148,44 @@ def test_stopping_the_sandbox_stops_service_tasks_without_replacing_them():
     instance = box.env["JUMP_SANDBOX_INSTANCE"]
     assert box.stop() == 0
     assert objects_of(instance) == []
+
+
+def test_what_ecs_refuses_in_a_service_request_is_refused(aws):
+    for extra, needle in [
+        (dict(serviceName="jump pool"), "Service name must match"),
+        (dict(serviceName="x" * 256), "Service name must match"),
+        (dict(desiredCount=-1), "desiredCount"),
+        (dict(propagateTags="TASK"), "enum value set: [TASK_DEFINITION, SERVICE, NONE]"),
+        (dict(capacityProviderStrategy=[{"capacityProvider": "FARGATE"}]), "both a launch type and capacity"),
+        (dict(tags=[{"key": "aws:owner", "value": "x"}]), "aws:"),
+    ]:
+        params = {"serviceName": "refused"} | extra
+        with pytest.raises(botocore.exceptions.ClientError) as info:
+            create(aws, params.pop("serviceName"), params.pop("desiredCount", 1), **params)
+        assert info.value.response["Error"]["Code"] == "InvalidParameterException", extra
+        assert needle in info.value.response["Error"]["Message"], (extra, info.value.response["Error"]["Message"])
+    assert not [arn for arn in aws.ecs.list_services(cluster=aws.cluster)["serviceArns"] if "refused" in arn]
+    create(aws, "scaled", 0)
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        aws.ecs.update_service(cluster=aws.cluster, service="scaled", desiredCount=-2)
+    assert info.value.response["Error"]["Code"] == "InvalidParameterException"
+    aws.ecs.delete_service(cluster=aws.cluster, service="scaled")
+
+
+def test_tasks_carry_the_service_s_tags_as_they_are_when_each_task_starts(aws):
+    service = create(aws, "retagged", 1, propagateTags="SERVICE", tags=[{"key": "ttl", "value": "600"}])
+    [first] = settled(aws, "retagged", 1)
+    aws.ecs.tag_resource(resourceArn=service["serviceArn"], tags=[{"key": "ttl", "value": "1800"}])
+    aws.ecs.stop_task(cluster=aws.cluster, task=first["taskArn"])
+    deadline = time.monotonic() + 30
+    while True:
+        [second] = settled(aws, "retagged", 1)
+        if second["taskArn"] != first["taskArn"]:
+            break
+        assert time.monotonic() < deadline, "the stopped task was never replaced"
+        time.sleep(0.05)
+    tags = lambda arn: aws.ecs.describe_tasks(cluster=aws.cluster, tasks=[arn], include=["TAGS"])["tasks"][0]["tags"]
+    assert tags(first["taskArn"]) == [{"key": "ttl", "value": "600"}], "a running task's tags stay as they were"
+    assert tags(second["taskArn"]) == [{"key": "ttl", "value": "1800"}]
+    aws.ecs.update_service(cluster=aws.cluster, service="retagged", desiredCount=0)
+    aws.ecs.delete_service(cluster=aws.cluster, service="retagged")
