@@ -198,14 +198,17 @@ stopped afterwards on every exit path. Without a command you get a shell.",
     /// Keep warm jumphosts ready to claim, so a session starts in seconds: create, status, delete
     #[command(
         subcommand,
-        long_about = "A warm pool: an ECS service (jump-pool-NAME) whose tasks are idle exec-mode \
-jumphosts from jump's own task definition, each replaced by the service after --recycle-after. With \
+        long_about = "A warm pool: an ECS service (jump-pool-NAME) whose tasks are idle jumphosts \
+from jump's own task definition, each replaced by the service after --recycle-after. With \
 `pool = \"NAME\"` in jump.toml (or --pool NAME, JUMP_POOL), `jump up`, `jump forward` and `jump \
 socks` claim a warm task instead of starting one: the claim is atomic (tags, then an exclusive \
 mkdir in the task through ECS Exec), so two users never share a jumphost; the claimed task is the \
 session's, stopped at its end and never reused, and the service starts a fresh one. With no warm \
-task to claim, jump says so and starts one cold. A pool costs what its tasks cost while they run: \
-`jump pool status` says how much."
+task to claim, jump says so and starts one cold. A pool is in exec mode unless `--mode ssh` (or \
+`mode = \"ssh\"`) says otherwise, and a session claims only from a pool of its own mode: an \
+ssh-mode jumphost waits with sshd up and no key, and the claim installs the session's key and \
+pins the host key, both through ECS Exec, so both modes need a task role. A pool costs what its \
+tasks cost while they run: `jump pool status` says how much."
     )]
     Pool(Box<PoolCommand>),
     /// Create what jumphosts need (cluster, roles, log group, security group, jump.toml)
@@ -432,7 +435,7 @@ pub struct DoctorArgs {
 pub enum PoolCommand {
     /// Create the pool's service, or bring an existing one to this size and definition
     #[command(
-        after_help = "Examples:\n  jump pool create --name dev --size 3\n  jump pool create --size 2 --recycle-after 2h   # the name from jump.toml's `pool`"
+        after_help = "Examples:\n  jump pool create --name dev --size 3\n  jump pool create --size 2 --recycle-after 2h   # the name from jump.toml's `pool`\n  jump pool create --name ops --mode ssh          # claimed by `jump up --pool ops --mode ssh`"
     )]
     Create(Box<PoolCreateArgs>),
     /// The pool's size, warm and claimed tasks, and its cost per hour

@@ -122,10 +122,11 @@ pub enum PlanError {
     )]
     NoExecutionRole,
     #[error(
-        "a pool's jumphosts are reached through ECS Exec: `pool` goes with exec mode \
-         (drop --mode ssh, or the pool); ssh-mode pools are not there yet"
+        "a pool's jumphosts are claimed through ECS Exec, which needs a task role, also in \
+         ssh mode: set --task-role, JUMP_TASK_ROLE or `task_role` in jump.toml to a role with \
+         templates/task-role-policy.json (`jump init` creates one), or drop the pool"
     )]
-    PoolNeedsExec,
+    PoolWithoutTaskRole,
     #[error(
         "exec mode reaches the jumphost through ECS Exec, which needs a task role: set \
          --task-role, JUMP_TASK_ROLE or `task_role` in jump.toml to a role with \
@@ -207,7 +208,7 @@ pub struct Plan {
     pub wait_timeout: Duration,
     pub mode: Mode,
     pub ssh_via: SshVia,
-    /// A warm pool to claim the jumphost from (`jump pool create`); exec mode.
+    /// A warm pool to claim the jumphost from (`jump pool create`), of the plan's mode.
     pub pool: Option<String>,
 }
 
@@ -409,12 +410,14 @@ impl Layers {
         let execution_role =
             arn(self.execution_role, "execution_role")?.ok_or(PlanError::NoExecutionRole)?;
         let task_role = arn(self.task_role, "task_role")?;
-        // A pool's jumphosts are exec-mode ones: a pool alone implies exec mode.
+        // A pool alone implies exec mode; `mode = "ssh"` claims from an ssh-mode pool.
         let mode = match (self.mode, &self.pool) {
             (None, Some(_)) => Mode::Exec,
-            (Some(Mode::Ssh), Some(_)) => return Err(PlanError::PoolNeedsExec),
             (mode, _) => mode.unwrap_or_default(),
         };
+        if self.pool.is_some() && task_role.is_none() {
+            return Err(PlanError::PoolWithoutTaskRole);
+        }
         if mode == Mode::Exec && task_role.is_none() {
             return Err(PlanError::ExecWithoutTaskRole);
         }
@@ -454,6 +457,13 @@ impl Layers {
     /// The pool named by jump.toml, `JUMP_POOL` or `--pool`, for `jump pool`.
     pub fn pool(&self) -> Option<&str> {
         self.pool.as_deref()
+    }
+
+    /// The plan of pool `name`'s jumphosts: what a session claiming from it would plan,
+    /// so a pool is in the mode its sessions are (exec, unless `mode` says ssh).
+    pub fn into_pool_plan(mut self, name: &str) -> Result<Plan, PlanError> {
+        self.pool = Some(name.to_string());
+        self.into_plan()
     }
 }
 
@@ -1028,6 +1038,27 @@ mod tests {
         );
         let layers = with_task_role(base());
         assert_eq!(with(layers, "mode", "exec").unwrap().mode, Mode::Exec);
+    }
+
+    #[test]
+    fn a_pool_is_exec_mode_unless_ssh_is_asked_for_and_either_needs_a_task_role() {
+        let err = with(base(), "pool", "dev").unwrap_err().to_string();
+        assert!(
+            err.contains("claimed through ECS Exec") && err.contains("task_role"),
+            "{err}"
+        );
+        let mut ssh = base();
+        ssh.set("mode", Raw::Text("ssh"), &Origin::Flag("--mode".into()))
+            .unwrap();
+        let err = ssh.into_pool_plan("ops").unwrap_err().to_string();
+        assert!(err.contains("claimed through ECS Exec"), "{err}");
+
+        let plan = with_task_role(base()).into_pool_plan("dev").unwrap();
+        assert_eq!((plan.mode, plan.pool.as_deref()), (Mode::Exec, Some("dev")));
+        let mut ssh = with_task_role(base());
+        ssh.set("mode", Raw::Text("ssh"), &Origin::Flag("--mode".into()))
+            .unwrap();
+        assert_eq!(ssh.into_pool_plan("ops").unwrap().mode, Mode::Ssh);
     }
 
     #[test]

@@ -14,6 +14,10 @@
 #                         pins it, read through CloudWatch Logs), and sshd runs
 #                         with public-key authentication only. When unset, no
 #                         sshd runs: the task stays up for ECS Exec only.
+#   JUMP_SSHD             1: run sshd even with no keys (a warm pool's ssh-mode
+#                         jumphost). Nobody can log in until a claim installs its
+#                         session's key through ECS Exec with jump-authorize,
+#                         which also prints the host key to the claimer.
 #   JUMP_TTL_SECONDS      hard lifetime (default 3600).
 #   JUMP_IDLE_SECONDS     end after this long without a session (default 900;
 #                         0 disables the idle rule, never the TTL).
@@ -44,6 +48,9 @@ interval=${JUMP_WATCH_INTERVAL:-2}
 is_uint "$idle" || fail "JUMP_IDLE_SECONDS must be a whole number, got '$idle'"
 { is_uint "$interval" && [ "$interval" -gt 0 ]; } || fail "JUMP_WATCH_INTERVAL must be a positive whole number, got '$interval'"
 id "$user" >/dev/null 2>&1 || fail "login user '$user' does not exist in this image"
+# jump-authorize sits next to this script: in the image both are in /usr/local/bin.
+authorize=$(dirname "$0")/jump-authorize
+[ -x "$authorize" ] || authorize=$(dirname "$0")/authorize.sh
 
 sshd_pid=
 main_pid=
@@ -73,12 +80,12 @@ log "session ${JUMP_SESSION_ID:-unknown} owner ${JUMP_OWNER:-unknown} ttl ${ttl}
 mkdir -p "$runtime"
 chmod 0755 "$runtime"
 
-if [ -n "${JUMP_AUTHORIZED_KEYS:-}" ]; then
+sshd=${JUMP_SSHD:-0}
+case "$sshd" in 0|1) ;; *) fail "JUMP_SSHD must be 0 or 1, got '$sshd'" ;; esac
+[ -n "${JUMP_AUTHORIZED_KEYS:-}" ] && sshd=1
+
+if [ "$sshd" = 1 ]; then
     umask 022
-    # Each bare key may open a shell (with a pty) and local port forwards, nothing else:
-    # no agent, X11 or remote forwarding, no ~/.ssh/rc, no environment from the client.
-    printf '%s\n' "$JUMP_AUTHORIZED_KEYS" \
-        | sed -E 's/^(ssh-|ecdsa-|sk-)/restrict,pty,port-forwarding \1/' > "$runtime/authorized_keys"
     rm -f "$runtime/host_ed25519_key" "$runtime/host_ed25519_key.pub"
     ssh-keygen -q -t ed25519 -N '' -C '' -f "$runtime/host_ed25519_key"
     cat > "$runtime/sshd_config" <<EOF
@@ -109,10 +116,16 @@ ClientAliveCountMax 4
 LogLevel INFO
 EOF
     mkdir -p /run/sshd
-    printf 'jump-host-key: %s\n' "$(cut -d' ' -f1,2 "$runtime/host_ed25519_key.pub")"
+    # The one host-key line of the log (with no keys: an empty authorized_keys file).
+    if [ -n "${JUMP_AUTHORIZED_KEYS:-}" ]; then printf '%s\n' "$JUMP_AUTHORIZED_KEYS"; fi \
+        | JUMP_RUNTIME_DIR=$runtime "$authorize"
     /usr/sbin/sshd -D -e -f "$runtime/sshd_config" &
     sshd_pid=$!
-    log "sshd listening on port 22 for user $user"
+    if [ -n "${JUMP_AUTHORIZED_KEYS:-}" ]; then
+        log "sshd listening on port 22 for user $user"
+    else
+        log "sshd listening on port 22 for user $user; no key may log in until one is authorized"
+    fi
 else
     log "no authorized keys given: ECS Exec only"
 fi

@@ -28,7 +28,7 @@ pub async fn run(ctx: &mut Context, command: PoolCommand) -> anyhow::Result<Exit
                     ttl,
                 };
                 let created = pool::create(&clients, &plan, &spec).await?;
-                report_created(output, &name, spec_size, created);
+                report_created(output, &spec, plan.mode.as_str(), created);
                 Ok(Exit::Success)
             };
             ctx.supervised(work).await
@@ -78,10 +78,7 @@ pub async fn run(ctx: &mut Context, command: PoolCommand) -> anyhow::Result<Exit
 fn create_input(
     args: &PoolCreateArgs,
 ) -> anyhow::Result<(crate::plan::Plan, String, u32, Duration)> {
-    let mut flags = args.settings.pairs();
-    flags.retain(|(key, _)| *key != "mode");
-    flags.push(("mode", "exec".to_string()));
-    let layers = layers(args.config.as_deref(), &flags)?;
+    let layers = layers(args.config.as_deref(), &args.settings.pairs())?;
     let name = pool_name(args.name.as_deref(), &layers)?;
     if !(1..=MAX_SIZE).contains(&args.size) {
         return Err(UsageError(format!(
@@ -95,7 +92,8 @@ fn create_input(
     if !(MIN_RECYCLE..=MAX_RECYCLE).contains(&ttl) {
         return Err(UsageError("--recycle-after: between 10m and 24h".into()).into());
     }
-    Ok((layers.into_plan()?, name, args.size, ttl))
+    let plan = layers.into_pool_plan(&name)?;
+    Ok((plan, name, args.size, ttl))
 }
 
 /// The cluster and the pool's name for `status` and `delete`.
@@ -120,16 +118,22 @@ fn pool_name(given: Option<&str>, layers: &Layers) -> anyhow::Result<String> {
     Ok(name.to_string())
 }
 
-fn report_created(output: Output, name: &str, size: u32, created: bool) {
+fn report_created(output: Output, spec: &PoolSpec<'_>, mode: &str, created: bool) {
+    let (name, size) = (spec.name, spec.size);
     if output.json() {
         output.print(
-            &serde_json::json!({"name": name, "size": size, "created": created}).to_string(),
+            &serde_json::json!({"name": name, "mode": mode, "size": size, "created": created})
+                .to_string(),
         );
     } else {
         let what = if created { "created" } else { "updated" };
+        let how = match mode {
+            "ssh" => format!("--pool {name} --mode ssh"),
+            _ => format!("--pool {name}"),
+        };
         output.print(&format!(
-            "pool {name} {what}: {size} warm jumphosts (service {}); claim one with --pool {name} \
-             or `pool = \"{name}\"` in jump.toml",
+            "pool {name} {what}: {size} warm {mode}-mode jumphosts (service {}); claim one with \
+             {how}, or `pool = \"{name}\"` in jump.toml",
             pool::service_name(name)
         ));
     }
@@ -140,8 +144,8 @@ fn report_status(output: Output, status: &pool::Status) {
         output.print(&serde_json::to_string(status).unwrap_or_default());
     } else {
         output.print(&format!(
-            "pool     {}\nsize     {}\nwarm     {}\nclaimed  {}\ncost     ${:.4}/hour (Fargate, us-east-1 prices)",
-            status.name, status.size, status.warm, status.claimed, status.cost_per_hour_usd
+            "pool     {}\nmode     {}\nsize     {}\nwarm     {}\nclaimed  {}\ncost     ${:.4}/hour (Fargate, us-east-1 prices)",
+            status.name, status.mode, status.size, status.warm, status.claimed, status.cost_per_hour_usd
         ));
     }
 }

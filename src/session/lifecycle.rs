@@ -10,6 +10,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use ssh_key::PublicKey;
 
 use super::guard::Guard;
 use super::hostkey::{wait_for_host_key, Stream};
@@ -78,6 +79,8 @@ struct Running {
     /// The address ssh connects to: the public one when the session asked for it.
     host: String,
     deadline: Instant,
+    /// ssh mode, a claimed pool task: the host key its claim read through ECS Exec.
+    host_key: Option<PublicKey>,
 }
 
 impl Running {
@@ -91,6 +94,7 @@ impl Running {
             endpoint,
             host,
             deadline,
+            host_key: None,
         }
     }
 }
@@ -183,19 +187,27 @@ impl Session {
             tags: &prepared.run.tags,
             ttl: plan.ttl,
             container: &prepared.container,
+            mode: plan.mode,
+            authorized_key: prepared.authorized_key.as_deref(),
         };
         let claim = pool::claim(&self.clients, &self.guard, &plan.cluster, name, &claimant);
         let why = match claim.await? {
-            pool::Claim::Won(task_arn) => {
+            pool::Claim::Won { task_arn, host_key } => {
                 tracing::info!(task_arn, session = %self.id, "claimed a pool task");
                 let spec = wait_spec(prepared, &task_arn, deadline);
                 let endpoint = wait::wait_running(&self.clients, &spec, |status| {
                     stages.stage(&format!("task {status}"))
                 })
                 .await?;
-                return Ok(Some(Running::new(task_arn, endpoint, deadline)));
+                let mut running = Running::new(task_arn, endpoint, deadline);
+                running.host_key = host_key;
+                return Ok(Some(running));
             }
             pool::Claim::NoneWarm => format!("no warm jumphost in pool {name}"),
+            pool::Claim::OtherMode(mode) => format!(
+                "pool {name} keeps {mode}-mode jumphosts, and this session is in {} mode",
+                plan.mode.as_str()
+            ),
             pool::Claim::NoPool => format!(
                 "there is no pool {name} in cluster {} (`jump pool create --name {name}`)",
                 plan.cluster
@@ -207,7 +219,8 @@ impl Session {
         Ok(None)
     }
 
-    /// ssh mode: pin the host key from the log stream, then ssh once sshd listens.
+    /// ssh mode: pin the host key (from the log stream, or from a pool claim's answer),
+    /// then ssh once sshd listens.
     async fn over_ssh(
         &self,
         prepared: &Prepared,
@@ -220,26 +233,12 @@ impl Session {
             return Err(UsageError("only jump's own jumphost runs sshd".into()).into());
         };
         let spec = wait_spec(prepared, &running.task_arn, running.deadline);
-        stages.stage("reading the jumphost's host key");
-        let logs = prepared
-            .logs
-            .as_ref()
-            .context("jump's jumphost logs to CloudWatch")?;
-        let stream = logs
-            .stream(&prepared.container, &running.task_arn)
-            .context("jump's jumphost logs with a stream prefix")?;
-        let logged = Stream {
-            group: &logs.group,
-            name: &stream,
-            not_before: running.endpoint.not_before,
-        };
-        let left = remaining(running.deadline);
-        let host_key = tokio::select! {
-            key = wait_for_host_key(&self.clients.logs, &logged, left) => match key {
-                Ok(key) => key,
-                Err(err) => return Err(self.explain_stop(&spec, err).await),
-            },
-            stopped = wait::until_stopped(&self.clients, &spec) => return Err(stopped.into()),
+        let host_key = match &running.host_key {
+            Some(key) => key.clone(),
+            None => {
+                self.logged_host_key(prepared, &running, &spec, &stages)
+                    .await?
+            }
         };
         let alias = host_key_alias(&self.id);
         self.dir.write_known_hosts(&alias, SSH_PORT, &host_key)?;
@@ -318,6 +317,37 @@ impl Session {
                 socks::run(&self.clients, &target, &proxy, self.local.output).await
             }
             Then::Detach(_) => Err(UsageError("a one-off task cannot be detached".into()).into()),
+        }
+    }
+
+    /// The host key a cold jumphost logged, once the log stream holds it.
+    async fn logged_host_key(
+        &self,
+        prepared: &Prepared,
+        running: &Running,
+        spec: &WaitSpec<'_>,
+        stages: &Stages,
+    ) -> anyhow::Result<PublicKey> {
+        stages.stage("reading the jumphost's host key");
+        let logs = prepared
+            .logs
+            .as_ref()
+            .context("jump's jumphost logs to CloudWatch")?;
+        let stream = logs
+            .stream(&prepared.container, &running.task_arn)
+            .context("jump's jumphost logs with a stream prefix")?;
+        let logged = Stream {
+            group: &logs.group,
+            name: &stream,
+            not_before: running.endpoint.not_before,
+        };
+        let left = remaining(running.deadline);
+        tokio::select! {
+            key = wait_for_host_key(&self.clients.logs, &logged, left) => match key {
+                Ok(key) => Ok(key),
+                Err(err) => Err(self.explain_stop(spec, err).await),
+            },
+            stopped = wait::until_stopped(&self.clients, spec) => Err(stopped.into()),
         }
     }
 

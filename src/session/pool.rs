@@ -1,17 +1,22 @@
-//! A warm pool: an ECS service whose tasks are idle exec-mode jumphosts, so a session
-//! claims one that already runs instead of waiting a minute for Fargate.
+//! A warm pool: an ECS service whose tasks are idle jumphosts, so a session claims one
+//! that already runs instead of waiting a minute for Fargate.
 //!
 //! The service (`jump-pool-NAME`) runs the pool's own task definition
 //! ([`provision::pool_task_definition`]) with ECS Exec enabled, and ECS copies its tags
-//! (`jump:pool`, `jump:pool-ttl`) onto every task it starts. A task is warm while it
-//! carries no session tags. A claim:
+//! (`jump:pool`, `jump:pool-ttl`, `jump:pool-mode`) onto every task it starts. A task is
+//! warm while it carries no session tags; a session claims only one of its own mode.
+//! A claim:
 //!
 //! 1. tags the task as the session's (owner, owner-id, session, expiry): under the
 //!    shipped user policy this is allowed only on a pool task that no one has tagged, and
 //!    only with the caller's own owner-id, and it is what lets the caller ECS Exec into
 //!    it at all, so no one can reach a warm task before claiming it;
 //! 2. creates a directory in the task through ECS Exec (`mkdir` either creates or fails,
-//!    atomically): two clients that both got past the first step can never both win;
+//!    atomically): two clients that both got past the first step can never both win. In
+//!    ssh mode the winner's command goes on to install the session's key
+//!    (`jump-authorize`, which replaces whatever key was there) and prints the host key,
+//!    which is pinned from that answer: ECS Exec is authenticated end to end, while the
+//!    log stream a cold jumphost's key travels by can be written by others;
 //! 3. the winner tags the task again until a fresh look shows its own session tag, in
 //!    case a loser's tags landed last (the user policy refuses those; an account without
 //!    it does not).
@@ -23,20 +28,23 @@
 //! never reused) and `jump gc` reaps it once its expiry passes if the client died. Pool
 //! tasks nobody claimed are bounded by their own TTL.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use aws_sdk_ecs::types::{LaunchType, PropagateTags, Task, TaskField};
+use aws_sdk_ecs::types::{LaunchType, PropagateTags, ServiceField, Task, TaskField};
 use ssh_key::rand_core::{OsRng, RngCore};
+use ssh_key::PublicKey;
 use thiserror::Error;
 
 use super::guard::{stop_task, Guard};
+use super::keys::parse_host_key_line;
 use super::provision;
-use super::tags::{tag, SessionTags, TAG_POOL, TAG_POOL_TTL};
+use super::tags::{tag, SessionTags, TAG_POOL, TAG_POOL_MODE, TAG_POOL_TTL};
 use crate::aws::{ApiError, Clients};
 use crate::connect::exec;
 use crate::connect::ssh::shell_quote;
 use crate::connect::target::ExecTarget;
-use crate::plan::Plan;
+use crate::plan::{Mode, Plan};
 use crate::task::{exec_agent_running, service_tasks};
 
 /// Fargate's public on-demand price in us-east-1 (Linux, x86): per vCPU-hour, per GB-hour.
@@ -82,6 +90,7 @@ pub struct PoolSpec<'a> {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Status {
     pub name: String,
+    pub mode: String,
     pub size: i32,
     pub warm: usize,
     pub claimed: usize,
@@ -114,7 +123,7 @@ pub async fn create(clients: &Clients, plan: &Plan, spec: &PoolSpec<'_>) -> anyh
                 .ecs
                 .tag_resource()
                 .resource_arn(arn)
-                .set_tags(Some(pool_tags(spec)))
+                .set_tags(Some(pool_tags(spec, plan.mode)))
                 .send()
                 .await
                 .map_err(|e| ApiError::from_sdk("ecs:TagResource", e))?;
@@ -136,7 +145,7 @@ pub async fn create(clients: &Clients, plan: &Plan, spec: &PoolSpec<'_>) -> anyh
                 .build(),
         )
         .propagate_tags(PropagateTags::Service)
-        .set_tags(Some(pool_tags(spec)))
+        .set_tags(Some(pool_tags(spec, plan.mode)))
         .send()
         .await
         .map_err(|e| ApiError::from_sdk("ecs:CreateService", e))?;
@@ -144,10 +153,11 @@ pub async fn create(clients: &Clients, plan: &Plan, spec: &PoolSpec<'_>) -> anyh
 }
 
 /// The service's tags, which ECS copies onto each task it starts.
-fn pool_tags(spec: &PoolSpec<'_>) -> Vec<aws_sdk_ecs::types::Tag> {
+fn pool_tags(spec: &PoolSpec<'_>, mode: Mode) -> Vec<aws_sdk_ecs::types::Tag> {
     vec![
         tag(TAG_POOL, spec.name),
         tag(TAG_POOL_TTL, &spec.ttl.as_secs().to_string()),
+        tag(TAG_POOL_MODE, mode.as_str()),
     ]
 }
 
@@ -161,6 +171,7 @@ async fn describe(
         .describe_services()
         .cluster(cluster)
         .services(service_name(name))
+        .include(ServiceField::Tags)
         .send()
         .await
         .map_err(|e| ApiError::from_sdk("ecs:DescribeServices", e))?;
@@ -200,6 +211,7 @@ pub async fn status(
     let per_task = cpu / 1024.0 * VCPU_HOUR_USD + memory / 1024.0 * GB_HOUR_USD;
     Ok(Some(Status {
         name: name.to_string(),
+        mode: pool_mode(service.tags()).to_string(),
         size,
         warm,
         claimed,
@@ -235,6 +247,15 @@ fn is_warm(task: &Task) -> bool {
     task.last_status() == Some("RUNNING") && exec_agent_running(task, None) && !is_claimed(task)
 }
 
+/// The mode a pool's (or pool task's) jumphosts run in, by its tags; pools from before
+/// ssh-mode pools are exec.
+fn pool_mode(tags: &[aws_sdk_ecs::types::Tag]) -> &str {
+    tags.iter()
+        .find(|t| t.key() == Some(TAG_POOL_MODE))
+        .and_then(|t| t.value())
+        .unwrap_or(Mode::Exec.as_str())
+}
+
 /// How long a pool task has left before its own TTL ends it.
 fn life_left(task: &Task, now: SystemTime) -> Option<Duration> {
     let ttl = task
@@ -261,14 +282,24 @@ pub struct Claimant<'a> {
     /// How long the session may last: a task with less life left is passed over.
     pub ttl: Duration,
     pub container: &'a str,
+    /// The session's mode: only a task of the same mode is claimed.
+    pub mode: Mode,
+    /// ssh mode: the session's public key, installed in the task by the claim.
+    pub authorized_key: Option<&'a str>,
 }
 
 /// How a claim came out.
 pub enum Claim {
-    /// This task, now the session's and owned by the guard.
-    Won(String),
+    /// This task, now the session's and owned by the guard; in ssh mode, the host key
+    /// its sshd serves, read through ECS Exec.
+    Won {
+        task_arn: String,
+        host_key: Option<PublicKey>,
+    },
     /// No warm task could be had: every one is claimed, starting, or too near its end.
     NoneWarm,
+    /// The pool's warm tasks are all of another mode than the session's.
+    OtherMode(String),
     /// The cluster has no such pool.
     NoPool,
 }
@@ -290,9 +321,18 @@ pub async fn claim(
         }
         Err(err) => return Err(err.into()),
     };
-    let mut candidates: Vec<Task> = tasks
+    let (mine, other): (Vec<Task>, Vec<Task>) = tasks
         .into_iter()
-        .filter(|t| is_warm(t) && life_left(t, now).is_some_and(|left| left >= claimant.ttl))
+        .filter(is_warm)
+        .partition(|t| pool_mode(t.tags()) == claimant.mode.as_str());
+    if mine.is_empty() {
+        if let Some(task) = other.first() {
+            return Ok(Claim::OtherMode(pool_mode(task.tags()).to_string()));
+        }
+    }
+    let mut candidates: Vec<Task> = mine
+        .into_iter()
+        .filter(|t| life_left(t, now).is_some_and(|left| left >= claimant.ttl))
         .collect();
     // Concurrent claimers start from different tasks, so most win their first try.
     if !candidates.is_empty() {
@@ -304,8 +344,13 @@ pub async fn claim(
             continue;
         };
         match claim_one(clients, guard, cluster, &arn, claimant).await {
-            Ok(true) => return Ok(Claim::Won(arn)),
-            Ok(false) => tracing::debug!(arn, "another session claimed it first"),
+            Ok(Some(host_key)) => {
+                return Ok(Claim::Won {
+                    task_arn: arn,
+                    host_key,
+                })
+            }
+            Ok(None) => tracing::debug!(arn, "another session claimed it first"),
             Err(err) => {
                 tracing::warn!(arn, "could not claim a pool task: {err:#}");
                 release(clients, cluster, &arn, claimant.session).await;
@@ -315,16 +360,17 @@ pub async fn claim(
     Ok(Claim::NoneWarm)
 }
 
-/// Steps 1 to 3 of the module doc for one task; whether this session won it.
+/// Steps 1 to 3 of the module doc for one task: `None` if another session won it, else
+/// (in ssh mode) the host key the task's answer gave.
 async fn claim_one(
     clients: &Clients,
     guard: &Guard,
     cluster: &str,
     arn: &str,
     claimant: &Claimant<'_>,
-) -> anyhow::Result<bool> {
+) -> anyhow::Result<Option<Option<PublicKey>>> {
     if owner_of(clients, cluster, arn).await?.is_some() {
-        return Ok(false); // claimed since it was listed
+        return Ok(None); // claimed since it was listed
     }
     tag_task(clients, arn, claimant.tags).await?;
     let target = ExecTarget {
@@ -332,19 +378,33 @@ async fn claim_one(
         task_arn: arn.to_string(),
         container: Some(claimant.container.to_string()),
     };
-    // The marker is printed in two pieces so that no echo of the command can look like it.
+    // The marker is printed in two pieces so that no echo of the command can look like it;
+    // it comes before the key is installed, so a winner whose install fails knows it won
+    // (and releases the task) instead of taking itself for a loser.
     let marker = format!("jump-claimed-{}", claimant.session);
+    let authorize = match claimant.authorized_key {
+        Some(key) => format!(" && jump-authorize {}", shell_quote(key)),
+        None => String::new(),
+    };
     let script = format!(
-        "mkdir -m 700 {CLAIM_DIR} 2>/dev/null && printf 'jump-%s-%s\\n' claimed {}",
+        "mkdir -m 700 {CLAIM_DIR} 2>/dev/null && printf 'jump-%s-%s\\n' claimed {}{authorize}",
         shell_quote(claimant.session)
     );
     let command = format!("sh -c {}", shell_quote(&script));
+    let answer = Arc::new(Mutex::new(String::new()));
     let (clients, arn, tags) = (clients.clone(), arn.to_string(), claimant.tags.to_vec());
-    let (cluster, session) = (cluster.to_string(), claimant.session.to_string());
+    let (cluster, session, printed) = (
+        cluster.to_string(),
+        claimant.session.to_string(),
+        answer.clone(),
+    );
     let won = guard
         .launch(async move {
-            let printed = exec::capture(&clients, &target, &command).await?;
-            if !String::from_utf8_lossy(&printed).contains(&marker) {
+            let output = exec::capture(&clients, &target, &command).await?;
+            let output = String::from_utf8_lossy(&output).into_owned();
+            let ours = output.contains(&marker);
+            *printed.lock().unwrap_or_else(PoisonError::into_inner) = output;
+            if !ours {
                 return Err(LostClaim.into());
             }
             // The loser's tags may have landed after ours (under the user policy they
@@ -360,9 +420,27 @@ async fn claim_one(
         })
         .await;
     match won {
-        Ok(_) => Ok(true),
-        Err(err) if err.is::<LostClaim>() => Ok(false),
+        Ok(_) if claimant.authorized_key.is_some() => {
+            let printed = answer.lock().unwrap_or_else(PoisonError::into_inner);
+            Ok(Some(Some(host_key_in(&printed)?)))
+        }
+        Ok(_) => Ok(Some(None)),
+        Err(err) if err.is::<LostClaim>() => Ok(None),
         Err(err) => Err(err),
+    }
+}
+
+/// The one host key line of a claim's answer (`jump-authorize` prints it).
+fn host_key_in(printed: &str) -> anyhow::Result<PublicKey> {
+    let mut keys = printed.lines().filter_map(parse_host_key_line);
+    match (keys.next(), keys.next()) {
+        (Some(key), None) => Ok(key?),
+        (None, _) => anyhow::bail!(
+            "the pool task printed no host key when claimed (is it jump's jumphost image, with \
+             jump-authorize?): {}",
+            printed.trim()
+        ),
+        (Some(_), Some(_)) => anyhow::bail!("the pool task printed more than one host key"),
     }
 }
 

@@ -175,11 +175,12 @@ pub fn task_definition(plan: &Plan, region: &str) -> Result<TaskDefinition, Temp
     hashed(rendered(plan, region)?)
 }
 
-/// A warm pool's task definition: the exec-mode jumphost's, in a family of its own (so
-/// cold and pool revisions never take turns as the family's latest), with the pool's
-/// limits in its environment, since a service cannot override a task's environment. An
-/// idle warm task is the point of a pool: only its TTL ends it, and the service replaces
-/// it.
+/// A warm pool's task definition: the jumphost's of the plan's mode, in a family of its
+/// own per mode (so cold and pool revisions never take turns as a family's latest), with
+/// the pool's limits in its environment, since a service cannot override a task's
+/// environment. An idle warm task is the point of a pool: only its TTL ends it, and the
+/// service replaces it. An ssh-mode one runs sshd with no key (`JUMP_SSHD`) until a
+/// claim installs its session's.
 pub fn pool_task_definition(
     plan: &Plan,
     region: &str,
@@ -187,13 +188,24 @@ pub fn pool_task_definition(
     ttl: std::time::Duration,
 ) -> Result<TaskDefinition, TemplateError> {
     let mut json = rendered(plan, region)?;
-    json["family"] = Value::String(format!("{}-pool", plan.family));
+    let family = match plan.mode {
+        Mode::Exec => format!("{}-pool", plan.family),
+        Mode::Ssh => format!("{}-pool-ssh", plan.family),
+    };
+    json["family"] = Value::String(family);
     let seconds = ttl.as_secs().to_string();
-    let environment = serde_json::json!([
-        {"name": "JUMP_TTL_SECONDS", "value": seconds},
-        {"name": "JUMP_IDLE_SECONDS", "value": seconds},
-        {"name": "JUMP_POOL", "value": pool},
-    ]);
+    let mut pairs = vec![
+        ("JUMP_TTL_SECONDS", seconds.as_str()),
+        ("JUMP_IDLE_SECONDS", seconds.as_str()),
+        ("JUMP_POOL", pool),
+    ];
+    if plan.mode == Mode::Ssh {
+        pairs.push(("JUMP_SSHD", "1"));
+    }
+    let environment: Value = pairs
+        .iter()
+        .map(|(name, value)| serde_json::json!({"name": name, "value": value}))
+        .collect();
     for container in containers(&mut json) {
         container.insert("environment".into(), environment.clone());
     }

@@ -79,6 +79,9 @@ pub struct Prepared {
     pub exec_agent: bool,
     pub wait_timeout: Duration,
     pub expires: SystemTime,
+    /// ssh mode: the session's public key (in the task's environment when it starts cold;
+    /// installed by the claim when it comes from a pool).
+    pub authorized_key: Option<String>,
 }
 
 /// What preparing a launch may use of the session.
@@ -153,6 +156,7 @@ async fn cold(
         exec_agent: reach == Reach::Exec || plan.ssh_via == SshVia::Ssm,
         wait_timeout: plan.wait_timeout,
         expires,
+        authorized_key,
     })
 }
 
@@ -208,6 +212,7 @@ impl OneOff {
             exec_agent: true,
             wait_timeout: ONE_OFF_WAIT,
             expires,
+            authorized_key: None,
         })
     }
 }

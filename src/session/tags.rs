@@ -25,6 +25,9 @@ pub const TAG_CONTENT_HASH: &str = "jump:content-hash";
 pub const TAG_POOL: &str = "jump:pool";
 /// How long a pool's tasks live (seconds), beside [`TAG_POOL`]: what a claim has left.
 pub const TAG_POOL_TTL: &str = "jump:pool-ttl";
+/// The mode of a pool's jumphosts (`exec` or `ssh`), beside [`TAG_POOL`]: a claim takes
+/// only a task of its own session's mode.
+pub const TAG_POOL_MODE: &str = "jump:pool-mode";
 /// Who made a resource: `jump init` ([`MANAGED_BY`]) or the Terraform example.
 pub const TAG_MANAGED_BY: &str = "jump:managed-by";
 pub const MANAGED_BY: &str = "jump-init";

@@ -213,7 +213,6 @@ fn pool_input_is_checked_before_anything_starts() {
             "--recycle-after",
         ),
         (vec!["pool", "status"], "name the pool"),
-        (vec!["up", "--pool", "dev", "--mode", "ssh"], "exec mode"),
     ] {
         let out = world.run(&args);
         expect_exit(&out, 2, needle);
@@ -478,4 +477,108 @@ fn a_socks_proxy_goes_through_a_claimed_pool_jumphost() {
     wait_warm(&world, "socks", 1);
     world.stop_task(&web);
     delete_and_check(&world, "socks");
+}
+
+/// ssh mode from a pool: an ssh-mode jumphost waits with sshd up and no key; the claim
+/// installs the session's key and pins the host key, both through ECS Exec (a forged key
+/// line in the task's log changes nothing). Only the session's key gets in, and a host
+/// key that changes afterwards is refused. An exec-mode session does not take an
+/// ssh-mode jumphost.
+#[test]
+fn an_ssh_session_claims_an_ssh_mode_jumphost_whose_host_key_it_reads_through_exec() {
+    let world = World::new(shared(), "pool-ssh");
+    // Someone allowed to write to the warm task's log stream adds a key line of their own:
+    // a cold start would trust no key then, and a claim never reads the log at all.
+    world
+        .sandbox
+        .ctl(&["task-fault", "extra-host-key", "--image", &world.image]);
+    let created = world.json(&[
+        "pool", "create", "--name", "ops", "--mode", "ssh", "--size", "1", "--json",
+    ]);
+    assert_eq!(created["mode"], "ssh", "{created}");
+    let warm = warm_task_other_than(&world, "ops", None);
+    assert_eq!(status(&world, "ops")["mode"], "ssh");
+
+    let out = world.run(&["up", "--pool", "ops", "--", "true"]);
+    expect_exit(
+        &out,
+        0,
+        "pool ops keeps ssh-mode jumphosts, and this session is in exec mode",
+    );
+    assert!(!tags(&world, &warm).contains_key("jump:session"));
+
+    let session = world.json(&["up", "--pool", "ops", "--mode", "ssh", "--detach", "--json"]);
+    let (id, ip) = (
+        session["session"].as_str().unwrap().to_string(),
+        session["ip"].as_str().unwrap().to_string(),
+    );
+    assert_eq!(session["task_arn"].as_str(), Some(warm.as_str()));
+    let out = world.run(&["ssh", &id, "--", "id", "-un"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(stdout(&out), "jump\n");
+
+    // Any other key is refused: only the claim's is installed.
+    let dir = tempfile::tempdir().unwrap();
+    let stranger = dir.path().join("stranger");
+    let made = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&stranger)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = std::process::Command::new("ssh")
+        .arg("-i")
+        .arg(&stranger)
+        .args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=10",
+            &format!("jump@{ip}"),
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(255), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Permission denied"),
+        "{}",
+        stderr(&out)
+    );
+
+    // sshd starts serving another host key: jump's pinned one no longer matches.
+    let swap = "cd /run/jump && rm -f host_ed25519_key host_ed25519_key.pub && \
+                ssh-keygen -q -t ed25519 -N '' -C '' -f host_ed25519_key && \
+                kill -HUP \"$(cat sshd.pid)\"";
+    let out = world.run(&["exec", "--task", &warm, "--", "sh", "-c", swap]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let refused = loop {
+        let out = world.run(&["ssh", &id, "--", "echo", "should-not-run"]);
+        if out.status.code() != Some(0) {
+            break out;
+        }
+        assert!(Instant::now() < deadline, "sshd never took the new key");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(!stdout(&refused).contains("should-not-run"));
+    assert!(
+        stderr(&refused).contains("REMOTE HOST IDENTIFICATION HAS CHANGED"),
+        "{}",
+        stderr(&refused)
+    );
+
+    let out = world.run(&["down", "--all-mine"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(world.describe(&warm)["desiredStatus"], "STOPPED");
+    wait_warm(&world, "ops", 1);
+    delete_and_check(&world, "ops");
 }

@@ -258,6 +258,40 @@ def test_without_authorized_keys_no_sshd_runs(start):
     assert host.running()
 
 
+def test_a_pool_jumphost_runs_sshd_that_lets_nobody_in_until_a_key_is_authorized(start, keypair, tmp_path):
+    """A warm pool's ssh-mode jumphost waits with sshd up and no key; a claim installs its
+    session's key with jump-authorize (through ECS Exec, as root) and reads the host key
+    from its answer. Whoever authorizes last is the only one let in."""
+    key, public = keypair
+    host = start({"JUMP_SSHD": "1", "JUMP_TTL_SECONDS": "120"})
+    host.wait_log(SSHD_UP)
+    [logged] = host.host_key_lines()
+    known_hosts = pin(tmp_path / "known_hosts", logged)
+    out = host.ssh(key, known_hosts, "jump", "true")
+    assert out.returncode == 255 and "Permission denied (publickey)." in out.stderr, out.stderr
+
+    claimed = host.podman("exec", host.name, "jump-authorize", public)
+    assert claimed.returncode == 0, claimed.stderr
+    assert claimed.stdout.splitlines() == [logged], "the claim reads the host key sshd serves"
+    out = host.ssh(key, known_hosts, "jump", "id -un")
+    assert (out.returncode, out.stdout) == (0, "jump\n"), out.stderr
+
+    other = tmp_path / "other"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    again = host.podman("exec", host.name, "jump-authorize", other.with_suffix(".pub").read_text().strip())
+    assert again.returncode == 0, again.stderr
+    out = host.ssh(key, known_hosts, "jump", "true")
+    assert out.returncode == 255 and "Permission denied (publickey)." in out.stderr, out.stderr
+    assert host.ssh(other, known_hosts, "jump", "true").returncode == 0
+    assert host.host_key_lines() == [logged], "authorizing prints to its caller, not the log"
+
+
+def test_jump_sshd_takes_0_or_1(start):
+    host = start({"JUMP_SSHD": "yes", "JUMP_TTL_SECONDS": "120"})
+    assert host.wait_exit(20) == 78
+    assert "JUMP_SSHD must be 0 or 1, got 'yes'" in host.logs()[1]
+
+
 def test_a_read_only_root_filesystem_needs_a_writable_runtime_dir(start, keypair, tmp_path):
     """ECS `readonlyRootFilesystem: true` makes the whole root read-only and, unlike
     `podman --read-only`, adds no tmpfs anywhere (Fargate refuses `linuxParameters.tmpfs`).
