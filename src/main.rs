@@ -15,6 +15,7 @@ mod output;
 mod plan;
 mod policy_sim;
 mod prereq;
+mod proxy;
 mod retry;
 mod session;
 mod signals;

@@ -88,6 +88,7 @@ use base64::Engine as _;
 
 use super::cipher::{same_key, DataKey, DataKeys, SessionCipher, DATA_KEY_BYTES};
 use super::frame::{self, decode, Frame, MessageType, PayloadType};
+use crate::proxy::{self, ConnectError};
 
 /// The plugin version we claim to be; see the module documentation for why this one.
 pub const CLIENT_VERSION: &str = "1.2.339.0";
@@ -458,15 +459,20 @@ async fn open_channel_socket(
     Ok((sink, stream))
 }
 
-/// Connects TCP ourselves (to set TCP_NODELAY), then TLS if `wss`, then the upgrade.
+/// Connects TCP ourselves (to set TCP_NODELAY, and through the environment's proxy if it
+/// names one), then TLS if `wss`, then the upgrade.
 async fn open_socket(stream_url: &str) -> Result<Ws, ChannelError> {
     let request = stream_url
         .into_client_request()
         .map_err(|e| ChannelError::Url(e.to_string()))?;
     let (host, port) = stream_endpoint(request.uri())?;
-    let tcp = TcpStream::connect((host.as_str(), port))
+    let scheme = request.uri().scheme_str().unwrap_or("wss");
+    let tcp = proxy::connect(scheme, &host, port)
         .await
-        .map_err(|e| ChannelError::Connect(format!("{host}:{port}: {e}")))?;
+        .map_err(|e| match e {
+            ConnectError::Direct(e) => ChannelError::Connect(format!("{host}:{port}: {e}")),
+            ConnectError::Proxy(e) => ChannelError::Connect(e.to_string()),
+        })?;
     tcp.set_nodelay(true)
         .map_err(|e| ChannelError::Connect(format!("cannot set TCP_NODELAY: {e}")))?;
     let (ws, _response) = tokio_tungstenite::client_async_tls(request, tcp)

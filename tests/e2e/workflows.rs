@@ -12,13 +12,18 @@ use serde_json::Value;
 use crate::support::{repo, shared, stderr, World};
 
 fn workflow(name: &str) -> Value {
-    let path = repo().join("examples/github-actions").join(name);
+    read_workflow(&repo().join("examples/github-actions").join(name))
+}
+
+/// A workflow file, as JSON.
+pub fn read_workflow(path: &Path) -> Value {
+    let name = path.display();
     let out = Command::new(repo().join("tests/sandbox/.venv/bin/python"))
         .args([
             "-c",
             "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
         ])
-        .arg(&path)
+        .arg(path)
         .output()
         .expect("python runs");
     assert!(
