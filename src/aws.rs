@@ -45,6 +45,8 @@ pub struct Clients {
     pub kms: aws_sdk_kms::Client,
     pub rds: aws_sdk_rds::Client,
     pub events: aws_sdk_eventbridge::Client,
+    /// EventBridge Scheduler, for the reaper's schedule (`jump init --reaper`).
+    pub scheduler: aws_sdk_scheduler::Client,
     /// The resolved region, needed for the task's `awslogs-region` option.
     pub region: String,
     /// The profile named with `--profile`, passed on to session-manager-plugin.
@@ -172,6 +174,7 @@ impl Clients {
             kms: aws_sdk_kms::Client::new(&config),
             rds: aws_sdk_rds::Client::new(&config),
             events: aws_sdk_eventbridge::Client::new(&config),
+            scheduler: aws_sdk_scheduler::Client::new(&config),
             region,
             profile: profile.map(str::to_string),
             ssm_plugin: None,

@@ -406,6 +406,22 @@ pub struct InitArgs {
     /// Image for jump.toml's `image` (exec mode works with any image that has sh)
     #[arg(long, value_name = "IMAGE")]
     pub image: Option<String>,
+    /// Also reap on ECS itself: an EventBridge Scheduler schedule that runs `jump gc` as a
+    /// Fargate task every --every, with a role that may only list, describe and stop the
+    /// cluster's tasks (needs --reaper-image)
+    #[arg(long, requires = "reaper_image", conflicts_with = "destroy")]
+    pub reaper: bool,
+    /// How often the reaper runs (5m to 24h)
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "15m",
+        requires = "reaper"
+    )]
+    pub every: String,
+    /// An image whose entrypoint is jump (dockerfiles/reaper builds one), for the reaper task
+    #[arg(long, value_name = "IMAGE", requires = "reaper")]
+    pub reaper_image: Option<String>,
     /// Where to write the configuration
     #[arg(long, value_name = "PATH", default_value = "jump.toml")]
     pub config: PathBuf,

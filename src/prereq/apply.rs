@@ -15,12 +15,13 @@ use aws_sdk_ecs::types::{
     ExecuteCommandLogging,
 };
 
-use super::change::{Op, Plan};
+use super::change::{Op, Plan, ScheduleSpec};
 use super::desired::{ExecSettings, ALERT_TARGET};
-use super::survey::rule_targets;
+use super::survey::{rule_targets, schedule_description};
 use super::{is_missing, MANAGED_BY, TAG_INIT_NAME, TAG_MANAGED_BY};
 use crate::aws::{ApiError, Clients};
 use crate::output::Progress;
+use crate::session::provision::{ensure_task_definition, reaper_task_definition};
 use crate::session::tags::tag;
 
 const SECURITY_GROUP_DESCRIPTION: &str = "jump jumphosts: no inbound";
@@ -268,12 +269,99 @@ async fn run(
                 .map_err(|e| ApiError::from_sdk("events:DeleteRule", e));
             done_unless_failed(result)?;
         }
+        Op::RegisterReaper { task } => {
+            let definition = reaper_task_definition(task)?;
+            ensure_task_definition(&clients.ecs, &definition).await?;
+        }
+        Op::PutSchedule(spec) => {
+            let mut spec = (**spec).clone();
+            if spec.security_group.is_none() {
+                spec.security_group = learned.security_group.clone();
+            }
+            put_schedule(&clients.scheduler, &spec, init_name).await?;
+        }
+        Op::DeleteSchedule { name } => {
+            let result = clients
+                .scheduler
+                .delete_schedule()
+                .name(name)
+                .send()
+                .await
+                .map_err(|e| ApiError::from_sdk("scheduler:DeleteSchedule", e));
+            done_unless_failed(result)?;
+        }
         Op::RemoveConfig { path } => match std::fs::remove_file(path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(e).with_context(|| format!("cannot remove {}", path.display()));
             }
             _ => {}
         },
+    }
+    Ok(())
+}
+
+/// The reaper's schedule, made or brought to `spec`: every `expression`, one Fargate task
+/// of the reaper's latest revision, where jumphosts run.
+async fn put_schedule(
+    scheduler: &aws_sdk_scheduler::Client,
+    spec: &ScheduleSpec,
+    init_name: &str,
+) -> anyhow::Result<()> {
+    use aws_sdk_scheduler::types::{
+        AssignPublicIp, AwsVpcConfiguration, EcsParameters, FlexibleTimeWindow,
+        FlexibleTimeWindowMode, LaunchType, NetworkConfiguration, Target,
+    };
+    let group = spec
+        .security_group
+        .clone()
+        .context("no security group id for the reaper's schedule")?;
+    let network = AwsVpcConfiguration::builder()
+        .set_subnets(Some(spec.subnets.clone()))
+        .security_groups(group)
+        .assign_public_ip(if spec.public {
+            AssignPublicIp::Enabled
+        } else {
+            AssignPublicIp::Disabled
+        })
+        .build()?;
+    let ecs = EcsParameters::builder()
+        .task_definition_arn(&spec.task_definition)
+        .task_count(1)
+        .launch_type(LaunchType::Fargate)
+        .network_configuration(
+            NetworkConfiguration::builder()
+                .awsvpc_configuration(network)
+                .build(),
+        )
+        .build()?;
+    let target = Target::builder()
+        .arn(&spec.cluster)
+        .role_arn(&spec.role)
+        .ecs_parameters(ecs)
+        .build()?;
+    let window = FlexibleTimeWindow::builder()
+        .mode(FlexibleTimeWindowMode::Off)
+        .build()?;
+    let description = schedule_description(init_name);
+    // Create and update take the same fields, in builders of different types.
+    macro_rules! send {
+        ($request:expr, $action:literal) => {
+            $request
+                .name(&spec.name)
+                .description(description)
+                .schedule_expression(&spec.expression)
+                .flexible_time_window(window)
+                .target(target)
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| ApiError::from_sdk($action, e))
+        };
+    }
+    if spec.exists {
+        send!(scheduler.update_schedule(), "scheduler:UpdateSchedule")?;
+    } else {
+        send!(scheduler.create_schedule(), "scheduler:CreateSchedule")?;
     }
     Ok(())
 }

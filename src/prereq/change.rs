@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::config_file::{difference, written_by_init, ConfigValues, RoleRef, HEADER};
-use super::desired::{AlertSpec, Desired, ExecSettings, Names, RoleSpec, ALERT_TARGET};
-use super::policy;
+use super::desired::{AlertSpec, Desired, ExecSettings, Names, ReaperSpec, RoleSpec, ALERT_TARGET};
 use super::survey::{ClusterState, RoleState, RuleState, SecurityGroupState, Survey};
+use crate::session::provision::{reaper_task_definition, ReaperTask};
 
 const CLUSTER: &str = "ecs cluster";
 const CLUSTER_EXEC: &str = "ecs cluster exec settings";
@@ -26,6 +26,8 @@ const LOG_GROUP: &str = "logs group";
 const RETENTION: &str = "logs retention";
 const SECURITY_GROUP: &str = "ec2 security group";
 const ALERT_RULE: &str = "eventbridge rule";
+const TASK_DEFINITION: &str = "ecs task definition";
+const SCHEDULE: &str = "scheduler schedule";
 const FILE: &str = "file";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -153,6 +155,31 @@ pub enum Op {
         name: String,
         targets: Vec<String>,
     },
+    /// A revision of the reaper's family with exactly this content, unless the latest is.
+    RegisterReaper {
+        task: ReaperTask,
+    },
+    /// The reaper's schedule, created or brought to this.
+    PutSchedule(Box<ScheduleSpec>),
+    DeleteSchedule {
+        name: String,
+    },
+}
+
+/// The reaper's schedule as init wants it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleSpec {
+    pub name: String,
+    pub exists: bool,
+    pub expression: String,
+    pub cluster: String,
+    pub role: String,
+    /// The family's ARN without a revision: each run takes the latest.
+    pub task_definition: String,
+    pub subnets: Vec<String>,
+    /// `None` until init has created its security group.
+    pub security_group: Option<String>,
+    pub public: bool,
 }
 
 /// What init would do, and what it saw but leaves alone.
@@ -235,6 +262,9 @@ pub fn init_plan(desired: &Desired, survey: &Survey) -> Plan {
     });
     cluster(&mut plan, desired, survey.cluster.as_ref());
     let security_group = security_group(&mut plan, desired, &survey.security_groups);
+    if let Some(reaper) = &desired.reaper {
+        self::reaper(&mut plan, desired, reaper, survey, security_group.clone());
+    }
     if let Some(alerts) = &desired.alerts {
         alert_rule(
             &mut plan,
@@ -256,6 +286,104 @@ pub fn init_plan(desired: &Desired, survey: &Survey) -> Plan {
     };
     config(&mut plan, &desired.config, survey.config.as_deref(), values);
     plan
+}
+
+/// The scheduled reaper: its two roles, its task definition and its schedule. The schedule
+/// names the family without a revision, so a new revision needs no schedule change.
+fn reaper(
+    plan: &mut Plan,
+    desired: &Desired,
+    reaper: &ReaperSpec,
+    survey: &Survey,
+    security_group: Option<String>,
+) {
+    let names = &desired.names;
+    for spec in [&reaper.task_role, &reaper.scheduler_role] {
+        role(plan, spec, survey.roles.get(&spec.name));
+    }
+    let arn = |spec: &RoleSpec| {
+        survey
+            .roles
+            .get(&spec.name)
+            .map_or_else(|| desired.account.role_arn(&spec.name), |s| s.arn.clone())
+    };
+    let task = ReaperTask {
+        family: names.reaper_family.clone(),
+        image: reaper.image.clone(),
+        cluster: names.cluster.clone(),
+        task_role: arn(&reaper.task_role),
+        execution_role: arn(&desired.execution_role),
+        log_group: names.log_group.clone(),
+        region: desired.account.region.clone(),
+    };
+    match reaper_task_definition(&task) {
+        Ok(definition) => match &survey.reaper_definition {
+            Some(hash) if *hash == definition.content_hash => {}
+            found => {
+                let (action, detail) = match found {
+                    None => (
+                        Action::Create,
+                        format!("runs `jump gc` from {}", task.image),
+                    ),
+                    Some(_) => (
+                        Action::Update,
+                        format!("a new revision: `jump gc` from {}", task.image),
+                    ),
+                };
+                plan.push(
+                    action,
+                    TASK_DEFINITION,
+                    &task.family.clone(),
+                    detail,
+                    Op::RegisterReaper { task },
+                );
+            }
+        },
+        Err(err) => plan
+            .notes
+            .push(format!("cannot render the reaper's task definition: {err}")),
+    }
+    let wanted = ScheduleSpec {
+        name: names.reaper_schedule.clone(),
+        exists: survey.reaper_schedule.is_some(),
+        expression: reaper.expression(),
+        cluster: desired.account.cluster(&names.cluster),
+        role: arn(&reaper.scheduler_role),
+        task_definition: desired.account.task_definition_family(&names.reaper_family),
+        subnets: desired.network.subnets.clone(),
+        security_group,
+        public: desired.network.public,
+    };
+    let detail = format!("{} → `jump gc` in {}", wanted.expression, names.cluster);
+    match &survey.reaper_schedule {
+        None => plan.push(
+            Action::Create,
+            SCHEDULE,
+            &wanted.name.clone(),
+            detail,
+            Op::PutSchedule(Box::new(wanted)),
+        ),
+        Some(state) if !state.managed => plan.kept(SCHEDULE, &wanted.name),
+        Some(state) => {
+            let same = state.expression == wanted.expression
+                && state.role == wanted.role
+                && state.task_definition == wanted.task_definition
+                && state.subnets == wanted.subnets
+                && wanted
+                    .security_group
+                    .as_ref()
+                    .is_some_and(|g| state.security_groups == [g.clone()]);
+            if !same {
+                plan.push(
+                    Action::Update,
+                    SCHEDULE,
+                    &wanted.name.clone(),
+                    format!("differs; {detail}"),
+                    Op::PutSchedule(Box::new(wanted)),
+                );
+            }
+        }
+    }
 }
 
 /// The ExecuteCommand alert: made, or brought back to exactly the pattern and the one
@@ -325,8 +453,8 @@ fn role(plan: &mut Plan, spec: &RoleSpec, state: Option<&RoleState>) {
             ROLE,
             &spec.name,
             format!(
-                "assumed by ECS tasks of this account (templates/{})",
-                policy::TRUST.file
+                "assumed by {} of this account (templates/{})",
+                spec.assumed_by, spec.trust_file
             ),
             Op::CreateRole {
                 name: spec.name.clone(),
@@ -357,7 +485,7 @@ fn role(plan: &mut Plan, spec: &RoleSpec, state: Option<&RoleState>) {
             Action::Update,
             TRUST,
             &spec.name,
-            format!("differs from templates/{}", policy::TRUST.file),
+            format!("differs from templates/{}", spec.trust_file),
             Op::PutTrust {
                 role: spec.name.clone(),
                 trust: spec.trust.to_string(),
@@ -526,7 +654,32 @@ fn config(plan: &mut Plan, path: &Path, existing: Option<&str>, values: ConfigVa
 /// cluster's tasks; jump.toml goes last, and only if init wrote it.
 pub fn destroy_plan(names: &Names, survey: &Survey, running_tasks: usize, config: &Path) -> Plan {
     let mut plan = Plan::default();
-    for role in [&names.task_role, &names.execution_role] {
+    match &survey.reaper_schedule {
+        Some(state) if state.managed => plan.push(
+            Action::Delete,
+            SCHEDULE,
+            &names.reaper_schedule,
+            String::new(),
+            Op::DeleteSchedule {
+                name: names.reaper_schedule.clone(),
+            },
+        ),
+        Some(_) => plan.kept(SCHEDULE, &names.reaper_schedule),
+        None => {}
+    }
+    if survey.reaper_definition.is_some() {
+        plan.notes.push(format!(
+            "kept {TASK_DEFINITION} {}: ECS keeps registered revisions (deregister them with \
+             `aws ecs deregister-task-definition` if you like)",
+            names.reaper_family
+        ));
+    }
+    for role in [
+        &names.reaper_scheduler_role,
+        &names.reaper_role,
+        &names.task_role,
+        &names.execution_role,
+    ] {
         match survey.roles.get(role) {
             Some(state) if state.managed => {
                 for policy in state.policies.keys() {
@@ -641,7 +794,7 @@ mod tests {
 
     use super::*;
     use crate::prereq::desired::tests::desired;
-    use crate::prereq::survey::LogGroupState;
+    use crate::prereq::survey::{LogGroupState, ScheduleState};
 
     /// What the world looks like right after init applied `desired`.
     fn after_init(desired: &Desired) -> Survey {
@@ -670,6 +823,12 @@ mod tests {
             }),
             roles: [&desired.execution_role, &desired.task_role]
                 .into_iter()
+                .chain(
+                    desired
+                        .reaper
+                        .iter()
+                        .flat_map(|r| [&r.task_role, &r.scheduler_role]),
+                )
                 .map(|spec| (spec.name.clone(), role(spec)))
                 .collect(),
             log_groups,
@@ -684,9 +843,30 @@ mod tests {
                 pattern: Some(alerts.pattern.clone()),
                 targets: vec![(ALERT_TARGET.to_string(), alerts.topic.clone())],
             }),
+            reaper_definition: None,
+            reaper_schedule: None,
             config: None,
         };
         let written = init_plan(desired, &survey);
+        for change in &written.changes {
+            match &change.op {
+                Op::RegisterReaper { task } => {
+                    survey.reaper_definition =
+                        Some(reaper_task_definition(task).unwrap().content_hash);
+                }
+                Op::PutSchedule(spec) => {
+                    survey.reaper_schedule = Some(ScheduleState {
+                        managed: true,
+                        expression: spec.expression.clone(),
+                        role: spec.role.clone(),
+                        task_definition: spec.task_definition.clone(),
+                        subnets: spec.subnets.clone(),
+                        security_groups: spec.security_group.iter().cloned().collect(),
+                    });
+                }
+                _ => {}
+            }
+        }
         let Some(Op::WriteConfig { values, .. }) = written.changes.last().map(|c| &c.op) else {
             panic!("no config change in {written:?}");
         };
@@ -917,6 +1097,67 @@ mod tests {
                 targets: vec![ALERT_TARGET.into()],
             }
         );
+    }
+
+    #[test]
+    fn the_reaper_is_made_then_left_alone_and_destroyed_with_its_roles() {
+        use crate::prereq::input::ReaperInput;
+        let desired = desired(
+            |i| {
+                i.reaper = Some(ReaperInput {
+                    every: std::time::Duration::from_secs(15 * 60),
+                    image: "reaper:1".into(),
+                })
+            },
+            None,
+        );
+        let plan = init_plan(&desired, &Survey::default());
+        let lines = shown(&plan);
+        for wanted in [
+            "+ create  iam role jump-reaper: assumed by ECS tasks",
+            "+ create  iam role jump-reaper-runs: assumed by EventBridge Scheduler",
+            "+ create  ecs task definition jump-reaper: runs `jump gc` from reaper:1",
+            "+ create  scheduler schedule jump-reaper: rate(15 minutes) → `jump gc` in jump",
+        ] {
+            assert!(
+                lines.iter().any(|l| l.starts_with(wanted)),
+                "{wanted}: {lines:#?}"
+            );
+        }
+        let schedule = plan.changes.iter().find_map(|c| match &c.op {
+            Op::PutSchedule(spec) => Some(spec.clone()),
+            _ => None,
+        });
+        let schedule = schedule.expect("a schedule");
+        assert_eq!(
+            schedule.task_definition,
+            "arn:aws:ecs:eu-west-1:123456789012:task-definition/jump-reaper"
+        );
+        assert!(schedule.role.ends_with(":role/jump-reaper-runs"));
+
+        let survey = after_init(&desired);
+        assert_eq!(shown(&init_plan(&desired, &survey)), Vec::<String>::new());
+        let mut faster = desired.clone();
+        if let Some(reaper) = faster.reaper.as_mut() {
+            reaper.every = std::time::Duration::from_secs(5 * 60);
+        }
+        let lines = shown(&init_plan(&faster, &survey));
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(lines[0]
+            .starts_with("~ update  scheduler schedule jump-reaper: differs; rate(5 minutes)"));
+
+        let destroy = shown(&destroy_plan(&desired.names, &survey, 0, &desired.config));
+        for wanted in [
+            "- delete  scheduler schedule jump-reaper",
+            "- delete  iam role jump-reaper-runs",
+            "- delete  iam role jump-reaper",
+            "! kept ecs task definition jump-reaper",
+        ] {
+            assert!(
+                destroy.iter().any(|l| l.starts_with(wanted)),
+                "{wanted}: {destroy:#?}"
+            );
+        }
     }
 
     #[test]

@@ -25,10 +25,16 @@ pub const ECR_POLICY: &str = "jump-ecr-pull";
 pub const EXEC_POLICY: &str = "jump-ecs-exec";
 pub const LOGGING_POLICY: &str = "jump-session-logging";
 pub const KMS_POLICY: &str = "jump-session-kms";
+pub const REAPER_POLICY: &str = "jump-reaper";
+pub const REAPER_SCHEDULER_POLICY: &str = "jump-reaper-run";
 
 const EXECUTION_ROLE_DESCRIPTION: &str =
     "jump: lets ECS pull the jumphost image and write its log stream";
 const TASK_ROLE_DESCRIPTION: &str = "jump: the jumphost's own identity; ECS Exec channels only";
+const REAPER_ROLE_DESCRIPTION: &str =
+    "jump: the scheduled reaper's identity; lists, describes and stops the cluster's tasks only";
+const REAPER_SCHEDULER_DESCRIPTION: &str =
+    "jump: lets EventBridge Scheduler start the reaper task in the cluster, nothing else";
 
 /// The names of everything init manages for one `--name`; `--destroy` needs no more.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +51,12 @@ pub struct Names {
     pub security_group: String,
     /// The EventBridge rule that alerts on ECS Exec sessions (`--alerts`).
     pub alert_rule: String,
+    /// The reaper task's role, the role its schedule starts it with, its task-definition
+    /// family and the schedule (`--reaper`).
+    pub reaper_role: String,
+    pub reaper_scheduler_role: String,
+    pub reaper_family: String,
+    pub reaper_schedule: String,
 }
 
 impl Names {
@@ -59,6 +71,10 @@ impl Names {
             exec_log_group: format!("/{name}/exec"),
             security_group: format!("{name}-jumphost"),
             alert_rule: format!("{name}-exec-alert"),
+            reaper_role: format!("{name}-reaper"),
+            reaper_scheduler_role: format!("{name}-reaper-runs"),
+            reaper_family: format!("{name}-reaper"),
+            reaper_schedule: format!("{name}-reaper"),
         }
     }
 }
@@ -102,6 +118,9 @@ impl fmt::Display for ExecSettings {
 pub struct RoleSpec {
     pub name: String,
     pub description: &'static str,
+    /// Who may assume it, for the plan (`ECS tasks`), and the template its trust is from.
+    pub assumed_by: &'static str,
+    pub trust_file: &'static str,
     pub trust: Value,
     /// Every inline policy init manages on this role, wanted or not with these flags.
     pub policies: Vec<PolicySpec>,
@@ -150,7 +169,31 @@ pub struct Desired {
     pub task_role: RoleSpec,
     pub image: String,
     pub alerts: Option<AlertSpec>,
+    pub reaper: Option<ReaperSpec>,
     pub config: PathBuf,
+}
+
+/// The scheduled reaper (`--reaper`): a Fargate task running `jump gc` in the cluster,
+/// started by an EventBridge Scheduler schedule at a fixed rate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReaperSpec {
+    pub every: std::time::Duration,
+    pub image: String,
+    /// May list, describe and stop the cluster's tasks, and nothing else.
+    pub task_role: RoleSpec,
+    /// Assumed by Scheduler: may start the reaper's task definition in the cluster and
+    /// pass it its two roles.
+    pub scheduler_role: RoleSpec,
+}
+
+impl ReaperSpec {
+    /// EventBridge Scheduler's expression for `every` (whole minutes, checked by input).
+    pub fn expression(&self) -> String {
+        match self.every.as_secs() / 60 {
+            1 => "rate(1 minute)".to_string(),
+            minutes => format!("rate({minutes} minutes)"),
+        }
+    }
 }
 
 /// The ExecuteCommand alert: an EventBridge rule on CloudTrail's record of every ECS Exec
@@ -213,6 +256,8 @@ impl Desired {
         let execution_role = RoleSpec {
             name: names.execution_role.clone(),
             description: EXECUTION_ROLE_DESCRIPTION,
+            assumed_by: "ECS tasks",
+            trust_file: policy::TRUST.file,
             trust: trust.clone(),
             policies: vec![
                 PolicySpec::new(EXECUTION_POLICY, policy::EXECUTION, true, &values)?,
@@ -227,6 +272,8 @@ impl Desired {
         let task_role = RoleSpec {
             name: names.task_role.clone(),
             description: TASK_ROLE_DESCRIPTION,
+            assumed_by: "ECS tasks",
+            trust_file: policy::TRUST.file,
             trust,
             policies: vec![
                 PolicySpec::new(EXEC_POLICY, policy::TASK, true, &values)?,
@@ -243,6 +290,45 @@ impl Desired {
             log_group: input.session_logging.then(|| names.exec_log_group.clone()),
             kms_key: kms_key_arn,
         };
+        let reaper = match &input.reaper {
+            Some(reaper) => {
+                values.insert("cluster", names.cluster.clone());
+                values.insert("reaper_family", names.reaper_family.clone());
+                values.insert("reaper_role", account.role_arn(&names.reaper_role));
+                values.insert("execution_role", account.role_arn(&names.execution_role));
+                Some(ReaperSpec {
+                    every: reaper.every,
+                    image: reaper.image.clone(),
+                    task_role: RoleSpec {
+                        name: names.reaper_role.clone(),
+                        description: REAPER_ROLE_DESCRIPTION,
+                        assumed_by: "ECS tasks",
+                        trust_file: policy::TRUST.file,
+                        trust: task_role.trust.clone(),
+                        policies: vec![PolicySpec::new(
+                            REAPER_POLICY,
+                            policy::REAPER_TASK,
+                            true,
+                            &values,
+                        )?],
+                    },
+                    scheduler_role: RoleSpec {
+                        name: names.reaper_scheduler_role.clone(),
+                        description: REAPER_SCHEDULER_DESCRIPTION,
+                        assumed_by: "EventBridge Scheduler",
+                        trust_file: policy::SCHEDULER_TRUST.file,
+                        trust: policy::SCHEDULER_TRUST.render(&values)?,
+                        policies: vec![PolicySpec::new(
+                            REAPER_SCHEDULER_POLICY,
+                            policy::REAPER_SCHEDULER,
+                            true,
+                            &values,
+                        )?],
+                    },
+                })
+            }
+            None => None,
+        };
         Ok(Desired {
             names,
             account,
@@ -258,6 +344,7 @@ impl Desired {
                 .alerts
                 .as_deref()
                 .map(|topic| AlertSpec::new(topic, &input.cluster)),
+            reaper,
             config: input.config.clone(),
         })
     }
@@ -342,6 +429,7 @@ pub mod tests {
             kms_key: None,
             image: "img".into(),
             alerts: None,
+            reaper: None,
             config: PathBuf::from("jump.toml"),
             existing_config: None,
         };

@@ -6,6 +6,7 @@
 //! than by whichever API call happens to come first, halfway through creating things.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::config_file::{written_by_init, HEADER};
 use crate::cli::InitArgs;
@@ -30,6 +31,18 @@ const MAX_CLUSTER_NAME: usize = 255;
 /// The image written to jump.toml without `--image`: exec mode needs nothing but `sh`.
 pub const DEFAULT_IMAGE: &str = "public.ecr.aws/amazonlinux/amazonlinux:2023";
 
+/// How often the reaper may run: EventBridge Scheduler's rate() goes down to a minute,
+/// but a reaper more eager than this only costs Fargate starts.
+const REAPER_EVERY: (Duration, Duration) =
+    (Duration::from_secs(5 * 60), Duration::from_secs(24 * 3600));
+
+/// The scheduled reaper: how often, and the image whose entrypoint is jump.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReaperInput {
+    pub every: Duration,
+    pub image: String,
+}
+
 /// What `jump init` was asked to do, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Input {
@@ -44,6 +57,8 @@ pub struct Input {
     pub image: String,
     /// The SNS topic for the ExecuteCommand alert (`--alerts`).
     pub alerts: Option<String>,
+    /// The scheduled reaper (`--reaper`).
+    pub reaper: Option<ReaperInput>,
     pub config: PathBuf,
     /// The text of the config file as it is now, if there is one.
     pub existing_config: Option<String>,
@@ -90,6 +105,11 @@ impl Input {
             None => DEFAULT_IMAGE.to_string(),
         };
         let alerts = args.alerts.as_deref().map(topic_arn).transpose()?;
+        let reaper = if args.reaper {
+            Some(reaper_input(&args.every, args.reaper_image.as_deref())?)
+        } else {
+            None
+        };
         Ok(Input {
             name: args.name.clone(),
             cluster,
@@ -100,10 +120,34 @@ impl Input {
             kms_key,
             image,
             alerts,
+            reaper,
             config: args.config.clone(),
             existing_config,
         })
     }
+}
+
+fn reaper_input(every: &str, image: Option<&str>) -> Result<ReaperInput, UsageError> {
+    let every = humantime::parse_duration(every)
+        .map_err(|e| UsageError(format!("--every: {e} (e.g. 15m)")))?;
+    let (low, high) = REAPER_EVERY;
+    if !(low..=high).contains(&every) || every.as_secs() % 60 != 0 {
+        return Err(UsageError(
+            "--every: whole minutes, from 5m to 24h (EventBridge Scheduler runs it at that rate)"
+                .into(),
+        ));
+    }
+    let image = match image.map(str::trim) {
+        Some(image) if !image.is_empty() => image.to_string(),
+        _ => {
+            return Err(UsageError(
+                "--reaper-image: an image whose entrypoint is jump (build one from \
+                 dockerfiles/reaper and push it where the cluster's tasks pull from)"
+                    .into(),
+            ))
+        }
+    };
+    Ok(ReaperInput { every, image })
 }
 
 /// An SNS topic ARN, `arn:PARTITION:sns:REGION:ACCOUNT:NAME`, checked before any AWS call.

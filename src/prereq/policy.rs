@@ -13,30 +13,25 @@ use thiserror::Error;
 
 use crate::template::{self, Gap};
 
-pub const TRUST: Template = Template {
-    file: "ecs-tasks-trust-policy.json",
-    text: include_str!("../../templates/ecs-tasks-trust-policy.json"),
-};
-pub const EXECUTION: Template = Template {
-    file: "execution-role-policy.json",
-    text: include_str!("../../templates/execution-role-policy.json"),
-};
-pub const EXECUTION_ECR: Template = Template {
-    file: "execution-role-ecr-policy.json",
-    text: include_str!("../../templates/execution-role-ecr-policy.json"),
-};
-pub const TASK: Template = Template {
-    file: "task-role-policy.json",
-    text: include_str!("../../templates/task-role-policy.json"),
-};
-pub const TASK_LOGGING: Template = Template {
-    file: "task-role-logging-policy.json",
-    text: include_str!("../../templates/task-role-logging-policy.json"),
-};
-pub const TASK_KMS: Template = Template {
-    file: "task-role-kms-policy.json",
-    text: include_str!("../../templates/task-role-kms-policy.json"),
-};
+/// A template from `templates/`, by file name, embedded at build time.
+macro_rules! template {
+    ($file:literal) => {
+        Template {
+            file: $file,
+            text: include_str!(concat!("../../templates/", $file)),
+        }
+    };
+}
+
+pub const TRUST: Template = template!("ecs-tasks-trust-policy.json");
+pub const EXECUTION: Template = template!("execution-role-policy.json");
+pub const EXECUTION_ECR: Template = template!("execution-role-ecr-policy.json");
+pub const TASK: Template = template!("task-role-policy.json");
+pub const TASK_LOGGING: Template = template!("task-role-logging-policy.json");
+pub const SCHEDULER_TRUST: Template = template!("scheduler-trust-policy.json");
+pub const REAPER_TASK: Template = template!("reaper-task-role-policy.json");
+pub const REAPER_SCHEDULER: Template = template!("reaper-scheduler-policy.json");
+pub const TASK_KMS: Template = template!("task-role-kms-policy.json");
 
 /// One policy document template from `templates/`.
 #[derive(Debug, Clone, Copy)]

@@ -15,6 +15,7 @@ use super::desired::{ExecSettings, Names};
 use super::policy::parse_document;
 use super::{is_missing, MANAGED_BY, TAG_INIT_NAME, TAG_MANAGED_BY};
 use crate::aws::{describe_cluster, ApiError, Clients};
+use crate::session::tags::TAG_CONTENT_HASH;
 use crate::vpc::filter;
 
 /// Everything init looked at, as it is.
@@ -29,6 +30,10 @@ pub struct Survey {
     pub security_groups: Vec<SecurityGroupState>,
     /// The ExecuteCommand alert rule, if one has init's name.
     pub alert_rule: Option<RuleState>,
+    /// The `jump:content-hash` of the reaper family's latest revision, if it has one.
+    pub reaper_definition: Option<String>,
+    /// The reaper's schedule, if one has init's name.
+    pub reaper_schedule: Option<ScheduleState>,
     /// The config file's text.
     pub config: Option<String>,
 }
@@ -39,6 +44,18 @@ pub struct RuleState {
     pub pattern: Option<Value>,
     /// Its targets: (id, ARN).
     pub targets: Vec<(String, String)>,
+}
+
+/// A schedule as Scheduler holds it. Schedules take no tags, so init marks its own with
+/// their description.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleState {
+    pub managed: bool,
+    pub expression: String,
+    pub role: String,
+    pub task_definition: String,
+    pub subnets: Vec<String>,
+    pub security_groups: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +98,12 @@ impl Survey {
         config: Option<String>,
     ) -> anyhow::Result<Survey> {
         let mut roles = BTreeMap::new();
-        for name in [&names.execution_role, &names.task_role] {
+        for name in [
+            &names.execution_role,
+            &names.task_role,
+            &names.reaper_role,
+            &names.reaper_scheduler_role,
+        ] {
             if let Some(state) = role(&clients.iam, name, &names.init_name).await? {
                 roles.insert(name.clone(), state);
             }
@@ -104,6 +126,9 @@ impl Survey {
             )
             .await?,
             alert_rule: alert_rule(&clients.events, &names.alert_rule, &names.init_name).await?,
+            reaper_definition: content_hash(&clients.ecs, &names.reaper_family).await?,
+            reaper_schedule: schedule(&clients.scheduler, &names.reaper_schedule, &names.init_name)
+                .await?,
             config,
         })
     }
@@ -160,6 +185,71 @@ async fn alert_rule(
             .and_then(|p| serde_json::from_str(p).ok()),
         targets,
     }))
+}
+
+/// The description init gives the schedules it makes (Scheduler has no tags for them).
+pub fn schedule_description(init_name: &str) -> String {
+    format!("jump-init {init_name}: runs jump gc in the cluster")
+}
+
+async fn schedule(
+    scheduler: &aws_sdk_scheduler::Client,
+    name: &str,
+    init_name: &str,
+) -> anyhow::Result<Option<ScheduleState>> {
+    let out = match scheduler.get_schedule().name(name).send().await {
+        Ok(out) => out,
+        Err(e) => {
+            let err = ApiError::from_sdk("scheduler:GetSchedule", e);
+            if is_missing(&err) {
+                return Ok(None);
+            }
+            return Err(err.into());
+        }
+    };
+    let target = out.target();
+    let ecs = target.and_then(|t| t.ecs_parameters());
+    let network = ecs
+        .and_then(|e| e.network_configuration())
+        .and_then(|n| n.awsvpc_configuration());
+    Ok(Some(ScheduleState {
+        managed: out.description() == Some(schedule_description(init_name).as_str()),
+        expression: out.schedule_expression().unwrap_or_default().to_string(),
+        role: target.map(|t| t.role_arn().to_string()).unwrap_or_default(),
+        task_definition: ecs
+            .map(|e| e.task_definition_arn().to_string())
+            .unwrap_or_default(),
+        subnets: network.map(|n| n.subnets().to_vec()).unwrap_or_default(),
+        security_groups: network
+            .map(|n| n.security_groups().to_vec())
+            .unwrap_or_default(),
+    }))
+}
+
+/// The content hash jump tagged the family's latest revision with, if any.
+async fn content_hash(ecs: &aws_sdk_ecs::Client, family: &str) -> anyhow::Result<Option<String>> {
+    let out = ecs
+        .describe_task_definition()
+        .task_definition(family)
+        .include(aws_sdk_ecs::types::TaskDefinitionField::Tags)
+        .send()
+        .await;
+    match out {
+        Ok(out) => Ok(out
+            .tags()
+            .iter()
+            .find(|t| t.key() == Some(TAG_CONTENT_HASH))
+            .and_then(|t| t.value())
+            .map(str::to_string)),
+        Err(e) => {
+            let err = ApiError::from_sdk("ecs:DescribeTaskDefinition", e);
+            // A family never registered is a client error to ECS.
+            if err.code.as_deref() == Some("ClientException") || is_missing(&err) {
+                return Ok(None);
+            }
+            Err(err.into())
+        }
+    }
 }
 
 /// True when the tags say init made the resource, for this `--name`.

@@ -212,6 +212,53 @@ pub fn pool_task_definition(
     hashed(json)
 }
 
+/// The scheduled reaper's task (`jump init --reaper`): jump itself, running `jump gc` on
+/// the cluster with a role that may only list, describe and stop its tasks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReaperTask {
+    pub family: String,
+    /// An image whose entrypoint is jump.
+    pub image: String,
+    pub cluster: String,
+    pub task_role: String,
+    pub execution_role: String,
+    pub log_group: String,
+    pub region: String,
+}
+
+/// What the reaper's container is called, and where its log streams go.
+pub const REAPER_CONTAINER: &str = "reaper";
+
+/// The reaper's task definition: the smallest Fargate task, `gc --cluster C --json` as
+/// its command, its output in the sessions' log group under `reaper/`. Its session state
+/// goes to the task's own /tmp.
+pub fn reaper_task_definition(reaper: &ReaperTask) -> Result<TaskDefinition, TemplateError> {
+    hashed(serde_json::json!({
+        "family": reaper.family,
+        "cpu": "256",
+        "memory": "512",
+        "networkMode": "awsvpc",
+        "requiresCompatibilities": ["FARGATE"],
+        "taskRoleArn": reaper.task_role,
+        "executionRoleArn": reaper.execution_role,
+        "containerDefinitions": [{
+            "name": REAPER_CONTAINER,
+            "image": reaper.image,
+            "essential": true,
+            "command": ["gc", "--cluster", reaper.cluster, "--json"],
+            "environment": [{"name": "JUMP_STATE_DIR", "value": "/tmp/jump"}],
+            "logConfiguration": {
+                "logDriver": "awslogs",
+                "options": {
+                    "awslogs-group": reaper.log_group,
+                    "awslogs-region": reaper.region,
+                    "awslogs-stream-prefix": REAPER_CONTAINER,
+                },
+            },
+        }],
+    }))
+}
+
 /// The container definitions of a rendered task definition, to adjust.
 fn containers(json: &mut Value) -> impl Iterator<Item = &mut serde_json::Map<String, Value>> {
     json.get_mut("containerDefinitions")

@@ -469,7 +469,7 @@ fn without_aws(args: &[&str]) -> (Output, TempDir) {
 fn init_refuses_bad_input_before_any_aws_call() {
     let seventeen: Vec<String> = (0..17).map(|i| format!("subnet-{i:x}")).collect();
     let seventeen = seventeen.join(",");
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 12] = [
         (
             &["init", "--yes", "--log-retention-days", "13"],
             "1, 3, 5, 7, 14, 30, 60",
@@ -493,6 +493,31 @@ fn init_refuses_bad_input_before_any_aws_call() {
         (&["init", "--yes", "--vpc", "my-vpc"], "--vpc"),
         (&["init"], "--yes"),
         (&["init", "--destroy"], "--yes"),
+        (&["init", "--yes", "--reaper"], "--reaper-image"),
+        (
+            &[
+                "init",
+                "--yes",
+                "--reaper",
+                "--reaper-image",
+                "r:1",
+                "--every",
+                "3m",
+            ],
+            "--every: whole minutes, from 5m to 24h",
+        ),
+        (
+            &[
+                "init",
+                "--yes",
+                "--reaper",
+                "--reaper-image",
+                "  ",
+                "--every",
+                "1h",
+            ],
+            "--reaper-image: an image whose entrypoint is jump",
+        ),
     ];
     for (args, needle) in cases {
         let (out, dir) = without_aws(args);
@@ -909,4 +934,166 @@ fn init_lets_the_execution_role_pull_only_the_jumphost_repository() {
     assert_eq!(policies["PolicyNames"], json!(["jump-execution"]));
     let report = init.json(&["--destroy", "--yes"]);
     assert_eq!(report["applied"], true, "{report}");
+}
+
+/// `jump init --reaper`: an EventBridge Scheduler schedule whose target is a Fargate task
+/// running `jump gc` with a role of its own. When it fires, that task stops the session
+/// whose expiry has passed, leaves the live one alone, and ends by itself; a second init
+/// changes nothing, and `--destroy` removes the schedule and both roles.
+#[test]
+fn init_reaper_schedules_a_gc_task_that_stops_expired_sessions() {
+    let init = Init::new("init-reaper");
+    let name = init.name.clone();
+    // The reaper image: jump itself as the entrypoint (the sandbox runs it from this build).
+    let image = format!("jump-reaper-{name}:1");
+    let jump = env!("CARGO_BIN_EXE_jump");
+    init.world.sandbox.ctl(&[
+        "image",
+        &image,
+        "--entrypoint",
+        &serde_json::to_string(&[jump]).unwrap(),
+    ]);
+    let reaper = ["--reaper", "--every", "30m", "--reaper-image", &image];
+    let report = init.json(&[&reaper[..], &["--yes"]].concat());
+    let made = changes(&report);
+    for (resource, what) in [
+        ("iam role", format!("{name}-reaper")),
+        ("iam role", format!("{name}-reaper-runs")),
+        ("ecs task definition", format!("{name}-reaper")),
+        ("scheduler schedule", format!("{name}-reaper")),
+    ] {
+        assert!(
+            has(&made, "create", resource, &what),
+            "{resource} {what}: {made:?}"
+        );
+    }
+    let schedule = init.aws(&[
+        "scheduler",
+        "get-schedule",
+        "--name",
+        &format!("{name}-reaper"),
+    ]);
+    assert_eq!(schedule["ScheduleExpression"], "rate(30 minutes)");
+    assert_eq!(
+        schedule["Target"]["RoleArn"]
+            .as_str()
+            .map(|a| a.ends_with(&format!("role/{name}-reaper-runs"))),
+        Some(true),
+        "{schedule}"
+    );
+    let again = init.json(&[&reaper[..], &["--dry-run"]].concat());
+    assert_eq!(again["changes"], json!([]), "{again}");
+
+    let up = |extra: &[&str]| -> Value {
+        let out = init
+            .world
+            .jump_with_only_config()
+            .args(["up", "--config"])
+            .arg(&init.config)
+            .args(["--detach", "--json"])
+            .args(extra)
+            .output()
+            .expect("jump runs");
+        assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let expired = up(&[])["task_arn"].as_str().unwrap().to_string();
+    let live = up(&[])["task_arn"].as_str().unwrap().to_string();
+    init.aws(&[
+        "ecs",
+        "tag-resource",
+        "--resource-arn",
+        &expired,
+        "--tags",
+        "key=jump:expires,value=2020-01-01T00:00:00Z",
+    ]);
+
+    // As when the schedule comes due; a reaper whose new role ECS cannot assume yet fails
+    // to start, and the next run is the one that counts (as in AWS).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let ran = loop {
+        let fired: Value = serde_json::from_str(
+            &init
+                .world
+                .sandbox
+                .ctl(&["schedule-fire", &format!("{name}-reaper")]),
+        )
+        .unwrap();
+        let task = fired["task"]
+            .as_str()
+            .unwrap_or_else(|| panic!("the schedule started nothing: {fired}"))
+            .to_string();
+        let stopped = wait_stopped(&init, &name, &task);
+        if stopped["stopCode"] != "TaskFailedToStart" {
+            break stopped;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reaper never started: {stopped}"
+        );
+    };
+    assert_eq!(ran["containers"][0]["exitCode"], 0, "{ran}");
+    assert_eq!(
+        ran["taskDefinitionArn"]
+            .as_str()
+            .map(|a| a.contains(&format!("task-definition/{name}-reaper:"))),
+        Some(true)
+    );
+    let stopped = wait_stopped(&init, &name, &expired);
+    assert_eq!(
+        stopped["stoppedReason"], "stopped by jump down",
+        "{stopped}"
+    );
+    // The reaper's own account of it, in the session log group.
+    let reaper_id = ran["taskArn"].as_str().unwrap().rsplit('/').next().unwrap();
+    let logged = init.aws(&[
+        "logs",
+        "get-log-events",
+        "--log-group-name",
+        &format!("/{name}/sessions"),
+        "--log-stream-name",
+        &format!("reaper/reaper/{reaper_id}"),
+    ]);
+    assert!(
+        logged["events"].to_string().contains(&expired),
+        "the reaper did not say it stopped {expired}: {logged}"
+    );
+    let live_now = init.aws(&[
+        "ecs",
+        "describe-tasks",
+        "--cluster",
+        &name,
+        "--tasks",
+        &live,
+    ]);
+    assert_eq!(live_now["tasks"][0]["desiredStatus"], "RUNNING");
+
+    let out = init
+        .world
+        .jump_with_only_config()
+        .args(["down", "--all-mine", "--config"])
+        .arg(&init.config)
+        .output()
+        .expect("jump runs");
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    wait_stopped(&init, &name, &live);
+    let destroyed = init.json(&["--destroy", "--yes"]);
+    let removed = changes(&destroyed);
+    for (resource, what) in [
+        ("scheduler schedule", format!("{name}-reaper")),
+        ("iam role", format!("{name}-reaper")),
+        ("iam role", format!("{name}-reaper-runs")),
+    ] {
+        assert!(
+            has(&removed, "delete", resource, &what),
+            "{resource} {what}: {removed:?}"
+        );
+    }
+    let out = init.world.sandbox.aws_output(&[
+        "scheduler",
+        "get-schedule",
+        "--name",
+        &format!("{name}-reaper"),
+    ]);
+    assert!(!out.status.success(), "the schedule outlived --destroy");
 }

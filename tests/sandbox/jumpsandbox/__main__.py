@@ -59,7 +59,10 @@ def ctl(args) -> int:
             _call(endpoint, "DELETE", route, None)
         print("cleared API faults, task faults, run failures, gateway faults, IAM denials and credential lifetimes")
         return 0
-    elif args.what in ("health", "hosts", "faults", "sessions"):
+    elif args.what == "schedule-fire":
+        route = "schedules/fire"
+        body = {"name": args.name, "group": args.group}
+    elif args.what in ("health", "hosts", "faults", "sessions", "schedules"):
         method, body = "GET", None
     print(json.dumps(_call(endpoint, method, route, body), indent=2))
     return 0
@@ -161,6 +164,10 @@ def main() -> int:
     what.add_parser("hosts", help="list task hosts")
     what.add_parser("sessions", help="list sessions: status and how many connections each has had")
     what.add_parser("faults", help="list injected API faults not yet hit")
+    sf = what.add_parser("schedule-fire", help="invoke an EventBridge Scheduler schedule's target now, as when due")
+    sf.add_argument("name")
+    sf.add_argument("--group", default="default")
+    what.add_parser("schedules", help="list schedule invocations: the task each started, or why none")
 
     args = parser.parse_args()
     if args.command == "ctl":

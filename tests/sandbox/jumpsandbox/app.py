@@ -31,6 +31,8 @@ Control API (JSON over HTTP on the same port; ``tests/sandbox/ctl`` wraps it):
   GET    /_sandbox/sessions                    -> every session: status, connections it has had
   POST   /_sandbox/credentials  {"lifetime": SECONDS | null}   -> STS credentials issued afterwards expire so soon
   DELETE /_sandbox/credentials                 -> they last what the caller asked for again
+  POST   /_sandbox/schedules/fire {"name", "group"?, "region"?} -> the schedule's target invoked now
+  GET    /_sandbox/schedules                   -> every invocation of a schedule: its task, or why none ran
 """
 
 import io
@@ -117,8 +119,10 @@ class MotoRefused(Exception):
 
 
 class SandboxApp:
-    def __init__(self, moto_app, tasks, services, databases, simulator, sessions, info: dict, firewall):
+    def __init__(self, moto_app, tasks, services, databases, simulator, sessions, info: dict, firewall,
+                 scheduler=None):
         self.moto_app = moto_app
+        self.scheduler = scheduler
         self.firewall = firewall
         self.tasks = tasks
         self.services = services
@@ -146,6 +150,8 @@ class SandboxApp:
             time.sleep(silence)  # a hang: the client's own timeout should give up first
             return error_response(start_response, request.service, error)
         try:
+            if request.service == "scheduler" and self.scheduler is not None:
+                return self.scheduler.handle(environ, request.region, lambda: self.moto_app(environ, start_response))
             if request.service == "ecs" and request.action in SERVICE_ACTIONS:
                 check_request(request.service, request.action, request.region, request.params, request.raw_query)
                 return json_response(start_response, self._ecs_service(environ, request))
@@ -325,6 +331,13 @@ class SandboxApp:
             with self.credentials.lock:
                 self.credentials.lifetime = None if lifetime is None else float(lifetime)
             return {"lifetime": self.credentials.lifetime}
+        if (method, route) == ("POST", "schedules/fire"):
+            invocation = self.scheduler.fire(spec.get("region", "us-east-1"), spec.get("group") or "default",
+                                             spec["name"])
+            return asdict(invocation)
+        if (method, route) == ("GET", "schedules"):
+            with self.scheduler.lock:
+                return {"invocations": [asdict(i) for i in self.scheduler.invocations]}
         if (method, route) == ("GET", "sessions"):
             gateway = self.sessions.gateway
             with gateway.lock:

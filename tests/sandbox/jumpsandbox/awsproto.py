@@ -15,7 +15,8 @@ import uuid
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
-JSON_SERVICES = {"ecs", "logs", "ssm", "kms", "secretsmanager", "events"}
+# Services whose errors are JSON (scheduler is REST-JSON: its action is its method and path).
+JSON_SERVICES = {"ecs", "logs", "ssm", "kms", "secretsmanager", "events", "scheduler"}
 _SCOPE = re.compile(r"Credential=[^/]+/\d{8}/([^/]+)/([^/]+)/aws4_request")
 
 

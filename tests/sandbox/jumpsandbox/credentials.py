@@ -72,6 +72,14 @@ class Credentials:
             f"Member must have value {bound}",
         )
 
+    def register(self, key: str, seconds: float) -> float:
+        """Records a key the sandbox issued itself (a task role's), lasting SECONDS unless
+        time is compressed; returns when it expires."""
+        with self.lock:
+            expiry = time.time() + (self.lifetime if self.lifetime is not None else seconds)
+            self.expiry[key] = expiry
+        return expiry
+
     def issued(self, body: bytes) -> bytes:
         """Records the key STS just issued, with its expiry (compressed if asked); returns the answer."""
         key, expiration = _ISSUED_KEY.search(body), _EXPIRATION.search(body)

@@ -93,11 +93,12 @@ def unassumable_role(arn: str, propagation: float) -> bool:
     except Exception:
         return True
     age = (datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None) - role.create_date).total_seconds()
-    return age < propagation or not trusts_ecs_tasks(role.assume_role_policy_document)
+    return age < propagation or not trusts(role.assume_role_policy_document, ECS_TASKS_PRINCIPAL)
 
 
-def trusts_ecs_tasks(document) -> bool:
-    """Whether a trust policy lets ecs-tasks.amazonaws.com call sts:AssumeRole (conditions are not evaluated)."""
+def trusts(document, service: str) -> bool:
+    """Whether a trust policy lets SERVICE (e.g. ecs-tasks.amazonaws.com) call sts:AssumeRole
+    (conditions are not evaluated)."""
     try:
         policy = json.loads(document) if isinstance(document, str) else document
     except ValueError:
@@ -116,7 +117,7 @@ def trusts_ecs_tasks(document) -> bool:
             return True
         services = principal.get("Service") or [] if isinstance(principal, dict) else []
         services = [services] if isinstance(services, str) else services
-        return ECS_TASKS_PRINCIPAL in services
+        return service in services
 
     effects = [s.get("Effect") for s in statements if isinstance(s, dict) and matches(s)]
     return "Allow" in effects and "Deny" not in effects
@@ -385,6 +386,7 @@ class TaskService:
         self.state_dir = state_dir
         self.timing = timing
         self.containers = containers  # containers.Podman, when the jumphost image runs for real
+        self.endpoints = None  # task_endpoint.TaskEndpoints: the task role's credentials and the API, from a task
         self.images = Catalogue(Image(containers.entrypoint, containers.cmd, True)) if containers else Catalogue()
         self.tasks: dict[str, Task] = {}
         self.order: list[str] = []
@@ -919,6 +921,8 @@ class TaskService:
         hostname = task.private_dns.split(".")[0]
         task.host_ns = self.network.add_host(task.id[:12], addresses, task.vpc_gateway, hostname)
         self.firewall.admit(task.host_ns, task.region, [a for a, _ in addresses], task.security_groups)
+        if self.endpoints is not None:
+            env = {**env, **self.endpoints.open(task)}
         runtime = self._runtime_dir(task)
         if not image.container:
             host = MainProcess.on_host(task.host_ns, hostname, argv, env, sink, runtime / "output.log")
@@ -1001,6 +1005,8 @@ class TaskService:
             task.agent_status = STOPPED if task.exec_enabled else task.agent_status
             for c in task.containers:
                 c.last_status = STOPPED
+        if self.endpoints is not None:
+            self.endpoints.close(task)
         if task.host_ns:
             self.firewall.forget(task.host_ns)
             self.network.remove_host(task.host_ns)

@@ -44,6 +44,8 @@ from .network import (  # noqa: E402
     pick_free,
 )
 from .rds import Databases  # noqa: E402
+from .scheduler import Scheduler  # noqa: E402
+from .task_endpoint import TaskEndpoints  # noqa: E402
 
 REGION = "us-east-1"
 TEMPLATES = Path(__file__).resolve().parents[3] / "templates"
@@ -230,7 +232,10 @@ def start(port: int, env_file: str | None, step: float, stop_on_eof: bool = Fals
     gateway = Gateway()
     sessions = SessionApi(tasks, gateway, simulator)
     moto_app = DomainDispatcherApplication(create_backend_app)
-    app = SandboxApp(moto_app, tasks, services, databases, simulator, sessions, info, firewall)
+    scheduler = Scheduler(tasks, simulator)
+    app = SandboxApp(moto_app, tasks, services, databases, simulator, sessions, info, firewall, scheduler)
+    tasks.endpoints = TaskEndpoints(app.credentials)
+    tasks.endpoints.api = app
     server = make_server("127.0.0.1", port, app, threaded=True, request_handler=QuietHandler)
     serving = threading.Thread(target=server.serve_forever, daemon=True)
     serving.start()
@@ -268,6 +273,7 @@ def start(port: int, env_file: str | None, step: float, stop_on_eof: bool = Fals
         server.shutdown()
         gateway.stop()
         services.close()  # or stopping tasks would be replaced
+        scheduler.close()  # nor new ones started
         tasks.stop_all()
         databases.stop_all()
         network.destroy()

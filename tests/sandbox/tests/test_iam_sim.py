@@ -610,3 +610,46 @@ def test_doctors_caller_question_without_resources_or_context_denies_a_jump_user
     results = simulate(aws, jump_account["user"], actions, ["*"])
     assert {r["EvalActionName"]: r["EvalDecision"] for r in results} == {a: "implicitDeny" for a in actions}
     assert "aws:RequestTag/jump:owner-id" in results[0]["MissingContextValues"]
+
+
+def test_reaper_templates_reap_the_cluster_and_start_only_the_reaper(aws, jump_account):
+    """`jump init --reaper`: the reaper task's role lists, describes and stops the cluster's
+    tasks and nothing else; the schedule's role starts only the reaper's family in that
+    cluster and passes it only its two roles."""
+    a = jump_account
+    suffix = uuid.uuid4().hex[:6]
+    reaper = f"jump-reaper-{suffix}"
+    values = {**{k: a[k] for k in ("partition", "region", "account", "cluster", "execution_role")},
+              "reaper_family": "jump-reaper", "reaper_role": f"arn:aws:iam::{ACCOUNT}:role/{reaper}"}
+    aws.iam.create_role(RoleName=reaper, AssumeRolePolicyDocument=fill("ecs-tasks-trust-policy.json", a))
+    aws.iam.put_role_policy(RoleName=reaper, PolicyName="jump-reaper",
+                            PolicyDocument=fill("reaper-task-role-policy.json", values))
+    runs = aws.iam.create_role(RoleName=f"jump-reaper-runs-{suffix}",
+                               AssumeRolePolicyDocument=fill("scheduler-trust-policy.json", values))["Role"]["Arn"]
+    aws.iam.put_role_policy(RoleName=f"jump-reaper-runs-{suffix}", PolicyName="jump-reaper-run",
+                            PolicyDocument=fill("reaper-scheduler-policy.json", values))
+    role = values["reaper_role"]
+    in_cluster = {"ecs:cluster": a["cluster_arn"]}
+    other_cluster = a["task"].replace(f"task/{aws.cluster}/", "task/payments/")
+    assert decision(aws, role, "ecs:ListTasks", "*", in_cluster) == "allowed"
+    assert decision(aws, role, "ecs:ListServices", "*", in_cluster) == "allowed"
+    assert decision(aws, role, "ecs:ListTasks", "*", {"ecs:cluster": a["cluster_arn"] + "x"}) == "implicitDeny"
+    for action in ("ecs:DescribeTasks", "ecs:StopTask"):
+        assert decision(aws, role, action, a["task"]) == "allowed"
+        assert decision(aws, role, action, other_cluster) == "implicitDeny"
+    assert decision(aws, role, "ecs:DescribeClusters", a["cluster_arn"]) == "allowed"
+    for action in ("ecs:RunTask", "ecs:ExecuteCommand", "ecs:TagResource", "iam:PassRole"):
+        assert decision(aws, role, action, "*") == "implicitDeny", action
+
+    prefix = f"arn:aws:ecs:{a['region']}:{ACCOUNT}:task-definition"
+    for definition in (f"{prefix}/jump-reaper", f"{prefix}/jump-reaper:3"):
+        assert decision(aws, runs, "ecs:RunTask", definition, in_cluster) == "allowed", definition
+    assert decision(aws, runs, "ecs:RunTask", f"{prefix}/jump-jumphost:7", in_cluster) == "implicitDeny"
+    assert decision(aws, runs, "ecs:RunTask", f"{prefix}/jump-reaper:3",
+                    {"ecs:cluster": a["cluster_arn"] + "x"}) == "implicitDeny"
+    to_ecs = {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+    assert decision(aws, runs, "iam:PassRole", role, to_ecs) == "allowed"
+    assert decision(aws, runs, "iam:PassRole", a["execution_role"], to_ecs) == "allowed"
+    assert decision(aws, runs, "iam:PassRole", a["task_role"], to_ecs) == "implicitDeny"
+    assert decision(aws, runs, "iam:PassRole", role, {"iam:PassedToService": "lambda.amazonaws.com"}) == (
+        "implicitDeny")
