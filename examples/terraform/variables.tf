@@ -199,3 +199,53 @@ variable "allowed_subnets" {
   type        = list(string)
   default     = []
 }
+
+# ---------------------------------------------------------------------------------------
+# A warm pool and the scheduled reaper (pool.tf)
+# ---------------------------------------------------------------------------------------
+
+variable "pool_name" {
+  description = "A warm pool of exec-mode jumphosts, the service jump-pool-NAME that `jump up --pool NAME` claims from (what `jump pool create --name NAME` makes). Null: no pool."
+  type        = string
+  default     = null
+  validation {
+    condition     = var.pool_name == null || can(regex("^[a-z][a-z0-9-]{0,31}$", var.pool_name))
+    error_message = "pool_name: lower-case letters, digits and '-', starting with a letter, at most 32 characters (as jump pool create takes it)."
+  }
+}
+
+variable "pool_size" {
+  description = "How many warm jumphosts the pool keeps (1 to 20)."
+  type        = number
+  default     = 2
+  validation {
+    condition     = var.pool_size >= 1 && var.pool_size <= 20
+    error_message = "pool_size: 1 to 20."
+  }
+}
+
+variable "pool_recycle_after_seconds" {
+  description = "Each warm jumphost is replaced after this long, idle or not (600 to 86400; jump pool create's --recycle-after)."
+  type        = number
+  default     = 14400
+  validation {
+    condition     = var.pool_recycle_after_seconds >= 600 && var.pool_recycle_after_seconds <= 86400
+    error_message = "pool_recycle_after_seconds: 600 to 86400."
+  }
+}
+
+variable "reaper_image" {
+  description = "The scheduled reaper (what `jump init --reaper` makes): an image whose entrypoint is jump (dockerfiles/reaper). Null: no reaper."
+  type        = string
+  default     = null
+}
+
+variable "reaper_every_minutes" {
+  description = "How often the reaper runs `jump gc`, in minutes (5 to 1440)."
+  type        = number
+  default     = 15
+  validation {
+    condition     = var.reaper_every_minutes >= 5 && var.reaper_every_minutes <= 1440
+    error_message = "reaper_every_minutes: 5 to 1440."
+  }
+}

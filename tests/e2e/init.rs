@@ -1068,6 +1068,41 @@ fn init_reaper_schedules_a_gc_task_that_stops_expired_sessions() {
     ]);
     assert_eq!(live_now["tasks"][0]["desiredStatus"], "RUNNING");
 
+    // The Terraform example's reaper is this one: the same command, environment, log
+    // prefix and schedule shape.
+    let example = crate::support::terraform("pool.tf");
+    let definition = init.aws(&[
+        "ecs",
+        "describe-task-definition",
+        "--task-definition",
+        &format!("{name}-reaper"),
+    ]);
+    let container = &definition["taskDefinition"]["containerDefinitions"][0];
+    // The cluster's name is the module's variable there.
+    let command: Vec<String> = container["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| match w.as_str().unwrap() {
+            word if word == name => "var.cluster_name".to_string(),
+            word => format!("\"{word}\""),
+        })
+        .collect();
+    assert!(
+        example.contains(&format!("command     = [{}]", command.join(", "))),
+        "pool.tf's reaper command is not {command:?}"
+    );
+    assert!(example.contains(r#"environment = [{ name = "JUMP_STATE_DIR", value = "/tmp/jump" }]"#));
+    assert!(example.contains(r#""awslogs-stream-prefix" = "reaper""#));
+    assert_eq!(schedule["FlexibleTimeWindow"]["Mode"], "OFF");
+    assert!(example.contains("mode = \"OFF\""));
+    assert!(
+        schedule["Target"]["EcsParameters"]["TaskDefinitionArn"]
+            .as_str()
+            .is_some_and(|a| a.ends_with(&format!("task-definition/{name}-reaper"))),
+        "the schedule names a revision: {schedule}"
+    );
+
     let out = init
         .world
         .jump_with_only_config()

@@ -120,6 +120,38 @@ fn a_session_claims_a_warm_jumphost_which_is_stopped_after_and_never_reused() {
         "jump ls shows the pool session: {listed}"
     );
 
+    // The Terraform example's pool is this one: the same tags on the service (ECS copies
+    // them onto the tasks), and the same environment for each task.
+    let example = crate::support::terraform("pool.tf");
+    for key in on.keys().filter(|k| k.starts_with("jump:pool")) {
+        assert!(
+            example.contains(&format!("\"{key}\"")),
+            "pool.tf lacks the tag {key}"
+        );
+    }
+    let definition = world.describe(&arn)["taskDefinitionArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let registered = world.sandbox.aws(&[
+        "ecs",
+        "describe-task-definition",
+        "--task-definition",
+        &definition,
+    ]);
+    let container = &registered["taskDefinition"]["containerDefinitions"][0];
+    for variable in container["environment"].as_array().unwrap() {
+        let name = variable["name"].as_str().unwrap();
+        assert!(
+            example.contains(&format!("name = \"{name}\"")),
+            "pool.tf lacks {name}"
+        );
+    }
+    assert_eq!(container["entryPoint"], serde_json::json!(["sh", "-c"]));
+    assert!(
+        example.contains(r#"entryPoint   = ["sh", "-c"]"#) && example.contains("exec-watchdog.sh")
+    );
+
     let out = world.run(&["down", &id]);
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     assert_eq!(world.describe(&arn)["desiredStatus"], "STOPPED");

@@ -874,3 +874,20 @@ impl Drop for Terminal {
         self.tmux(&["kill-server"]);
     }
 }
+
+/// A file of the Terraform example, once it has parsed as HCL (python-hcl2, from
+/// tests/sandbox/setup): its text, for tests that hold it against what jump makes.
+pub fn terraform(file: &str) -> String {
+    let path = repo().join("examples/terraform").join(file);
+    let out = Command::new(repo().join("tests/sandbox/.venv/bin/python"))
+        .args(["-c", "import hcl2, sys; hcl2.load(open(sys.argv[1]))"])
+        .arg(&path)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{file} is not valid HCL: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_to_string(path).unwrap()
+}
