@@ -54,6 +54,11 @@ impl Account {
         self.regional("ecs", &format!("task/{cluster}/{id}"))
     }
 
+    /// A Session Manager session (`ssm:ResumeSession`, `ssm:TerminateSession`).
+    pub fn session(&self, id: &str) -> String {
+        self.regional("ssm", &format!("session/{id}"))
+    }
+
     /// A family's ARN without a revision: whatever revision is latest when it is used.
     pub fn task_definition_family(&self, family: &str) -> String {
         self.regional("ecs", &format!("task-definition/{family}"))

@@ -37,8 +37,9 @@ locals {
   # filled below: split on "{{", look the name up in the values map, keep the text after
   # "}}". A placeholder missing from the map is an error, as in jump's own renderer.
   #
-  # There are two maps because the user policy names the role ARNs, and the roles' own
-  # documents must not depend on the roles (that would be a cycle).
+  # There are two maps because the user policy (and the reaper's schedule role) names the
+  # role ARNs, and the roles' own documents must not depend on the roles (that would be a
+  # cycle).
   # ---------------------------------------------------------------------------------------
   template_dir = "${path.module}/../../templates"
 
@@ -51,9 +52,12 @@ locals {
     task_kms      = file("${local.template_dir}/task-role-kms-policy.json")
   }
 
-  user_templates = {
-    user     = file("${local.template_dir}/user-policy.json")
-    user_kms = file("${local.template_dir}/user-kms-policy.json")
+  arn_templates = {
+    user             = file("${local.template_dir}/user-policy.json")
+    user_kms         = file("${local.template_dir}/user-kms-policy.json")
+    reaper_task      = file("${local.template_dir}/reaper-task-role-policy.json")
+    scheduler_trust  = file("${local.template_dir}/scheduler-trust-policy.json")
+    reaper_scheduler = file("${local.template_dir}/reaper-scheduler-policy.json")
   }
 
   role_values = {
@@ -68,9 +72,11 @@ locals {
     ecr_repository = local.ecr_repository
   }
 
-  user_values = merge(local.role_values, {
+  arn_values = merge(local.role_values, {
     task_role      = aws_iam_role.task.arn
     execution_role = aws_iam_role.execution.arn
+    reaper_family  = "${var.name_prefix}-reaper"
+    reaper_role    = "arn:${local.partition}:iam::${local.account}:role/${var.name_prefix}-reaper"
   })
 
   role_docs = {
@@ -85,12 +91,12 @@ locals {
     ))
   }
 
-  user_docs = {
-    for name, text in local.user_templates : name => join("", concat(
+  arn_docs = {
+    for name, text in local.arn_templates : name => join("", concat(
       [split("{{", text)[0]],
       [
         for chunk in slice(split("{{", text), 1, length(split("{{", text))) : join("", [
-          local.user_values[trimspace(split("}}", chunk)[0])],
+          local.arn_values[trimspace(split("}}", chunk)[0])],
           join("}}", slice(split("}}", chunk), 1, length(split("}}", chunk)))),
         ])
       ],
@@ -261,7 +267,7 @@ resource "aws_iam_policy" "user" {
 
   name        = "${var.name_prefix}-user"
   description = "jump: start, reach and stop your own jumphosts in cluster ${var.cluster_name}"
-  policy      = local.user_docs.user
+  policy      = local.arn_docs.user
   tags        = local.tags
 }
 
@@ -270,7 +276,7 @@ resource "aws_iam_policy" "user_kms" {
 
   name        = "${var.name_prefix}-user-kms"
   description = "jump: encrypt your own ECS Exec / port-forwarding sessions with the cluster's KMS key"
-  policy      = local.user_docs.user_kms
+  policy      = local.arn_docs.user_kms
   tags        = local.tags
 }
 

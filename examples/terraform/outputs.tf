@@ -97,12 +97,12 @@ output "jump_toml" {
 
 output "user_policy_json" {
   description = "templates/user-policy.json filled in for these resources: what a jump user needs."
-  value       = local.user_docs.user
+  value       = local.arn_docs.user
 }
 
 output "user_kms_policy_json" {
   description = "templates/user-kms-policy.json filled in, or null when no KMS key is used."
-  value       = local.exec_kms ? local.user_docs.user_kms : null
+  value       = local.exec_kms ? local.arn_docs.user_kms : null
 }
 
 output "user_policy_arn" {

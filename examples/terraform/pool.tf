@@ -16,28 +16,8 @@ locals {
     { name = "JUMP_IDLE_SECONDS", value = tostring(var.pool_recycle_after_seconds) },
     { name = "JUMP_POOL", value = coalesce(var.pool_name, "-") },
   ]
-
-  reaper_templates = {
-    reaper_task      = file("${local.template_dir}/reaper-task-role-policy.json")
-    scheduler_trust  = file("${local.template_dir}/scheduler-trust-policy.json")
-    reaper_scheduler = file("${local.template_dir}/reaper-scheduler-policy.json")
-  }
-  reaper_values = merge(local.role_values, {
-    reaper_family  = "${var.name_prefix}-reaper"
-    reaper_role    = "arn:${local.partition}:iam::${local.account}:role/${var.name_prefix}-reaper"
-    execution_role = aws_iam_role.execution.arn
-  })
-  reaper_docs = {
-    for name, text in local.reaper_templates : name => join("", concat(
-      [split("{{", text)[0]],
-      [
-        for chunk in slice(split("{{", text), 1, length(split("{{", text))) : join("", [
-          local.reaper_values[trimspace(split("}}", chunk)[0])],
-          join("}}", slice(split("}}", chunk), 1, length(split("}}", chunk)))),
-        ])
-      ],
-    ))
-  }
+  # The reaper's documents are filled with the ARN-naming documents (main.tf's
+  # `arn_templates`), since they name the execution role's ARN.
 }
 
 resource "aws_ecs_task_definition" "pool" {
@@ -113,7 +93,7 @@ resource "aws_iam_role_policy" "reaper" {
 
   name   = "jump-reaper"
   role   = aws_iam_role.reaper[0].id
-  policy = local.reaper_docs.reaper_task
+  policy = local.arn_docs.reaper_task
 }
 
 resource "aws_iam_role" "reaper_runs" {
@@ -121,7 +101,7 @@ resource "aws_iam_role" "reaper_runs" {
 
   name               = "${var.name_prefix}-reaper-runs"
   description        = "jump: lets EventBridge Scheduler start the reaper task in the cluster, nothing else"
-  assume_role_policy = local.reaper_docs.scheduler_trust
+  assume_role_policy = local.arn_docs.scheduler_trust
   tags               = local.tags
 }
 
@@ -130,7 +110,7 @@ resource "aws_iam_role_policy" "reaper_runs" {
 
   name   = "jump-reaper-run"
   role   = aws_iam_role.reaper_runs[0].id
-  policy = local.reaper_docs.reaper_scheduler
+  policy = local.arn_docs.reaper_scheduler
 }
 
 resource "aws_ecs_task_definition" "reaper" {

@@ -201,6 +201,17 @@ fn session_questions(
         Question::new(&["ecs:ExecuteCommand"], account.cluster(cluster))
             .with_all(&caller.context()),
         Question::new(&["ssm:StartSession"], document).with_all(&caller.context()),
+        // A session ECS Exec opened for the caller is named after them: resuming it when
+        // its connection drops, and ending it, are allowed on that name alone.
+        Question::new(
+            &["ssm:ResumeSession", "ssm:TerminateSession"],
+            account.session(&format!("{}-{ANY_TASK}", caller.user_id)),
+        )
+        .with_all(&caller.context())
+        .with(Context::string(
+            "ssm:resourceTag/aws:ssmmessages:session-id",
+            &caller.user_id,
+        )),
     ]
 }
 

@@ -31,7 +31,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use aws_sdk_ecs::types::{LaunchType, PropagateTags, ServiceField, Task, TaskField};
+use aws_sdk_ecs::types::{LaunchType, PropagateTags, ServiceField, Task};
 use ssh_key::rand_core::{OsRng, RngCore};
 use ssh_key::PublicKey;
 use thiserror::Error;
@@ -40,7 +40,7 @@ use super::guard::{stop_task, Guard};
 use super::keys::parse_host_key_line;
 use super::provision;
 use super::tags::{tag, SessionTags, TAG_POOL, TAG_POOL_MODE, TAG_POOL_TTL};
-use crate::aws::{ApiError, Clients};
+use crate::aws::{describe_task, ApiError, Clients};
 use crate::connect::exec;
 use crate::connect::ssh::shell_quote;
 use crate::connect::target::ExecTarget;
@@ -458,16 +458,8 @@ async fn release(clients: &Clients, cluster: &str, arn: &str, session: &str) {
 
 /// The owner id and session tags a task carries now.
 async fn claim_tags(clients: &Clients, cluster: &str, arn: &str) -> anyhow::Result<SessionTags> {
-    let out = clients
-        .ecs
-        .describe_tasks()
-        .cluster(cluster)
-        .tasks(arn)
-        .include(TaskField::Tags)
-        .send()
-        .await
-        .map_err(|e| ApiError::from_sdk("ecs:DescribeTasks", e))?;
-    Ok(out.tasks().first().map(SessionTags::of).unwrap_or_default())
+    let task = describe_task(&clients.ecs, cluster, arn).await?;
+    Ok(task.as_ref().map(SessionTags::of).unwrap_or_default())
 }
 
 async fn owner_of(clients: &Clients, cluster: &str, arn: &str) -> anyhow::Result<Option<String>> {

@@ -358,6 +358,7 @@ fn credentials_and_caller_permissions() {
     sandbox.ctl(&[
         "deny",
         "ecs:ExecuteCommand",
+        "ssm:ResumeSession",
         "--principal",
         "user/doctor-denied-user",
     ]);
@@ -365,10 +366,10 @@ fn credentials_and_caller_permissions() {
     assert_eq!(code, 1);
     let caller = check(&report, "caller-permissions");
     assert_eq!(caller["status"], "FAIL");
-    assert!(caller["summary"]
-        .as_str()
-        .unwrap()
-        .contains("ecs:ExecuteCommand"));
+    let summary = caller["summary"].as_str().unwrap();
+    assert!(summary.contains("ecs:ExecuteCommand"), "{summary}");
+    // Without ResumeSession every dropped connection would end the session.
+    assert!(summary.contains("ssm:ResumeSession"), "{summary}");
 }
 
 #[test]

@@ -209,7 +209,7 @@ pub fn echo_task(world: &World) -> (String, String) {
     let family = format!("echo-{}", world.cluster);
     let server = "use IO::Socket::INET; use Socket; $s=IO::Socket::INET->new(LocalPort=>7000,Listen=>16,ReuseAddr=>1) or die; \
                   while($c=$s->accept){ if(!fork){ setsockopt($c,IPPROTO_TCP,TCP_NODELAY,1); \
-                  while(sysread($c,$b,65536)){ syswrite($c,$b) } exit } }";
+                  while(sysread($c,$b,65536)){ syswrite($c,$b) } exit } close $c }";
     world.sandbox.image("echo:1", SERVER);
     let definition = serde_json::json!([{ "name": "echo", "image": "echo:1", "command": ["perl", "-e", server] }]);
     perl_task(world, &family, &definition)
