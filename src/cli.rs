@@ -506,8 +506,9 @@ pub struct ClusterArgs {
 
 #[derive(Debug, Args)]
 pub struct SshArgs {
-    /// Session id, as printed by `jump up --detach` or `jump ls`
-    pub session: String,
+    /// Session id, as printed by `jump up --detach` or `jump ls` (on a terminal: chosen
+    /// from a list of this machine's ssh sessions when left out)
+    pub session: Option<String>,
     /// Command to run instead of an interactive shell
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
@@ -537,9 +538,10 @@ pub struct SessionArg {
 }
 
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("target").required(true).args(["session", "task", "service"]))]
+#[command(group = clap::ArgGroup::new("target").args(["session", "task", "service"]))]
 pub struct ExecArgs {
-    /// Session id, as printed by `jump up --detach` or `jump ls`
+    /// Session id, as printed by `jump up --detach` or `jump ls` (on a terminal, with no
+    /// --task or --service either: chosen from a list of yours)
     pub session: Option<String>,
     /// Any exec-enabled task of the cluster instead of a session (id or ARN)
     #[arg(long, value_name = "TASK")]
@@ -625,8 +627,9 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    /// Session id, as printed by `jump up --detach` or `jump ls`
-    pub session: String,
+    /// Session id, as printed by `jump up --detach` or `jump ls` (on a terminal: chosen
+    /// from a list when left out)
+    pub session: Option<String>,
     /// Keep printing new lines until the task stops (or Ctrl-C)
     #[arg(short, long)]
     pub follow: bool,
@@ -644,9 +647,8 @@ pub struct LsArgs {
 }
 
 #[derive(Debug, Args)]
-#[command(group = clap::ArgGroup::new("which").required(true).multiple(true).args(["session", "all_mine", "expired", "all"]))]
 pub struct DownArgs {
-    /// Session id to stop
+    /// Session id to stop (on a terminal: chosen from a list of yours when left out)
     pub session: Option<String>,
     /// Stop all of your sessions
     #[arg(long)]
@@ -715,8 +717,19 @@ mod tests {
     }
 
     #[test]
-    fn down_needs_a_selector() {
-        assert!(Cli::try_parse_from(["jump", "down"]).is_err());
+    fn down_takes_a_selector_or_leaves_the_choice_to_the_picker() {
+        // Without one, the session is chosen from a list (or refused without a terminal).
+        let bare = Cli::try_parse_from(["jump", "down"]).expect("jump down parses");
+        assert!(matches!(
+            bare.command,
+            Command::Down(DownArgs {
+                session: None,
+                all_mine: false,
+                expired: false,
+                all: false,
+                ..
+            })
+        ));
         assert!(Cli::try_parse_from(["jump", "down", "--expired"]).is_ok());
         assert!(Cli::try_parse_from(["jump", "down", "0123456789ab", "--all"]).is_ok());
     }

@@ -12,6 +12,7 @@ mod connect;
 mod doctor;
 mod exit;
 mod output;
+mod pick;
 mod plan;
 mod policy_sim;
 mod prereq;

@@ -16,7 +16,7 @@ use std::time::SystemTime;
 
 use serde_json::json;
 
-use super::{cluster, layers, short_owner};
+use super::{chosen_session, cluster, layers, short_owner};
 use crate::aws::Clients;
 use crate::cli::{DownArgs, GlobalArgs};
 use crate::exit::{Exit, UsageError};
@@ -29,7 +29,13 @@ use crate::session::record::{
 use crate::session::SessionId;
 
 pub async fn run(global: GlobalArgs, output: Output, args: DownArgs) -> anyhow::Result<Exit> {
-    let wanted: Option<SessionId> = args.session.as_deref().map(str::parse).transpose()?;
+    let mut wanted: Option<SessionId> = args.session.as_deref().map(str::parse).transpose()?;
+    if wanted.is_none() && !(args.all_mine || args.expired || args.all) {
+        let cluster = cluster(&args.cluster)?;
+        let clients = Clients::new(global.profile.as_deref(), global.region.as_deref()).await?;
+        let instead = "jump down SESSION, or --all-mine, --expired or --all";
+        wanted = Some(chosen_session(None, &clients, &cluster, output, instead, |_| true).await?);
+    }
     let local = match &wanted {
         Some(id) => SessionDir::open(id)?,
         None => None,

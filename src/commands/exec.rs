@@ -13,7 +13,7 @@ use crate::output::Output;
 use crate::session::SessionId;
 use crate::signals::ChildPid;
 
-use super::{cluster, Existing};
+use super::{chosen_session, cluster, Existing};
 
 pub async fn run(
     global: GlobalArgs,
@@ -21,11 +21,15 @@ pub async fn run(
     child: ChildPid,
     args: ExecArgs,
 ) -> anyhow::Result<Exit> {
-    let session: Option<SessionId> = args.session.as_deref().map(str::parse).transpose()?;
+    let mut session: Option<SessionId> = args.session.as_deref().map(str::parse).transpose()?;
     let cluster = cluster(&args.cluster)?;
     let clients = Clients::new(global.profile.as_deref(), global.region.as_deref())
         .await?
         .with_ssm_plugin(global.ssm_plugin.clone());
+    if session.is_none() && args.task.is_none() && args.service.is_none() {
+        let instead = "jump exec SESSION, --task TASK or --service NAME";
+        session = Some(chosen_session(None, &clients, &cluster, output, instead, |_| true).await?);
+    }
     let existing = Existing::named(session, args.task, args.service)?;
     let task_arn = existing
         .task_arn(&clients, &cluster, args.container.as_deref())

@@ -5,22 +5,30 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use super::cluster;
+use super::{chosen_session, cluster};
 use crate::aws::describe_task;
 use crate::aws::{log_page_from_head, ApiError, Clients};
 use crate::cli::{GlobalArgs, LogsArgs};
 use crate::exit::Exit;
 use crate::output::Output;
 use crate::session::record::{session_task, Whose};
-use crate::session::SessionId;
 use crate::task::awslogs::AwsLogs;
 
 const FOLLOW_INTERVAL: Duration = Duration::from_secs(1);
 
 pub async fn run(global: GlobalArgs, output: Output, args: LogsArgs) -> anyhow::Result<Exit> {
-    let id: SessionId = args.session.parse()?;
     let cluster = cluster(&args.cluster)?;
     let clients = Clients::new(global.profile.as_deref(), global.region.as_deref()).await?;
+    let named = args.session.as_deref();
+    let id = chosen_session(
+        named,
+        &clients,
+        &cluster,
+        output,
+        "jump logs SESSION",
+        |_| true,
+    )
+    .await?;
     let task_arn = session_task(&clients, &cluster, &id, Whose::Anyones).await?;
     let (group, stream) = log_stream(&clients.ecs, &cluster, &task_arn).await?;
     let mut token: Option<String> = None;

@@ -55,7 +55,8 @@ fn left(session: &RemoteSession, now: SystemTime) -> Option<u64> {
         .map(|e| e.duration_since(now).map(|d| d.as_secs()).unwrap_or(0))
 }
 
-fn row(session: &RemoteSession, now: SystemTime) -> Vec<String> {
+/// A session as a row of `jump ls` (and as a line of the session picker).
+pub(super) fn row(session: &RemoteSession, now: SystemTime) -> Vec<String> {
     let secs = |s: Option<u64>| {
         s.map(|s| short_duration(std::time::Duration::from_secs(s)))
             .unwrap_or_else(|| "-".into())

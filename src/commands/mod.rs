@@ -30,12 +30,13 @@ use crate::connect::ssh::ConnectError;
 use crate::connect::target::ExecError;
 use crate::exit::{class_of, Exit, Recognise, UsageError};
 use crate::output::Output;
+use crate::pick::{self, Candidate, Choosing};
 use crate::plan::Layers;
 use crate::plan::PlanError;
 use crate::session::guard::Guard;
 use crate::session::hostkey::HostKeyError;
 use crate::session::keys::{BadHostKey, UnsafeStateDir};
-use crate::session::record::{session_task, Whose};
+use crate::session::record::{list_remote, session_task, Whose};
 use crate::session::wait::TaskFailed;
 use crate::session::{BadSessionId, SessionId};
 use crate::signals::{supervise, ChildPid, Outcome, Signal, Signals};
@@ -245,6 +246,45 @@ fn cluster(args: &ClusterArgs) -> anyhow::Result<String> {
         .map(|c| ("cluster", c.clone()))
         .collect();
     Ok(layers(args.config.as_deref(), &flags)?.cluster()?)
+}
+
+/// The session the user means: the one named, or else one of the caller's running
+/// sessions in `cluster` (those `keep` accepts), chosen from a list on a terminal
+/// (`crate::pick`); `instead` says how to name one on the command line.
+pub(super) async fn chosen_session(
+    named: Option<&str>,
+    clients: &Clients,
+    cluster: &str,
+    output: Output,
+    instead: &str,
+    keep: impl Fn(&SessionId) -> bool,
+) -> anyhow::Result<SessionId> {
+    if let Some(named) = named {
+        return Ok(named.parse()?);
+    }
+    let me = clients.caller().await?;
+    let now = std::time::SystemTime::now();
+    let candidates: Vec<Candidate> = list_remote(&clients.ecs, cluster)
+        .await?
+        .iter()
+        .rev() // newest first
+        .filter(|s| {
+            s.tags.owner_id.as_deref() == Some(me.user_id.as_str())
+                || s.tags.owner.as_deref() == Some(me.arn.as_str())
+        })
+        .filter_map(|s| {
+            let id = s.tags.session.as_ref().filter(|id| keep(id))?;
+            Some(Candidate {
+                value: id.to_string(),
+                label: ls::row(s, now).join("  "),
+            })
+        })
+        .collect();
+    let choosing = Choosing {
+        what: "session",
+        instead,
+    };
+    Ok(pick::one(&choosing, &candidates, output)?.parse()?)
 }
 
 /// An existing task a command goes to: a session's (the caller's own), one named by id or

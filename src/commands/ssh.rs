@@ -7,9 +7,10 @@
 
 use std::time::Duration;
 
+use super::{chosen_session, cluster};
 use crate::aws::describe_task;
 use crate::aws::Clients;
-use crate::cli::{GlobalArgs, SessionArg, SshArgs};
+use crate::cli::{ClusterArgs, GlobalArgs, SessionArg, SshArgs};
 use crate::connect::ssh;
 use crate::connect::ssh_over_ssm;
 use crate::exit::{Exit, UsageError};
@@ -43,6 +44,17 @@ fn local_ssh_session(session: &str) -> anyhow::Result<(SessionDir, SessionRecord
     Ok((dir, record))
 }
 
+/// One of this machine's ssh-mode sessions in jump.toml's cluster, chosen from a list.
+async fn picked_ssh_session(global: &GlobalArgs, output: Output) -> anyhow::Result<SessionId> {
+    let cluster = cluster(&ClusterArgs {
+        cluster: None,
+        config: None,
+    })?;
+    let clients = Clients::new(global.profile.as_deref(), global.region.as_deref()).await?;
+    let here = |id: &SessionId| matches!(SessionRecord::local(id), Ok(Some((_, record))) if record.mode == "ssh");
+    chosen_session(None, &clients, &cluster, output, "jump ssh SESSION", here).await
+}
+
 async fn clients_for(global: &GlobalArgs, record: &SessionRecord) -> anyhow::Result<Clients> {
     let region = global.region.as_deref().unwrap_or(&record.region);
     Ok(Clients::new(global.profile.as_deref(), Some(region)).await?)
@@ -54,7 +66,11 @@ pub async fn run(
     child: ChildPid,
     args: SshArgs,
 ) -> anyhow::Result<Exit> {
-    let (dir, record) = local_ssh_session(&args.session)?;
+    let named = match args.session {
+        Some(session) => session,
+        None => picked_ssh_session(&global, output).await?.to_string(),
+    };
+    let (dir, record) = local_ssh_session(&named)?;
     let id = &record.id;
     let clients = clients_for(&global, &record).await?;
     let task = describe_task(&clients.ecs, &record.cluster, &record.task_arn).await?;

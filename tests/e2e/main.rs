@@ -9,6 +9,7 @@ mod forward;
 mod init;
 mod install;
 mod long;
+mod pick;
 mod pool;
 mod proxy;
 mod run;

@@ -1,0 +1,100 @@
+//! Pick instead of paste: a command that needs a session and is given none lists the
+//! user's sessions on a terminal (type a few letters, Enter); without a terminal it
+//! fails with exit 2 and prints them.
+
+use serde_json::Value;
+
+use crate::support::{expect_exit, shared, stderr, Terminal, World};
+
+fn detached(world: &World) -> (String, String) {
+    let session: Value = world.json(&["up", "--mode", "exec", "--detach", "--json"]);
+    (
+        session["session"].as_str().unwrap().to_string(),
+        session["task_arn"].as_str().unwrap().to_string(),
+    )
+}
+
+/// `jump down` alone on a terminal: typing part of the second session's id and Enter
+/// stops that session, and only that one.
+#[test]
+fn down_on_a_terminal_stops_the_session_chosen_from_the_list() {
+    let world = World::new(shared(), "pick-down");
+    let (first, first_arn) = detached(&world);
+    let (second, second_arn) = detached(&world);
+    let term = Terminal::start(&world, "down");
+    let shown = term.wait_for("session (type to filter");
+    assert!(shown.contains(&first) && shown.contains(&second), "{shown}");
+    term.keys(&["-l", &second[..8]]);
+    term.wait_for(&format!("❯ {second}"));
+    term.keys(&["Enter"]);
+    term.wait_for("jump-exited-0");
+    assert_eq!(world.describe(&second_arn)["desiredStatus"], "STOPPED");
+    assert_eq!(world.describe(&first_arn)["desiredStatus"], "RUNNING");
+    let out = world.run(&["down", "--all-mine"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    world.assert_nothing_left();
+}
+
+/// Without a terminal (or with --json) nothing can be asked: `down`, `logs`, `exec` and
+/// `ssh` without a session fail with exit 2 and name the candidates, and nothing stops.
+#[test]
+fn without_a_terminal_a_missing_session_is_an_error_that_lists_the_candidates() {
+    let world = World::new(shared(), "pick-none");
+    let out = world.run(&["down"]);
+    expect_exit(&out, 2, "there is no session to choose from");
+    let (id, arn) = detached(&world);
+    for args in [
+        vec!["down"],
+        vec!["down", "--json"],
+        vec!["logs"],
+        vec!["exec", "--", "true"],
+    ] {
+        let out = world.run(&args);
+        expect_exit(&out, 2, "without a terminal jump cannot ask. Candidates:");
+        assert!(stderr(&out).contains(&id), "{args:?}: {}", stderr(&out));
+    }
+    // `jump ssh` offers only this machine's ssh-mode sessions: an exec one is none.
+    let out = world.run(&["ssh"]);
+    expect_exit(
+        &out,
+        2,
+        "there is no session to choose from (name one: jump ssh SESSION)",
+    );
+    assert_eq!(world.describe(&arn)["desiredStatus"], "RUNNING");
+    let out = world.run(&["down", &id]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    world.assert_nothing_left();
+}
+
+/// `jump exec` with no session on a terminal runs the command in the chosen one.
+#[test]
+fn exec_on_a_terminal_runs_in_the_session_chosen_from_the_list() {
+    let world = World::new(shared(), "pick-exec");
+    let (id, _) = detached(&world);
+    let term = Terminal::start(&world, "exec -- sh -c 'echo picked-$((6*7))'");
+    term.wait_for("session (type to filter");
+    term.keys(&["-l", &id[..6]]);
+    term.keys(&["Enter"]);
+    term.wait_for("picked-42");
+    term.wait_for("jump-exited-0");
+    let out = world.run(&["down", &id]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    world.assert_nothing_left();
+}
+
+/// `jump ssh` with no session on a terminal offers this machine's ssh-mode sessions.
+#[test]
+fn ssh_on_a_terminal_connects_to_the_session_chosen_from_the_list() {
+    let world = World::new(shared(), "pick-ssh");
+    let session: Value = world.json(&["up", "--mode", "ssh", "--detach", "--json"]);
+    let id = session["session"].as_str().unwrap().to_string();
+    let term = Terminal::start(&world, "ssh -- sh -c 'echo picked-ssh-$((2+3))'");
+    let shown = term.wait_for("session (type to filter");
+    assert!(shown.contains(&id), "{shown}");
+    term.keys(&["Enter"]);
+    term.wait_for("picked-ssh-5");
+    term.wait_for("jump-exited-0");
+    let out = world.run(&["down", &id]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    world.assert_nothing_left();
+}
