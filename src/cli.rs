@@ -547,7 +547,8 @@ pub struct ExecArgs {
     #[arg(long, value_name = "TASK")]
     pub task: Option<String>,
     /// The newest running, exec-ready task of this ECS service instead of a session
-    #[arg(long, value_name = "NAME")]
+    /// (`--service` alone, on a terminal: chosen from the cluster's services)
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
     pub service: Option<String>,
     /// Container to exec into (needed when the task has several)
     #[arg(long, value_name = "NAME")]
@@ -590,8 +591,9 @@ pub struct ForwardArgs {
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("source").required(true).args(["service", "task_definition"]))]
 pub struct RunArgs {
-    /// Take the task definition and network configuration of this ECS service
-    #[arg(long, value_name = "NAME")]
+    /// Take the task definition and network configuration of this ECS service (`--service`
+    /// alone, on a terminal: chosen from the cluster's services)
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
     pub service: Option<String>,
     /// Use this task definition (FAMILY or FAMILY:REVISION); network from jump.toml
     #[arg(long, value_name = "FAMILY[:REV]")]

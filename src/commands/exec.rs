@@ -13,7 +13,7 @@ use crate::output::Output;
 use crate::session::SessionId;
 use crate::signals::ChildPid;
 
-use super::{chosen_session, cluster, Existing};
+use super::{chosen_service, chosen_session, cluster, Existing};
 
 pub async fn run(
     global: GlobalArgs,
@@ -30,7 +30,14 @@ pub async fn run(
         let instead = "jump exec SESSION, --task TASK or --service NAME";
         session = Some(chosen_session(None, &clients, &cluster, output, instead, |_| true).await?);
     }
-    let existing = Existing::named(session, args.task, args.service)?;
+    let service = match args.service {
+        Some(named) => {
+            let instead = "jump exec --service NAME";
+            Some(chosen_service(&named, &clients, &cluster, output, instead).await?)
+        }
+        None => None,
+    };
+    let existing = Existing::named(session, args.task, service)?;
     let task_arn = existing
         .task_arn(&clients, &cluster, args.container.as_deref())
         .await?;

@@ -36,11 +36,12 @@ use crate::plan::PlanError;
 use crate::session::guard::Guard;
 use crate::session::hostkey::HostKeyError;
 use crate::session::keys::{BadHostKey, UnsafeStateDir};
+use crate::session::pool::is_pool_service;
 use crate::session::record::{list_remote, session_task, Whose};
 use crate::session::wait::TaskFailed;
 use crate::session::{BadSessionId, SessionId};
 use crate::signals::{supervise, ChildPid, Outcome, Signal, Signals};
-use crate::task::{exec_agent_running, newest, service_tasks};
+use crate::task::{exec_agent_running, newest, service_names, service_tasks};
 
 /// Every error type that decides jump's exit code; each says which in its own module.
 const EXIT_CLASSES: &[Recognise] = &[
@@ -285,6 +286,53 @@ pub(super) async fn chosen_session(
         instead,
     };
     Ok(pick::one(&choosing, &candidates, output)?.parse()?)
+}
+
+/// The service the user means: the one named, or else (`--service` given alone) one of
+/// the cluster's services but jump's own pools, chosen from a list on a terminal.
+pub(super) async fn chosen_service(
+    named: &str,
+    clients: &Clients,
+    cluster: &str,
+    output: Output,
+    instead: &str,
+) -> anyhow::Result<String> {
+    if !named.is_empty() {
+        return Ok(named.to_string());
+    }
+    let mut names = service_names(&clients.ecs, cluster).await?;
+    names.retain(|name| !is_pool_service(name));
+    let mut candidates = Vec::new();
+    for batch in names.chunks(10) {
+        let out = clients
+            .ecs
+            .describe_services()
+            .cluster(cluster)
+            .set_services(Some(batch.to_vec()))
+            .send()
+            .await
+            .map_err(|e| ApiError::from_sdk("ecs:DescribeServices", e))?;
+        for service in out.services() {
+            let name = service.service_name().unwrap_or_default();
+            let definition = service
+                .task_definition()
+                .and_then(|d| d.rsplit('/').next())
+                .unwrap_or("-");
+            candidates.push(Candidate {
+                value: name.to_string(),
+                label: format!(
+                    "{name}  {}/{} running  {definition}",
+                    service.running_count(),
+                    service.desired_count()
+                ),
+            });
+        }
+    }
+    let choosing = Choosing {
+        what: "service",
+        instead,
+    };
+    pick::one(&choosing, &candidates, output)
 }
 
 /// An existing task a command goes to: a session's (the caller's own), one named by id or

@@ -10,7 +10,8 @@ use std::time::Duration;
 use aws_sdk_ecs::types::AwsVpcConfiguration;
 
 use super::up::start;
-use super::{cluster, layers, Context};
+use super::{chosen_service, cluster, layers, Context};
+use crate::aws::Clients;
 use crate::cli::{ClusterArgs, RunArgs};
 use crate::exit::{Exit, UsageError};
 use crate::plan::{check_cpu_memory, check_ttl, parse_duration};
@@ -71,7 +72,16 @@ pub async fn run(ctx: &mut Context, args: RunArgs) -> anyhow::Result<Exit> {
         cluster: args.cluster.clone(),
         config: args.config.clone(),
     })?;
-    let origin = match (args.service, checked.network) {
+    let service = match args.service {
+        Some(named) if named.is_empty() => {
+            let clients =
+                Clients::new(ctx.global.profile.as_deref(), ctx.global.region.as_deref()).await?;
+            let instead = "jump run --service NAME";
+            Some(chosen_service(&named, &clients, &cluster, ctx.output, instead).await?)
+        }
+        other => other,
+    };
+    let origin = match (service, checked.network) {
         (Some(service), _) => Origin::Service(service),
         (None, network) => Origin::TaskDefinition {
             name: args.task_definition.unwrap_or_default(),

@@ -45,7 +45,7 @@ use crate::connect::exec;
 use crate::connect::ssh::shell_quote;
 use crate::connect::target::ExecTarget;
 use crate::plan::{Mode, Plan};
-use crate::task::{exec_agent_running, service_tasks};
+use crate::task::{exec_agent_running, service_names, service_tasks};
 
 /// Fargate's public on-demand price in us-east-1 (Linux, x86): per vCPU-hour, per GB-hour.
 const VCPU_HOUR_USD: f64 = 0.04048;
@@ -63,19 +63,14 @@ pub fn service_name(name: &str) -> String {
 
 /// The names of the cluster's pool services.
 pub async fn services(ecs: &aws_sdk_ecs::Client, cluster: &str) -> Result<Vec<String>, ApiError> {
-    let mut names = Vec::new();
-    let mut pages = ecs.list_services().cluster(cluster).into_paginator().send();
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| ApiError::from_sdk("ecs:ListServices", e))?;
-        names.extend(
-            page.service_arns()
-                .iter()
-                .filter_map(|arn| arn.rsplit('/').next())
-                .filter(|name| name.starts_with(SERVICE_PREFIX))
-                .map(str::to_string),
-        );
-    }
+    let mut names = service_names(ecs, cluster).await?;
+    names.retain(|name| is_pool_service(name));
     Ok(names)
+}
+
+/// Whether a service is one of jump's pools.
+pub fn is_pool_service(name: &str) -> bool {
+    name.starts_with(SERVICE_PREFIX)
 }
 
 /// What `jump pool create` asks for.

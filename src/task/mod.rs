@@ -33,6 +33,25 @@ pub fn exec_agent_status(container: &Container) -> Option<&str> {
         .and_then(|a| a.last_status())
 }
 
+/// The names of the cluster's services, every page of them.
+pub async fn service_names(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+) -> Result<Vec<String>, ApiError> {
+    let mut names = Vec::new();
+    let mut pages = ecs.list_services().cluster(cluster).into_paginator().send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| ApiError::from_sdk("ecs:ListServices", e))?;
+        names.extend(
+            page.service_arns()
+                .iter()
+                .filter_map(|arn| arn.rsplit('/').next())
+                .map(str::to_string),
+        );
+    }
+    Ok(names)
+}
+
 /// The running tasks of an ECS service (the first 100: DescribeTasks' limit), with their
 /// tags, for `exec --service`, `doctor --service` and a warm pool's claims.
 pub async fn service_tasks(

@@ -98,3 +98,64 @@ fn ssh_on_a_terminal_connects_to_the_session_chosen_from_the_list() {
     assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
     world.assert_nothing_left();
 }
+
+/// `--service` alone picks from the cluster's services (jump's own pools are not offered):
+/// `jump exec --service` on a terminal runs in the chosen service's task; without a
+/// terminal `exec --service` and `run --service` name the candidates instead.
+#[test]
+fn a_service_is_picked_from_the_cluster_s_services() {
+    let world = World::new(shared(), "pick-svc");
+    let family = format!("svc-{}", world.cluster);
+    world.sandbox.image("app:1", crate::support::SERVER);
+    world.register_with(
+        &family,
+        &serde_json::json!([{ "name": "app", "image": "app:1", "command": ["sleep", "600"] }]),
+        &["--task-role-arn", world.sandbox_var("JUMP_TASK_ROLE")],
+    );
+    for name in ["api", "billing"] {
+        world.create_service(name, &family, true);
+    }
+    for args in [
+        vec!["exec", "--service", "--", "true"],
+        vec!["run", "--service", "--", "true"],
+    ] {
+        let out = world.run(&args);
+        expect_exit(&out, 2, "name the service");
+        assert!(
+            stderr(&out).contains("api  ") && stderr(&out).contains("billing  "),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    // Each task's hostname is its own (ip-A-B-C-D, from its private address).
+    let billing = world.sandbox.aws(&[
+        "ecs",
+        "list-tasks",
+        "--cluster",
+        &world.cluster,
+        "--service-name",
+        "billing",
+    ])["taskArns"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ip = world.describe(&billing)["containers"][0]["networkInterfaces"][0]
+        ["privateIpv4Address"]
+        .as_str()
+        .unwrap()
+        .replace('.', "-");
+    let term = Terminal::start(&world, "exec --service -- sh -c 'echo in-$(hostname)'");
+    let shown = term.wait_for("service (type to filter");
+    assert!(
+        shown.contains("billing") && shown.contains("api"),
+        "{shown}"
+    );
+    term.keys(&["-l", "bill"]);
+    term.wait_for("❯ billing");
+    term.keys(&["Enter"]);
+    let shown = term.wait_for("jump-exited-");
+    assert!(shown.contains(&format!("in-ip-{ip}")), "{shown}");
+    assert!(shown.contains("jump-exited-0"), "{shown}");
+    world.delete_services(&["api", "billing"]);
+    world.assert_nothing_left();
+}
