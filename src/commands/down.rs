@@ -16,7 +16,7 @@ use std::time::SystemTime;
 
 use serde_json::json;
 
-use super::{chosen_session, cluster, layers, short_owner};
+use super::{cluster, layers, pick_session, short_owner};
 use crate::aws::Clients;
 use crate::cli::{DownArgs, GlobalArgs};
 use crate::exit::{Exit, UsageError};
@@ -30,12 +30,6 @@ use crate::session::SessionId;
 
 pub async fn run(global: GlobalArgs, output: Output, args: DownArgs) -> anyhow::Result<Exit> {
     let mut wanted: Option<SessionId> = args.session.as_deref().map(str::parse).transpose()?;
-    if wanted.is_none() && !(args.all_mine || args.expired || args.all) {
-        let cluster = cluster(&args.cluster)?;
-        let clients = Clients::new(global.profile.as_deref(), global.region.as_deref()).await?;
-        let instead = "jump down SESSION, or --all-mine, --expired or --all";
-        wanted = Some(chosen_session(None, &clients, &cluster, output, instead, |_| true).await?);
-    }
     let local = match &wanted {
         Some(id) => SessionDir::open(id)?,
         None => None,
@@ -56,6 +50,10 @@ pub async fn run(global: GlobalArgs, output: Output, args: DownArgs) -> anyhow::
     // Task ARN -> session id (if tagged), for everything selected.
     let mut targets: BTreeMap<String, Option<SessionId>> = BTreeMap::new();
     let mut sessions = list_remote(&clients.ecs, &cluster).await?;
+    if wanted.is_none() && !(args.all_mine || args.expired || args.all) {
+        let instead = "jump down SESSION, or --all-mine, --expired or --all";
+        wanted = Some(pick_session(&sessions, &me, output, instead, |_| true)?);
+    }
     if args.expired {
         let family = layers(args.cluster.config.as_deref(), &[])?.family();
         for task in list(&clients.ecs, &cluster, Listing::Family(&family)).await? {
@@ -73,10 +71,7 @@ pub async fn run(global: GlobalArgs, output: Output, args: DownArgs) -> anyhow::
         }
     }
     // Anyone can put my session id on a task of theirs; that must not stop me stopping mine.
-    let mine = |s: &RemoteSession| {
-        s.tags.owner_id.as_deref() == Some(me.user_id.as_str())
-            || s.tags.owner.as_deref() == Some(me.arn.as_str())
-    };
+    let mine = |s: &RemoteSession| s.tags.belongs_to(&me);
     let named_mine =
         wanted.is_some() && sessions.iter().any(|s| s.tags.session == wanted && mine(s));
     for session in sessions {

@@ -19,7 +19,7 @@ use anyhow::Context as _;
 use aws_sdk_ecs::types::Task;
 use clap::CommandFactory;
 
-use crate::aws::{ApiError, Clients, NoRegion};
+use crate::aws::{ApiError, Caller, Clients, NoRegion};
 use crate::cli::{Cli, ClusterArgs, Command, DownArgs, GlobalArgs};
 use crate::connect::exec_access::AccessError;
 use crate::connect::forward::Bind;
@@ -37,7 +37,7 @@ use crate::session::guard::Guard;
 use crate::session::hostkey::HostKeyError;
 use crate::session::keys::{BadHostKey, UnsafeStateDir};
 use crate::session::pool::is_pool_service;
-use crate::session::record::{list_remote, session_task, Whose};
+use crate::session::record::{list_remote, session_task, RemoteSession, Whose};
 use crate::session::wait::TaskFailed;
 use crate::session::{BadSessionId, SessionId};
 use crate::signals::{supervise, ChildPid, Outcome, Signal, Signals};
@@ -264,15 +264,23 @@ pub(super) async fn chosen_session(
         return Ok(named.parse()?);
     }
     let me = clients.caller().await?;
+    let sessions = list_remote(&clients.ecs, cluster).await?;
+    pick_session(&sessions, &me, output, instead, keep)
+}
+
+/// One of `me`'s sessions among `sessions` (those `keep` accepts), chosen from a list.
+pub(super) fn pick_session(
+    sessions: &[RemoteSession],
+    me: &Caller,
+    output: Output,
+    instead: &str,
+    keep: impl Fn(&SessionId) -> bool,
+) -> anyhow::Result<SessionId> {
     let now = std::time::SystemTime::now();
-    let candidates: Vec<Candidate> = list_remote(&clients.ecs, cluster)
-        .await?
+    let candidates: Vec<Candidate> = sessions
         .iter()
         .rev() // newest first
-        .filter(|s| {
-            s.tags.owner_id.as_deref() == Some(me.user_id.as_str())
-                || s.tags.owner.as_deref() == Some(me.arn.as_str())
-        })
+        .filter(|s| s.tags.belongs_to(me))
         .filter_map(|s| {
             let id = s.tags.session.as_ref().filter(|id| keep(id))?;
             Some(Candidate {

@@ -257,7 +257,7 @@ pub fn init_plan(desired: &Desired, survey: &Survey) -> Plan {
         role(&mut plan, spec, state);
         RoleRef {
             name: spec.name.clone(),
-            arn: state.map_or_else(|| desired.account.role_arn(&spec.name), |s| s.arn.clone()),
+            arn: role_arn(desired, survey, spec),
         }
     });
     cluster(&mut plan, desired, survey.cluster.as_ref());
@@ -288,6 +288,14 @@ pub fn init_plan(desired: &Desired, survey: &Survey) -> Plan {
     plan
 }
 
+/// A role's ARN: as IAM has it, or as it will be once init creates it.
+fn role_arn(desired: &Desired, survey: &Survey, spec: &RoleSpec) -> String {
+    survey
+        .roles
+        .get(&spec.name)
+        .map_or_else(|| desired.account.role_arn(&spec.name), |s| s.arn.clone())
+}
+
 /// The scheduled reaper: its two roles, its task definition and its schedule. The schedule
 /// names the family without a revision, so a new revision needs no schedule change.
 fn reaper(
@@ -301,12 +309,7 @@ fn reaper(
     for spec in [&reaper.task_role, &reaper.scheduler_role] {
         role(plan, spec, survey.roles.get(&spec.name));
     }
-    let arn = |spec: &RoleSpec| {
-        survey
-            .roles
-            .get(&spec.name)
-            .map_or_else(|| desired.account.role_arn(&spec.name), |s| s.arn.clone())
-    };
+    let arn = |spec: &RoleSpec| role_arn(desired, survey, spec);
     let task = ReaperTask {
         family: names.reaper_family.clone(),
         image: reaper.image.clone(),

@@ -12,6 +12,7 @@ use std::time::SystemTime;
 use aws_sdk_ecs::types::Tag;
 
 use super::SessionId;
+use crate::aws::Caller;
 
 /// Marks tasks started by jump; `ListTasks` filters on it.
 pub const STARTED_BY: &str = "jump";
@@ -90,6 +91,13 @@ impl SessionTags {
                 .iter()
                 .filter_map(|t| Some((t.key()?, t.value()?))),
         )
+    }
+
+    /// Whether `caller` started the session: its owner id says so (unforgeable under the
+    /// user policy), or its owner ARN does.
+    pub fn belongs_to(&self, caller: &Caller) -> bool {
+        self.owner_id.as_deref() == Some(caller.user_id.as_str())
+            || self.owner.as_deref() == Some(caller.arn.as_str())
     }
 
     /// True when the session's expiry has passed at `now`.

@@ -1071,13 +1071,7 @@ fn init_reaper_schedules_a_gc_task_that_stops_expired_sessions() {
     // The Terraform example's reaper is this one: the same command, environment, log
     // prefix and schedule shape.
     let example = crate::support::terraform("pool.tf");
-    let definition = init.aws(&[
-        "ecs",
-        "describe-task-definition",
-        "--task-definition",
-        &format!("{name}-reaper"),
-    ]);
-    let container = &definition["taskDefinition"]["containerDefinitions"][0];
+    let container = init.world.container_definition(&format!("{name}-reaper"));
     // The cluster's name is the module's variable there.
     let command: Vec<String> = container["command"]
         .as_array()

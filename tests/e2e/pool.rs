@@ -129,17 +129,7 @@ fn a_session_claims_a_warm_jumphost_which_is_stopped_after_and_never_reused() {
             "pool.tf lacks the tag {key}"
         );
     }
-    let definition = world.describe(&arn)["taskDefinitionArn"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let registered = world.sandbox.aws(&[
-        "ecs",
-        "describe-task-definition",
-        "--task-definition",
-        &definition,
-    ]);
-    let container = &registered["taskDefinition"]["containerDefinitions"][0];
+    let container = world.task_container_definition(&arn);
     for variable in container["environment"].as_array().unwrap() {
         let name = variable["name"].as_str().unwrap();
         assert!(
@@ -446,18 +436,7 @@ fn a_warm_jumphost_is_claimed_only_with_a_session_s_worth_of_life_left() {
     world.stop_task(&first);
     let second = warm_task_other_than(&world, "ttl", Some(&first));
     assert_eq!(tags(&world, &second)["jump:pool-ttl"], "1800");
-    let definition = world.describe(&second)["taskDefinitionArn"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let registered = world.sandbox.aws(&[
-        "ecs",
-        "describe-task-definition",
-        "--task-definition",
-        &definition,
-    ]);
-    let environment =
-        registered["taskDefinition"]["containerDefinitions"][0]["environment"].to_string();
+    let environment = world.task_container_definition(&second)["environment"].to_string();
     assert!(
         environment.contains(r#""name":"JUMP_TTL_SECONDS","value":"1800""#),
         "{environment}"

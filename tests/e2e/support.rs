@@ -666,6 +666,24 @@ impl<'a> World<'a> {
             .collect()
     }
 
+    /// The first container of a task definition (family, family:revision or ARN), as
+    /// ECS describes it.
+    pub fn container_definition(&self, definition: &str) -> Value {
+        let described = self.sandbox.aws(&[
+            "ecs",
+            "describe-task-definition",
+            "--task-definition",
+            definition,
+        ]);
+        described["taskDefinition"]["containerDefinitions"][0].clone()
+    }
+
+    /// The first container of the revision a task runs.
+    pub fn task_container_definition(&self, task_arn: &str) -> Value {
+        let task = self.describe(task_arn);
+        self.container_definition(task["taskDefinitionArn"].as_str().expect("a revision"))
+    }
+
     pub fn describe(&self, arn: &str) -> Value {
         let out = self.sandbox.aws(&[
             "ecs",

@@ -30,7 +30,7 @@ from moto.scheduler.models import scheduler_backends
 from .awsproto import AwsError
 from .ecs_tasks import TaskService, trusts
 from .policy_eval import ALLOWED, Context
-from .validation import constraint_errors
+from .validation import constraint_errors, coral_message
 
 PRINCIPAL = "scheduler.amazonaws.com"
 # rate(value unit), with a singular unit for 1 and a plural one otherwise (API reference, schedule types).
@@ -49,8 +49,7 @@ def check_schedule(body: dict, action: str) -> None:
     """What Scheduler refuses in a CreateSchedule or UpdateSchedule request."""
     errors = constraint_errors("scheduler", action, body)
     if errors:
-        count = f"{len(errors)} validation error{'s' if len(errors) > 1 else ''} detected: "
-        raise _invalid(count + "; ".join(errors))
+        raise _invalid(coral_message(errors))
     expression = body.get("ScheduleExpression") or ""
     rate = RATE.match(expression)
     if rate:
@@ -70,8 +69,8 @@ def check_schedule(body: dict, action: str) -> None:
             raise _invalid("TaskDefinitionArn is required in EcsParameters.")
         count = ecs.get("TaskCount", 1)
         if not 1 <= int(count) <= 10:
-            raise _invalid(f"1 validation error detected: Value '{count}' at 'target.ecsParameters.taskCount' "
-                           "failed to satisfy constraint: Member must have value between 1 and 10")
+            raise _invalid(coral_message([f"Value '{count}' at 'target.ecsParameters.taskCount' failed to satisfy "
+                                          "constraint: Member must have value between 1 and 10"]))
 
 
 @dataclass

@@ -85,8 +85,7 @@ def check_request(service: str, action: str, region: str, params: dict, query: d
     if action in MODEL_CHECKED.get(service, ()):
         errors = constraint_errors(service, action, params)
         if errors:
-            count = f"{len(errors)} validation error{'s' if len(errors) > 1 else ''} detected: "
-            raise AwsError(VALIDATION_CODE[service], count + "; ".join(errors))
+            raise AwsError(VALIDATION_CODE[service], coral_message(errors))
     rules = {"iam": _iam, "logs": _logs, "ecs": _ecs, "rds": _rds, "events": _events}.get(service)
     if rules is not None:
         rules(action, region, params, query)
@@ -114,6 +113,11 @@ def _pattern(text: str) -> re.Pattern | None:
         return re.compile(text, re.ASCII)
     except re.error:
         return None
+
+
+def coral_message(errors: list[str]) -> str:
+    """Coral's message for a request whose members broke these constraints."""
+    return f"{len(errors)} validation error{'s' if len(errors) > 1 else ''} detected: " + "; ".join(errors)
 
 
 def constraint_errors(service: str, action: str, params: dict) -> list[str]:
@@ -310,8 +314,7 @@ def _events(action: str, _region: str, p: dict, _query: dict) -> None:
             if not (isinstance(t.get("Id"), str) and 0 < len(t["Id"]) <= 64 and TARGET_ID.fullmatch(t["Id"]))
         ]
         if errors:
-            count = f"{len(errors)} validation error{'s' if len(errors) > 1 else ''} detected: "
-            raise AwsError("ValidationException", count + "; ".join(errors))
+            raise AwsError("ValidationException", coral_message(errors))
     if action == "PutRule" and isinstance(p.get("EventPattern"), str):
         try:
             pattern = json.loads(p["EventPattern"])
@@ -377,9 +380,9 @@ def _service(action: str, p: dict) -> None:
                        "is not supported. Remove one and try again.")
     propagate = p.get("propagateTags")
     if propagate is not None and propagate not in PROPAGATE_TAGS:
-        raise AwsError("InvalidParameterException",
-                       f"1 validation error detected: Value '{propagate}' at 'propagateTags' failed to satisfy "
-                       f"constraint: Member must satisfy enum value set: [{', '.join(PROPAGATE_TAGS)}]")
+        raise AwsError("InvalidParameterException", coral_message([
+            f"Value '{propagate}' at 'propagateTags' failed to satisfy constraint: Member must satisfy enum "
+            f"value set: [{', '.join(PROPAGATE_TAGS)}]"]))
 
 
 def _exec_configuration(settings: dict) -> None:
