@@ -132,14 +132,33 @@ jump says so and exits 76. Keep long work in tmux or nohup on the task, or use `
         after_help = "Examples:\n  jump exec 3f9c0a1b2c4d\n  jump exec 3f9c0a1b2c4d -- sh -c 'echo $HOSTNAME'\n  jump exec --service web --container app -- bin/rails console\n  jump exec --task 0123456789abcdef0123456789abcdef --container web -- ps aux\n  echo 'select 1' | jump exec 3f9c0a1b2c4d -- psql -h db.internal\n  jump exec --ssm-plugin /usr/local/bin/session-manager-plugin 3f9c0a1b2c4d"
     )]
     Exec(ExecArgs),
+    /// Copy files and directories to or from a session's task, or any exec-enabled task
+    #[command(
+        long_about = "Copy a file (or, with -r, a directory and everything below it) between this \
+machine and a task. One side is local; the other is SESSION:PATH, or :PATH with --task or \
+--service (or, on a terminal, a session chosen from a list of yours). A PATH is relative to the \
+task's working directory; an existing directory receives the copy inside it, as cp and scp do. \
+An ssh-mode session started on this machine is copied with scp and the session's key (scp's \
+own progress meter). Everything else goes through ECS Exec: no S3 bucket and no plugin, and the \
+container needs only `sh`, plus `base64` (or, copying from the task, `od`) for the bytes and \
+`mkdir` for directories; `cksum`, where the container has it, checks every file end to end (jump \
+says how many it could not check), and `stty`, `wc` and `chmod` are used where present. Files \
+arrive under a temporary name and are renamed into place only when whole and checked. The \
+executable bit is kept; owners, times and links are not (a link to a file is copied as the \
+file, a link to a directory is skipped). A progress bar shows on a terminal; --json prints what \
+was copied.",
+        after_help = "Examples:\n  jump cp dump.sql 3f9c0a1b2c4d:/tmp/\n  jump cp 3f9c0a1b2c4d:/var/log/app.log .\n  jump cp -r ./fixtures 3f9c0a1b2c4d:/srv/\n  jump cp --service web :/app/log/production.log ./production.log\n  jump cp --task 0123456789abcdef0123456789abcdef --container app report.csv :/tmp/\n  jump cp ./seed.sql :/tmp/        # on a terminal: choose the session"
+    )]
+    Cp(Box<CpArgs>),
     /// Forward local ports to hosts inside the VPC (a database, a REPL), no plugin needed
     #[command(
         long_about = "Forward local ports to hosts inside the VPC. Each TARGET is \
 [LOCAL_PORT:]HOST[:PORT], where HOST may be a name or address, rds:<db-identifier> (resolved \
 through the RDS API, which also gives the port), service:<name> (the private address of the \
 service's newest running task), task:<id> (a task's), or a name from the [forwards] table of \
-jump.toml. With a SESSION, forwards through that session's task; without one, starts an \
-exec-mode jumphost for as long as the forward runs and stops it afterwards. With --service or \
+jump.toml. With a SESSION (or `--session` alone: one of yours chosen from a list), forwards \
+through that session's task; without one, starts an exec-mode jumphost for as long as the \
+forward runs and stops it afterwards. With --service or \
 --task, each TARGET is [LOCAL_PORT:]PORT and the forward goes to that port of the task itself, \
 through its own ECS Exec agent: no jumphost is started and the task needs no inbound rule (it \
 must run with ECS Exec enabled). Many local connections share one session, each on its own \
@@ -162,7 +181,8 @@ its own (a console cancels a query), and the tunnel stays up until it exits.",
         long_about = "A local SOCKS5 proxy (no authentication, CONNECT; IPv4 and domain-name \
 targets, names resolved inside the VPC) through one task: each connection reaches whatever \
 host and port it asks for, over a Session Manager port session per target, reused while it \
-lasts. With a SESSION, through that session's task (an ssh-mode session started on this machine \
+lasts. With a SESSION (or `--session` alone: one of yours chosen from a list), through that \
+session's task (an ssh-mode session started on this machine \
 is proxied by OpenSSH itself, `ssh -D`, with the session's key: no ECS Exec needed); without one, \
 through an exec-mode jumphost started for as long as the proxy runs and stopped afterwards. A \
 target that refuses the connection gets a SOCKS failure reply. Listens on 127.0.0.1 (and ::1) unless --bind says \
@@ -231,7 +251,8 @@ simulation), the subnets' route to Session Manager (internet or VPC endpoints), 
 egress on 443 and the log group. With a SESSION, --task or --service it checks that task as it \
 runs: platform version, enableExecuteCommand, the exec agent, the task definition (init process, \
 read-only root filesystem, pidMode, credentials in the environment), its role, its network. \
-Exits 1 if any check FAILs.",
+`--session`, `--task` or `--service` alone, on a terminal, choose the target from a list. Exits 1 \
+if any check FAILs.",
         after_help = "Examples:\n  jump doctor\n  jump doctor 3f9c0a1b2c4d\n  jump doctor --service web --json\n  jump doctor --task 0123456789abcdef0123456789abcdef"
     )]
     Doctor(Box<DoctorArgs>),
@@ -431,11 +452,36 @@ pub struct InitArgs {
 pub struct DoctorArgs {
     /// Session id to check (its task as it runs), as printed by `jump up --detach` or `jump ls`
     pub session: Option<String>,
-    /// Any task of the cluster to check (id or ARN)
-    #[arg(long, value_name = "TASK", conflicts_with_all = ["session", "service"])]
+    /// `--session` alone, on a terminal: one of your sessions, chosen from a list
+    /// (`--session=ID`: the same as naming it)
+    #[arg(
+        long = "session",
+        value_name = "SESSION",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "",
+        conflicts_with_all = ["session", "task", "service"]
+    )]
+    pub chosen: Option<String>,
+    /// Any task of the cluster to check (id or ARN; `--task` alone, on a terminal: chosen
+    /// from the cluster's running tasks)
+    #[arg(
+        long,
+        value_name = "TASK",
+        num_args = 0..=1,
+        default_missing_value = "",
+        conflicts_with_all = ["session", "service"]
+    )]
     pub task: Option<String>,
-    /// Check the newest running task of this ECS service
-    #[arg(long, value_name = "NAME", conflicts_with = "session")]
+    /// Check the newest running task of this ECS service (`--service` alone, on a
+    /// terminal: chosen from the cluster's services)
+    #[arg(
+        long,
+        value_name = "NAME",
+        num_args = 0..=1,
+        default_missing_value = "",
+        conflicts_with = "session"
+    )]
     pub service: Option<String>,
     /// Container to check the exec agent of (default: every container)
     #[arg(long, value_name = "NAME")]
@@ -518,6 +564,17 @@ pub struct SshArgs {
 pub struct SocksArgs {
     /// A session whose task carries the proxy; without one, a jumphost is started
     pub session: Option<String>,
+    /// `--session` alone, on a terminal: one of your sessions, chosen from a list
+    /// (`--session=ID`: the same as naming it)
+    #[arg(
+        long = "session",
+        value_name = "SESSION",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "",
+        conflicts_with_all = ["session"]
+    )]
+    pub chosen: Option<String>,
     /// Local port (0: any free one, printed)
     #[arg(long, value_name = "N", default_value_t = 1080)]
     pub port: u16,
@@ -537,22 +594,37 @@ pub struct SessionArg {
     pub session: String,
 }
 
+/// A task other than a session's, and the container in it, for `exec` and `cp`.
+#[derive(Debug, Args)]
+pub struct TaskArgs {
+    /// Any exec-enabled task of the cluster instead of a session (id or ARN; `--task`
+    /// alone, on a terminal: chosen from the cluster's running tasks)
+    #[arg(long, value_name = "TASK", num_args = 0..=1, default_missing_value = "")]
+    pub task: Option<String>,
+    /// The newest running, exec-ready task of this ECS service instead of a session
+    /// (`--service` alone, on a terminal: chosen from the cluster's services)
+    #[arg(
+        long,
+        value_name = "NAME",
+        num_args = 0..=1,
+        default_missing_value = "",
+        conflicts_with = "task"
+    )]
+    pub service: Option<String>,
+    /// The container, when the task has several (without it, on a terminal: chosen from
+    /// the task's containers)
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
+}
+
 #[derive(Debug, Args)]
 #[command(group = clap::ArgGroup::new("target").args(["session", "task", "service"]))]
 pub struct ExecArgs {
     /// Session id, as printed by `jump up --detach` or `jump ls` (on a terminal, with no
     /// --task or --service either: chosen from a list of yours)
     pub session: Option<String>,
-    /// Any exec-enabled task of the cluster instead of a session (id or ARN)
-    #[arg(long, value_name = "TASK")]
-    pub task: Option<String>,
-    /// The newest running, exec-ready task of this ECS service instead of a session
-    /// (`--service` alone, on a terminal: chosen from the cluster's services)
-    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
-    pub service: Option<String>,
-    /// Container to exec into (needed when the task has several)
-    #[arg(long, value_name = "NAME")]
-    pub container: Option<String>,
+    #[command(flatten)]
+    pub target: TaskArgs,
     #[command(flatten)]
     pub cluster: ClusterArgs,
     /// Command to run instead of an interactive shell
@@ -561,10 +633,38 @@ pub struct ExecArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct CpArgs {
+    /// What to copy: a local path, or SESSION:PATH (:PATH with --task or --service)
+    #[arg(value_name = "SOURCE")]
+    pub source: String,
+    /// Where to: a local path, or SESSION:PATH (:PATH with --task or --service)
+    #[arg(value_name = "DEST")]
+    pub dest: String,
+    /// Copy a directory and everything below it
+    #[arg(short, long)]
+    pub recursive: bool,
+    #[command(flatten)]
+    pub target: TaskArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct ForwardArgs {
     /// [SESSION] TARGET...: an optional session id, then targets
     #[arg(required = true, value_name = "TARGET")]
     pub targets: Vec<String>,
+    /// `--session` alone, on a terminal: one of your sessions, chosen from a list
+    /// (`--session=ID`: the same as naming it)
+    #[arg(
+        long = "session",
+        value_name = "SESSION",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "",
+        conflicts_with_all = ["service", "task"]
+    )]
+    pub chosen: Option<String>,
     /// Forward to ports of the newest exec-ready task of this ECS service itself
     #[arg(long, value_name = "NAME", conflicts_with = "task")]
     pub service: Option<String>,

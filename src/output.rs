@@ -56,6 +56,22 @@ impl Output {
         progress
     }
 
+    /// A bar counting bytes on a terminal (none with `--json` or without one); a total
+    /// of 0 is unknown yet, and grows as the sizes become known.
+    pub fn transfer(&self, total: u64) -> Option<ProgressBar> {
+        if self.json || !self.interactive {
+            return None;
+        }
+        let bar = ProgressBar::new(total);
+        if let Ok(style) = ProgressStyle::with_template(
+            "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} ({elapsed}, {eta} left)",
+        ) {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Some(bar)
+    }
+
     /// A line of information for people, on stderr.
     pub fn note(&self, message: &str) {
         let _ = writeln!(std::io::stderr(), "{}", escape_controls(message));

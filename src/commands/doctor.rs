@@ -22,12 +22,14 @@ use crate::task::awslogs::AwsLogs;
 use crate::task::eni;
 use crate::task::{newest, service_tasks};
 
+use super::choose::{chosen_service, chosen_session, chosen_task};
 use super::layers;
 
-pub async fn run(global: GlobalArgs, output: Output, args: DoctorArgs) -> anyhow::Result<Exit> {
-    let session: Option<SessionId> = args.session.as_deref().map(str::parse).transpose()?;
+pub async fn run(global: GlobalArgs, output: Output, mut args: DoctorArgs) -> anyhow::Result<Exit> {
+    let mut session: Option<SessionId> = args.session.as_deref().map(str::parse).transpose()?;
     let layers = layers(args.config.as_deref(), &args.settings.pairs())?;
     let clients = Clients::new(global.profile.as_deref(), global.region.as_deref()).await?;
+    choose_target(&clients, &layers, output, &mut args, &mut session).await?;
     let mut report = Report::default();
     if let Some(program) = &global.ssm_plugin {
         report.add(plugin_check(program));
@@ -45,6 +47,32 @@ pub async fn run(global: GlobalArgs, output: Output, args: DoctorArgs) -> anyhow
     } else {
         Exit::Success
     })
+}
+
+/// What `--session`, `--task` or `--service` given alone mean: one chosen from a list.
+async fn choose_target(
+    clients: &Clients,
+    layers: &Layers,
+    output: Output,
+    args: &mut DoctorArgs,
+    session: &mut Option<SessionId>,
+) -> anyhow::Result<()> {
+    let wanted = |named: &Option<String>| named.as_deref() == Some("");
+    if let Some(named) = &args.chosen {
+        let named = (!named.is_empty()).then_some(named.as_str());
+        let instead = "jump doctor SESSION";
+        let cluster = layers.cluster()?;
+        *session = Some(chosen_session(named, clients, &cluster, output, instead, |_| true).await?);
+    } else if wanted(&args.task) {
+        let instead = "jump doctor --task TASK";
+        let cluster = layers.cluster()?;
+        args.task = Some(chosen_task("", clients, &cluster, output, instead).await?);
+    } else if wanted(&args.service) {
+        let instead = "jump doctor --service NAME";
+        let cluster = layers.cluster()?;
+        args.service = Some(chosen_service("", clients, &cluster, output, instead).await?);
+    }
+    Ok(())
 }
 
 async fn examine(

@@ -16,7 +16,8 @@ use std::time::SystemTime;
 
 use serde_json::json;
 
-use super::{cluster, layers, pick_session, short_owner};
+use super::choose::pick_session;
+use super::{cluster, layers, short_owner};
 use crate::aws::Clients;
 use crate::cli::{DownArgs, GlobalArgs};
 use crate::exit::{Exit, UsageError};

@@ -7,13 +7,13 @@
 use crate::aws::Clients;
 use crate::cli::{ExecArgs, GlobalArgs};
 use crate::connect::exec::{self, Interactive};
-use crate::connect::target::ExecTarget;
 use crate::exit::Exit;
 use crate::output::Output;
 use crate::session::SessionId;
 use crate::signals::ChildPid;
 
-use super::{chosen_service, chosen_session, cluster, Existing};
+use super::choose::exec_target;
+use super::cluster;
 
 pub async fn run(
     global: GlobalArgs,
@@ -21,34 +21,15 @@ pub async fn run(
     child: ChildPid,
     args: ExecArgs,
 ) -> anyhow::Result<Exit> {
-    let mut session: Option<SessionId> = args.session.as_deref().map(str::parse).transpose()?;
+    let session: Option<SessionId> = args.session.as_deref().map(str::parse).transpose()?;
     let cluster = cluster(&args.cluster)?;
     let clients = Clients::new(global.profile.as_deref(), global.region.as_deref())
         .await?
         .with_ssm_plugin(global.ssm_plugin.clone());
-    if session.is_none() && args.task.is_none() && args.service.is_none() {
-        let instead = "jump exec SESSION, --task TASK or --service NAME";
-        session = Some(chosen_session(None, &clients, &cluster, output, instead, |_| true).await?);
-    }
-    let service = match args.service {
-        Some(named) => {
-            let instead = "jump exec --service NAME";
-            Some(chosen_service(&named, &clients, &cluster, output, instead).await?)
-        }
-        None => None,
-    };
-    let existing = Existing::named(session, args.task, service)?;
-    let task_arn = existing
-        .task_arn(&clients, &cluster, args.container.as_deref())
-        .await?;
+    let target = exec_target(&clients, cluster, output, session, args.target, "jump exec").await?;
     if !output.json() {
-        output.note(&format!("jump: ECS Exec into {task_arn}"));
+        output.note(&format!("jump: ECS Exec into {}", target.task_arn));
     }
-    let target = ExecTarget {
-        cluster,
-        task_arn,
-        container: args.container,
-    };
     let local = Interactive {
         child,
         escape: global.escape,

@@ -15,6 +15,7 @@ use crate::plan::Layers;
 use crate::session::lifecycle::Then;
 use crate::session::SessionId;
 
+use super::choose::{chosen_container, chosen_session};
 use super::up;
 use super::{check_port_free, cluster, layers, Context, Existing};
 
@@ -23,6 +24,8 @@ enum Through {
     /// A session's task, to hosts it reaches; or a task of the cluster or the newest
     /// exec-ready one of a service, to its own ports.
     Existing(Existing),
+    /// One of the caller's sessions, chosen from a list (`--session` alone).
+    ChosenSession,
     /// A jumphost started for the purpose.
     Jumphost,
 }
@@ -55,6 +58,13 @@ pub async fn run(ctx: &mut Context, args: ForwardArgs) -> anyhow::Result<Exit> {
             let existing = Existing::named(None, args.task.clone(), args.service.clone())?;
             (Through::Existing(existing), &args.targets[..])
         }
+        _ if args.chosen.is_some() => match args.chosen.as_deref() {
+            Some("") | None => (Through::ChosenSession, &args.targets[..]),
+            Some(named) => (
+                Through::Existing(Existing::Session(named.parse()?)),
+                &args.targets[..],
+            ),
+        },
         Some((first, rest)) if !rest.is_empty() => match first.parse::<SessionId>() {
             Ok(id) => (Through::Existing(Existing::Session(id)), rest),
             Err(_) => (Through::Jumphost, &args.targets[..]),
@@ -81,11 +91,15 @@ pub async fn run(ctx: &mut Context, args: ForwardArgs) -> anyhow::Result<Exit> {
     let forwards = Forwards { specs, bind, then };
     match through {
         Through::Jumphost => up::run_plan(ctx, layers.into_plan()?, Then::Forward(forwards)).await,
-        Through::Existing(existing) => {
+        Through::Existing(_) | Through::ChosenSession => {
             let cluster = cluster(&ClusterArgs {
                 cluster: args.settings.cluster.clone(),
                 config: args.config.clone(),
             })?;
+            let existing = match through {
+                Through::Existing(existing) => Some(existing),
+                _ => None,
+            };
             let container = args.container.clone();
             let work = through_task(
                 ctx.global.clone(),
@@ -147,20 +161,34 @@ fn local_command(
     Ok(Some(command))
 }
 
+/// Forwards through an existing task: the one named, or (`existing` none) the task of
+/// a session chosen from a list; its container named, or chosen when it has several.
 async fn through_task(
     global: GlobalArgs,
     output: Output,
     cluster: String,
-    existing: Existing,
+    existing: Option<Existing>,
     container: Option<String>,
     forwards: Forwards,
 ) -> anyhow::Result<Exit> {
     let clients = Clients::new(global.profile.as_deref(), global.region.as_deref())
         .await?
         .with_ssm_plugin(global.ssm_plugin.clone());
+    let existing = match existing {
+        Some(existing) => existing,
+        None => {
+            let instead = "jump forward SESSION TARGET… or --session SESSION";
+            Existing::Session(
+                chosen_session(None, &clients, &cluster, output, instead, |_| true).await?,
+            )
+        }
+    };
     let task_arn = existing
         .task_arn(&clients, &cluster, container.as_deref())
         .await?;
+    let instead = "jump forward --container NAME";
+    let container =
+        chosen_container(container, &clients, &cluster, &task_arn, output, instead).await?;
     let target = ExecTarget {
         cluster,
         task_arn,

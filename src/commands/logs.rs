@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use super::{chosen_session, cluster};
+use super::choose::chosen_session;
+use super::cluster;
 use crate::aws::describe_task;
 use crate::aws::{log_page_from_head, ApiError, Clients};
 use crate::cli::{GlobalArgs, LogsArgs};

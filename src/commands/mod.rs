@@ -1,5 +1,7 @@
 //! One module per subcommand; this one dispatches and turns results into exit codes.
 
+mod choose;
+mod cp;
 mod doctor;
 mod down;
 mod exec;
@@ -19,8 +21,9 @@ use anyhow::Context as _;
 use aws_sdk_ecs::types::Task;
 use clap::CommandFactory;
 
-use crate::aws::{ApiError, Caller, Clients, NoRegion};
+use crate::aws::{ApiError, Clients, NoRegion};
 use crate::cli::{Cli, ClusterArgs, Command, DownArgs, GlobalArgs};
+use crate::connect::copy::CopyError;
 use crate::connect::exec_access::AccessError;
 use crate::connect::forward::Bind;
 use crate::connect::forward::ForwardError;
@@ -30,18 +33,16 @@ use crate::connect::ssh::ConnectError;
 use crate::connect::target::ExecError;
 use crate::exit::{class_of, Exit, Recognise, UsageError};
 use crate::output::Output;
-use crate::pick::{self, Candidate, Choosing};
 use crate::plan::Layers;
 use crate::plan::PlanError;
 use crate::session::guard::Guard;
 use crate::session::hostkey::HostKeyError;
 use crate::session::keys::{BadHostKey, UnsafeStateDir};
-use crate::session::pool::is_pool_service;
-use crate::session::record::{list_remote, session_task, RemoteSession, Whose};
+use crate::session::record::{session_task, Whose};
 use crate::session::wait::TaskFailed;
 use crate::session::{BadSessionId, SessionId};
 use crate::signals::{supervise, ChildPid, Outcome, Signal, Signals};
-use crate::task::{exec_agent_running, newest, service_names, service_tasks};
+use crate::task::{exec_agent_running, newest, service_tasks};
 
 /// Every error type that decides jump's exit code; each says which in its own module.
 const EXIT_CLASSES: &[Recognise] = &[
@@ -60,6 +61,7 @@ const EXIT_CLASSES: &[Recognise] = &[
     class_of::<ForwardError>,
     class_of::<PluginError>,
     class_of::<CommandError>,
+    class_of::<CopyError>,
 ];
 
 /// How long teardown may take before jump gives up and says what it left behind.
@@ -165,6 +167,10 @@ async fn dispatch(ctx: &mut Context, command: Command) -> anyhow::Result<Exit> {
             let work = exec::run(ctx.global.clone(), ctx.output, ctx.child.clone(), args);
             ctx.supervised(work).await
         }
+        Command::Cp(args) => {
+            let work = cp::run(ctx.global.clone(), ctx.output, ctx.child.clone(), *args);
+            ctx.supervised(work).await
+        }
         Command::Forward(args) => forward::run(ctx, *args).await,
         Command::Run(args) => run::run(ctx, *args).await,
         Command::Socks(args) => socks::run(ctx, *args).await,
@@ -247,100 +253,6 @@ fn cluster(args: &ClusterArgs) -> anyhow::Result<String> {
         .map(|c| ("cluster", c.clone()))
         .collect();
     Ok(layers(args.config.as_deref(), &flags)?.cluster()?)
-}
-
-/// The session the user means: the one named, or else one of the caller's running
-/// sessions in `cluster` (those `keep` accepts), chosen from a list on a terminal
-/// (`crate::pick`); `instead` says how to name one on the command line.
-pub(super) async fn chosen_session(
-    named: Option<&str>,
-    clients: &Clients,
-    cluster: &str,
-    output: Output,
-    instead: &str,
-    keep: impl Fn(&SessionId) -> bool,
-) -> anyhow::Result<SessionId> {
-    if let Some(named) = named {
-        return Ok(named.parse()?);
-    }
-    let me = clients.caller().await?;
-    let sessions = list_remote(&clients.ecs, cluster).await?;
-    pick_session(&sessions, &me, output, instead, keep)
-}
-
-/// One of `me`'s sessions among `sessions` (those `keep` accepts), chosen from a list.
-pub(super) fn pick_session(
-    sessions: &[RemoteSession],
-    me: &Caller,
-    output: Output,
-    instead: &str,
-    keep: impl Fn(&SessionId) -> bool,
-) -> anyhow::Result<SessionId> {
-    let now = std::time::SystemTime::now();
-    let candidates: Vec<Candidate> = sessions
-        .iter()
-        .rev() // newest first
-        .filter(|s| s.tags.belongs_to(me))
-        .filter_map(|s| {
-            let id = s.tags.session.as_ref().filter(|id| keep(id))?;
-            Some(Candidate {
-                value: id.to_string(),
-                label: ls::row(s, now).join("  "),
-            })
-        })
-        .collect();
-    let choosing = Choosing {
-        what: "session",
-        instead,
-    };
-    Ok(pick::one(&choosing, &candidates, output)?.parse()?)
-}
-
-/// The service the user means: the one named, or else (`--service` given alone) one of
-/// the cluster's services but jump's own pools, chosen from a list on a terminal.
-pub(super) async fn chosen_service(
-    named: &str,
-    clients: &Clients,
-    cluster: &str,
-    output: Output,
-    instead: &str,
-) -> anyhow::Result<String> {
-    if !named.is_empty() {
-        return Ok(named.to_string());
-    }
-    let mut names = service_names(&clients.ecs, cluster).await?;
-    names.retain(|name| !is_pool_service(name));
-    let mut candidates = Vec::new();
-    for batch in names.chunks(10) {
-        let out = clients
-            .ecs
-            .describe_services()
-            .cluster(cluster)
-            .set_services(Some(batch.to_vec()))
-            .send()
-            .await
-            .map_err(|e| ApiError::from_sdk("ecs:DescribeServices", e))?;
-        for service in out.services() {
-            let name = service.service_name().unwrap_or_default();
-            let definition = service
-                .task_definition()
-                .and_then(|d| d.rsplit('/').next())
-                .unwrap_or("-");
-            candidates.push(Candidate {
-                value: name.to_string(),
-                label: format!(
-                    "{name}  {}/{} running  {definition}",
-                    service.running_count(),
-                    service.desired_count()
-                ),
-            });
-        }
-    }
-    let choosing = Choosing {
-        what: "service",
-        instead,
-    };
-    pick::one(&choosing, &candidates, output)
 }
 
 /// An existing task a command goes to: a session's (the caller's own), one named by id or

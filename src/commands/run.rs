@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use aws_sdk_ecs::types::AwsVpcConfiguration;
 
+use super::choose::chosen_service;
 use super::up::start;
-use super::{chosen_service, cluster, layers, Context};
+use super::{cluster, layers, Context};
 use crate::aws::Clients;
 use crate::cli::{ClusterArgs, RunArgs};
 use crate::exit::{Exit, UsageError};

@@ -9,10 +9,11 @@
 
 use std::net::SocketAddr;
 
+use super::choose::chosen_session;
 use super::forward::bind_address;
 use super::{check_port_free, cluster, layers, up, Context, Existing};
 use crate::aws::Clients;
-use crate::cli::{ClusterArgs, GlobalArgs, SocksArgs};
+use crate::cli::{ClusterArgs, SocksArgs};
 use crate::connect::socks::{self, Proxy};
 use crate::connect::ssh::{self, Target};
 use crate::connect::target::ExecTarget;
@@ -34,24 +35,32 @@ pub async fn run(ctx: &mut Context, args: SocksArgs) -> anyhow::Result<Exit> {
     let mut flags = args.settings.pairs();
     flags.push(("mode", "exec".to_string()));
     let layers = layers(args.config.as_deref(), &flags)?;
-    match session {
-        None => up::run_plan(ctx, layers.into_plan()?, Then::Socks(proxy)).await,
-        Some(id) => {
-            // An ssh-mode session started here: OpenSSH proxies with the session's key.
-            if let Some((dir, record)) = SessionRecord::local(&id)?.filter(|(_, r)| r.mode == "ssh")
-            {
-                let target = ssh_target(&record, &dir, ctx.global.profile.as_deref())?;
-                let work = over_ssh(ctx.output, ctx.child.clone(), target, record, proxy);
-                return ctx.supervised(work).await;
-            }
-            let cluster = cluster(&ClusterArgs {
-                cluster: args.settings.cluster.clone(),
-                config: args.config.clone(),
-            })?;
-            let work = through_session(ctx.global.clone(), ctx.output, cluster, id, proxy);
-            ctx.supervised(work).await
-        }
+    if session.is_none() && args.chosen.is_none() {
+        return up::run_plan(ctx, layers.into_plan()?, Then::Socks(proxy)).await;
     }
+    let cluster = cluster(&ClusterArgs {
+        cluster: args.settings.cluster.clone(),
+        config: args.config.clone(),
+    })?;
+    let (global, output, child) = (ctx.global.clone(), ctx.output, ctx.child.clone());
+    let work = async move {
+        let clients = Clients::new(global.profile.as_deref(), global.region.as_deref()).await?;
+        let id = match session {
+            Some(id) => id,
+            None => {
+                let named = args.chosen.as_deref().filter(|n| !n.is_empty());
+                let instead = "jump socks SESSION";
+                chosen_session(named, &clients, &cluster, output, instead, |_| true).await?
+            }
+        };
+        // An ssh-mode session started here: OpenSSH proxies with the session's key.
+        if let Some((dir, record)) = SessionRecord::local(&id)?.filter(|(_, r)| r.mode == "ssh") {
+            let target = ssh_target(&record, &dir, global.profile.as_deref())?;
+            return over_ssh(output, child, target, record, proxy).await;
+        }
+        through_session(&clients, output, cluster, id, proxy).await
+    };
+    ctx.supervised(work).await
 }
 
 /// `ssh -D` on the proxy's address, announced as the Session Manager proxy is.
@@ -78,20 +87,19 @@ async fn free_port(proxy: &Proxy) -> anyhow::Result<u16> {
 }
 
 async fn through_session(
-    global: GlobalArgs,
+    clients: &Clients,
     output: Output,
     cluster: String,
     id: SessionId,
     proxy: Proxy,
 ) -> anyhow::Result<Exit> {
-    let clients = Clients::new(global.profile.as_deref(), global.region.as_deref()).await?;
     let task_arn = Existing::Session(id)
-        .task_arn(&clients, &cluster, None)
+        .task_arn(clients, &cluster, None)
         .await?;
     let target = ExecTarget {
         cluster,
         task_arn,
         container: None,
     };
-    socks::run(&clients, &target, &proxy, output).await
+    socks::run(clients, &target, &proxy, output).await
 }

@@ -7,7 +7,8 @@
 
 use std::time::Duration;
 
-use super::{chosen_session, cluster};
+use super::choose::chosen_session;
+use super::cluster;
 use crate::aws::describe_task;
 use crate::aws::Clients;
 use crate::cli::{ClusterArgs, GlobalArgs, SessionArg, SshArgs};
@@ -51,7 +52,7 @@ async fn picked_ssh_session(global: &GlobalArgs, output: Output) -> anyhow::Resu
         config: None,
     })?;
     let clients = Clients::new(global.profile.as_deref(), global.region.as_deref()).await?;
-    let here = |id: &SessionId| matches!(SessionRecord::local(id), Ok(Some((_, record))) if record.mode == "ssh");
+    let here = |id: &SessionId| local_ssh_record(id).is_some();
     chosen_session(None, &clients, &cluster, output, "jump ssh SESSION", here).await
 }
 
@@ -71,8 +72,20 @@ pub async fn run(
         None => picked_ssh_session(&global, output).await?.to_string(),
     };
     let (dir, record) = local_ssh_session(&named)?;
+    let target = reachable(&global, output, &dir, &record).await?;
+    let code = ssh::run(&target, &args.command, &child).await?;
+    Ok(Exit::Remote(code))
+}
+
+/// The session's ssh target, once its task runs and its sshd accepts connections.
+pub(super) async fn reachable(
+    global: &GlobalArgs,
+    output: Output,
+    dir: &SessionDir,
+    record: &SessionRecord,
+) -> anyhow::Result<ssh::Target> {
     let id = &record.id;
-    let clients = clients_for(&global, &record).await?;
+    let clients = clients_for(global, record).await?;
     let task = describe_task(&clients.ecs, &record.cluster, &record.task_arn).await?;
     let status = task
         .as_ref()
@@ -87,7 +100,7 @@ pub async fn run(
         }
         .into());
     }
-    let target = ssh_target(&record, &dir, global.profile.as_deref())?;
+    let target = ssh_target(record, dir, global.profile.as_deref())?;
     if record.ssh_via == SshVia::Ssm.as_str() {
         if !output.json() {
             output.note(&format!(
@@ -104,8 +117,16 @@ pub async fn run(
         }
         ssh::wait_for_port(&record.ip, target.port, &[], PORT_WAIT).await?;
     }
-    let code = ssh::run(&target, &args.command, &child).await?;
-    Ok(Exit::Remote(code))
+    Ok(target)
+}
+
+/// This machine's record of `id` if it is an ssh-mode session started here (which scp
+/// can reach with its key).
+pub(super) fn local_ssh_record(id: &SessionId) -> Option<(SessionDir, SessionRecord)> {
+    match SessionRecord::local(id) {
+        Ok(Some((dir, record))) if record.mode == "ssh" => Some((dir, record)),
+        _ => None,
+    }
 }
 
 /// `jump ssh-config SESSION`: an OpenSSH Host block named `jump-<session>`.

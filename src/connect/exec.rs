@@ -244,20 +244,35 @@ async fn connect(
     )
 }
 
+/// Runs `command` (ECS Exec's command line) in the task over jump's own channel,
+/// encrypted when the cluster says so, for jump's own programs in the task (a pool
+/// claim, `jump cp`), never for the user's commands.
+pub async fn open(
+    clients: &Clients,
+    target: &ExecTarget,
+    command: &str,
+) -> anyhow::Result<Channel> {
+    let (opened, required) = tokio::join!(
+        agent::when_reachable(clients, target.agent(), || {
+            execute_command(&clients.ecs, target, command)
+        }),
+        cluster_exec_key(&clients.ecs, &target.cluster)
+    );
+    let opened = match opened {
+        Ok(session) => session,
+        Err(err) => return Err(explain(clients, target, err).await),
+    };
+    connect(clients, target, &opened, required?).await
+}
+
 /// Runs `command` (ECS Exec's command line) in the task and returns what it printed: for
-/// jump's own short probes, such as a pool claim, never for the user's commands. Always
-/// over jump's own channel, encrypted when the cluster says so.
+/// jump's own short probes, such as a pool claim ([`open`]).
 pub async fn capture(
     clients: &Clients,
     target: &ExecTarget,
     command: &str,
 ) -> anyhow::Result<Vec<u8>> {
-    let required = cluster_exec_key(&clients.ecs, &target.cluster).await?;
-    let opened = agent::when_reachable(clients, target.agent(), || {
-        execute_command(&clients.ecs, target, command)
-    })
-    .await?;
-    let mut channel = connect(clients, target, &opened, required).await?;
+    let mut channel = open(clients, target, command).await?;
     let mut printed = Vec::new();
     while let Some(event) = channel.recv().await {
         match event {

@@ -2,6 +2,7 @@
 //! (our own Session Manager client).
 
 pub mod agent;
+pub mod copy;
 pub mod exec;
 pub mod exec_access;
 pub mod forward;

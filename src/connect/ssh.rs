@@ -135,6 +135,65 @@ pub fn socks_args(target: &Target, listen: SocketAddr) -> Vec<String> {
     args
 }
 
+/// Which way scp copies, with the local path and the path on the jumphost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScpCopy {
+    Upload { local: String, remote: String },
+    Download { remote: String, local: String },
+}
+
+/// The scp command line (without the program name): the session's ssh settings, then
+/// the two sides; `quiet` leaves out scp's progress meter.
+pub fn scp_args(target: &Target, copy: &ScpCopy, recursive: bool, quiet: bool) -> Vec<String> {
+    let mut args = base_args(target);
+    args.extend(["-o".into(), "BatchMode=yes".into()]);
+    args.extend(["-P".into(), target.port.to_string()]);
+    args.extend(recursive.then(|| "-r".to_string()));
+    args.extend(quiet.then(|| "-q".to_string()));
+    args.push("--".into());
+    let remote = |path: &str| format!("{}@{}:{path}", target.user, target.host);
+    match copy {
+        ScpCopy::Upload {
+            local,
+            remote: path,
+        } => args.extend([local.clone(), remote(path)]),
+        ScpCopy::Download {
+            remote: path,
+            local,
+        } => args.extend([remote(path), local.clone()]),
+    }
+    args
+}
+
+/// Runs scp in the foreground (its meter on our terminal, its messages on our stderr)
+/// and returns its exit code.
+pub async fn scp(
+    target: &Target,
+    copy: &ScpCopy,
+    recursive: bool,
+    quiet: bool,
+    child: &ChildPid,
+) -> Result<i32, ConnectError> {
+    let args = scp_args(target, copy, recursive, quiet);
+    tracing::debug!(?args, "running scp");
+    let mut process = tokio::process::Command::new("scp")
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(if quiet {
+            Stdio::null()
+        } else {
+            Stdio::inherit()
+        })
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(ConnectError::Spawn)?;
+    child.set(process.id());
+    let status = process.wait().await;
+    child.set(None);
+    Ok(exit_code(status.map_err(ConnectError::Spawn)?))
+}
+
 fn base_args(target: &Target) -> Vec<String> {
     let option = |setting: String| ["-o".to_string(), setting];
     let mut args = vec!["-i".to_string(), target.identity.display().to_string()];
@@ -345,6 +404,27 @@ mod tests {
         );
         assert!(args.ends_with("-l jump -- 10.0.1.5"), "{args}");
         assert!(!args.contains(" -t "), "{args}");
+    }
+
+    #[test]
+    fn scp_args_pin_the_session_and_name_the_remote_side() {
+        let upload = ScpCopy::Upload {
+            local: "-odd name".into(),
+            remote: "/tmp/x y".into(),
+        };
+        let args = scp_args(&target(), &upload, true, true).join(" ");
+        assert!(args.contains("-o HostKeyAlias=jump-00112233aabb"), "{args}");
+        assert!(
+            args.ends_with("-P 22 -r -q -- -odd name jump@10.0.1.5:/tmp/x y"),
+            "{args}"
+        );
+        let download = ScpCopy::Download {
+            remote: "log".into(),
+            local: ".".into(),
+        };
+        let args = scp_args(&target(), &download, false, false);
+        assert_eq!(args[args.len() - 3..], ["--", "jump@10.0.1.5:log", "."]);
+        assert!(!args.contains(&"-r".to_string()));
     }
 
     #[test]

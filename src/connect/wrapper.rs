@@ -61,11 +61,73 @@ pub fn wrapped_command(nonce: &str, words: &[String], local_terminal: bool) -> S
     )
 }
 
+/// What a stream of remote output holds: bytes as the command wrote them, and the
+/// fields of the sequences marked with this session's nonce, in the order they came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    Bytes(Vec<u8>),
+    Mark(String),
+}
+
+/// Splits a stream of output chunks into [`Piece`]s, however the chunks are cut.
+#[derive(Debug)]
+pub struct MarkScanner {
+    marker: Vec<u8>,
+    pending: Vec<u8>,
+}
+
+impl MarkScanner {
+    pub fn new(nonce: &str) -> Self {
+        MarkScanner {
+            marker: format!("\x1b]jump;{nonce};").into_bytes(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// Takes a chunk of output; appends to `pieces` what is complete now. Only a tail
+    /// that could still become a mark is held back.
+    pub fn feed(&mut self, chunk: &[u8], pieces: &mut Vec<Piece>) {
+        self.pending.extend_from_slice(chunk);
+        let emit = |pieces: &mut Vec<Piece>, bytes: &[u8]| {
+            if !bytes.is_empty() {
+                pieces.push(Piece::Bytes(bytes.to_vec()));
+            }
+        };
+        loop {
+            match find(&self.pending, &self.marker) {
+                Some(at) => {
+                    let rest = at + self.marker.len();
+                    let Some(end) = self.pending[rest..].iter().position(|&b| b == 0x07) else {
+                        emit(pieces, &self.pending[..at]);
+                        self.pending.drain(..at);
+                        return;
+                    };
+                    emit(pieces, &self.pending[..at]);
+                    let field = String::from_utf8_lossy(&self.pending[rest..rest + end]);
+                    pieces.push(Piece::Mark(field.into_owned()));
+                    self.pending.drain(..rest + end + 1);
+                }
+                None => {
+                    let keep = partial_suffix(&self.pending, &self.marker);
+                    let cut = self.pending.len() - keep;
+                    emit(pieces, &self.pending[..cut]);
+                    self.pending.drain(..cut);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// What is left at the end of the stream.
+    pub fn finish(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.pending)
+    }
+}
+
 /// Finds and removes the wrapper's sequences from a stream of output chunks.
 #[derive(Debug)]
 pub struct StatusScanner {
-    marker: Vec<u8>,
-    pending: Vec<u8>,
+    marks: MarkScanner,
     status: Option<i32>,
     ready: bool,
     unfit: bool,
@@ -74,8 +136,7 @@ pub struct StatusScanner {
 impl StatusScanner {
     pub fn new(nonce: &str) -> Self {
         StatusScanner {
-            marker: format!("\x1b]jump;{nonce};").into_bytes(),
-            pending: Vec::new(),
+            marks: MarkScanner::new(nonce),
             status: None,
             ready: false,
             unfit: false,
@@ -99,42 +160,26 @@ impl StatusScanner {
 
     /// Takes a chunk of output; returns what is safe to show now.
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
-        self.pending.extend_from_slice(chunk);
+        let mut pieces = Vec::new();
+        self.marks.feed(chunk, &mut pieces);
         let mut shown = Vec::new();
-        loop {
-            match find(&self.pending, &self.marker) {
-                Some(at) => {
-                    let rest = at + self.marker.len();
-                    let Some(end) = self.pending[rest..].iter().position(|&b| b == 0x07) else {
-                        shown.extend_from_slice(&self.pending[..at]);
-                        self.pending.drain(..at);
-                        return shown;
-                    };
-                    let field = String::from_utf8_lossy(&self.pending[rest..rest + end]);
-                    match field.split_once('=') {
-                        Some(("exit", code)) => self.status = code.trim().parse().ok(),
-                        Some(("ready", _)) => self.ready = true,
-                        Some(("unfit", _)) => self.unfit = true,
-                        _ => {}
-                    }
-                    shown.extend_from_slice(&self.pending[..at]);
-                    self.pending.drain(..rest + end + 1);
-                }
-                None => {
-                    // Hold back only a tail that could still become the marker.
-                    let keep = partial_suffix(&self.pending, &self.marker);
-                    let cut = self.pending.len() - keep;
-                    shown.extend_from_slice(&self.pending[..cut]);
-                    self.pending.drain(..cut);
-                    return shown;
-                }
+        for piece in pieces {
+            match piece {
+                Piece::Bytes(bytes) => shown.extend_from_slice(&bytes),
+                Piece::Mark(field) => match field.split_once('=') {
+                    Some(("exit", code)) => self.status = code.trim().parse().ok(),
+                    Some(("ready", _)) => self.ready = true,
+                    Some(("unfit", _)) => self.unfit = true,
+                    _ => {}
+                },
             }
         }
+        shown
     }
 
     /// What is left at the end of the stream.
     pub fn finish(&mut self) -> Vec<u8> {
-        std::mem::take(&mut self.pending)
+        self.marks.finish()
     }
 }
 

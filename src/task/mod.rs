@@ -83,6 +83,37 @@ pub async fn service_tasks(
     Ok(out.tasks().to_vec())
 }
 
+/// Every running task of the cluster (every page of ListTasks, described 100 at a time),
+/// for choosing one from a list.
+pub async fn running_tasks(
+    ecs: &aws_sdk_ecs::Client,
+    cluster: &str,
+) -> Result<Vec<Task>, ApiError> {
+    let mut arns = Vec::new();
+    let mut pages = ecs
+        .list_tasks()
+        .cluster(cluster)
+        .desired_status(DesiredStatus::Running)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| ApiError::from_sdk("ecs:ListTasks", e))?;
+        arns.extend(page.task_arns().iter().cloned());
+    }
+    let mut tasks = Vec::new();
+    for batch in arns.chunks(100) {
+        let out = ecs
+            .describe_tasks()
+            .cluster(cluster)
+            .set_tasks(Some(batch.to_vec()))
+            .send()
+            .await
+            .map_err(|e| ApiError::from_sdk("ecs:DescribeTasks", e))?;
+        tasks.extend(out.tasks().iter().cloned());
+    }
+    Ok(tasks)
+}
+
 /// The most recently started task: the one the latest deployment runs.
 pub fn newest<'a>(tasks: impl IntoIterator<Item = &'a Task>) -> Option<&'a Task> {
     tasks

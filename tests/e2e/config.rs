@@ -243,3 +243,36 @@ fn a_state_directory_someone_else_could_prepare_is_refused_before_any_call() {
         assert_eq!(std::fs::read_dir(&open).unwrap().count(), 0);
     }
 }
+
+/// `jump cp` refuses what it can tell is wrong here before asking AWS anything: two
+/// local sides, two remote ones, a task named twice, a source that is missing or a
+/// directory without -r, a destination whose directory does not exist, a bad session id.
+#[test]
+fn cp_refuses_bad_input_before_any_aws_call() {
+    let t = NoAws::new();
+    std::fs::create_dir(t.dir.path().join("tree")).unwrap();
+    let cases: [(&[&str], &str); 7] = [
+        (&["cp", "a", "b"], "one side must be in the task"),
+        (&["cp", "s1:/a", "s2:/b"], "both sides are in tasks"),
+        (
+            &["cp", "--task", "t", "tree", "3f9c0a1b2c4d:/tmp"],
+            "name the task once",
+        ),
+        (
+            &["cp", "missing.txt", "3f9c0a1b2c4d:/tmp"],
+            "cannot read missing.txt",
+        ),
+        (
+            &["cp", "tree", "3f9c0a1b2c4d:/tmp"],
+            "tree is a directory: add -r",
+        ),
+        (
+            &["cp", "3f9c0a1b2c4d:/etc/hosts", "no/such/dir/hosts"],
+            "no/such/dir is not a directory here",
+        ),
+        (&["cp", "tree", "not-an-id:/tmp"], "not-an-id"),
+    ];
+    for (args, needle) in cases {
+        refused(&t.jump(args, &GOOD), needle);
+    }
+}

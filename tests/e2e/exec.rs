@@ -146,12 +146,7 @@ fn exec_through_the_official_plugin_keeps_the_exit_status_in_ci() {
 fn exec_into_a_service_task() {
     let world = World::new(shared(), "exec-service");
     let family = format!("svc-{}", world.cluster);
-    world.sandbox.image("app:1", SERVER);
-    world.register_with(
-        &family,
-        &serde_json::json!([{ "name": "app", "image": "app:1", "command": ["sleep", "600"] }]),
-        &["--task-role-arn", world.sandbox_var("JUMP_TASK_ROLE")],
-    );
+    world.register_sleeper(&family, &[]);
     for (name, exec) in [("web", true), ("worker", false)] {
         world.create_service(name, &family, exec);
     }
@@ -627,22 +622,6 @@ fn piped_input_arrives_byte_for_byte() {
     world.assert_nothing_left();
 }
 
-/// A task definition of a container that only sleeps, with one environment variable and
-/// the task role ECS Exec needs.
-fn register_sleeper(world: &World, family: &str, (name, value): (&str, &str)) {
-    world.sandbox.image("app:1", SERVER);
-    world.register_with(
-        family,
-        &serde_json::json!([{
-            "name": "app",
-            "image": "app:1",
-            "command": ["/bin/sleep", "600"],
-            "environment": [{ "name": name, "value": value }],
-        }]),
-        &["--task-role-arn", world.sandbox_var("JUMP_TASK_ROLE")],
-    );
-}
-
 /// A container without `stty` or `head -c` cannot take piped input byte for byte: jump
 /// says what is missing instead of delivering something else.
 #[test]
@@ -651,7 +630,7 @@ fn piped_input_into_a_container_that_cannot_carry_it_is_refused_clearly() {
     let only_sh = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink("/bin/sh", only_sh.path().join("sh")).unwrap();
     let family = format!("unfit-{}", world.cluster);
-    register_sleeper(&world, &family, ("PATH", only_sh.path().to_str().unwrap()));
+    world.register_sleeper(&family, &[("PATH", only_sh.path().to_str().unwrap())]);
     let arn = world.run_registered(&family, &["--enable-execute-command"]);
     world.wait_status(&arn, "RUNNING");
     let out = world.run_with_input(&["exec", "--task", &arn, "--", "sh", "-c", "cat"], b"data");
@@ -669,7 +648,7 @@ fn a_session_id_planted_on_someone_elses_task_is_not_followed() {
     let session = world.json(&["up", "--mode", "exec", "--detach", "--json"]);
     let id = session["session"].as_str().unwrap().to_string();
     let family = format!("planted-{}", world.cluster);
-    register_sleeper(&world, &family, ("MARK", "planted"));
+    world.register_sleeper(&family, &[("MARK", "planted")]);
     let claim = format!("key=jump:session,value={id}");
     let planted = world.run_registered(
         &family,

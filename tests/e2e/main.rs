@@ -2,6 +2,7 @@
 //! (tests/sandbox). One test binary, so the AWS stack is linked once.
 
 mod config;
+mod cp;
 mod doctor;
 mod exec;
 mod faults;

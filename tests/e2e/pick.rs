@@ -1,6 +1,6 @@
-//! Pick instead of paste: a command that needs a session and is given none lists the
-//! user's sessions on a terminal (type a few letters, Enter); without a terminal it
-//! fails with exit 2 and prints them.
+//! Pick instead of paste: a command that needs a session, a service, a task or a
+//! container and is given none lists the candidates on a terminal (type a few letters,
+//! Enter); without a terminal it fails with exit 2 and prints them.
 
 use serde_json::Value;
 
@@ -48,6 +48,19 @@ fn without_a_terminal_a_missing_session_is_an_error_that_lists_the_candidates() 
         vec!["down", "--json"],
         vec!["logs"],
         vec!["exec", "--", "true"],
+    ] {
+        let out = world.run(&args);
+        expect_exit(&out, 2, "without a terminal jump cannot ask. Candidates:");
+        assert!(stderr(&out).contains(&id), "{args:?}: {}", stderr(&out));
+    }
+    // Where no session already means something else (start a jumphost, check the
+    // configuration), `--session` alone asks for one.
+    std::fs::write(world.home.path().join("f.txt"), "x").unwrap();
+    for args in [
+        vec!["socks", "--session", "--port", "0"],
+        vec!["forward", "--session", "0:10.0.0.1:5432"],
+        vec!["doctor", "--session"],
+        vec!["cp", "f.txt", ":/tmp/"],
     ] {
         let out = world.run(&args);
         expect_exit(&out, 2, "without a terminal jump cannot ask. Candidates:");
@@ -106,12 +119,7 @@ fn ssh_on_a_terminal_connects_to_the_session_chosen_from_the_list() {
 fn a_service_is_picked_from_the_cluster_s_services() {
     let world = World::new(shared(), "pick-svc");
     let family = format!("svc-{}", world.cluster);
-    world.sandbox.image("app:1", crate::support::SERVER);
-    world.register_with(
-        &family,
-        &serde_json::json!([{ "name": "app", "image": "app:1", "command": ["sleep", "600"] }]),
-        &["--task-role-arn", world.sandbox_var("JUMP_TASK_ROLE")],
-    );
+    world.register_sleeper(&family, &[]);
     for name in ["api", "billing"] {
         world.create_service(name, &family, true);
     }
@@ -158,4 +166,80 @@ fn a_service_is_picked_from_the_cluster_s_services() {
     assert!(shown.contains("jump-exited-0"), "{shown}");
     world.delete_services(&["api", "billing"]);
     world.assert_nothing_left();
+}
+
+/// `jump socks --session` on a terminal proxies through the session chosen from the list.
+#[test]
+fn socks_on_a_terminal_goes_through_the_session_chosen_from_the_list() {
+    let world = World::new(shared(), "pick-socks");
+    let (first, _) = detached(&world);
+    let (second, second_arn) = detached(&world);
+    let term = Terminal::start(&world, "socks --session --port 0");
+    let shown = term.wait_for("session (type to filter");
+    assert!(shown.contains(&first) && shown.contains(&second), "{shown}");
+    term.keys(&["-l", &second[..8]]);
+    term.wait_for(&format!("❯ {second}"));
+    term.keys(&["Enter"]);
+    term.wait_for(&format!("through task {second_arn}"));
+    drop(term);
+    let out = world.run(&["down", "--all-mine"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    world.assert_nothing_left();
+}
+
+/// `--task` alone picks from the cluster's running tasks, and a task of several
+/// containers has its container picked too (ECS Exec needs one named): typing `side` and
+/// Enter runs the command in the sidecar. Without a terminal both are named instead.
+#[test]
+fn a_task_and_then_its_container_are_picked_from_lists() {
+    let world = World::new(shared(), "pick-task");
+    let family = format!("two-{}", world.cluster);
+    world.sandbox.image("app:1", crate::support::SERVER);
+    let container = |name: &str| {
+        serde_json::json!({
+            "name": name,
+            "image": "app:1",
+            "command": ["sleep", "600"],
+            "environment": [{ "name": "WHO", "value": name }],
+        })
+    };
+    world.register_with(
+        &family,
+        &serde_json::json!([container("app"), container("sidecar")]),
+        &["--task-role-arn", world.sandbox_var("JUMP_TASK_ROLE")],
+    );
+    let arn = world.run_registered(&family, &["--enable-execute-command"]);
+    world.wait_status(&arn, "RUNNING");
+    let task_id = arn.rsplit('/').next().unwrap().to_string();
+
+    let out = world.run(&["exec", "--task", "--", "true"]);
+    expect_exit(&out, 2, "name the task (jump exec --task TASK)");
+    assert!(stderr(&out).contains(&task_id), "{}", stderr(&out));
+    let out = world.run(&["exec", "--task", &arn, "--", "true"]);
+    expect_exit(&out, 2, "name the container (jump exec --container NAME)");
+    assert!(
+        stderr(&out).contains("  app  ") && stderr(&out).contains("  sidecar  "),
+        "{}",
+        stderr(&out)
+    );
+
+    let term = Terminal::start(&world, "exec --task -- sh -c 'echo who-$WHO'");
+    let shown = term.wait_for("task (type to filter");
+    assert!(
+        shown.contains("started") && shown.contains(&task_id),
+        "{shown}"
+    );
+    term.keys(&["-l", &task_id[..8]]);
+    term.keys(&["Enter"]);
+    let shown = term.wait_for("container (type to filter");
+    assert!(
+        shown.contains("app") && shown.contains("sidecar"),
+        "{shown}"
+    );
+    term.keys(&["-l", "side"]);
+    term.wait_for("❯ sidecar");
+    term.keys(&["Enter"]);
+    term.wait_for("who-sidecar");
+    term.wait_for("jump-exited-0");
+    world.stop_task(&arn);
 }

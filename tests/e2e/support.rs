@@ -515,6 +515,26 @@ impl<'a> World<'a> {
         self.sandbox.aws(&args)
     }
 
+    /// A task definition of one container (the catalogue's `app:1`) that only sleeps,
+    /// with `env` and the task role ECS Exec needs.
+    pub fn register_sleeper(&self, family: &str, env: &[(&str, &str)]) {
+        self.sandbox.image("app:1", SERVER);
+        let environment: Vec<Value> = env
+            .iter()
+            .map(|(name, value)| serde_json::json!({ "name": name, "value": value }))
+            .collect();
+        self.register_with(
+            family,
+            &serde_json::json!([{
+                "name": "app",
+                "image": "app:1",
+                "command": ["/bin/sleep", "600"],
+                "environment": environment,
+            }]),
+            &["--task-role-arn", self.sandbox_var("JUMP_TASK_ROLE")],
+        );
+    }
+
     /// A service of the world's cluster running one task of `family` in the sandbox's
     /// subnets and security groups, with ECS Exec if `exec`.
     pub fn create_service(&self, name: &str, family: &str, exec: bool) {
@@ -842,7 +862,8 @@ impl Terminal {
     }
 
     pub fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p"]).stdout).into_owned()
+        // -J: a line the terminal wrapped is one line again.
+        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-J"]).stdout).into_owned()
     }
 
     pub fn wait_for(&self, needle: &str) -> String {

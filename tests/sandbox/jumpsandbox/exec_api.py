@@ -256,7 +256,16 @@ class SessionApi:
         return TaskKms(settings["kmsKeyId"], task.region, _task_role(task), task.id, self.simulator)
 
     def _spec(self, task, container, prefix: str, **kind) -> SessionSpec:
+        main = task.containers[0]
+        container_env = None
+        if container is not main:
+            def variables(entries):
+                return {e["name"]: e["value"] for e in entries or []}
+            mains = {**variables(main.definition.get("environment")),
+                     **variables(task.main_override.get("environment"))}
+            container_env = (list(mains), variables(container.definition.get("environment")))
         spec = SessionSpec(
+            container_env=container_env,
             session_id=new_session_id(prefix),
             token=new_token(),
             task_pid=task.host_pid,

@@ -164,6 +164,10 @@ class SessionSpec:
     target: str = ""  # ecs:<cluster>_<task-id>_<runtime-id>, as SSM names it
     properties: dict | None = None  # a port session's document properties, filled in by StartSession
     kms: SessionKms | None = None  # set when the cluster encrypts exec sessions
+    # A container other than the main one runs no process here: a session in it enters the
+    # main process's namespaces with that container's own variables in place of the main's
+    # (names to drop, variables to set), so it sees the environment ECS would give it.
+    container_env: tuple[list[str], dict] | None = None
     created: float = field(default_factory=time.time)
     status: str = "Connected"
     connections: int = 0  # WebSocket connections that have carried it (resumes add one each)
@@ -526,6 +530,11 @@ class AgentSession:
             return
         argv = shlex.split(self.spec.command) or ["/bin/sh"]
         env = _task_environment(self.spec.task_pid)
+        if self.spec.container_env is not None:
+            dropped, own = self.spec.container_env
+            for name in dropped:
+                env.pop(name, None)
+            env.update(own)
         master, slave = _container_pty(self.spec.task_pid)
         worker = [
             # The container's every namespace but its cgroup: the agent runs inside the container, so

@@ -538,3 +538,33 @@ def test_frame_codec_matches_the_documented_test_vector():
     assert f.encode(msg) == vector
     assert f.decode(vector) == msg
     assert hashlib.sha256(b"abc").digest() == vector[80:112]
+
+
+def test_a_session_in_a_second_container_sees_that_container_s_environment(aws):
+    # ECS Exec goes into the container named, with that container's variables; only one
+    # container per task runs a process in the sandbox, the others lend it their environment.
+    family = "two-containers"
+    sidecar = {"name": "sidecar", "image": "jump/jumphost:latest",
+               "environment": [{"name": "WHO", "value": "sidecar"}]}
+    definition = aws.ecs.describe_task_definition(taskDefinition=aws.register(
+        family=family, environment=[{"name": "WHO", "value": "main"}, {"name": "ONLY_MAIN", "value": "1"}],
+    ))["taskDefinition"]
+    aws.ecs.register_task_definition(
+        family=family, requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256", memory="512",
+        containerDefinitions=definition["containerDefinitions"] + [sidecar],
+        executionRoleArn=definition["executionRoleArn"], taskRoleArn=definition["taskRoleArn"],
+    )
+    task = aws.run(family=family, enableExecuteCommand=True)
+    running, _ = aws.wait_for(task["taskArn"], "RUNNING")
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        execute(aws, running, "sh")
+    assert "more than one container" in info.value.response["Error"]["Message"]
+    shown = {}
+    for name in ("jumphost", "sidecar"):
+        session = until_connected(lambda: aws.ecs.execute_command(
+            cluster=aws.cluster, task=running["taskArn"], container=name,
+            command="sh -c 'echo who=$WHO only=${ONLY_MAIN:-none}'", interactive=True))["session"]
+        shown[name] = Client(session["streamUrl"], session["tokenValue"]).drain().decode()
+    assert "who=main only=1" in shown["jumphost"], shown
+    assert "who=sidecar only=none" in shown["sidecar"], shown
+    aws.ecs.stop_task(cluster=aws.cluster, task=running["taskArn"])
