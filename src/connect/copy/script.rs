@@ -43,7 +43,7 @@ M done"#;
 /// Sends `$2`; `$3` is `r` to send a directory's tree.
 const SEND: &str = r#"N=$1 S=$2
 M(){ printf '\033]jump;%s;%s\007' "$N" "$1"; }
-stty -echo 2>/dev/null
+stty -echo -opost 2>/dev/null
 if command -v base64 >/dev/null 2>&1; then e(){ base64; }; E=b
 elif command -v od >/dev/null 2>&1; then e(){ od -An -v -tx1; }; E=o
 else M need; exit 0; fi
