@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::support::{expect_exit, shared, stderr, stdout, Terminal, World};
+use crate::support::{expect_exit, shared, stderr, stdout, Sandbox, Terminal, World};
 
 fn detached(world: &World, mode: &str) -> (String, String) {
     let session: Value = world.json(&["up", "--mode", mode, "--detach", "--json"]);
@@ -350,13 +350,13 @@ fn on_a_terminal_the_session_is_chosen_and_a_progress_bar_shows() {
     let world = World::new(shared(), "cp-term");
     let (first, _) = detached(&world, "exec");
     let (second, _) = detached(&world, "exec");
-    std::fs::write(world.home.path().join("big.bin"), awkward_bytes(30_000_000)).unwrap();
+    std::fs::write(world.home.path().join("big.bin"), awkward_bytes(10_000_000)).unwrap();
     let term = Terminal::start(&world, "cp big.bin :/tmp/big.bin");
     term.wait_for("session (type to filter");
     term.keys(&["-l", &second[..8]]);
     term.wait_for(&format!("❯ {second}"));
     term.keys(&["Enter"]);
-    let shown = term.wait_for(" MiB/28.61 MiB");
+    let shown = term.wait_for(" MiB/9.54 MiB");
     assert!(shown.contains("░") || shown.contains("█"), "{shown}");
     term.wait_for("jump-exited-0");
     let sent = sha256_of(&world.home.path().join("big.bin"));
@@ -404,4 +404,77 @@ fn an_interrupted_download_leaves_no_partial_file() {
     assert!(left.is_empty(), "left behind: {left:?}");
     assert!(world.run(&["down", &id]).status.success());
     world.assert_nothing_left();
+}
+
+/// A channel that drops, duplicates and delays messages, or whose connection is recycled
+/// every half second (resumed each time), still carries every byte both ways; a download
+/// outlives the idle timeout; a channel that dies mid-copy ends it with exit 76 and
+/// leaves no partial file.
+#[test]
+fn a_faulty_channel_still_copies_exactly_and_a_dead_one_leaves_nothing() {
+    let sandbox = Sandbox::start(0.2);
+    let world = World::new(&sandbox, "cp-faults");
+    let (id, _) = detached(&world, "exec");
+    let faults: [&[&str]; 2] = [
+        &["--drop", "0.1", "--duplicate", "0.1", "--delay", "0.05"],
+        &["--recycle-every", "0.5"],
+    ];
+    for (fault, size) in faults.into_iter().zip([2_000_000, 20_000_000]) {
+        std::fs::write(world.home.path().join("in.bin"), awkward_bytes(size)).unwrap();
+        sandbox.ctl(&[&["gateway-fault"], fault].concat());
+        let out = world.run(&["cp", "in.bin", &format!("{id}:/tmp/in.bin")]);
+        assert_eq!(out.status.code(), Some(0), "{fault:?}: {}", stderr(&out));
+        let out = world.run(&["cp", &format!("{id}:/tmp/in.bin"), "out.bin"]);
+        assert_eq!(out.status.code(), Some(0), "{fault:?}: {}", stderr(&out));
+        assert_eq!(
+            sha256_of(&world.home.path().join("out.bin")),
+            sha256_of(&world.home.path().join("in.bin")),
+            "{fault:?}"
+        );
+    }
+
+    // Session Manager ends a session without input for its idle timeout (20 minutes on
+    // ECS Exec; 1 s here), however much output flows: a long download types as it reads.
+    sandbox.ctl(&["gateway-fault", "--idle-close", "1"]);
+    let out = world.run(&["cp", &format!("{id}:/tmp/in.bin"), "idle.bin"]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(
+        sha256_of(&world.home.path().join("idle.bin")),
+        sha256_of(&world.home.path().join("in.bin"))
+    );
+
+    sandbox.ctl(&["gateway-fault"]);
+    let out = world.run(&[
+        "exec",
+        &id,
+        "--",
+        "sh",
+        "-c",
+        "head -c 100000000 /dev/urandom > /tmp/big",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let inbox = world.home.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    sandbox.ctl(&["gateway-fault", "--kill-after", "1"]);
+    let out = world.run(&["cp", &format!("{id}:/tmp/big"), "inbox/"]);
+    expect_exit(&out, 76, "data channel");
+    let left: Vec<_> = std::fs::read_dir(&inbox).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(world.run(&["down", &id]).status.success());
+    world.assert_nothing_left();
+}
+
+/// A task started without ECS Exec cannot be copied to: the error says why and how to
+/// check, and nothing is written here.
+#[test]
+fn a_task_without_ecs_exec_is_explained() {
+    let world = World::new(shared(), "cp-noexec");
+    let family = format!("plain-{}", world.cluster);
+    world.register_sleeper(&family, &[]);
+    let arn = world.run_registered(&family, &[]);
+    world.wait_status(&arn, "RUNNING");
+    let out = world.run(&["cp", "--task", &arn, ":/etc/hostname", "hostname"]);
+    expect_exit(&out, 69, "ECS Exec is not available in this task");
+    assert!(!world.home.path().join("hostname").exists());
+    world.stop_task(&arn);
 }

@@ -22,8 +22,7 @@ fn down_on_a_terminal_stops_the_session_chosen_from_the_list() {
     let (first, first_arn) = detached(&world);
     let (second, second_arn) = detached(&world);
     let term = Terminal::start(&world, "down");
-    let shown = term.wait_for("session (type to filter");
-    assert!(shown.contains(&first) && shown.contains(&second), "{shown}");
+    term.wait_for_all(&["session (type to filter", &first, &second]);
     term.keys(&["-l", &second[..8]]);
     term.wait_for(&format!("❯ {second}"));
     term.keys(&["Enter"]);
@@ -102,8 +101,7 @@ fn ssh_on_a_terminal_connects_to_the_session_chosen_from_the_list() {
     let session: Value = world.json(&["up", "--mode", "ssh", "--detach", "--json"]);
     let id = session["session"].as_str().unwrap().to_string();
     let term = Terminal::start(&world, "ssh -- sh -c 'echo picked-ssh-$((2+3))'");
-    let shown = term.wait_for("session (type to filter");
-    assert!(shown.contains(&id), "{shown}");
+    term.wait_for_all(&["session (type to filter", &id]);
     term.keys(&["Enter"]);
     term.wait_for("picked-ssh-5");
     term.wait_for("jump-exited-0");
@@ -153,11 +151,7 @@ fn a_service_is_picked_from_the_cluster_s_services() {
         .unwrap()
         .replace('.', "-");
     let term = Terminal::start(&world, "exec --service -- sh -c 'echo in-$(hostname)'");
-    let shown = term.wait_for("service (type to filter");
-    assert!(
-        shown.contains("billing") && shown.contains("api"),
-        "{shown}"
-    );
+    term.wait_for_all(&["service (type to filter", "billing", "api  "]);
     term.keys(&["-l", "bill"]);
     term.wait_for("❯ billing");
     term.keys(&["Enter"]);
@@ -175,8 +169,7 @@ fn socks_on_a_terminal_goes_through_the_session_chosen_from_the_list() {
     let (first, _) = detached(&world);
     let (second, second_arn) = detached(&world);
     let term = Terminal::start(&world, "socks --session --port 0");
-    let shown = term.wait_for("session (type to filter");
-    assert!(shown.contains(&first) && shown.contains(&second), "{shown}");
+    term.wait_for_all(&["session (type to filter", &first, &second]);
     term.keys(&["-l", &second[..8]]);
     term.wait_for(&format!("❯ {second}"));
     term.keys(&["Enter"]);
@@ -224,18 +217,10 @@ fn a_task_and_then_its_container_are_picked_from_lists() {
     );
 
     let term = Terminal::start(&world, "exec --task -- sh -c 'echo who-$WHO'");
-    let shown = term.wait_for("task (type to filter");
-    assert!(
-        shown.contains("started") && shown.contains(&task_id),
-        "{shown}"
-    );
+    term.wait_for_all(&["task (type to filter", &task_id, "started"]);
     term.keys(&["-l", &task_id[..8]]);
     term.keys(&["Enter"]);
-    let shown = term.wait_for("container (type to filter");
-    assert!(
-        shown.contains("app") && shown.contains("sidecar"),
-        "{shown}"
-    );
+    term.wait_for_all(&["container (type to filter", "app  ", "sidecar  "]);
     term.keys(&["-l", "side"]);
     term.wait_for("❯ sidecar");
     term.keys(&["Enter"]);

@@ -881,6 +881,15 @@ impl Terminal {
         }
     }
 
+    /// The screen once it shows every one of `needles` (a list is drawn after its prompt).
+    pub fn wait_for_all(&self, needles: &[&str]) -> String {
+        let mut shown = String::new();
+        for needle in needles {
+            shown = self.wait_for(needle);
+        }
+        shown
+    }
+
     pub fn keys(&self, keys: &[&str]) {
         assert!(self.tmux(&[&["send-keys"], keys].concat()).status.success());
     }

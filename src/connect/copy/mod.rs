@@ -32,7 +32,7 @@ use crate::connect::exec;
 use crate::connect::target::{ExecError, ExecTarget};
 use crate::connect::wrapper::{nonce, MarkScanner, Piece};
 use crate::exit::{Exit, ExitClass};
-use crate::ssm::channel::{Channel, Event, Sender};
+use crate::ssm::channel::{closed_for_inactivity, Channel, Event, Sender};
 use crate::ssm::frame::PayloadType;
 
 use codec::{announced, decoded_name, received_name, same_cksum, sendable, Cksum, Coding, Decoder};
@@ -293,6 +293,9 @@ impl Remote {
                 }
                 Some(Event::StdErr(bytes)) => self.keep(&bytes),
                 Some(Event::Failed(err)) => return Err(ExecError::Channel(err.to_string()).into()),
+                Some(Event::Closed(Some(reason))) if closed_for_inactivity(&reason) => {
+                    return Err(ExecError::Idle(reason.trim().to_string()).into())
+                }
                 Some(Event::Closed(_)) | None => {
                     let rest = self.scanner.finish();
                     self.keep(&rest);
@@ -531,6 +534,13 @@ impl Incoming {
     }
 }
 
+/// Session Manager ends a session after its idle timeout without input, however much
+/// output flows (ECS Exec: 20 minutes, not adjustable), so a download types while it
+/// reads: one erase character per this much output. On an empty line the terminal
+/// discards it without echo, and nothing in the task reads it.
+const KEEPALIVE_EVERY: usize = 1 << 20;
+const KEEPALIVE: &[u8] = b"\x7f";
+
 /// Where a name relative to the copy's root lands.
 fn placed(root: &Path, relative: PathBuf) -> PathBuf {
     if relative.as_os_str().is_empty() {
@@ -567,6 +577,8 @@ pub async fn download(
     let mut copied = Copied::default();
     let mut coding = Coding::Base64;
     let mut incoming: Option<Incoming> = None;
+    let sender = remote.channel.sender();
+    let mut unanswered = 0;
     let name_of = |value: &str, coding| {
         let name =
             decoded_name(value, coding).ok_or_else(|| CopyError::Garbled(source.to_string()))?;
@@ -579,6 +591,11 @@ pub async fn download(
                 match incoming.as_mut() {
                     Some(file) => copied.bytes += file.take(&bytes, bar.as_ref())?,
                     None => remote.keep(&bytes),
+                }
+                unanswered += bytes.len();
+                if unanswered >= KEEPALIVE_EVERY {
+                    unanswered = 0;
+                    Remote::send(&sender, KEEPALIVE).await?;
                 }
                 continue;
             }
