@@ -30,6 +30,23 @@ fn remote_sha256(world: &World, session: &str, path: &str) -> String {
     stdout(&out).split_whitespace().next().unwrap().to_string()
 }
 
+/// Makes `/tmp/big` in the session's task, `bytes` of random, and an empty `inbox` here
+/// for a download of it to land in.
+fn big_remote_file_and_an_inbox(world: &World, session: &str, bytes: u64) -> std::path::PathBuf {
+    let make = format!("head -c {bytes} /dev/urandom > /tmp/big");
+    let out = world.run(&["exec", session, "--", "sh", "-c", &make]);
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    let inbox = world.home.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    inbox
+}
+
+/// Fails if anything, a temporary file included, is left in `dir`.
+fn assert_empty(dir: &Path) {
+    let left: Vec<_> = std::fs::read_dir(dir).unwrap().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
 /// Bytes no terminal passes unharmed: every value, runs of control characters, and
 /// pseudo-random noise, `len` of them.
 fn awkward_bytes(len: usize) -> Vec<u8> {
@@ -271,12 +288,7 @@ fn a_container_cannot_make_jump_write_outside_the_copy() {
     let out = world.run(&["cp", "--task", &arn, ":/etc/motd", "inbox/motd"]);
     expect_exit(&out, 76, "for a name outside the copy");
     assert!(!world.home.path().join("escaped").exists());
-    assert_eq!(
-        std::fs::read_dir(world.home.path().join("inbox"))
-            .unwrap()
-            .count(),
-        0
-    );
+    assert_empty(&world.home.path().join("inbox"));
     world.stop_task(&arn);
 }
 
@@ -373,17 +385,7 @@ fn on_a_terminal_the_session_is_chosen_and_a_progress_bar_shows() {
 fn an_interrupted_download_leaves_no_partial_file() {
     let world = World::new(shared(), "cp-signal");
     let (id, _) = detached(&world, "exec");
-    let out = world.run(&[
-        "exec",
-        &id,
-        "--",
-        "sh",
-        "-c",
-        "head -c 60000000 /dev/urandom > /tmp/big",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
-    let inbox = world.home.path().join("inbox");
-    std::fs::create_dir(&inbox).unwrap();
+    let inbox = big_remote_file_and_an_inbox(&world, &id, 60_000_000);
     let child = world.spawn(&["cp", &format!("{id}:/tmp/big"), "inbox/"], Stdio::null());
     // The copy is under way once its temporary file has content.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -400,8 +402,7 @@ fn an_interrupted_download_leaves_no_partial_file() {
     unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGINT) };
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130), "stderr: {}", stderr(&out));
-    let left: Vec<_> = std::fs::read_dir(&inbox).unwrap().collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_empty(&inbox);
     assert!(world.run(&["down", &id]).status.success());
     world.assert_nothing_left();
 }
@@ -444,22 +445,11 @@ fn a_faulty_channel_still_copies_exactly_and_a_dead_one_leaves_nothing() {
     );
 
     sandbox.ctl(&["gateway-fault"]);
-    let out = world.run(&[
-        "exec",
-        &id,
-        "--",
-        "sh",
-        "-c",
-        "head -c 100000000 /dev/urandom > /tmp/big",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
-    let inbox = world.home.path().join("inbox");
-    std::fs::create_dir(&inbox).unwrap();
+    let inbox = big_remote_file_and_an_inbox(&world, &id, 100_000_000);
     sandbox.ctl(&["gateway-fault", "--kill-after", "1"]);
     let out = world.run(&["cp", &format!("{id}:/tmp/big"), "inbox/"]);
     expect_exit(&out, 76, "data channel");
-    let left: Vec<_> = std::fs::read_dir(&inbox).unwrap().collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_empty(&inbox);
     assert!(world.run(&["down", &id]).status.success());
     world.assert_nothing_left();
 }

@@ -382,3 +382,12 @@ def test_stop_reason_started_by_and_tag_limits(aws):
         assert err["Code"] == "InvalidParameterException", bad
     fine = aws.run(startedBy="ecs-svc/jump_session-1")["taskArn"]
     aws.ecs.stop_task(cluster=aws.cluster, task=fine)
+
+
+def test_describe_tasks_takes_at_most_100_and_list_tasks_pages_at_most_100(aws):
+    # jump's task picker lists every running task: it must page ListTasks and describe
+    # them 100 at a time, as ECS allows no more.
+    err = error_of(aws.ecs.describe_tasks, cluster=aws.cluster, tasks=["0" * 32] * 101)
+    assert err == {"Code": "InvalidParameterException", "Message": "Tasks can have at most 100 items."}
+    err = error_of(aws.ecs.list_tasks, cluster=aws.cluster, maxResults=101)
+    assert err["Code"] == "InvalidParameterException"
